@@ -1,0 +1,3 @@
+from pgsync_dossier.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""Rendering: data to stdout (a table for people, JSON for scripts), messages to stderr."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return "(none)"
+    columns = list(columns or rows[0].keys())
+    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
+    widths = [max(len(col), *(len(line[i]) for line in cells)) for i, col in enumerate(columns)]
+    header = "  ".join(col.upper().ljust(width) for col, width in zip(columns, widths, strict=True))
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+    return "\n".join([header.rstrip(), *lines])
+
+
+def key_values(data: Mapping[str, Any]) -> str:
+    width = max(len(key) for key in data)
+    return "\n".join(f"{key.ljust(width)}  {_cell(value)}" for key, value in data.items())
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=_json_default, ensure_ascii=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def emit(data: Any, as_json: bool, human: str) -> None:
+    """Write the result to stdout, in JSON when asked."""
+    click.echo(to_json(data) if as_json else human)
+
+
+def message(text: str) -> None:
+    """A progress or informational line for people: stderr, so stdout stays data."""
+    click.echo(text, err=True)

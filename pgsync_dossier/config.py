@@ -1,0 +1,216 @@
+"""Typed node settings from one YAML file plus PGSYNC_DOSSIER_* environment variables.
+
+Pure: no database code. Every problem is reported as one line naming the file (or the
+environment variable), the key and what to do, because the reader is a DBA at a prompt.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.errors import ConfigError
+from pgsync_dossier.schedule import Schedule
+from pgsync_dossier.token import Secret, masked, token_problem
+
+DEFAULT_CONFIG_PATH = Path("/etc/pgsync-dossier/config.yaml")
+CONFIG_PATH_ENV = "PGSYNC_DOSSIER_CONFIG"
+ENV_PREFIX = "PGSYNC_DOSSIER_"
+ROLES = ("leader", "subscriber")
+
+Role = Literal["leader", "subscriber"]
+
+_STRING_KEYS = ("node_name", "database_url", "face_model", "sync_token", "sync_token_file")
+_BOOL_KEYS = ("sync_at_startup", "sync_at_creation")
+KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS)
+_REQUIRED_KEYS = ("role", "node_name", "database_url", "face_model")
+
+
+@dataclass(frozen=True)
+class Config:
+    role: Role
+    node_name: str
+    database_url: str
+    sync_token: Secret = field(repr=False)
+    face_model: str
+    sync_schedule: Schedule | None
+    sync_at_startup: bool
+    sync_at_creation: bool
+    source: str
+
+    def effective(self) -> dict[str, Any]:
+        """The settings as a person should see them: the token masked, never revealed."""
+        return {
+            "source": self.source,
+            "role": self.role,
+            "node_name": self.node_name,
+            "database_url": mask_conninfo(self.database_url),
+            "sync_token": masked(self.sync_token),
+            "face_model": self.face_model,
+            "sync_schedule": self.sync_schedule.text if self.sync_schedule else None,
+            "sync_at_startup": self.sync_at_startup,
+            "sync_at_creation": self.sync_at_creation,
+        }
+
+
+def resolve_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """--config, else PGSYNC_DOSSIER_CONFIG, else the system-wide default."""
+    if option:
+        return Path(option)
+    if environ.get(CONFIG_PATH_ENV):
+        return Path(environ[CONFIG_PATH_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
+    raw = _read_yaml(path)
+    where = str(path)
+    values: dict[str, tuple[object, str]] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or key not in KNOWN_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}{_did_you_mean(key)}; remove it")
+        values[key] = (value, f"{where}: {key}")
+    for key in KNOWN_KEYS:
+        env_name = ENV_PREFIX + key.upper()
+        if env_name in environ:
+            values[key] = (_from_env(key, environ[env_name]), f"environment variable {env_name}")
+    if ENV_PREFIX + "SYNC_TOKEN" in environ:
+        values.pop("sync_token_file", None)
+    return _build(values, where, path.parent)
+
+
+def _read_yaml(path: Path) -> dict[Any, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found; write one with "
+            f"'pgsync-dossier init-config --role leader|subscriber {path}' or pass --config PATH"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML{at}: {problem}; fix the syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the file must be a mapping of 'key: value' lines")
+    return data
+
+
+def _from_env(key: str, text: str) -> object:
+    if key in _BOOL_KEYS:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return text  # rejected below as "must be true or false"
+    return text
+
+
+def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) -> Config:
+    for key in _REQUIRED_KEYS:
+        if key not in values or values[key][0] in (None, ""):
+            raise ConfigError(f"{where}: {key} is required; {_HINTS[key]}")
+    strings: dict[str, str] = {}
+    for key in (*_STRING_KEYS, "role", "sync_schedule"):
+        if key in values and values[key][0] is not None:
+            value, origin = values[key]
+            if not isinstance(value, str):
+                raise ConfigError(f"{origin}: must be a string, not {_yaml_type(value)}")
+            strings[key] = value.strip()
+    role = strings["role"]
+    if role not in ROLES:
+        raise ConfigError(f"{values['role'][1]}: must be 'leader' or 'subscriber', not {role!r}")
+    flags: dict[str, bool] = {}
+    for key in _BOOL_KEYS:
+        value, origin = values.get(key, (True, key))
+        if value is None:
+            value = True
+        if not isinstance(value, bool):
+            raise ConfigError(f"{origin}: must be true or false, not {value!r}")
+        flags[key] = value
+    token = _token(values, strings, where, base_dir)
+    schedule = None
+    if strings.get("sync_schedule"):
+        try:
+            schedule = Schedule.parse(strings["sync_schedule"])
+        except ValueError as exc:
+            raise ConfigError(
+                f"{values['sync_schedule'][1]}: invalid RRULE: {exc}; "
+                "e.g. 'FREQ=DAILY;BYHOUR=3', or remove the key for continuous sync"
+            ) from None
+    return Config(
+        role="leader" if role == "leader" else "subscriber",
+        node_name=strings["node_name"],
+        database_url=strings["database_url"],
+        sync_token=token,
+        face_model=strings["face_model"],
+        sync_schedule=schedule,
+        sync_at_startup=flags["sync_at_startup"],
+        sync_at_creation=flags["sync_at_creation"],
+        source=where,
+    )
+
+
+def _token(
+    values: dict[str, tuple[object, str]], strings: dict[str, str], where: str, base_dir: Path
+) -> Secret:
+    if "sync_token" in strings and "sync_token_file" in strings:
+        raise ConfigError(f"{where}: sync_token and sync_token_file are both set; keep one")
+    if "sync_token" in strings:
+        token, origin = strings["sync_token"], values["sync_token"][1]
+    elif "sync_token_file" in strings:
+        origin = values["sync_token_file"][1]
+        token_path = base_dir / Path(strings["sync_token_file"]).expanduser()
+        try:
+            token = token_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(
+                f"{origin}: cannot read the token file {token_path}; "
+                "check the path and that this user may read it"
+            ) from None
+    else:
+        raise ConfigError(f"{where}: sync_token is required; {_HINTS['sync_token']}")
+    problem = token_problem(token)
+    if problem:
+        raise ConfigError(
+            f"{origin}: the sync token {problem}; use the same long random token on every node "
+            "(init-config generates one)"
+        )
+    return Secret(token)
+
+
+_HINTS = {
+    "role": "set it to 'leader' or 'subscriber'",
+    "node_name": "name this node, e.g. 'node_name: site-paris'",
+    "database_url": "set the dossier database's URL, e.g. 'postgresql://pgsync@localhost/dossiers'",
+    "face_model": "set the face model's identifier, identical on every node",
+    "sync_token": "set sync_token or sync_token_file (identical on every node), "
+    "or the environment variable PGSYNC_DOSSIER_SYNC_TOKEN",
+}
+
+
+def _did_you_mean(key: object) -> str:
+    close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _yaml_type(value: object) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a mapping"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,217 @@
+"""The schema as SQLAlchemy tables: what the Alembic history must produce (checked for drift).
+
+Migrations are written by hand and frozen; this module describes the head revision so a test
+can compare a freshly migrated catalog against it. Why each constraint exists is in
+docs/schema.md and ../shared/design.md section 3.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import TIMESTAMP, UUID
+
+# PostgreSQL's own default names, so constraints read the same in psql and in migrations.
+NAMING_CONVENTION = {
+    "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+    "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+CATALOG_SCHEMA = "pgsync"
+
+#: Row size bounds that keep every dossier and face row inline (no TOAST): a row moved into a
+#: published list is sent as an INSERT without its unchanged out-of-line values (design 3).
+MAX_NAME_BYTES = 1000
+MAX_COMMENT_BYTES = 4000
+MAX_EMBEDDING_BYTES = 7168
+MAX_MODEL_BYTES = 200
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _timestamp(name: str, nullable: bool = False, default: bool = True) -> Column[object]:
+    return Column(
+        name,
+        TIMESTAMP(timezone=True),
+        nullable=nullable,
+        server_default=text("now()") if default else None,
+    )
+
+
+dossier_list = Table(
+    "dossier_list",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("comment", Text, nullable=False, server_default=text("''")),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _timestamp("created_at"),
+    _timestamp("modified_at"),
+)
+
+dossier = Table(
+    "dossier",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("dossier_list_id", Integer, ForeignKey("dossier_list.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("comment", Text, nullable=False, server_default=text("''")),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _timestamp("created_at"),
+    _timestamp("modified_at"),
+    # The replica identity on the Leader and the target of dossier_face's composite FK.
+    UniqueConstraint("id", "dossier_list_id"),
+    CheckConstraint(f"octet_length(name) BETWEEN 1 AND {MAX_NAME_BYTES}", name="name_size"),
+    CheckConstraint(f"octet_length(comment) <= {MAX_COMMENT_BYTES}", name="comment_size"),
+    Index(None, "dossier_list_id", "name"),
+)
+
+dossier_face = Table(
+    "dossier_face",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("dossier_id", UUID(as_uuid=True), nullable=False),
+    Column("dossier_list_id", Integer, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("model", Text, nullable=False),
+    _timestamp("created_at"),
+    UniqueConstraint("id", "dossier_list_id"),
+    # Moving a dossier between lists moves its faces in the same transaction (design 3).
+    ForeignKeyConstraint(
+        ["dossier_id", "dossier_list_id"],
+        ["dossier.id", "dossier.dossier_list_id"],
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+    ),
+    CheckConstraint(
+        f"octet_length(embedding) BETWEEN 1 AND {MAX_EMBEDDING_BYTES}", name="embedding_size"
+    ),
+    CheckConstraint(f"octet_length(model) BETWEEN 1 AND {MAX_MODEL_BYTES}", name="model_size"),
+    Index(None, "dossier_list_id"),
+    Index(None, "dossier_id", "dossier_list_id"),
+)
+
+# -- the pgsync catalog ---------------------------------------------------------------------
+node = Table(
+    "node",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    Column("role", Text, nullable=False),
+    Column("node_name", Text, nullable=False),
+    Column("face_model", Text, nullable=False),
+    Column("token_verifier", Text, nullable=False),
+    Column("sync_schedule", Text),
+    Column("sync_at_startup", Boolean, nullable=False),
+    Column("sync_at_creation", Boolean, nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    CheckConstraint("id", name="singleton"),
+    CheckConstraint("role IN ('leader', 'subscriber')", name="role"),
+    schema=CATALOG_SCHEMA,
+)
+
+heartbeat = Table(
+    "heartbeat",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("list_id", Integer, nullable=False, unique=True),
+    Column("seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("beat_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+    UniqueConstraint("id", "list_id"),
+    schema=CATALOG_SCHEMA,
+)
+
+publication = Table(
+    "publication",
+    metadata,
+    Column("list_id", Integer, ForeignKey("dossier_list.id"), primary_key=True),
+    Column("publication_name", Text, nullable=False, unique=True),
+    _timestamp("created_at"),
+    schema=CATALOG_SCHEMA,
+)
+
+subscriber_link = Table(
+    "subscriber_link",
+    metadata,
+    Column("slot_name", Text, primary_key=True),
+    Column("list_id", Integer, ForeignKey("pgsync.publication.list_id"), nullable=False),
+    Column("subscriber_node", Text, nullable=False),
+    Column("subscriber_list_id", Integer, nullable=False),
+    _timestamp("registered_at"),
+    UniqueConstraint("subscriber_node", "subscriber_list_id"),
+    schema=CATALOG_SCHEMA,
+)
+
+LINK_STATES = ("attaching", "copying", "ready", "paused", "detaching", "error")
+
+link = Table(
+    "link",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("local_list_id", Integer, ForeignKey("dossier_list.id"), nullable=False, unique=True),
+    Column("remote_list_id", Integer, nullable=False),
+    Column("leader_url", Text, nullable=False),
+    Column("leader_id", Text, nullable=False),
+    Column("leader_node_name", Text),
+    Column("subscription_name", Text, nullable=False, unique=True),
+    Column("slot_name", Text, nullable=False, unique=True),
+    Column("state", Text, nullable=False, server_default=text("'attaching'")),
+    Column("schedule", Text),
+    Column("leader_available", Boolean, nullable=False, server_default=text("true")),
+    Column("leader_unavailable_since", TIMESTAMP(timezone=True)),
+    Column("last_error", Text),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    CheckConstraint(
+        "state IN (" + ", ".join(f"'{state}'" for state in LINK_STATES) + ")", name="state"
+    ),
+    schema=CATALOG_SCHEMA,
+)
+
+SYNC_REASONS = ("schedule", "startup", "creation", "manual")
+
+sync_run = Table(
+    "sync_run",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("link_id", Integer, ForeignKey("pgsync.link.id", ondelete="CASCADE"), nullable=False),
+    Column("reason", Text, nullable=False),
+    _timestamp("started_at"),
+    _timestamp("finished_at", nullable=True, default=False),
+    Column("barrier_seq", BigInteger),
+    Column("ok", Boolean),
+    Column("error", Text),
+    Column("rows_applied", BigInteger),
+    CheckConstraint(
+        "reason IN (" + ", ".join(f"'{reason}'" for reason in SYNC_REASONS) + ")", name="reason"
+    ),
+    Index(None, "link_id", "started_at"),
+    schema=CATALOG_SCHEMA,
+)
+
+orphan_slot = Table(
+    "orphan_slot",
+    metadata,
+    Column("slot_name", Text, primary_key=True),
+    Column("leader_url", Text, nullable=False),
+    Column("leader_id", Text, nullable=False),
+    _timestamp("detached_at"),
+    Column("last_error", Text),
+    schema=CATALOG_SCHEMA,
+)

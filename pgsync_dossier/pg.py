@@ -1,0 +1,157 @@
+"""Connections, server probes, advisory locks and named queries.
+
+Every connection says who it is (application_name) and bounds its statements, so a DBA can
+tell our sessions apart in pg_stat_activity and none of them can hang forever.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.errors import PreconditionFailed, ServerUnreachable, UsageError
+from pgsync_dossier.resources import sql_dir
+
+APPLICATION_NAME = "pgsync-dossier"
+DEFAULT_STATEMENT_TIMEOUT_MS = 60_000
+DEFAULT_CONNECT_TIMEOUT_S = 10
+MIN_SERVER_VERSION = 150000
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+class AuthenticationFailed(ServerUnreachable):
+    """The server answered but refused the login: not the same as being down."""
+
+    code = "authentication_failed"
+
+
+def connect(
+    conninfo: str,
+    *,
+    what: str,
+    autocommit: bool = True,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    **overrides: Any,
+) -> Connection:
+    """Open a connection, turning libpq's failures into one line that names `what`.
+
+    `overrides` are libpq keywords (user, password, dbname, ...) merged over `conninfo`; a
+    password given here never appears in a message.
+    """
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        raise UsageError(
+            f"invalid connection string for {what}: {mask_conninfo(conninfo)}; "
+            "use a URL like postgresql://user@host:5432/dbname or key=value pairs"
+        ) from None
+    params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
+    params.update(overrides)
+    params["application_name"] = APPLICATION_NAME
+    params["options"] = f"-c statement_timeout={statement_timeout_ms}"
+    try:
+        return psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
+    except psycopg.OperationalError as exc:
+        raise _connect_error(exc, what, conninfo) from None
+
+
+def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> ServerUnreachable:
+    reason = _first_line(str(exc))
+    where = mask_conninfo(conninfo)
+    if "password authentication failed" in reason or "no password supplied" in reason:
+        return AuthenticationFailed(f"{what} ({where}) refused the login: {reason}")
+    if re.search(r'database ".*" does not exist', reason):
+        return ServerUnreachable(f"{what} ({where}): {reason}; check the database name")
+    return ServerUnreachable(f"cannot reach {what} ({where}): {reason}")
+
+
+def _first_line(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    # libpq prefixes each attempted address with 'connection to server at ... failed:'.
+    for line in reversed(lines):
+        if line.startswith(("FATAL:", "ERROR:")):
+            return line.split(":", 1)[1].strip()
+    return lines[-1] if lines else "unknown error"
+
+
+def server_version(conn: Connection) -> int:
+    return conn.info.server_version
+
+
+def require_server_version(conn: Connection, what: str) -> None:
+    version = server_version(conn)
+    if version < MIN_SERVER_VERSION:
+        raise PreconditionFailed(
+            f"{what} runs PostgreSQL {version // 10000}; row-filtered publications need "
+            "PostgreSQL 15 or later: upgrade the server"
+        )
+
+
+def setting(conn: Connection, name: str) -> str:
+    row = conn.execute("SELECT pg_catalog.current_setting(%s) AS value", [name]).fetchone()
+    assert row is not None
+    return str(row["value"])
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    with conn.transaction():
+        yield conn
+
+
+# -- advisory locks -----------------------------------------------------------------------
+# One key space: the first int says what kind of thing is locked, the second which one.
+LOCK_NAMESPACE = 0x7067_7364  # 'pgsd'
+
+
+def lock_key(kind: str, ident: int) -> tuple[int, int]:
+    kinds = {"link": 1, "list": 2, "node": 3}
+    return (LOCK_NAMESPACE + kinds[kind], ident)
+
+
+def try_advisory_lock(conn: Connection, kind: str, ident: int) -> bool:
+    """Session-level lock: held until unlock or disconnect, so a crash releases it."""
+    row = conn.execute(
+        "SELECT pg_catalog.pg_try_advisory_lock(%s, %s) AS locked", lock_key(kind, ident)
+    ).fetchone()
+    return bool(row and row["locked"])
+
+
+def advisory_unlock(conn: Connection, kind: str, ident: int) -> None:
+    conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s, %s)", lock_key(kind, ident))
+
+
+def xact_advisory_lock(conn: Connection, kind: str, ident: int) -> None:
+    """Transaction-level lock, released at commit or rollback."""
+    conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s, %s)", lock_key(kind, ident))
+
+
+# -- named queries -------------------------------------------------------------------------
+_QUERY_HEADER = re.compile(r"^--\s*name:\s*(\S+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def _queries(filename: str) -> dict[str, str]:
+    text = (sql_dir() / filename).read_text(encoding="utf-8")
+    parts = _QUERY_HEADER.split(text)
+    return {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def query(name: str, filename: str = "queries.sql", **identifiers: str) -> sql.Composed:
+    """A named query from sql/; `identifiers` fill `{name}` placeholders as quoted identifiers."""
+    template = sql.SQL(_queries(filename)[name])  # type: ignore[arg-type]
+    return template.format(**{k: sql.Identifier(v) for k, v in identifiers.items()})
+
+
+def sql_file(filename: str) -> str:
+    """A whole SQL script from sql/ (functions, triggers), run as one statement batch."""
+    return (sql_dir() / filename).read_text(encoding="utf-8")

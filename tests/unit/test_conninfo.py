@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import pytest
+
+from pgsync_dossier.conninfo import mask_conninfo
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("postgresql://u:p%40ss@h:5432/db", "postgresql://u:****@h:5432/db"),
+        ("postgres://u@h/db?password=x&sslmode=require", "postgres://u@h/db?password=****&sslmode=require"),
+        ("postgresql:///dossiers", "postgresql:///dossiers"),
+        ("host=h password='a b\\' c' user=x", "host=h password=**** user=x"),
+        ("host=h PASSWORD = plain dbname=d", "host=h PASSWORD = **** dbname=d"),
+        ("host=h dbname=d", "host=h dbname=d"),
+    ],
+)
+def test_passwords_are_masked(given: str, shown: str) -> None:
+    assert mask_conninfo(given) == shown
