@@ -7,7 +7,7 @@ neither may reach a log, a status table or an error message with it.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 _URL_SCHEMES = ("postgresql://", "postgres://")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -31,4 +31,5 @@ def mask_conninfo(conninfo: str) -> str:
     query = urlencode(
         [(k, "****" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*/"
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Built by hand: urlunsplit drops the empty host of postgresql:///dbname.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")

@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
+from alembic import command
 from pgsync_dossier import pg
 from pgsync_dossier.errors import UsageError
 from pgsync_dossier.resources import alembic_dir
@@ -59,6 +59,17 @@ def known_revisions() -> list[str]:
 def current_revision(conninfo: str) -> str | None:
     with sqlalchemy_connection(conninfo) as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def current_revision_on(conn: psycopg.Connection[Any]) -> str | None:
+    """The revision recorded in an already open connection's database (None: not migrated)."""
+    exists = conn.execute("SELECT pg_catalog.to_regclass('public.alembic_version') IS NOT NULL").fetchone()
+    if not exists or not list(exists.values() if isinstance(exists, dict) else exists)[0]:
+        return None
+    row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    if row is None:
+        return None
+    return str(row["version_num"] if isinstance(row, dict) else row[0])
 
 
 def migrate(conninfo: str, target: str = "head") -> tuple[str | None, str | None]:

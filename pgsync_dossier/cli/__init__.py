@@ -9,17 +9,64 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
 from pgsync_dossier import __version__
 from pgsync_dossier.cli.context import AppContext
-from pgsync_dossier.errors import PgsyncError, UsageError
-
-log = logging.getLogger("pgsync_dossier")
+from pgsync_dossier.errors import PgsyncError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class PgsyncGroup(click.Group):
+    """Turns every failure into one line on stderr and the exit code its class documents."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PgsyncError as exc:
+            if _debug(ctx):
+                traceback.print_exc()
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # a bug: say so, keep the details out of the user's way
+            report = _write_crash_report()
+            if _debug(ctx):
+                traceback.print_exc()
+            click.secho(
+                f"internal error: {type(exc).__name__}; this is a bug in pgsync-dossier. "
+                f"Details: {report} (rerun with --debug to see them here)",
+                err=True,
+                fg="red",
+            )
+            ctx.exit(1)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return isinstance(ctx.obj, AppContext) and ctx.obj.debug
+
+
+def _write_crash_report() -> str:
+    directory = Path(os.environ.get("XDG_STATE_HOME") or tempfile.gettempdir())
+    path = directory / f"pgsync-dossier-crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            traceback.print_exc(file=out)
+    except OSError:
+        return "(no crash report could be written)"
+    return str(path)
+
+
+@click.group(
+    cls=PgsyncGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",
@@ -40,57 +87,14 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, debug: bool)
 
 
 def _register() -> None:
-    from pgsync_dossier.cli import config_cmds, schema_cmds
+    from pgsync_dossier.cli import config_cmds, link_cmds, schema_cmds
 
-    for module in (config_cmds, schema_cmds):
+    for module in (config_cmds, schema_cmds, link_cmds):
         module.register(cli)
 
 
 _register()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: every failure becomes one line on stderr and a documented exit code."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        cli.main(args=argv, prog_name="pgsync-dossier", standalone_mode=False)
-    except PgsyncError as exc:
-        if debug:
-            traceback.print_exc()
-        click.secho(f"error: {exc}", err=True, fg="red")
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(UsageError.exit_code if isinstance(exc, click.UsageError) else exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # a bug: say so, keep the details out of the user's way
-        report = _write_crash_report()
-        if debug:
-            traceback.print_exc()
-        click.secho(
-            f"internal error: {type(exc).__name__}; this is a bug in pgsync-dossier. "
-            f"Details: {report} (rerun with --debug to see them here)",
-            err=True,
-            fg="red",
-        )
-        sys.exit(1)
-    sys.exit(0)
-
-
-def _write_crash_report() -> str:
-    directory = Path(os.environ.get("XDG_STATE_HOME") or tempfile.gettempdir())
-    path = directory / f"pgsync-dossier-crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
-    try:
-        with path.open("w", encoding="utf-8") as out:
-            os.chmod(path, 0o600)
-            traceback.print_exc(file=out)
-    except OSError:
-        return "(could not write a crash report)"
-    return str(path)
+def main() -> None:
+    cli(prog_name="pgsync-dossier")

@@ -8,9 +8,11 @@ Names are awkward on purpose (spaces, quotes, upper case, a password with ' @ :)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,14 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
+from click.testing import CliRunner
 from psycopg import sql
 from psycopg.rows import dict_row
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgsync_dossier import migrations
+from pgsync_dossier.cli import cli
 from pgsync_dossier.clusters import LocalCluster, find_bindir, server_version
 
 ADMIN_USER = 'Sync Admin\'s "Role"'
@@ -181,3 +186,122 @@ def subscriber_a(nodes: dict[str, Node]) -> Node:
 @pytest.fixture
 def subscriber_b(nodes: dict[str, Node]) -> Node:
     return nodes["subscriber_b"]
+
+
+# -- configured nodes and the CLI -------------------------------------------------------------
+TOKEN = "Sync-Token-For-Tests-" + "0123456789abcdef" * 3
+FACE_MODEL = "arcface-r100 v2"
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Site:
+    """A node with its config file: what a DBA has on each host."""
+
+    node: Node
+    config_path: Path
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
+        result = CliRunner().invoke(cli, ["--config", str(self.config_path), *args], env=env)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    def ok(self, *args: str) -> CliResult:
+        result = self.cli(*args)
+        assert result.exit_code == 0, f"{args} failed ({result.exit_code}): {result.stderr}"
+        return result
+
+    @property
+    def leader_url(self) -> str:
+        """The URL a Subscriber is given for this node: no password, the token login is used."""
+        return self.node.cluster.tcp_url(self.node.dbname, "unused").replace("unused@", "")
+
+
+def write_config(path: Path, node: Node, role: str, **overrides: Any) -> Path:
+    values: dict[str, Any] = {
+        "role": role,
+        "node_name": f"{node.name} site",
+        "database_url": node.url,
+        "sync_token": TOKEN,
+        "face_model": FACE_MODEL,
+    }
+    values.update(overrides)
+    path.write_text(yaml.safe_dump({k: v for k, v in values.items() if v is not None}))
+    return path
+
+
+@pytest.fixture
+def sites(nodes: dict[str, Node], tmp_path: Path) -> dict[str, Site]:
+    """Leader and both Subscribers configured and set up, as after the runbook's first steps."""
+    made = {}
+    for name, node in nodes.items():
+        role = "leader" if name == "leader" else "subscriber"
+        site = Site(node, write_config(tmp_path / f"{name}.yaml", node, role))
+        site.ok("setup")
+        made[name] = site
+    return made
+
+
+def make_list(node: Node, name: str) -> int:
+    return int(node.execute("INSERT INTO dossier_list (name) VALUES (%s) RETURNING id", [name])[0]["id"])
+
+
+def add_dossiers(node: Node, list_id: int, count: int, faces_each: int = 2, prefix: str = "d") -> list[Any]:
+    ids = []
+    with node.connect() as conn:
+        for n in range(count):
+            dossier_id = conn.execute(
+                "INSERT INTO dossier (dossier_list_id, name, comment) VALUES (%s, %s, %s) RETURNING id",
+                [list_id, f"{prefix}{n}", f"comment {n}"],
+            ).fetchone()["id"]
+            for f in range(faces_each):
+                conn.execute(
+                    "INSERT INTO dossier_face (dossier_id, embedding, model) VALUES (%s, %s, %s)",
+                    [dossier_id, os.urandom(2048), FACE_MODEL],
+                )
+            ids.append(dossier_id)
+    return ids
+
+
+def list_rows(node: Node, list_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A list's dossiers and faces, without the list id (it differs between Leader and replica)."""
+    dossiers = node.execute(
+        "SELECT id, name, comment, active, created_at, modified_at FROM dossier "
+        "WHERE dossier_list_id = %s ORDER BY id",
+        [list_id],
+    )
+    faces = node.execute(
+        "SELECT id, dossier_id, embedding, model, created_at FROM dossier_face "
+        "WHERE dossier_list_id = %s ORDER BY id",
+        [list_id],
+    )
+    return dossiers, faces
+
+
+def wait_until(check: Any, what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value {last!r}")
+
+
+def wait_for_same(leader: Node, remote: int, replica: Node, local: int, timeout_s: float = 30.0) -> None:
+    wait_until(
+        lambda: list_rows(leader, remote) == list_rows(replica, local),
+        f"list {local} to match Leader list {remote}",
+        timeout_s,
+    )

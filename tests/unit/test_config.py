@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from pgsync_dossier import config
-from pgsync_dossier.cli import cli, main
+from pgsync_dossier.cli import cli
 from pgsync_dossier.errors import ConfigError
 
 TOKEN = "T0ken-" + "x" * 40
@@ -101,8 +101,8 @@ def test_init_config_then_check(tmp_path: Path) -> None:
     checked = runner.invoke(cli, ["--config", str(path), "config", "check", "--json"])
     assert checked.exit_code == 0 and token not in checked.output
     assert '"role": "leader"' in checked.output
-    again = runner.invoke(cli, ["init-config", "--role", "leader", str(path)], standalone_mode=False)
-    assert again.exception is not None and "--force" in str(again.exception)
+    again = runner.invoke(cli, ["init-config", "--role", "leader", str(path)])
+    assert again.exit_code == 3 and "--force" in again.stderr
     forced = runner.invoke(cli, ["init-config", "--role", "leader", "--force", str(path)])
     assert forced.exit_code == 0
     assert config.load(path, environ={}).sync_token.reveal() != token
@@ -114,17 +114,16 @@ def test_init_config_then_check(tmp_path: Path) -> None:
     assert config.load(sub, environ={}).sync_token == config.load(path, environ={}).sync_token
 
 
-def test_main_maps_errors_to_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_map_to_exit_codes_without_traceback(tmp_path: Path) -> None:
+    runner = CliRunner()
     path = write(tmp_path, GOOD + "colour: red\n")
-    with pytest.raises(SystemExit) as exited:
-        main(["--config", str(path), "config", "check"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown key 'colour'" in err and "Traceback" not in err
+    result = runner.invoke(cli, ["--config", str(path), "config", "check"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "unknown key 'colour'" in result.stderr
+    assert "Traceback" not in result.output
     (tmp_path / "exists.yaml").write_text("x")
-    with pytest.raises(SystemExit) as exited:
-        main(["init-config", "--role", "leader", str(tmp_path / "exists.yaml")])
-    assert exited.value.code == 3
-    with pytest.raises(SystemExit) as exited:
-        main(["no-such-command"])
-    assert exited.value.code == 2
+    result = runner.invoke(cli, ["init-config", "--role", "leader", str(tmp_path / "exists.yaml")])
+    assert result.exit_code == 3 and "--force" in result.stderr
+    assert runner.invoke(cli, ["no-such-command"]).exit_code == 2
+    missing = runner.invoke(cli, ["--config", str(tmp_path / "absent.yaml"), "config", "check"])
+    assert missing.exit_code == 2 and "init-config" in missing.stderr

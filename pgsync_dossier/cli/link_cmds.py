@@ -1,0 +1,151 @@
+"""setup, attach, detach, status, leader-unavailable."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from pgsync_dossier import links, node, pg, status
+from pgsync_dossier.cli import render
+from pgsync_dossier.cli.context import AppContext, pass_app
+from pgsync_dossier.cli.options import json_option
+from pgsync_dossier.errors import PreconditionFailed
+
+
+def register(cli: click.Group) -> None:
+    for command in (setup, attach, detach, status_command, leader_unavailable):
+        cli.add_command(command)
+
+
+@click.command()
+@json_option
+@pass_app
+def setup(app: AppContext, as_json: bool) -> None:
+    """Check this node's server, then record the node and install its role's SQL."""
+    result = node.setup(app.config)
+    verb = "set up" if result["created"] else "updated"
+    notes = [
+        "sync token rotated" if result["token_rotated"] else "",
+        "face model changed: Subscribers with the old model will pause" if result["face_model_changed"] else "",
+    ]
+    human = f"{result['role']} {result['node_name']} {verb}" + "".join(f"; {n}" for n in notes if n)
+    render.emit(result, as_json, human)
+
+
+@click.command()
+@click.option("--remote-list", "remote_list", type=int, required=True, metavar="L", help="The Leader's list id.")
+@click.option("--remote-url", "remote_url", required=True, metavar="URL", help="The Leader's PostgreSQL URL.")
+@click.option("--local-list", "local_list", type=int, required=True, metavar="T", help="This Subscriber's (empty) list id.")
+@click.option("--schedule", metavar="RRULE", help="Sync windows for this link (overrides the Leader's).")
+@click.option("--timeout", type=float, default=links.DEFAULT_COPY_TIMEOUT_S, show_default=True, help="Seconds to wait for the initial copy.")
+@json_option
+@pass_app
+def attach(
+    app: AppContext,
+    remote_list: int,
+    remote_url: str,
+    local_list: int,
+    schedule: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Make local list T a read-only replica of Leader list L."""
+    if schedule:
+        from pgsync_dossier.schedule import Schedule
+
+        try:
+            schedule = Schedule.parse(schedule).text
+        except ValueError as exc:
+            raise click.BadParameter(f"invalid RRULE: {exc}", param_hint="--schedule") from None
+    request = links.AttachRequest(remote_list, remote_url, local_list, schedule)
+    progress = _CopyProgress(enabled=sys.stderr.isatty() and not as_json)
+    try:
+        result = links.attach(app.config, request, timeout_s=timeout, on_progress=progress.update)
+    finally:
+        progress.close()
+    human = (
+        f"list {local_list} now replicates Leader list {remote_list} ({result['leader']}): "
+        + (
+            f"{result['dossiers']} dossiers and {result['faces']} faces copied"
+            if result["synced"]
+            else "the initial copy runs at the first sync"
+        )
+    )
+    render.emit(result, as_json, human)
+
+
+class _CopyProgress:
+    """A progress bar on a terminal while the initial copy runs; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def update(self, dossiers: int, faces: int, expected: int) -> None:
+        if not self.enabled or expected < 1000:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=expected, label="copying dossiers", file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(dossiers - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@click.command()
+@click.argument("local_list", type=int, metavar="T")
+@click.option("--purge", is_flag=True, help="Also delete the list's dossiers on this Subscriber.")
+@json_option
+@pass_app
+def detach(app: AppContext, local_list: int, purge: bool, as_json: bool) -> None:
+    """Cancel replication of list T; it becomes an ordinary writable list."""
+    result = links.detach(app.config, local_list, purge)
+    human = f"list {local_list} detached" + (
+        "" if result["slot_dropped"] else "; the Leader is down: its slot is dropped when it is back"
+    ) + (f"; {result['purged_dossiers']} dossiers purged" if purge else "")
+    render.emit(result, as_json, human)
+
+
+@click.command("status")
+@click.argument("local_list", type=int, required=False, metavar="[T]")
+@json_option
+@pass_app
+def status_command(app: AppContext, local_list: int | None, as_json: bool) -> None:
+    """Links, lag and retained WAL (on a Leader: published lists and their Subscribers)."""
+    rows = status.status(app.config, local_list)
+    if app.config.role == "leader":
+        flat = [
+            {"list": r["list"], "name": r["list_name"], "dossiers": r["dossiers"], "faces": r["faces"], **s}
+            for r in rows
+            for s in (r["subscribers"] or [{}])
+        ]
+        render.emit(rows, as_json, render.table(flat))
+        return
+    columns = ["local_list", "remote_list", "leader", "state", "enabled", "dossiers", "leader_dossiers",
+               "lag_bytes", "lag_seconds", "retained_wal_bytes", "wal_status", "last_sync", "last_error"]
+    render.emit(rows, as_json, render.table(rows, columns))
+
+
+@click.command("leader-unavailable")
+@click.argument("local_list", type=int, metavar="T")
+@click.option("--confirm", is_flag=True, help="Required: local deletes in list T become possible.")
+@click.option("--clear", is_flag=True, help="Record the Leader as available again.")
+@pass_app
+def leader_unavailable(app: AppContext, local_list: int, confirm: bool, clear: bool) -> None:
+    """Declare list T's Leader unavailable, so its dossiers may be deleted locally."""
+    if not confirm and not clear:
+        raise click.UsageError("pass --confirm to declare the Leader unavailable, or --clear")
+    with pg.connect(app.config.database_url, what="this Subscriber's database") as conn:
+        node.require_role(conn, "subscriber", "leader-unavailable")
+        if links.get_link(conn, local_list) is None:
+            raise PreconditionFailed(f"list {local_list} is not a replica")
+        links.set_leader_available(conn, local_list, clear)
+    render.message(
+        f"list {local_list}: Leader recorded as available; local deletes are refused again"
+        if clear
+        else f"list {local_list}: Leader recorded as unavailable; local deletes are allowed until it is reachable"
+    )

@@ -1,0 +1,360 @@
+"""attach / detach: the state machine of one link, driving both the Leader and the Subscriber.
+
+Every step is idempotent and progress is recorded in pgsync.link, so running a command again
+after a crash (or twice) converges to one healthy link, or to none. Refusals happen before
+anything is written, so a refused attach leaves nothing behind on either side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from pgsync_dossier import pg, subscriber
+from pgsync_dossier.config import Config
+from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError
+from pgsync_dossier.leader import LeaderClient, LeaderFacts
+from pgsync_dossier.node import require_role
+from pgsync_dossier.token import matches_verifier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COPY_TIMEOUT_S = 3600.0
+DEFAULT_SYNC_TIMEOUT_S = 300.0
+
+Progress = Callable[[int, int, int], None]  # (dossiers, faces, dossiers expected)
+
+
+@dataclass(frozen=True)
+class AttachRequest:
+    remote_list_id: int
+    leader_url: str
+    local_list_id: int
+    schedule: str | None = None
+
+
+def _validate_url(url: str) -> None:
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        params = {}
+    if not url.strip() or not params:
+        raise UsageError(
+            f"invalid Leader URL {mask_conninfo(url)!r}: give the Leader's PostgreSQL URL, "
+            "e.g. postgresql://leader.example.org:5432/dossiers"
+        )
+
+
+def get_link(conn: pg.Connection, local_list_id: int) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM pgsync.link WHERE local_list_id = %s", [local_list_id]).fetchone()
+
+
+def _check_leader(facts: LeaderFacts, config: Config, shown_url: str) -> None:
+    if facts.role != "leader":
+        raise PreconditionFailed(f"{shown_url} is a {facts.role}, not a Leader: attach to the Leader")
+    if not matches_verifier(config.sync_token, facts.token_verifier):
+        raise PreconditionFailed(
+            f"the sync token differs from the Leader's ({facts.node_name}): "
+            "use the Leader's sync_token on this Subscriber"
+        )
+    if facts.face_model != config.face_model:
+        raise PreconditionFailed(
+            f"the face models differ: the Leader ({facts.node_name}) uses {facts.face_model!r}, "
+            f"this Subscriber {config.face_model!r}; both must use the same neural network"
+        )
+
+
+def _list_dossiers(conn: pg.Connection, list_id: int) -> int:
+    return subscriber.list_counts(conn, list_id)[0]
+
+
+def attach(
+    config: Config,
+    request: AttachRequest,
+    *,
+    timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    _validate_url(request.leader_url)
+    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
+        node = require_role(conn, "subscriber", "attach")
+        cleanup_orphan_slots(conn, config)
+        existing = _check_local(conn, request)
+        with LeaderClient(request.leader_url, config.sync_token) as leader:
+            return _attach(conn, leader, config, node, request, existing, timeout_s, on_progress)
+
+
+def _check_local(conn: pg.Connection, request: AttachRequest) -> dict[str, Any] | None:
+    """The local preconditions; returns the link of an earlier attempt at the same attach."""
+    target = request.local_list_id
+    if not conn.execute("SELECT 1 FROM public.dossier_list WHERE id = %s", [target]).fetchone():
+        raise PreconditionFailed(f"local list {target} does not exist on this Subscriber: create it first")
+    existing = get_link(conn, target)
+    if existing and (existing["remote_list_id"], existing["leader_url"]) != (
+        request.remote_list_id,
+        request.leader_url,
+    ):
+        raise PreconditionFailed(
+            f"list {target} is already a replica of list {existing['remote_list_id']} on "
+            f"{existing['leader_node_name'] or mask_conninfo(existing['leader_url'])}: "
+            f"detach it first (pgsync-dossier detach {target})"
+        )
+    if not existing:
+        _refuse_non_empty(conn, target)
+    return existing
+
+
+def _attach(
+    conn: pg.Connection,
+    leader: LeaderClient,
+    config: Config,
+    node: dict[str, Any],
+    request: AttachRequest,
+    existing: dict[str, Any] | None,
+    timeout_s: float,
+    on_progress: Progress | None,
+) -> dict[str, Any]:
+    target = request.local_list_id
+    facts = leader.facts()
+    _check_leader(facts, config, leader.shown_url)
+    remote = leader.list_info(request.remote_list_id)
+    if remote is None:
+        raise PreconditionFailed(
+            f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})"
+        )
+    twin = conn.execute(
+        "SELECT local_list_id FROM pgsync.link WHERE leader_id = %s AND remote_list_id = %s "
+        "AND local_list_id <> %s",
+        [facts.leader_id, request.remote_list_id, target],
+    ).fetchone()
+    if twin:
+        raise PreconditionFailed(
+            f"Leader list {request.remote_list_id} is already replicated into local list "
+            f"{twin['local_list_id']} of this Subscriber; a Leader list has one replica per Subscriber"
+        )
+    name = existing["subscription_name"] if existing else subscriber.link_names(
+        node["node_name"], request.remote_list_id, target
+    )
+    schedule = request.schedule or facts.sync_schedule
+    if not existing:
+        _record_link(conn, request, facts, name)
+    fresh = existing is None or subscriber.subscription(conn, name) is None
+    try:
+        publication = leader.publish(request.remote_list_id)
+        leader.register(request.remote_list_id, node["node_name"], target, name)
+        if subscriber.subscription(conn, name) is None:
+            leader.drop_stale_slot(name)  # left by an attach killed inside CREATE SUBSCRIPTION
+            enabled = schedule is None or facts.sync_at_creation
+            subscriber.create_subscription(
+                conn, name, publication, request.leader_url, config.sync_token, enabled
+            )
+    except BaseException:
+        if fresh:
+            _undo_attach(conn, leader, request.remote_list_id, target, name)
+        raise
+    _set_state(conn, target, "copying")
+    synced = False
+    if facts.sync_at_creation:
+        _sync_at_creation(conn, leader, target, name, remote, schedule, timeout_s, on_progress)
+        synced = True
+    _set_state(conn, target, "ready")
+    dossiers, faces = subscriber.list_counts(conn, target)
+    return {
+        "local_list": target,
+        "remote_list": request.remote_list_id,
+        "leader": facts.node_name,
+        "subscription": name,
+        "state": "ready",
+        "synced": synced,
+        "dossiers": dossiers,
+        "faces": faces,
+    }
+
+
+def _refuse_non_empty(conn: pg.Connection, list_id: int) -> None:
+    dossiers = _list_dossiers(conn, list_id)
+    if dossiers:
+        raise PreconditionFailed(
+            f"synchronization canceled: watch list {list_id} already contains {dossiers} "
+            "dossiers; it must be empty"
+        )
+
+
+def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts, name: str) -> None:
+    """Mark the list as a replica; from the commit on, local writes to it are refused.
+
+    The list row is locked and touched first: a local insert that checked the guard before
+    this commit waits on that lock (the guard takes FOR SHARE) and then sees the link.
+    """
+    with conn.transaction():
+        conn.execute(
+            "SELECT 1 FROM public.dossier_list WHERE id = %s FOR UPDATE", [request.local_list_id]
+        )
+        conn.execute(
+            "UPDATE public.dossier_list SET modified_at = now() WHERE id = %s", [request.local_list_id]
+        )
+        _refuse_non_empty(conn, request.local_list_id)
+        conn.execute(
+            """
+            INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id,
+                leader_node_name, subscription_name, slot_name, schedule, state)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'attaching')
+            """,
+            [
+                request.local_list_id,
+                request.remote_list_id,
+                request.leader_url,
+                facts.leader_id,
+                facts.node_name,
+                name,
+                name,
+                request.schedule,
+            ],
+        )
+
+
+def _undo_attach(
+    conn: pg.Connection, leader: LeaderClient, remote_list_id: int, local_list_id: int, name: str
+) -> None:
+    """Roll a failed fresh attach back so nothing is left on either side."""
+    try:
+        subscriber.drop_subscription(conn, name, leader_reachable=True)
+    except psycopg.Error as exc:
+        log.warning("could not drop subscription %s while undoing attach: %s", name, exc)
+    try:
+        leader.unregister(name)
+        leader.unpublish_if_unused(remote_list_id)
+    except PgsyncError as exc:
+        log.warning("could not clean the Leader while undoing attach: %s", exc)
+    conn.execute("DELETE FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id])
+    conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
+
+
+def _set_state(conn: pg.Connection, local_list_id: int, state: str, error: str | None = None) -> None:
+    conn.execute(
+        "UPDATE pgsync.link SET state = %s, last_error = %s, updated_at = now() WHERE local_list_id = %s",
+        [state, error, local_list_id],
+    )
+
+
+def _sync_at_creation(
+    conn: pg.Connection,
+    leader: LeaderClient,
+    target: int,
+    name: str,
+    remote: dict[str, Any],
+    schedule: str | None,
+    timeout_s: float,
+    on_progress: Progress | None,
+) -> None:
+    link_id = conn.execute("SELECT id FROM pgsync.link WHERE local_list_id = %s", [target]).fetchone()["id"]  # type: ignore[index]
+    run_id = conn.execute(
+        "INSERT INTO pgsync.sync_run (link_id, reason) VALUES (%s, 'creation') RETURNING id", [link_id]
+    ).fetchone()["id"]  # type: ignore[index]
+    expected = int(remote["dossiers"])
+    try:
+        subscriber.set_enabled(conn, name, True)
+        subscriber.wait_for_copy(
+            conn,
+            name,
+            target,
+            timeout_s,
+            (lambda d, f: on_progress(d, f, expected)) if on_progress else None,
+        )
+        seq = leader.heartbeat(int(remote["id"]))
+        subscriber.wait_for_heartbeat(conn, target, seq, timeout_s)
+    except PgsyncError as exc:
+        conn.execute(
+            "UPDATE pgsync.sync_run SET finished_at = now(), ok = false, error = %s WHERE id = %s",
+            [str(exc), run_id],
+        )
+        _set_state(conn, target, "error", str(exc))
+        raise
+    finally:
+        if schedule is not None:
+            subscriber.set_enabled(conn, name, False)
+    conn.execute(
+        "UPDATE pgsync.sync_run SET finished_at = now(), ok = true, barrier_seq = %s WHERE id = %s",
+        [seq, run_id],
+    )
+
+
+def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str, Any]:
+    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
+        require_role(conn, "subscriber", "detach")
+        link = get_link(conn, local_list_id)
+        if link is None:
+            raise PreconditionFailed(f"list {local_list_id} is not a replica: there is nothing to detach")
+        _set_state(conn, local_list_id, "detaching")
+        name = link["subscription_name"]
+        leader: LeaderClient | None = None
+        try:
+            leader = LeaderClient(link["leader_url"], config.sync_token)
+        except (ServerUnreachable, PreconditionFailed) as exc:
+            log.warning("the Leader is unavailable (%s): its slot %s will be dropped later", exc, name)
+        try:
+            subscriber.drop_subscription(conn, name, leader_reachable=leader is not None)
+            if leader is not None:
+                leader.unregister(name)
+            else:
+                conn.execute(
+                    "INSERT INTO pgsync.orphan_slot (slot_name, leader_url, leader_id) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (slot_name) DO NOTHING",
+                    [name, link["leader_url"], link["leader_id"]],
+                )
+        finally:
+            if leader is not None:
+                leader.close()
+        with conn.transaction():
+            conn.execute("DELETE FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id])
+            conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
+            purged = 0
+            if purge:
+                purged = conn.execute(
+                    "DELETE FROM public.dossier WHERE dossier_list_id = %s", [local_list_id]
+                ).rowcount
+        return {
+            "local_list": local_list_id,
+            "remote_list": link["remote_list_id"],
+            "leader_reachable": leader is not None,
+            "slot_dropped": leader is not None,
+            "purged_dossiers": purged,
+        }
+
+
+def cleanup_orphan_slots(conn: pg.Connection, config: Config) -> list[str]:
+    """Drop, on their Leaders, the slots of links detached while the Leader was down."""
+    dropped = []
+    for orphan in conn.execute("SELECT * FROM pgsync.orphan_slot ORDER BY detached_at").fetchall():
+        try:
+            with LeaderClient(orphan["leader_url"], config.sync_token) as leader:
+                leader.unregister(orphan["slot_name"])
+        except PgsyncError as exc:
+            conn.execute(
+                "UPDATE pgsync.orphan_slot SET last_error = %s WHERE slot_name = %s",
+                [str(exc), orphan["slot_name"]],
+            )
+            continue
+        conn.execute("DELETE FROM pgsync.orphan_slot WHERE slot_name = %s", [orphan["slot_name"]])
+        dropped.append(orphan["slot_name"])
+    return dropped
+
+
+def set_leader_available(conn: pg.Connection, local_list_id: int | None, available: bool) -> int:
+    """Record the Leader of one link (or of every link) as reachable or not."""
+    return conn.execute(
+        """
+        UPDATE pgsync.link SET leader_available = %(available)s,
+               leader_unavailable_since = CASE WHEN %(available)s THEN NULL
+                                               ELSE coalesce(leader_unavailable_since, now()) END,
+               updated_at = now()
+         WHERE (%(list)s::int IS NULL OR local_list_id = %(list)s)
+           AND leader_available IS DISTINCT FROM %(available)s
+        """,
+        {"available": available, "list": local_list_id},
+    ).rowcount

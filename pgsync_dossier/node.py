@@ -1,0 +1,172 @@
+"""`setup`: preflight checks, then record this node and install its role's SQL.
+
+Preflight runs before anything changes, and each failed check says which setting to change
+and how, so a DBA can fix everything in one pass (exit 3, nothing changed).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pgsync_dossier import leader, migrations, pg, subscriber
+from pgsync_dossier.config import Config
+from pgsync_dossier.errors import PreconditionFailed
+from pgsync_dossier.token import make_verifier, matches_verifier
+
+log = logging.getLogger(__name__)
+
+MIN_SLOTS = 4
+MIN_SENDERS = 4
+MIN_LOGICAL_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def preflight(conn: pg.Connection, config: Config) -> list[Check]:
+    """Everything setup needs, checked without changing anything."""
+    version = pg.server_version(conn)
+    checks = [
+        Check(
+            "server_version",
+            version >= pg.MIN_SERVER_VERSION,
+            f"PostgreSQL {version // 10000} found; row-filtered publications need 15 or later: upgrade",
+        )
+    ]
+    is_super = conn.execute(
+        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    checks.append(
+        Check(
+            "superuser",
+            bool(is_super and is_super["rolsuper"]),
+            "the database_url login must be a superuser (it creates the replication login, "
+            "publications or subscriptions and SECURITY DEFINER functions): "
+            "connect as one, e.g. postgres",
+        )
+    )
+
+    def setting_at_least(name: str, minimum: int) -> None:
+        value = int(pg.setting(conn, name))
+        checks.append(
+            Check(
+                name,
+                value >= minimum,
+                f"{name} is {value}, at least {minimum} is needed: run "
+                f"ALTER SYSTEM SET {name} = {max(minimum, 10)}; then restart PostgreSQL",
+            )
+        )
+
+    if config.role == "leader":
+        wal_level = pg.setting(conn, "wal_level")
+        checks.append(
+            Check(
+                "wal_level",
+                wal_level == "logical",
+                f"wal_level is '{wal_level}': run ALTER SYSTEM SET wal_level = logical; "
+                "then restart PostgreSQL",
+            )
+        )
+        setting_at_least("max_replication_slots", MIN_SLOTS)
+        setting_at_least("max_wal_senders", MIN_SENDERS)
+    else:
+        setting_at_least("max_logical_replication_workers", MIN_LOGICAL_WORKERS)
+    current = migrations.current_revision_on(conn)
+    head = migrations.head_revision()
+    checks.append(
+        Check(
+            "schema",
+            current == head,
+            f"the schema is at {current or 'base'}, not {head}: run pgsync-dossier migrate",
+        )
+    )
+    return checks
+
+
+def setup(config: Config) -> dict[str, Any]:
+    """Idempotent: running it again converges; a changed token or face model is applied."""
+    with pg.connect(config.database_url, what="this node's database") as conn:
+        failed = [check for check in preflight(conn, config) if not check.ok]
+        if failed:
+            raise PreconditionFailed(
+                "setup refused, nothing was changed: " + "; ".join(c.detail for c in failed)
+            )
+        with conn.transaction():
+            pg.xact_advisory_lock(conn, "node", 0)
+            existing = conn.execute(
+                "SELECT role, token_verifier, face_model FROM pgsync.node"
+            ).fetchone()
+            if existing and existing["role"] != config.role:
+                raise PreconditionFailed(
+                    f"this database was set up as a {existing['role']}, the config says "
+                    f"{config.role}: use the right config, or a fresh database for this role"
+                )
+            token_changed = not (
+                existing and matches_verifier(config.sync_token, existing["token_verifier"])
+            )
+            verifier = (
+                make_verifier(config.sync_token) if token_changed else existing["token_verifier"]  # type: ignore[index]
+            )
+            conn.execute(
+                """
+                INSERT INTO pgsync.node AS n (role, node_name, face_model, token_verifier,
+                    sync_schedule, sync_at_startup, sync_at_creation)
+                VALUES (%(role)s, %(node_name)s, %(face_model)s, %(verifier)s,
+                    %(schedule)s, %(startup)s, %(creation)s)
+                ON CONFLICT (id) DO UPDATE SET
+                    node_name = EXCLUDED.node_name, face_model = EXCLUDED.face_model,
+                    token_verifier = EXCLUDED.token_verifier,
+                    sync_schedule = EXCLUDED.sync_schedule,
+                    sync_at_startup = EXCLUDED.sync_at_startup,
+                    sync_at_creation = EXCLUDED.sync_at_creation,
+                    updated_at = now()
+                """,
+                {
+                    "role": config.role,
+                    "node_name": config.node_name,
+                    "face_model": config.face_model,
+                    "verifier": verifier,
+                    "schedule": config.sync_schedule.text if config.sync_schedule else None,
+                    "startup": config.sync_at_startup,
+                    "creation": config.sync_at_creation,
+                },
+            )
+            if config.role == "leader":
+                leader.install(conn, config.sync_token)
+            else:
+                subscriber.install(conn)
+        if config.role == "subscriber" and token_changed and existing:
+            subscriber.rotate_link_passwords(conn, config.sync_token)
+    return {
+        "role": config.role,
+        "node_name": config.node_name,
+        "face_model": config.face_model,
+        "created": existing is None,
+        "token_rotated": bool(existing) and token_changed,
+        "face_model_changed": bool(existing) and existing["face_model"] != config.face_model,  # type: ignore[index]
+    }
+
+
+def read_node(conn: pg.Connection) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM pgsync.node").fetchone()
+
+
+def require_role(conn: pg.Connection, role: str, command: str) -> dict[str, Any]:
+    """This database's recorded node, which must have been set up with `role`."""
+    try:
+        node = read_node(conn)
+    except pg.psycopg.errors.UndefinedTable:
+        raise PreconditionFailed(
+            "this database has no pgsync catalog: run pgsync-dossier migrate, then setup"
+        ) from None
+    if node is None:
+        raise PreconditionFailed("this node is not set up: run pgsync-dossier setup first")
+    if node["role"] != role:
+        raise PreconditionFailed(f"{command} runs on a {role}; this node is a {node['role']}")
+    return node

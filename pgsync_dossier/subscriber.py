@@ -1,0 +1,187 @@
+"""What happens on a Subscriber: triggers, subscriptions, copy progress, heartbeats, lag."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from psycopg import sql
+
+from pgsync_dossier import pg
+from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
+from pgsync_dossier.leader import subscription_conninfo
+from pgsync_dossier.token import Secret
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.2
+
+
+def install(conn: pg.Connection) -> None:
+    """Replica identity by primary key, remap and guard triggers. Inside a transaction."""
+    conn.execute(pg.sql_file("subscriber.sql").encode())
+
+
+def link_names(node_name: str, remote_list_id: int, local_list_id: int) -> str:
+    """Subscription and slot name: unique per Subscriber (local list) and per Leader (node)."""
+    node_tag = hashlib.sha256(node_name.encode()).hexdigest()[:8]
+    return f"pgsync_l{remote_list_id}_{node_tag}_t{local_list_id}"
+
+
+def subscription(conn: pg.Connection, name: str) -> dict[str, Any] | None:
+    return conn.execute(
+        "SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name FROM pg_catalog.pg_subscription s "
+        "WHERE s.subname = %s AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database "
+        "WHERE datname = pg_catalog.current_database())",
+        [name],
+    ).fetchone()
+
+
+def _quiet_statement_log(conn: pg.Connection) -> None:
+    """The next statements carry a password: keep them out of the server's statement log."""
+    conn.execute("SET log_statement = 'none'; SET log_min_duration_statement = -1")
+
+
+def create_subscription(
+    conn: pg.Connection, name: str, publication: str, leader_url: str, token: Secret, enabled: bool
+) -> None:
+    """Creates the slot on the Leader too; cannot run in a transaction block."""
+    _quiet_statement_log(conn)
+    try:
+        conn.execute(
+            sql.SQL(
+                "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {publication} "
+                "WITH (slot_name = {slot}, create_slot = true, copy_data = true, enabled = {enabled}, "
+                "binary = true)"
+            ).format(
+                name=sql.Identifier(name),
+                conninfo=sql.Literal(subscription_conninfo(leader_url, token)),
+                publication=sql.Identifier(publication),
+                slot=sql.Literal(name),
+                enabled=sql.Literal(enabled),
+            )
+        )
+    finally:
+        conn.execute("RESET log_statement; RESET log_min_duration_statement")
+
+
+def set_connection(conn: pg.Connection, name: str, leader_url: str, token: Secret) -> None:
+    _quiet_statement_log(conn)
+    try:
+        conn.execute(
+            sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
+                sql.Identifier(name), sql.Literal(subscription_conninfo(leader_url, token))
+            )
+        )
+    finally:
+        conn.execute("RESET log_statement; RESET log_min_duration_statement")
+
+
+def rotate_link_passwords(conn: pg.Connection, token: Secret) -> None:
+    """After a token change, every subscription must log in with the new derived password."""
+    for link in conn.execute("SELECT subscription_name, leader_url FROM pgsync.link").fetchall():
+        if subscription(conn, link["subscription_name"]):
+            set_connection(conn, link["subscription_name"], link["leader_url"], token)
+
+
+def set_enabled(conn: pg.Connection, name: str, enabled: bool) -> None:
+    verb = sql.SQL("ENABLE" if enabled else "DISABLE")
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(name), verb))
+
+
+def drop_subscription(conn: pg.Connection, name: str, leader_reachable: bool) -> None:
+    """Leader up: DROP also drops the slot there. Leader down: detach the slot name first."""
+    if subscription(conn, name) is None:
+        return
+    ident = sql.Identifier(name)
+    if not leader_reachable:
+        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+    conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+
+
+def table_states(conn: pg.Connection, name: str) -> dict[str, str]:
+    """Per-table copy state: i (init), d (copying), f/s (synced), r (ready)."""
+    rows = conn.execute(
+        "SELECT r.srrelid::regclass::text AS rel, r.srsubstate AS state "
+        "FROM pg_catalog.pg_subscription_rel r JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid "
+        "WHERE s.subname = %s",
+        [name],
+    ).fetchall()
+    return {row["rel"]: row["state"] for row in rows}
+
+
+def error_counts(conn: pg.Connection, name: str) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT apply_error_count, sync_error_count FROM pg_catalog.pg_stat_subscription_stats "
+        "WHERE subname = %s",
+        [name],
+    ).fetchone()
+    return {"apply": row["apply_error_count"], "sync": row["sync_error_count"]} if row else {"apply": 0, "sync": 0}
+
+
+def list_counts(conn: pg.Connection, list_id: int) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(l)s) AS dossiers, "
+        "(SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS faces",
+        {"l": list_id},
+    ).fetchone()
+    assert row is not None
+    return int(row["dossiers"]), int(row["faces"])
+
+
+def heartbeat_seq(conn: pg.Connection, local_list_id: int) -> int | None:
+    row = conn.execute("SELECT seq FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id]).fetchone()
+    return int(row["seq"]) if row else None
+
+
+def wait_for_copy(
+    conn: pg.Connection,
+    name: str,
+    local_list_id: int,
+    timeout_s: float,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Until every table of the subscription is synchronised; reports rows as they arrive."""
+    deadline = time.monotonic() + timeout_s
+    errors_before = error_counts(conn, name)
+    states: dict[str, str] = {}
+    while True:
+        states = table_states(conn, name)
+        if on_progress:
+            on_progress(*list_counts(conn, local_list_id))
+        if states and all(state in ("r", "s") for state in states.values()):
+            return
+        errors = error_counts(conn, name)
+        if errors["sync"] > errors_before["sync"] + 2 or errors["apply"] > errors_before["apply"] + 2:
+            raise OperationFailed(
+                f"the initial copy of {name} keeps failing ({errors['sync']} copy and "
+                f"{errors['apply']} apply errors): see the Subscriber's server log"
+            )
+        if time.monotonic() > deadline:
+            pending = ", ".join(f"{rel}={state}" for rel, state in sorted(states.items()))
+            raise DeadlineExceeded(
+                f"the initial copy of {name} did not finish within {timeout_s:.0f}s "
+                f"(table states: {pending or 'none yet'}); it continues in the background: "
+                "check with pgsync-dossier status"
+            )
+        time.sleep(POLL_INTERVAL_S)
+
+
+def wait_for_heartbeat(conn: pg.Connection, local_list_id: int, seq: int, timeout_s: float) -> None:
+    """Until this replica has applied everything the Leader committed before heartbeat `seq`."""
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while True:
+        seen = heartbeat_seq(conn, local_list_id)
+        if seen is not None and seen >= seq:
+            return
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded(
+                f"list {local_list_id} did not catch up with the Leader within {timeout_s:.0f}s "
+                f"(heartbeat seen {seen if seen is not None else 'none'}, waiting for {seq})"
+            )
+        time.sleep(POLL_INTERVAL_S / 2)

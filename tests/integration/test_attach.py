@@ -1,0 +1,88 @@
+"""attach / detach / read-only replicas, on real clusters."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.integration.conftest import (
+    Site,
+    add_dossiers,
+    list_rows,
+    make_list,
+    wait_for_same,
+    wait_until,
+)
+
+
+def attach(sub: Site, leader: Site, remote: int, local: int, *extra: str) -> dict:
+    result = sub.ok(
+        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url,
+        "--local-list", str(local), "--json", *extra,
+    )
+    return result.json()
+
+
+def test_leader_edits_arrive_and_other_lists_never_do(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    wanted, other = make_list(leader.node, "Wanted"), make_list(leader.node, "Other")
+    add_dossiers(leader.node, wanted, 5)
+    add_dossiers(leader.node, other, 3)
+    make_list(sub.node, "Local A")
+    replica = make_list(sub.node, "Replica of Wanted")
+
+    result = attach(sub, leader, wanted, replica)
+    assert result["dossiers"] == 5 and result["faces"] == 10 and result["synced"] is True
+    assert list_rows(leader.node, wanted) == list_rows(sub.node, replica)
+
+    ids = add_dossiers(leader.node, wanted, 2, prefix="new")
+    with leader.node.connect() as conn:
+        conn.execute("UPDATE dossier SET comment = 'updated' WHERE id = %s", [ids[0]])
+        conn.execute("UPDATE dossier_face SET model = %s WHERE dossier_id = %s", ["arcface-r100 v2", ids[1]])
+        conn.execute("DELETE FROM dossier WHERE id = %s", [ids[1]])
+    add_dossiers(leader.node, other, 2, prefix="other")
+    wait_for_same(leader.node, wanted, sub.node, replica)
+    total = sub.node.execute("SELECT count(*) AS n FROM dossier")[0]["n"]
+    assert total == 6  # nothing of the Leader's other list arrived anywhere
+
+
+def test_refuses_a_non_empty_list_and_leaves_nothing(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    wanted = make_list(leader.node, "Wanted")
+    local = make_list(sub.node, "Busy")
+    add_dossiers(sub.node, local, 3)
+    result = sub.cli("attach", "--remote-list", str(wanted), "--remote-url", leader.leader_url,
+                     "--local-list", str(local))
+    assert result.exit_code == 3
+    assert "synchronization canceled: watch list" in result.stderr and "3 dossiers" in result.stderr
+    assert not leader.node.execute("SELECT * FROM pg_publication")
+    assert not leader.node.execute("SELECT * FROM pg_replication_slots")
+    assert not sub.node.execute("SELECT * FROM pg_subscription")
+    assert not sub.node.execute("SELECT * FROM pgsync.link")
+
+
+def test_replica_is_read_only_and_detach_makes_it_writable(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    wanted = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, wanted, 2)
+    replica = make_list(sub.node, "Replica")
+    attach(sub, leader, wanted, replica)
+    dossier_id = sub.node.execute("SELECT id FROM dossier LIMIT 1")[0]["id"]
+    for statement, params in [
+        ("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'x')", [replica]),
+        ("UPDATE dossier SET name = 'x' WHERE id = %s", [dossier_id]),
+        ("DELETE FROM dossier WHERE id = %s", [dossier_id]),
+        ("UPDATE dossier_face SET model = 'x' WHERE dossier_id = %s", [dossier_id]),
+    ]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="read-only replica.*Leader"):
+            sub.node.execute(statement, params)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="TRUNCATE"):
+        sub.node.execute("TRUNCATE dossier CASCADE")
+
+    detached = sub.ok("detach", str(replica), "--json").json()
+    assert detached["slot_dropped"] is True and detached["purged_dossiers"] == 0
+    assert not leader.node.execute("SELECT * FROM pg_replication_slots")
+    assert not sub.node.execute("SELECT * FROM pg_subscription")
+    sub.node.execute("UPDATE dossier SET name = 'local edit' WHERE id = %s", [dossier_id])
+    again = sub.cli("detach", str(replica))
+    assert again.exit_code == 3 and "not a replica" in again.stderr
