@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import PreconditionFailed, ServerUnreachable, UsageError
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError
 from pgsync_dossier.resources import sql_dir
 
 APPLICATION_NAME = "pgsync-dossier"
@@ -64,9 +64,11 @@ def connect(
         raise _connect_error(exc, what, conninfo) from None
 
 
-def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> ServerUnreachable:
+def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> PgsyncError:
     reason = _first_line(str(exc))
     where = mask_conninfo(conninfo)
+    if re.search(r"invalid (\S+ value|connection option|integer value|port number)", reason):
+        return UsageError(f"invalid connection string for {what} ({where}): {reason}")
     if "password authentication failed" in reason or "no password supplied" in reason:
         return AuthenticationFailed(f"{what} ({where}) refused the login: {reason}")
     if re.search(r'database ".*" does not exist', reason):

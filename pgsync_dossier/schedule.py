@@ -323,11 +323,13 @@ class _Rule:
         if self.until is not None and moment >= self.until:
             return None
         best = best_wall = None
-        first = self.anchor(_wall(moment, self.zone) - _drift(moment, self.zone))
-        for wall in self.walls(first, self.wall_end):
+        low = _wall(moment, self.zone) - _drift(moment, self.zone)  # earlier walls are earlier
+        for wall in self.walls(self.anchor(low), self.wall_end):
             # Later walls map to later instants, except skipped times moved forward by the gap.
             if best_wall is not None and wall > best_wall:
                 break
+            if wall < low:
+                continue
             found = _instant(wall, self.zone)
             if found > moment and (best is None or found < best):
                 best, best_wall = found, _wall(found, self.zone)
@@ -367,6 +369,8 @@ class Schedule:
     """
 
     __slots__ = ("_exdates", "_rdates", "_rules", "text", "zone")
+    text: str  # as the user wrote it, stripped: what error messages and logs should quote
+    zone: tzinfo  # the rule's zone (TZID, UTC for a Z DTSTART, else default_tz)
 
     def __init__(
         self,

@@ -1,0 +1,232 @@
+"""Idempotence, resuming after a crash, the Leader going down, concurrency, secrets."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgsync_dossier import config as config_module
+from pgsync_dossier import links, subscriber
+from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.token import Secret, replication_password
+from tests.integration.conftest import (
+    TOKEN,
+    Site,
+    add_dossiers,
+    list_rows,
+    make_list,
+    wait_for_same,
+    write_config,
+)
+from tests.integration.test_attach import attach
+
+
+def _healthy_single_link(leader: Site, sub: Site, remote: int, local: int) -> None:
+    assert len(sub.node.execute("SELECT * FROM pgsync.link")) == 1
+    assert len(sub.node.execute("SELECT * FROM pg_subscription")) == 1
+    assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
+    assert sub.node.execute("SELECT state FROM pgsync.link")[0]["state"] == "ready"
+    add_dossiers(leader.node, remote, 1, prefix="probe")
+    wait_for_same(leader.node, remote, sub.node, local)
+
+
+def test_attach_twice_is_one_link(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 3)
+    attach(sub, leader, remote, local)
+    again = attach(sub, leader, remote, local)
+    assert again["dossiers"] == 3
+    _healthy_single_link(leader, sub, remote, local)
+
+
+@pytest.mark.parametrize("crash_after", ["link_recorded", "registered", "slot_created", "subscribed"])
+def test_attach_resumes_after_a_crash(sites: dict[str, Site], crash_after: str) -> None:
+    """Build the state a kill at each step leaves, then run attach again."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 3)
+    cfg = config_module.load(sub.config_path)
+    request = links.AttachRequest(remote, leader.leader_url, local)
+    with psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        with LeaderClient(leader.leader_url, cfg.sync_token) as client:
+            name = subscriber.link_names(cfg.node_name, remote, local)
+            links._record_link(conn, request, client.facts(), name)
+            if crash_after != "link_recorded":
+                publication = client.publish(remote)
+                client.register(remote, cfg.node_name, local, name)
+            if crash_after == "slot_created":
+                # CREATE SUBSCRIPTION made the slot on the Leader, then died before committing.
+                leader.node.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [name])
+            if crash_after == "subscribed":
+                subscriber.create_subscription(conn, name, publication, leader.leader_url, cfg.sync_token, True)
+    attach(sub, leader, remote, local)
+    _healthy_single_link(leader, sub, remote, local)
+
+
+def test_detach_resumes_after_a_crash(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    attach(sub, leader, remote, local)
+    name = sub.node.execute("SELECT subscription_name FROM pgsync.link")[0]["subscription_name"]
+    # Killed right after DROP SUBSCRIPTION: the link row is still there, in state detaching.
+    sub.node.execute("UPDATE pgsync.link SET state = 'detaching'")
+    sub.node.execute(f'DROP SUBSCRIPTION "{name}"')
+    result = sub.ok("detach", str(local), "--json").json()
+    assert result["slot_dropped"]
+    assert not sub.node.execute("SELECT * FROM pgsync.link")
+    assert not leader.node.execute("SELECT * FROM pg_replication_slots")
+    assert not leader.node.execute("SELECT * FROM pgsync.subscriber_link")
+
+
+def test_leader_down_detach_then_orphan_slot_cleanup(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 2)
+    attach(sub, leader, remote, local)
+    leader.node.cluster.stop()
+    try:
+        result = sub.ok("detach", str(local), "--json").json()
+        assert result["leader_reachable"] is False and result["slot_dropped"] is False
+        rows = sub.ok("status", "--json").json()
+        assert [r["state"] for r in rows] == ["orphan-slot"]
+        # The list is an ordinary writable list again, with its dossiers kept.
+        sub.node.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'local')", [local])
+        assert len(list_rows(sub.node, local)[0]) == 3
+    finally:
+        leader.node.cluster.start()
+    assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
+    assert sub.ok("status", "--json").json() == []
+    assert not leader.node.execute("SELECT * FROM pg_replication_slots")
+    assert not leader.node.execute("SELECT * FROM pg_publication")
+
+
+def test_local_deletes_only_while_the_leader_is_unavailable(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 3)
+    attach(sub, leader, remote, local)
+    victim = sub.node.execute("SELECT id FROM dossier LIMIT 1")[0]["id"]
+    leader.node.cluster.stop()
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            sub.node.execute("DELETE FROM dossier WHERE id = %s", [victim])
+        rows = sub.ok("status", "--json").json()  # the probe records the Leader as unavailable
+        assert rows[0]["leader_available"] is False and "cannot reach" in rows[0]["last_error"]
+        sub.node.execute("DELETE FROM dossier WHERE id = %s", [victim])
+        assert sub.node.execute("SELECT count(*) AS n FROM dossier_face WHERE dossier_id = %s", [victim])[0]["n"] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            sub.node.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'x')", [local])
+    finally:
+        leader.node.cluster.start()
+    rows = sub.ok("status", "--json").json()
+    assert rows[0]["leader_available"] is True
+    another = sub.node.execute("SELECT id FROM dossier LIMIT 1")[0]["id"]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        sub.node.execute("DELETE FROM dossier WHERE id = %s", [another])
+    # An operator can declare it, and clear it.
+    assert sub.cli("leader-unavailable", str(local)).exit_code == 2
+    sub.ok("leader-unavailable", str(local), "--confirm")
+    sub.node.execute("DELETE FROM dossier WHERE id = %s", [another])
+    sub.ok("leader-unavailable", str(local), "--clear")
+    # The link still works after local deletes: later Leader edits keep arriving.
+    add_dossiers(leader.node, remote, 1, prefix="after")
+    from tests.integration.conftest import wait_until
+
+    wait_until(
+        lambda: sub.node.execute("SELECT count(*) AS n FROM dossier WHERE name = 'after0'")[0]["n"] == 1,
+        "a Leader insert after local deletes",
+    )
+
+
+def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    cfg = config_module.load(sub.config_path)
+    outcome: dict[str, object] = {}
+    with psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        with conn.transaction():
+            conn.execute("SELECT 1 FROM dossier_list WHERE id = %s FOR UPDATE", [local])
+
+            def insert() -> None:
+                try:
+                    sub.node.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'sneaky')", [local])
+                    outcome["result"] = "inserted"
+                except psycopg.Error as exc:
+                    outcome["result"] = type(exc).__name__
+
+            worker = threading.Thread(target=insert)
+            worker.start()
+            time.sleep(0.5)
+            assert worker.is_alive()  # the guard waits for the list row
+            with LeaderClient(leader.leader_url, cfg.sync_token) as client:
+                name = subscriber.link_names(cfg.node_name, remote, local)
+                conn.execute(
+                    "INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id, "
+                    "subscription_name, slot_name) VALUES (%s, %s, %s, %s, %s, %s)",
+                    [local, remote, leader.leader_url, client.facts().leader_id, name, name],
+                )
+        worker.join(10)
+    assert outcome["result"] == "InsufficientPrivilege"
+    assert not sub.node.execute("SELECT * FROM dossier")
+
+
+def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    password = replication_password(Secret(TOKEN)).reveal()
+    for site in (leader, sub):
+        with psycopg.connect(site.node.cluster.conninfo(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET log_statement = 'all'")
+            conn.execute("SELECT pg_reload_conf()")
+    try:
+        leader.ok("setup")
+        sub.ok("setup")
+        remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+        add_dossiers(leader.node, remote, 1)
+        outputs = [
+            sub.cli("--debug", "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url,
+                    "--local-list", str(local), "--json"),
+            sub.cli("--debug", "status", "--json"),
+            sub.cli("status"),
+            leader.cli("--debug", "status", "--json"),
+            sub.cli("config", "check"),
+            sub.cli("config", "check", "--json"),
+        ]
+        bad = Site(sub.node, write_config(tmp_path / "bad.yaml", sub.node, "subscriber", sync_token="X" * 40))
+        outputs.append(bad.cli("--debug", "attach", "--remote-list", str(remote), "--remote-url",
+                               leader.leader_url, "--local-list", str(local)))
+        for result in outputs:
+            for secret in (TOKEN, password):
+                assert secret not in result.stdout and secret not in result.stderr
+        time.sleep(0.5)
+        logs = {site.node.name: site.node.cluster.logfile.read_text(errors="replace") for site in (leader, sub)}
+        assert "api_node_facts" in logs["leader"] and "pgsync.link" in logs["subscriber_a"]  # logging is on
+        for log in logs.values():
+            assert TOKEN not in log and password not in log
+    finally:
+        for site in (leader, sub):
+            with psycopg.connect(site.node.cluster.conninfo(), autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM RESET log_statement")
+                conn.execute("SELECT pg_reload_conf()")
+
+
+def test_setup_with_a_new_token_rotates_the_login(sites: dict[str, Site], tmp_path: Path) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    attach(sub, leader, remote, local)
+    new_token = "N" * 48
+    rotated_leader = Site(leader.node, write_config(tmp_path / "l.yaml", leader.node, "leader", sync_token=new_token))
+    assert rotated_leader.ok("setup", "--json").json()["token_rotated"] is True
+    other = make_list(sub.node, "T2")
+    result = sub.cli("attach", "--remote-list", str(remote), "--remote-url", leader.leader_url,
+                     "--local-list", str(other))
+    assert result.exit_code == 3 and "tokens" in result.stderr
+    rotated_sub = Site(sub.node, write_config(tmp_path / "s.yaml", sub.node, "subscriber", sync_token=new_token))
+    assert rotated_sub.ok("setup", "--json").json()["token_rotated"] is True
+    # The existing subscription logs in with the new derived password.
+    add_dossiers(leader.node, remote, 1)
+    wait_for_same(leader.node, remote, sub.node, local, timeout_s=30)
