@@ -7,9 +7,9 @@ url=postgresql://...`) they open their own connection.
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import Connection, create_engine
 
+from alembic import context
 from pgsync_dossier.models import metadata
 
 config = context.config

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pgsync_dossier.errors import ClusterError
 
@@ -111,7 +112,16 @@ def ensure_server_user() -> pwd.struct_passwd:
     if not useradd:
         raise ClusterError("running as root and 'useradd' is missing: run as an ordinary user")
     subprocess.run(
-        [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SERVER_USER],
+        [
+            useradd,
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            SERVER_USER,
+        ],
         check=True,
         capture_output=True,
     )
@@ -166,12 +176,18 @@ class LocalCluster:
         if not (self.datadir / "PG_VERSION").exists():
             self._run(
                 "initdb",
-                "--pgdata", str(self.datadir),
-                "--username", BOOTSTRAP_SUPERUSER,
-                "--auth-local", "trust",
-                "--auth-host", "scram-sha-256",
-                "--encoding", "UTF8",
-                "--locale", "C",
+                "--pgdata",
+                str(self.datadir),
+                "--username",
+                BOOTSTRAP_SUPERUSER,
+                "--auth-local",
+                "trust",
+                "--auth-host",
+                "scram-sha-256",
+                "--encoding",
+                "UTF8",
+                "--locale",
+                "C",
             )
         self._write_config()
         return self
@@ -204,15 +220,34 @@ class LocalCluster:
         if self.is_running():
             return self
         self._run(
-            "pg_ctl", "start", "--pgdata", str(self.datadir), "--log", str(self.logfile),
-            "--wait", "--timeout", str(timeout_s), "--silent",
+            "pg_ctl",
+            "start",
+            "--pgdata",
+            str(self.datadir),
+            "--log",
+            str(self.logfile),
+            "--wait",
+            "--timeout",
+            str(timeout_s),
+            "--silent",
         )
         return self
 
     def stop(self, mode: str = "fast", timeout_s: int = 60) -> None:
         if not self.is_running():
             return
-        self._run("pg_ctl", "stop", "--pgdata", str(self.datadir), "--mode", mode, "--wait", "--timeout", str(timeout_s), "--silent")
+        self._run(
+            "pg_ctl",
+            "stop",
+            "--pgdata",
+            str(self.datadir),
+            "--mode",
+            mode,
+            "--wait",
+            "--timeout",
+            str(timeout_s),
+            "--silent",
+        )
 
     def restart(self) -> None:
         self.stop()
@@ -223,7 +258,10 @@ class LocalCluster:
             return False
         result = subprocess.run(
             [str(self.bindir / "pg_ctl"), "status", "--pgdata", str(self.datadir)],
-            capture_output=True, text=True, check=False, **self._as_server_user(),
+            capture_output=True,
+            text=True,
+            check=False,
+            **self._as_server_user(),
         )
         return result.returncode == 0
 
@@ -242,7 +280,7 @@ class LocalCluster:
             return ""
 
     # -- running things as the server user ------------------------------------------------
-    def _as_server_user(self) -> dict[str, object]:
+    def _as_server_user(self) -> dict[str, Any]:
         if not _running_as_root():
             return {}
         user = ensure_server_user()
@@ -272,7 +310,9 @@ class LocalCluster:
 
     def _run(self, program: str, *args: str) -> None:
         command = [str(self.bindir / program), *args]
-        result = subprocess.run(command, capture_output=True, text=True, check=False, **self._as_server_user())  # type: ignore[call-overload]
+        result = subprocess.run(
+            command, capture_output=True, text=True, check=False, **self._as_server_user()
+        )
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
             tail = self.log_tail(5)

@@ -80,8 +80,12 @@ def write_template(
 ) -> None:
     """Write the template readable by its owner only; refuse to overwrite unless forced."""
     text = render_template(
-        role=role, path=path, node_name=node_name, database_url=database_url,
-        face_model=face_model, token=token,
+        role=role,
+        path=path,
+        node_name=node_name,
+        database_url=database_url,
+        face_model=face_model,
+        token=token,
     )
     if path.exists() and not force:
         raise PreconditionFailed(f"{path} already exists; pass --force to overwrite it")

@@ -28,8 +28,6 @@ def mask_conninfo(conninfo: str) -> str:
         user, colon, _password = userinfo.partition(":")
         if colon:
             netloc = f"{user}:****@{hosts}"
-    query = urlencode(
-        [(k, "****" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*/"
-    )
+    query = urlencode([(k, "****" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*/")
     # Built by hand: urlunsplit drops the empty host of postgresql:///dbname.
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")

@@ -36,8 +36,7 @@ def install(conn: pg.Connection, token: Secret) -> None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION").format(role))
     conn.execute(
         sql.SQL(
-            "ALTER ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
-            "PASSWORD {}"
+            "ALTER ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
         ).format(role, sql.Literal(verifier))
     )
     conn.execute(
@@ -94,7 +93,7 @@ class LeaderClient:
         self.shown_url = mask_conninfo(url)
         uses_token_login = bool(login_params(url, token))
         try:
-            self.conn = pg.connect(url, what="the Leader", **login_params(url, token))
+            self.conn = pg.connect(url, what="the Leader", login=login_params(url, token))
         except pg.AuthenticationFailed as exc:
             if uses_token_login:
                 raise PreconditionFailed(

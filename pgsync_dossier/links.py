@@ -137,8 +137,10 @@ def _attach(
             f"Leader list {request.remote_list_id} is already replicated into local list "
             f"{twin['local_list_id']} of this Subscriber; a Leader list has one replica per Subscriber"
         )
-    name = existing["subscription_name"] if existing else subscriber.link_names(
-        node["node_name"], request.remote_list_id, target
+    name = (
+        existing["subscription_name"]
+        if existing
+        else subscriber.link_names(node["node_name"], request.remote_list_id, target)
     )
     schedule = request.schedule or facts.sync_schedule
     if not existing:
@@ -192,9 +194,7 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
     this commit waits on that lock (the guard takes FOR SHARE) and then sees the link.
     """
     with conn.transaction():
-        conn.execute(
-            "SELECT 1 FROM public.dossier_list WHERE id = %s FOR UPDATE", [request.local_list_id]
-        )
+        conn.execute("SELECT 1 FROM public.dossier_list WHERE id = %s FOR UPDATE", [request.local_list_id])
         conn.execute(
             "UPDATE public.dossier_list SET modified_at = now() WHERE id = %s", [request.local_list_id]
         )

@@ -61,15 +61,15 @@ def current_revision(conninfo: str) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def current_revision_on(conn: psycopg.Connection[Any]) -> str | None:
+def current_revision_on(conn: pg.Connection) -> str | None:
     """The revision recorded in an already open connection's database (None: not migrated)."""
-    exists = conn.execute("SELECT pg_catalog.to_regclass('public.alembic_version') IS NOT NULL").fetchone()
-    if not exists or not list(exists.values() if isinstance(exists, dict) else exists)[0]:
+    row = conn.execute(
+        "SELECT pg_catalog.to_regclass('public.alembic_version') IS NOT NULL AS migrated"
+    ).fetchone()
+    if not row or not row["migrated"]:
         return None
-    row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
-    if row is None:
-        return None
-    return str(row["version_num"] if isinstance(row, dict) else row[0])
+    version = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    return str(version["version_num"]) if version else None
 
 
 def migrate(conninfo: str, target: str = "head") -> tuple[str | None, str | None]:

@@ -99,9 +99,7 @@ dossier_face = Table(
         onupdate="CASCADE",
         ondelete="CASCADE",
     ),
-    CheckConstraint(
-        f"octet_length(embedding) BETWEEN 1 AND {MAX_EMBEDDING_BYTES}", name="embedding_size"
-    ),
+    CheckConstraint(f"octet_length(embedding) BETWEEN 1 AND {MAX_EMBEDDING_BYTES}", name="embedding_size"),
     CheckConstraint(f"octet_length(model) BETWEEN 1 AND {MAX_MODEL_BYTES}", name="model_size"),
     Index(None, "dossier_list_id"),
     Index(None, "dossier_id", "dossier_list_id"),
@@ -178,9 +176,7 @@ link = Table(
     Column("last_error", Text),
     _timestamp("created_at"),
     _timestamp("updated_at"),
-    CheckConstraint(
-        "state IN (" + ", ".join(f"'{state}'" for state in LINK_STATES) + ")", name="state"
-    ),
+    CheckConstraint("state IN (" + ", ".join(f"'{state}'" for state in LINK_STATES) + ")", name="state"),
     schema=CATALOG_SCHEMA,
 )
 
@@ -198,9 +194,7 @@ sync_run = Table(
     Column("ok", Boolean),
     Column("error", Text),
     Column("rows_applied", BigInteger),
-    CheckConstraint(
-        "reason IN (" + ", ".join(f"'{reason}'" for reason in SYNC_REASONS) + ")", name="reason"
-    ),
+    CheckConstraint("reason IN (" + ", ".join(f"'{reason}'" for reason in SYNC_REASONS) + ")", name="reason"),
     Index(None, "link_id", "started_at"),
     schema=CATALOG_SCHEMA,
 )

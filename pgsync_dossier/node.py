@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from pgsync_dossier import leader, migrations, pg, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
@@ -99,17 +101,13 @@ def setup(config: Config) -> dict[str, Any]:
             )
         with conn.transaction():
             pg.xact_advisory_lock(conn, "node", 0)
-            existing = conn.execute(
-                "SELECT role, token_verifier, face_model FROM pgsync.node"
-            ).fetchone()
+            existing = conn.execute("SELECT role, token_verifier, face_model FROM pgsync.node").fetchone()
             if existing and existing["role"] != config.role:
                 raise PreconditionFailed(
                     f"this database was set up as a {existing['role']}, the config says "
                     f"{config.role}: use the right config, or a fresh database for this role"
                 )
-            token_changed = not (
-                existing and matches_verifier(config.sync_token, existing["token_verifier"])
-            )
+            token_changed = not (existing and matches_verifier(config.sync_token, existing["token_verifier"]))
             verifier = (
                 make_verifier(config.sync_token) if token_changed else existing["token_verifier"]  # type: ignore[index]
             )
@@ -161,7 +159,7 @@ def require_role(conn: pg.Connection, role: str, command: str) -> dict[str, Any]
     """This database's recorded node, which must have been set up with `role`."""
     try:
         node = read_node(conn)
-    except pg.psycopg.errors.UndefinedTable:
+    except psycopg.errors.UndefinedTable:
         raise PreconditionFailed(
             "this database has no pgsync catalog: run pgsync-dossier migrate, then setup"
         ) from None

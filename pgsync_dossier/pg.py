@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -17,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError
+from pgsync_dossier.errors import PgsyncError, ServerUnreachable, UsageError
 from pgsync_dossier.resources import sql_dir
 
 APPLICATION_NAME = "pgsync-dossier"
@@ -40,22 +39,22 @@ def connect(
     what: str,
     autocommit: bool = True,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
-    **overrides: Any,
+    login: Mapping[str, str] | None = None,
 ) -> Connection:
     """Open a connection, turning libpq's failures into one line that names `what`.
 
-    `overrides` are libpq keywords (user, password, dbname, ...) merged over `conninfo`; a
-    password given here never appears in a message.
+    `login` holds libpq keywords (user, password) merged over `conninfo`; a password given
+    there never appears in a message.
     """
     try:
-        params = psycopg.conninfo.conninfo_to_dict(conninfo)
+        params: dict[str, Any] = dict(psycopg.conninfo.conninfo_to_dict(conninfo))
     except psycopg.ProgrammingError:
         raise UsageError(
             f"invalid connection string for {what}: {mask_conninfo(conninfo)}; "
             "use a URL like postgresql://user@host:5432/dbname or key=value pairs"
         ) from None
     params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
-    params.update(overrides)
+    params.update(login or {})
     params["application_name"] = APPLICATION_NAME
     params["options"] = f"-c statement_timeout={statement_timeout_ms}"
     try:
@@ -89,25 +88,10 @@ def server_version(conn: Connection) -> int:
     return conn.info.server_version
 
 
-def require_server_version(conn: Connection, what: str) -> None:
-    version = server_version(conn)
-    if version < MIN_SERVER_VERSION:
-        raise PreconditionFailed(
-            f"{what} runs PostgreSQL {version // 10000}; row-filtered publications need "
-            "PostgreSQL 15 or later: upgrade the server"
-        )
-
-
 def setting(conn: Connection, name: str) -> str:
     row = conn.execute("SELECT pg_catalog.current_setting(%s) AS value", [name]).fetchone()
     assert row is not None
     return str(row["value"])
-
-
-@contextmanager
-def transaction(conn: Connection) -> Iterator[Connection]:
-    with conn.transaction():
-        yield conn
 
 
 # -- advisory locks -----------------------------------------------------------------------
@@ -150,7 +134,7 @@ def _queries(filename: str) -> dict[str, str]:
 
 def query(name: str, filename: str = "queries.sql", **identifiers: str) -> sql.Composed:
     """A named query from sql/; `identifiers` fill `{name}` placeholders as quoted identifiers."""
-    template = sql.SQL(_queries(filename)[name])  # type: ignore[arg-type]
+    template = sql.SQL(_queries(filename)[name])
     return template.format(**{k: sql.Identifier(v) for k, v in identifiers.items()})
 
 

@@ -95,8 +95,7 @@ def _drift(moment: datetime, zone: tzinfo) -> timedelta:
     """How far wall-clock order may disagree with instant order around moment (DST jumps)."""
     try:
         offsets = [
-            (moment + timedelta(days=days)).astimezone(zone).utcoffset() or timedelta()
-            for days in (-2, 0, 2)
+            (moment + timedelta(days=days)).astimezone(zone).utcoffset() or timedelta() for days in (-2, 0, 2)
         ]
     except OverflowError:
         return timedelta(days=1)
@@ -131,9 +130,7 @@ def _date_value(name: str, text: str) -> tuple[datetime, bool, bool]:
     raise ValueError(f"invalid {name} {text.strip()!r}, expected YYYYMMDDTHHMMSS[Z]")
 
 
-def _date_line(
-    name: str, params: list[str], value: str, zone: tzinfo
-) -> list[tuple[datetime, tzinfo]]:
+def _date_line(name: str, params: list[str], value: str, zone: tzinfo) -> list[tuple[datetime, tzinfo]]:
     """Parse DTSTART/RDATE/EXDATE values into (naive wall-clock time, its zone)."""
     tzid = None
     for param in params:
@@ -276,9 +273,7 @@ class _Rule:
                     "UNTIL must be after DTSTART" if start_given
                     else "UNTIL must be after 2024-01-01, the start of a rule without DTSTART"
                 )  # fmt: skip
-            return dataclasses.replace(
-                rule, until=until, wall_end=_wall(until, zone) + _drift(until, zone)
-            )
+            return dataclasses.replace(rule, until=until, wall_end=_wall(until, zone) + _drift(until, zone))
         if count is not None:
             # COUNT is counted from DTSTART, which re-anchoring loses: turn it into an end.
             last = next(iter(deque(islice(rule.walls(start, None), count), maxlen=1)), None)

@@ -19,9 +19,25 @@ from pgsync_dossier.node import read_node
 
 #: The keys of `status --json` on a Subscriber, in order (documented in the README).
 SUBSCRIBER_FIELDS = (
-    "local_list", "local_list_name", "remote_list", "leader", "leader_url", "state", "enabled",
-    "leader_available", "dossiers", "faces", "leader_dossiers", "leader_faces", "lag_bytes",
-    "lag_seconds", "retained_wal_bytes", "wal_status", "copy", "last_sync", "last_sync_ok",
+    "local_list",
+    "local_list_name",
+    "remote_list",
+    "leader",
+    "leader_url",
+    "state",
+    "enabled",
+    "leader_available",
+    "dossiers",
+    "faces",
+    "leader_dossiers",
+    "leader_faces",
+    "lag_bytes",
+    "lag_seconds",
+    "retained_wal_bytes",
+    "wal_status",
+    "copy",
+    "last_sync",
+    "last_sync_ok",
     "last_error",
 )
 
@@ -94,7 +110,9 @@ def _link_status(conn: pg.Connection, config: Config, row: dict[str, Any]) -> di
         item["wal_status"] = slot["wal_status"]
     else:
         item["wal_status"] = "missing"
-        item["last_error"] = item["last_error"] or "the Leader has no slot for this link: detach and attach again"
+        item["last_error"] = (
+            item["last_error"] or "the Leader has no slot for this link: detach and attach again"
+        )
     item["lag_seconds"] = _lag_seconds(beat, row["heartbeat_seq"], row["heartbeat_at"])
     return item
 
@@ -105,7 +123,8 @@ def _lag_seconds(beat: dict[str, Any] | None, seen_seq: int | None, seen_at: dat
         return None
     if seen_seq >= beat["seq"]:
         return 0.0
-    return round((beat["leader_now"] - seen_at).total_seconds(), 3)
+    behind: float = (beat["leader_now"] - seen_at).total_seconds()
+    return round(behind, 3)
 
 
 def _orphans(conn: pg.Connection) -> list[dict[str, Any]]:

@@ -120,7 +120,11 @@ def error_counts(conn: pg.Connection, name: str) -> dict[str, int]:
         "WHERE subname = %s",
         [name],
     ).fetchone()
-    return {"apply": row["apply_error_count"], "sync": row["sync_error_count"]} if row else {"apply": 0, "sync": 0}
+    return (
+        {"apply": row["apply_error_count"], "sync": row["sync_error_count"]}
+        if row
+        else {"apply": 0, "sync": 0}
+    )
 
 
 def list_counts(conn: pg.Connection, list_id: int) -> tuple[int, int]:

@@ -16,8 +16,9 @@ Create Date: 2026-11-29
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -27,8 +28,15 @@ depends_on = None
 
 def _timestamps() -> list[sa.Column[object]]:
     return [
-        sa.Column("created_at", postgresql.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")),
-        sa.Column("modified_at", postgresql.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column(
+            "created_at", postgresql.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")
+        ),
+        sa.Column(
+            "modified_at",
+            postgresql.TIMESTAMP(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
     ]
 
 
@@ -44,13 +52,17 @@ def upgrade() -> None:
     )
     op.create_table(
         "dossier",
-        sa.Column("id", postgresql.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+        sa.Column(
+            "id", postgresql.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+        ),
         sa.Column("dossier_list_id", sa.Integer, nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("comment", sa.Text, nullable=False, server_default=sa.text("''")),
         sa.Column("active", sa.Boolean, nullable=False, server_default=sa.text("true")),
         *_timestamps(),
-        sa.ForeignKeyConstraint(["dossier_list_id"], ["dossier_list.id"], name="dossier_dossier_list_id_fkey"),
+        sa.ForeignKeyConstraint(
+            ["dossier_list_id"], ["dossier_list.id"], name="dossier_dossier_list_id_fkey"
+        ),
         sa.UniqueConstraint("id", "dossier_list_id", name="dossier_id_dossier_list_id_key"),
         sa.CheckConstraint("octet_length(name) BETWEEN 1 AND 1000", name="dossier_name_size_check"),
         sa.CheckConstraint("octet_length(comment) <= 4000", name="dossier_comment_size_check"),
@@ -58,12 +70,16 @@ def upgrade() -> None:
     op.create_index("dossier_dossier_list_id_name_idx", "dossier", ["dossier_list_id", "name"])
     op.create_table(
         "dossier_face",
-        sa.Column("id", postgresql.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+        sa.Column(
+            "id", postgresql.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+        ),
         sa.Column("dossier_id", postgresql.UUID(as_uuid=True), nullable=False),
         sa.Column("dossier_list_id", sa.Integer, nullable=False),
         sa.Column("embedding", sa.LargeBinary, nullable=False),
         sa.Column("model", sa.Text, nullable=False),
-        sa.Column("created_at", postgresql.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column(
+            "created_at", postgresql.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")
+        ),
         sa.UniqueConstraint("id", "dossier_list_id", name="dossier_face_id_dossier_list_id_key"),
         sa.ForeignKeyConstraint(
             ["dossier_id", "dossier_list_id"],
@@ -72,11 +88,15 @@ def upgrade() -> None:
             onupdate="CASCADE",
             ondelete="CASCADE",
         ),
-        sa.CheckConstraint("octet_length(embedding) BETWEEN 1 AND 7168", name="dossier_face_embedding_size_check"),
+        sa.CheckConstraint(
+            "octet_length(embedding) BETWEEN 1 AND 7168", name="dossier_face_embedding_size_check"
+        ),
         sa.CheckConstraint("octet_length(model) BETWEEN 1 AND 200", name="dossier_face_model_size_check"),
     )
     op.create_index("dossier_face_dossier_list_id_idx", "dossier_face", ["dossier_list_id"])
-    op.create_index("dossier_face_dossier_id_dossier_list_id_idx", "dossier_face", ["dossier_id", "dossier_list_id"])
+    op.create_index(
+        "dossier_face_dossier_id_dossier_list_id_idx", "dossier_face", ["dossier_id", "dossier_list_id"]
+    )
 
     op.execute(
         """

@@ -12,8 +12,9 @@ Create Date: 2026-11-29
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 revision = "0002"
 down_revision = "0001"
@@ -53,10 +54,14 @@ def upgrade() -> None:
     )
     op.create_table(
         "heartbeat",
-        sa.Column("id", postgresql.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+        sa.Column(
+            "id", postgresql.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+        ),
         sa.Column("list_id", sa.Integer, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False, server_default=sa.text("0")),
-        sa.Column("beat_at", postgresql.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column(
+            "beat_at", postgresql.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")
+        ),
         sa.UniqueConstraint("list_id", name="heartbeat_list_id_key"),
         sa.UniqueConstraint("id", "list_id", name="heartbeat_id_list_id_key"),
         schema=SCHEMA,
@@ -78,8 +83,14 @@ def upgrade() -> None:
         sa.Column("subscriber_node", sa.Text, nullable=False),
         sa.Column("subscriber_list_id", sa.Integer, nullable=False),
         _ts("registered_at"),
-        sa.ForeignKeyConstraint(["list_id"], [f"{SCHEMA}.publication.list_id"], name="subscriber_link_list_id_fkey"),
-        sa.UniqueConstraint("subscriber_node", "subscriber_list_id", name="subscriber_link_subscriber_node_subscriber_list_id_key"),
+        sa.ForeignKeyConstraint(
+            ["list_id"], [f"{SCHEMA}.publication.list_id"], name="subscriber_link_list_id_fkey"
+        ),
+        sa.UniqueConstraint(
+            "subscriber_node",
+            "subscriber_list_id",
+            name="subscriber_link_subscriber_node_subscriber_list_id_key",
+        ),
         schema=SCHEMA,
     )
     op.create_table(
@@ -99,7 +110,9 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text),
         _ts("created_at"),
         _ts("updated_at"),
-        sa.ForeignKeyConstraint(["local_list_id"], ["public.dossier_list.id"], name="link_local_list_id_fkey"),
+        sa.ForeignKeyConstraint(
+            ["local_list_id"], ["public.dossier_list.id"], name="link_local_list_id_fkey"
+        ),
         sa.UniqueConstraint("local_list_id", name="link_local_list_id_key"),
         sa.UniqueConstraint("subscription_name", name="link_subscription_name_key"),
         sa.UniqueConstraint("slot_name", name="link_slot_name_key"),
@@ -120,7 +133,9 @@ def upgrade() -> None:
         sa.Column("ok", sa.Boolean),
         sa.Column("error", sa.Text),
         sa.Column("rows_applied", sa.BigInteger),
-        sa.ForeignKeyConstraint(["link_id"], [f"{SCHEMA}.link.id"], name="sync_run_link_id_fkey", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["link_id"], [f"{SCHEMA}.link.id"], name="sync_run_link_id_fkey", ondelete="CASCADE"
+        ),
         sa.CheckConstraint(
             "reason IN ('schedule', 'startup', 'creation', 'manual')", name="sync_run_reason_check"
         ),

@@ -53,7 +53,9 @@ def init_config(
         token=token,
         force=force,
     )
-    render.message(f"wrote {target} (mode 0600); edit it, then run: pgsync-dossier --config {target} config check")
+    render.message(
+        f"wrote {target} (mode 0600); edit it, then run: pgsync-dossier --config {target} config check"
+    )
 
 
 @click.group("config")

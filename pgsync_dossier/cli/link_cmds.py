@@ -28,18 +28,35 @@ def setup(app: AppContext, as_json: bool) -> None:
     verb = "set up" if result["created"] else "updated"
     notes = [
         "sync token rotated" if result["token_rotated"] else "",
-        "face model changed: Subscribers with the old model will pause" if result["face_model_changed"] else "",
+        "face model changed: Subscribers with the old model will pause"
+        if result["face_model_changed"]
+        else "",
     ]
     human = f"{result['role']} {result['node_name']} {verb}" + "".join(f"; {n}" for n in notes if n)
     render.emit(result, as_json, human)
 
 
 @click.command()
-@click.option("--remote-list", "remote_list", type=int, required=True, metavar="L", help="The Leader's list id.")
+@click.option(
+    "--remote-list", "remote_list", type=int, required=True, metavar="L", help="The Leader's list id."
+)
 @click.option("--remote-url", "remote_url", required=True, metavar="URL", help="The Leader's PostgreSQL URL.")
-@click.option("--local-list", "local_list", type=int, required=True, metavar="T", help="This Subscriber's (empty) list id.")
+@click.option(
+    "--local-list",
+    "local_list",
+    type=int,
+    required=True,
+    metavar="T",
+    help="This Subscriber's (empty) list id.",
+)
 @click.option("--schedule", metavar="RRULE", help="Sync windows for this link (overrides the Leader's).")
-@click.option("--timeout", type=float, default=links.DEFAULT_COPY_TIMEOUT_S, show_default=True, help="Seconds to wait for the initial copy.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=links.DEFAULT_COPY_TIMEOUT_S,
+    show_default=True,
+    help="Seconds to wait for the initial copy.",
+)
 @json_option
 @pass_app
 def attach(
@@ -65,13 +82,10 @@ def attach(
         result = links.attach(app.config, request, timeout_s=timeout, on_progress=progress.update)
     finally:
         progress.close()
-    human = (
-        f"list {local_list} now replicates Leader list {remote_list} ({result['leader']}): "
-        + (
-            f"{result['dossiers']} dossiers and {result['faces']} faces copied"
-            if result["synced"]
-            else "the initial copy runs at the first sync"
-        )
+    human = f"list {local_list} now replicates Leader list {remote_list} ({result['leader']}): " + (
+        f"{result['dossiers']} dossiers and {result['faces']} faces copied"
+        if result["synced"]
+        else "the initial copy runs at the first sync"
     )
     render.emit(result, as_json, human)
 
@@ -104,9 +118,11 @@ class _CopyProgress:
 def detach(app: AppContext, local_list: int, purge: bool, as_json: bool) -> None:
     """Cancel replication of list T; it becomes an ordinary writable list."""
     result = links.detach(app.config, local_list, purge)
-    human = f"list {local_list} detached" + (
-        "" if result["slot_dropped"] else "; the Leader is down: its slot is dropped when it is back"
-    ) + (f"; {result['purged_dossiers']} dossiers purged" if purge else "")
+    human = (
+        f"list {local_list} detached"
+        + ("" if result["slot_dropped"] else "; the Leader is down: its slot is dropped when it is back")
+        + (f"; {result['purged_dossiers']} dossiers purged" if purge else "")
+    )
     render.emit(result, as_json, human)
 
 
@@ -125,8 +141,21 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
         ]
         render.emit(rows, as_json, render.table(flat))
         return
-    columns = ["local_list", "remote_list", "leader", "state", "enabled", "dossiers", "leader_dossiers",
-               "lag_bytes", "lag_seconds", "retained_wal_bytes", "wal_status", "last_sync", "last_error"]
+    columns = [
+        "local_list",
+        "remote_list",
+        "leader",
+        "state",
+        "enabled",
+        "dossiers",
+        "leader_dossiers",
+        "lag_bytes",
+        "lag_seconds",
+        "retained_wal_bytes",
+        "wal_status",
+        "last_sync",
+        "last_error",
+    ]
     render.emit(rows, as_json, render.table(rows, columns))
 
 
@@ -147,5 +176,6 @@ def leader_unavailable(app: AppContext, local_list: int, confirm: bool, clear: b
     render.message(
         f"list {local_list}: Leader recorded as available; local deletes are refused again"
         if clear
-        else f"list {local_list}: Leader recorded as unavailable; local deletes are allowed until it is reachable"
+        else f"list {local_list}: Leader recorded as unavailable; "
+        "local deletes are allowed until it is reachable again"
     )

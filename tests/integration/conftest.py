@@ -31,7 +31,7 @@ from pgsync_dossier.cli import cli
 from pgsync_dossier.clusters import LocalCluster, find_bindir, server_version
 
 ADMIN_USER = 'Sync Admin\'s "Role"'
-ADMIN_PASSWORD = "p'@ss:w@rd \"x\""
+ADMIN_PASSWORD = 'p\'@ss:w@rd "x"'
 TEMPLATE_DB = "dossier template"
 TEST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -264,7 +264,7 @@ def add_dossiers(node: Node, list_id: int, count: int, faces_each: int = 2, pref
                 "INSERT INTO dossier (dossier_list_id, name, comment) VALUES (%s, %s, %s) RETURNING id",
                 [list_id, f"{prefix}{n}", f"comment {n}"],
             ).fetchone()["id"]
-            for f in range(faces_each):
+            for _ in range(faces_each):
                 conn.execute(
                     "INSERT INTO dossier_face (dossier_id, embedding, model) VALUES (%s, %s, %s)",
                     [dossier_id, os.urandom(2048), FACE_MODEL],

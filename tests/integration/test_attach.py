@@ -11,14 +11,20 @@ from tests.integration.conftest import (
     list_rows,
     make_list,
     wait_for_same,
-    wait_until,
 )
 
 
 def attach(sub: Site, leader: Site, remote: int, local: int, *extra: str) -> dict:
     result = sub.ok(
-        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url,
-        "--local-list", str(local), "--json", *extra,
+        "attach",
+        "--remote-list",
+        str(remote),
+        "--remote-url",
+        leader.leader_url,
+        "--local-list",
+        str(local),
+        "--json",
+        *extra,
     )
     return result.json()
 
@@ -51,8 +57,9 @@ def test_refuses_a_non_empty_list_and_leaves_nothing(sites: dict[str, Site]) -> 
     wanted = make_list(leader.node, "Wanted")
     local = make_list(sub.node, "Busy")
     add_dossiers(sub.node, local, 3)
-    result = sub.cli("attach", "--remote-list", str(wanted), "--remote-url", leader.leader_url,
-                     "--local-list", str(local))
+    result = sub.cli(
+        "attach", "--remote-list", str(wanted), "--remote-url", leader.leader_url, "--local-list", str(local)
+    )
     assert result.exit_code == 3
     assert "synchronization canceled: watch list" in result.stderr and "3 dossiers" in result.stderr
     assert not leader.node.execute("SELECT * FROM pg_publication")

@@ -41,8 +41,9 @@ def test_catalog_matches_models(leader: Node) -> None:
             connection,
             opts={
                 "include_schemas": True,
-                "include_name": lambda name, type_, parent: type_ != "schema"
-                or name in (None, "public", "pgsync"),
+                "include_name": lambda name, type_, parent: (
+                    type_ != "schema" or name in (None, "public", "pgsync")
+                ),
             },
         )
         diff = compare_metadata(context, metadata)
@@ -75,7 +76,9 @@ def test_replica_identity_and_storage(leader: Node) -> None:
 
 def test_application_inserts_with_defaults_only(leader: Node) -> None:
     with leader.connect() as conn:
-        list_id = conn.execute("INSERT INTO dossier_list (name) VALUES ('Wanted') RETURNING id").fetchone()["id"]
+        list_id = conn.execute("INSERT INTO dossier_list (name) VALUES ('Wanted') RETURNING id").fetchone()[
+            "id"
+        ]
         dossier = conn.execute(
             "INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'Jane') RETURNING *", [list_id]
         ).fetchone()
@@ -116,7 +119,8 @@ def test_moving_a_dossier_moves_its_faces(leader: Node) -> None:
             "INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'x') RETURNING id", [a]
         ).fetchone()["id"]
         conn.execute(
-            "INSERT INTO dossier_face (dossier_id, embedding, model) VALUES (%s, '\\x01', 'm'), (%s, '\\x02', 'm')",
+            "INSERT INTO dossier_face (dossier_id, embedding, model) "
+            "VALUES (%s, '\\x01', 'm'), (%s, '\\x02', 'm')",
             [dossier_id, dossier_id],
         )
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [b, dossier_id])

@@ -39,7 +39,9 @@ def test_wrong_token(sites: dict[str, Site], tmp_path: Path) -> None:
 def test_different_face_model(sites: dict[str, Site], tmp_path: Path) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
-    other = Site(sub.node, write_config(tmp_path / "other.yaml", sub.node, "subscriber", face_model="facenet-512"))
+    other = Site(
+        sub.node, write_config(tmp_path / "other.yaml", sub.node, "subscriber", face_model="facenet-512")
+    )
     code, err = _attach(other, leader.leader_url, remote, local)
     assert code == 3 and "face models differ" in err and "facenet-512" in err
     assert_nothing_left(leader, sub)

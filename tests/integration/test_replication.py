@@ -59,8 +59,12 @@ def test_truncate_on_the_leader_does_not_wipe_subscribers(sites: dict[str, Site]
     from tests.integration.conftest import wait_until
 
     wait_until(
-        lambda: sub.node.execute("SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [replica])[0]["n"]
-        == 5,
+        lambda: (
+            sub.node.execute("SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [replica])[0][
+                "n"
+            ]
+            == 5
+        ),
         "the row inserted after TRUNCATE",
     )
     assert len(list_rows(sub.node, local)[0]) == 2

@@ -114,8 +114,10 @@ def test_dossier_moved_out_and_back_arrives_intact(leader: Node, subscriber_a: N
     )
     assert subscriber_faces == leader_faces
     _wait_for(
-        lambda: subscriber_a.execute("SELECT comment FROM dossier WHERE id = %s", [keep])[0]["comment"]
-        == "still here",
+        lambda: (
+            subscriber_a.execute("SELECT comment FROM dossier WHERE id = %s", [keep])[0]["comment"]
+            == "still here"
+        ),
         "the update of an untouched dossier",
     )
     assert not subscriber_a.execute("SELECT 1 FROM dossier WHERE name = 'never'")

@@ -52,18 +52,20 @@ def test_attach_resumes_after_a_crash(sites: dict[str, Site], crash_after: str) 
     add_dossiers(leader.node, remote, 3)
     cfg = config_module.load(sub.config_path)
     request = links.AttachRequest(remote, leader.leader_url, local)
-    with psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
-        with LeaderClient(leader.leader_url, cfg.sync_token) as client:
-            name = subscriber.link_names(cfg.node_name, remote, local)
-            links._record_link(conn, request, client.facts(), name)
-            if crash_after != "link_recorded":
-                publication = client.publish(remote)
-                client.register(remote, cfg.node_name, local, name)
-            if crash_after == "slot_created":
-                # CREATE SUBSCRIPTION made the slot on the Leader, then died before committing.
-                leader.node.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [name])
-            if crash_after == "subscribed":
-                subscriber.create_subscription(conn, name, publication, leader.leader_url, cfg.sync_token, True)
+    with (
+        psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn,
+        LeaderClient(leader.leader_url, cfg.sync_token) as client,
+    ):
+        name = subscriber.link_names(cfg.node_name, remote, local)
+        links._record_link(conn, request, client.facts(), name)
+        if crash_after != "link_recorded":
+            publication = client.publish(remote)
+            client.register(remote, cfg.node_name, local, name)
+        if crash_after == "slot_created":
+            # CREATE SUBSCRIPTION made the slot on the Leader, then died before committing.
+            leader.node.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [name])
+        if crash_after == "subscribed":
+            subscriber.create_subscription(conn, name, publication, leader.leader_url, cfg.sync_token, True)
     attach(sub, leader, remote, local)
     _healthy_single_link(leader, sub, remote, local)
 
@@ -118,7 +120,10 @@ def test_local_deletes_only_while_the_leader_is_unavailable(sites: dict[str, Sit
         rows = sub.ok("status", "--json").json()  # the probe records the Leader as unavailable
         assert rows[0]["leader_available"] is False and "cannot reach" in rows[0]["last_error"]
         sub.node.execute("DELETE FROM dossier WHERE id = %s", [victim])
-        assert sub.node.execute("SELECT count(*) AS n FROM dossier_face WHERE dossier_id = %s", [victim])[0]["n"] == 0
+        assert (
+            sub.node.execute("SELECT count(*) AS n FROM dossier_face WHERE dossier_id = %s", [victim])[0]["n"]
+            == 0
+        )
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             sub.node.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'x')", [local])
     finally:
@@ -154,7 +159,9 @@ def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Si
 
             def insert() -> None:
                 try:
-                    sub.node.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'sneaky')", [local])
+                    sub.node.execute(
+                        "INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'sneaky')", [local]
+                    )
                     outcome["result"] = "inserted"
                 except psycopg.Error as exc:
                     outcome["result"] = type(exc).__name__
@@ -188,8 +195,17 @@ def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
         remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
         add_dossiers(leader.node, remote, 1)
         outputs = [
-            sub.cli("--debug", "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url,
-                    "--local-list", str(local), "--json"),
+            sub.cli(
+                "--debug",
+                "attach",
+                "--remote-list",
+                str(remote),
+                "--remote-url",
+                leader.leader_url,
+                "--local-list",
+                str(local),
+                "--json",
+            ),
             sub.cli("--debug", "status", "--json"),
             sub.cli("status"),
             leader.cli("--debug", "status", "--json"),
@@ -197,13 +213,25 @@ def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
             sub.cli("config", "check", "--json"),
         ]
         bad = Site(sub.node, write_config(tmp_path / "bad.yaml", sub.node, "subscriber", sync_token="X" * 40))
-        outputs.append(bad.cli("--debug", "attach", "--remote-list", str(remote), "--remote-url",
-                               leader.leader_url, "--local-list", str(local)))
+        outputs.append(
+            bad.cli(
+                "--debug",
+                "attach",
+                "--remote-list",
+                str(remote),
+                "--remote-url",
+                leader.leader_url,
+                "--local-list",
+                str(local),
+            )
+        )
         for result in outputs:
             for secret in (TOKEN, password):
                 assert secret not in result.stdout and secret not in result.stderr
         time.sleep(0.5)
-        logs = {site.node.name: site.node.cluster.logfile.read_text(errors="replace") for site in (leader, sub)}
+        logs = {
+            site.node.name: site.node.cluster.logfile.read_text(errors="replace") for site in (leader, sub)
+        }
         assert "api_node_facts" in logs["leader"] and "pgsync.link" in logs["subscriber_a"]  # logging is on
         for log in logs.values():
             assert TOKEN not in log and password not in log
@@ -219,13 +247,18 @@ def test_setup_with_a_new_token_rotates_the_login(sites: dict[str, Site], tmp_pa
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     attach(sub, leader, remote, local)
     new_token = "N" * 48
-    rotated_leader = Site(leader.node, write_config(tmp_path / "l.yaml", leader.node, "leader", sync_token=new_token))
+    rotated_leader = Site(
+        leader.node, write_config(tmp_path / "l.yaml", leader.node, "leader", sync_token=new_token)
+    )
     assert rotated_leader.ok("setup", "--json").json()["token_rotated"] is True
     other = make_list(sub.node, "T2")
-    result = sub.cli("attach", "--remote-list", str(remote), "--remote-url", leader.leader_url,
-                     "--local-list", str(other))
+    result = sub.cli(
+        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url, "--local-list", str(other)
+    )
     assert result.exit_code == 3 and "tokens" in result.stderr
-    rotated_sub = Site(sub.node, write_config(tmp_path / "s.yaml", sub.node, "subscriber", sync_token=new_token))
+    rotated_sub = Site(
+        sub.node, write_config(tmp_path / "s.yaml", sub.node, "subscriber", sync_token=new_token)
+    )
     assert rotated_sub.ok("setup", "--json").json()["token_rotated"] is True
     # The existing subscription logs in with the new derived password.
     add_dossiers(leader.node, remote, 1)

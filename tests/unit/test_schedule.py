@@ -26,9 +26,7 @@ PARIS = zone("Europe/Paris")
 NEW_YORK = zone("America/New_York")
 
 
-def paris(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0
-) -> datetime:
+def paris(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, sec, tzinfo=PARIS)
 
 
@@ -88,16 +86,12 @@ def test_bare_rule_same_as_rrule_line() -> None:
 
 
 def test_case_does_not_matter_except_in_zone_names() -> None:
-    schedule = Schedule.parse(
-        "dtstart;tzid=Europe/Paris:20240101t030000\nrrule:freq=daily", NEW_YORK
-    )
+    schedule = Schedule.parse("dtstart;tzid=Europe/Paris:20240101t030000\nrrule:freq=daily", NEW_YORK)
     assert schedule.next_after(paris(2024, 2, 1, 12)) == paris(2024, 2, 2, 3, 0)
 
 
 def test_several_rules_are_merged() -> None:
-    text = (
-        "RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=3\nRRULE:FREQ=WEEKLY;BYDAY=SA,SU;BYHOUR=12"
-    )
+    text = "RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=3\nRRULE:FREQ=WEEKLY;BYDAY=SA,SU;BYHOUR=12"
     schedule = Schedule.parse(text, PARIS)
     assert local(following(schedule, paris(2024, 6, 7, 12), 4)) == [
         "2024-06-08T12:00:00+02:00",
@@ -197,9 +191,7 @@ def test_dtstart_time_gives_the_default_time_of_day() -> None:
 
 def test_dtstart_later_in_the_text_still_applies() -> None:
     schedule = Schedule.parse("RRULE:FREQ=DAILY\nDTSTART:20240101T041500Z", PARIS)
-    assert schedule.next_after(datetime(2024, 3, 1, tzinfo=UTC)) == datetime(
-        2024, 3, 1, 4, 15, tzinfo=UTC
-    )
+    assert schedule.next_after(datetime(2024, 3, 1, tzinfo=UTC)) == datetime(2024, 3, 1, 4, 15, tzinfo=UTC)
 
 
 # --- DST ---------------------------------------------------------------------------------------

@@ -1,0 +1,44 @@
+"""status on both sides: the documented JSON keys and values that mean something."""
+
+from __future__ import annotations
+
+from pgsync_dossier.status import SUBSCRIBER_FIELDS
+from tests.integration.conftest import Site, add_dossiers, make_list
+from tests.integration.test_attach import attach
+
+
+def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 4)
+    attach(sub, leader, remote, local)
+    rows = sub.ok("status", "--json").json()
+    assert len(rows) == 1
+    row = rows[0]
+    assert tuple(row) == SUBSCRIBER_FIELDS
+    assert row["local_list"] == local and row["remote_list"] == remote
+    assert row["state"] == "ready" and row["enabled"] is True and row["leader_available"] is True
+    assert row["dossiers"] == row["leader_dossiers"] == 4 and row["faces"] == row["leader_faces"] == 8
+    assert row["wal_status"] == "reserved" and row["retained_wal_bytes"] >= 0
+    assert isinstance(row["lag_bytes"], int) and row["lag_seconds"] == 0.0
+    assert row["copy"] == "3/3 tables" and row["last_sync_ok"] is True and row["last_error"] is None
+    assert "@" not in row["leader_url"] or "****" in row["leader_url"]
+
+    one = sub.ok("status", str(local), "--json").json()
+    assert one == [dict(row, lag_bytes=one[0]["lag_bytes"], retained_wal_bytes=one[0]["retained_wal_bytes"])]
+    table = sub.ok("status").stdout
+    assert "LOCAL_LIST" in table.splitlines()[0] and "ready" in table
+    missing = sub.cli("status", "999")
+    assert missing.exit_code == 3 and "not a replica" in missing.stderr
+
+    published = leader.ok("status", "--json").json()
+    assert published[0]["list"] == remote and published[0]["dossiers"] == 4
+    (link,) = published[0]["subscribers"]
+    assert link["subscriber"] == "subscriber_a site" and link["subscriber_list"] == local
+    assert link["slot_exists"] is True and link["active"] is True and link["wal_status"] == "reserved"
+    assert "SUBSCRIBER" in leader.ok("status").stdout
+
+
+def test_status_on_a_fresh_subscriber_is_empty(sites: dict[str, Site]) -> None:
+    assert sites["subscriber_b"].ok("status", "--json").json() == []
+    assert sites["subscriber_b"].ok("status").stdout.strip() == "(none)"
