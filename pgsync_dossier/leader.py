@@ -165,5 +165,8 @@ class LeaderClient:
         rows = self._call("SELECT * FROM pgsync.api_list_heartbeat(%s)", [list_id])
         return rows[0] if rows else None
 
+    def list_digest(self, list_id: int) -> dict[str, Any]:
+        return self._call("SELECT * FROM pgsync.api_list_digest(%s)", [list_id])[0]
+
     def slot_status(self, slot_name: str) -> dict[str, Any]:
         return self._call("SELECT * FROM pgsync.api_slot_status(%s)", [slot_name])[0]

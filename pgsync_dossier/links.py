@@ -17,9 +17,16 @@ import psycopg
 from pgsync_dossier import pg, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError
+from pgsync_dossier.errors import (
+    OperationFailed,
+    PgsyncError,
+    PreconditionFailed,
+    ServerUnreachable,
+    UsageError,
+)
 from pgsync_dossier.leader import LeaderClient, LeaderFacts
 from pgsync_dossier.node import require_role
+from pgsync_dossier.sync import set_state, sync_link
 from pgsync_dossier.token import matches_verifier
 
 log = logging.getLogger(__name__)
@@ -151,20 +158,32 @@ def _attach(
         leader.register(request.remote_list_id, node["node_name"], target, name)
         if subscriber.subscription(conn, name) is None:
             leader.drop_stale_slot(name)  # left by an attach killed inside CREATE SUBSCRIPTION
-            enabled = schedule is None or facts.sync_at_creation
+            # Windowed links stay disabled between windows; the first sync enables one.
             subscriber.create_subscription(
-                conn, name, publication, request.leader_url, config.sync_token, enabled
+                conn, name, publication, request.leader_url, config.sync_token, enabled=schedule is None
             )
     except BaseException:
         if fresh:
             _undo_attach(conn, leader, request.remote_list_id, target, name)
         raise
-    _set_state(conn, target, "copying")
+    set_state(conn, target, "copying")
     synced = False
     if facts.sync_at_creation:
-        _sync_at_creation(conn, leader, target, name, remote, schedule, timeout_s, on_progress)
+        link = get_link(conn, target)
+        assert link is not None
+        outcome = sync_link(
+            conn,
+            config,
+            link,
+            "creation",
+            timeout_s,
+            (lambda d, f: on_progress(d, f, int(remote["dossiers"]))) if on_progress else None,
+        )
+        if outcome.status != "synced":
+            raise OperationFailed(f"the link is set up but its first sync failed: {outcome.error}")
         synced = True
-    _set_state(conn, target, "ready")
+    else:
+        set_state(conn, target, "ready")
     dossiers, faces = subscriber.list_counts(conn, target)
     return {
         "local_list": target,
@@ -202,8 +221,8 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
         conn.execute(
             """
             INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id,
-                leader_node_name, subscription_name, slot_name, schedule, state)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'attaching')
+                leader_node_name, subscription_name, slot_name, schedule, leader_schedule, state)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'attaching')
             """,
             [
                 request.local_list_id,
@@ -214,6 +233,7 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
                 name,
                 name,
                 request.schedule,
+                facts.sync_schedule,
             ],
         )
 
@@ -235,62 +255,13 @@ def _undo_attach(
     conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
 
 
-def _set_state(conn: pg.Connection, local_list_id: int, state: str, error: str | None = None) -> None:
-    conn.execute(
-        "UPDATE pgsync.link SET state = %s, last_error = %s, updated_at = now() WHERE local_list_id = %s",
-        [state, error, local_list_id],
-    )
-
-
-def _sync_at_creation(
-    conn: pg.Connection,
-    leader: LeaderClient,
-    target: int,
-    name: str,
-    remote: dict[str, Any],
-    schedule: str | None,
-    timeout_s: float,
-    on_progress: Progress | None,
-) -> None:
-    link_id = conn.execute("SELECT id FROM pgsync.link WHERE local_list_id = %s", [target]).fetchone()["id"]  # type: ignore[index]
-    run_id = conn.execute(
-        "INSERT INTO pgsync.sync_run (link_id, reason) VALUES (%s, 'creation') RETURNING id", [link_id]
-    ).fetchone()["id"]  # type: ignore[index]
-    expected = int(remote["dossiers"])
-    try:
-        subscriber.set_enabled(conn, name, True)
-        subscriber.wait_for_copy(
-            conn,
-            name,
-            target,
-            timeout_s,
-            (lambda d, f: on_progress(d, f, expected)) if on_progress else None,
-        )
-        seq = leader.heartbeat(int(remote["id"]))
-        subscriber.wait_for_heartbeat(conn, target, seq, timeout_s)
-    except PgsyncError as exc:
-        conn.execute(
-            "UPDATE pgsync.sync_run SET finished_at = now(), ok = false, error = %s WHERE id = %s",
-            [str(exc), run_id],
-        )
-        _set_state(conn, target, "error", str(exc))
-        raise
-    finally:
-        if schedule is not None:
-            subscriber.set_enabled(conn, name, False)
-    conn.execute(
-        "UPDATE pgsync.sync_run SET finished_at = now(), ok = true, barrier_seq = %s WHERE id = %s",
-        [seq, run_id],
-    )
-
-
 def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str, Any]:
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
         require_role(conn, "subscriber", "detach")
         link = get_link(conn, local_list_id)
         if link is None:
             raise PreconditionFailed(f"list {local_list_id} is not a replica: there is nothing to detach")
-        _set_state(conn, local_list_id, "detaching")
+        set_state(conn, local_list_id, "detaching")
         name = link["subscription_name"]
         leader: LeaderClient | None = None
         try:
@@ -343,18 +314,3 @@ def cleanup_orphan_slots(conn: pg.Connection, config: Config) -> list[str]:
         conn.execute("DELETE FROM pgsync.orphan_slot WHERE slot_name = %s", [orphan["slot_name"]])
         dropped.append(orphan["slot_name"])
     return dropped
-
-
-def set_leader_available(conn: pg.Connection, local_list_id: int | None, available: bool) -> int:
-    """Record the Leader of one link (or of every link) as reachable or not."""
-    return conn.execute(
-        """
-        UPDATE pgsync.link SET leader_available = %(available)s,
-               leader_unavailable_since = CASE WHEN %(available)s THEN NULL
-                                               ELSE coalesce(leader_unavailable_since, now()) END,
-               updated_at = now()
-         WHERE (%(list)s::int IS NULL OR local_list_id = %(list)s)
-           AND leader_available IS DISTINCT FROM %(available)s
-        """,
-        {"available": available, "list": local_list_id},
-    ).rowcount

@@ -135,6 +135,7 @@ def setup(config: Config) -> dict[str, Any]:
                     "creation": config.sync_at_creation,
                 },
             )
+            conn.execute(pg.sql_file("common.sql").encode())
             if config.role == "leader":
                 leader.install(conn, config.sync_token)
             else:

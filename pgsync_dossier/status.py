@@ -6,16 +6,18 @@ allows (or forbids again) local deletes in replica lists.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pgsync_dossier import leader as leader_module
 from pgsync_dossier import links, pg, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import PgsyncError, PreconditionFailed
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
 from pgsync_dossier.leader import LeaderClient
 from pgsync_dossier.node import read_node
+from pgsync_dossier.scheduler import link_schedule
+from pgsync_dossier.sync import set_leader_available
 
 #: The keys of `status --json` on a Subscriber, in order (documented in the README).
 SUBSCRIBER_FIELDS = (
@@ -36,8 +38,10 @@ SUBSCRIBER_FIELDS = (
     "retained_wal_bytes",
     "wal_status",
     "copy",
+    "schedule",
     "last_sync",
     "last_sync_ok",
+    "next_sync",
     "last_error",
 )
 
@@ -67,6 +71,7 @@ def _link_status(conn: pg.Connection, config: Config, row: dict[str, Any]) -> di
         [row["id"]],
     ).fetchone()
     states = subscriber.table_states(conn, row["subscription_name"])
+    schedule = link_schedule(row)
     ready = sum(1 for state in states.values() if state in ("r", "s"))
     item: dict[str, Any] = {
         "local_list": row["local_list_id"],
@@ -86,8 +91,10 @@ def _link_status(conn: pg.Connection, config: Config, row: dict[str, Any]) -> di
         "retained_wal_bytes": None,
         "wal_status": None,
         "copy": f"{ready}/{len(states)} tables" if states else "-",
+        "schedule": schedule.text if schedule else None,
         "last_sync": last["finished_at"] if last else None,
         "last_sync_ok": last["ok"] if last else None,
+        "next_sync": schedule.next_after(datetime.now(UTC)) if schedule else None,
         "last_error": row["last_error"] or (last["error"] if last and not last["ok"] else None),
     }
     try:
@@ -95,12 +102,15 @@ def _link_status(conn: pg.Connection, config: Config, row: dict[str, Any]) -> di
             info = leader.list_info(row["remote_list_id"]) or {}
             slot = leader.slot_status(row["subscription_name"])
             beat = leader.list_heartbeat(row["remote_list_id"])
-    except PgsyncError as exc:
-        links.set_leader_available(conn, row["local_list_id"], False)
+    except ServerUnreachable as exc:
+        set_leader_available(conn, row["local_list_id"], False)
         item["leader_available"] = False
         item["last_error"] = item["last_error"] or str(exc)
         return item
-    links.set_leader_available(conn, row["local_list_id"], True)
+    except PgsyncError as exc:
+        item["last_error"] = item["last_error"] or str(exc)
+        return item
+    set_leader_available(conn, row["local_list_id"], True)
     item["leader_available"] = True
     item["leader_dossiers"] = info.get("dossiers")
     item["leader_faces"] = info.get("faces")

@@ -142,50 +142,43 @@ def heartbeat_seq(conn: pg.Connection, local_list_id: int) -> int | None:
     return int(row["seq"]) if row else None
 
 
-def wait_for_copy(
+def wait_for_barrier(
     conn: pg.Connection,
     name: str,
     local_list_id: int,
+    seq: int,
     timeout_s: float,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Until every table of the subscription is synchronised; reports rows as they arrive."""
+    """Until every table is copied and the apply worker has passed Leader heartbeat `seq`.
+
+    A table in state 'r' is kept current by the apply worker, which applies the Leader's
+    changes in commit order: once it has applied the heartbeat, it has applied everything
+    committed before it.
+    """
     deadline = time.monotonic() + timeout_s
     errors_before = error_counts(conn, name)
-    states: dict[str, str] = {}
     while True:
         states = table_states(conn, name)
+        seen = heartbeat_seq(conn, local_list_id)
         if on_progress:
             on_progress(*list_counts(conn, local_list_id))
-        if states and all(state in ("r", "s") for state in states.values()):
+        if states and all(state == "r" for state in states.values()) and seen is not None and seen >= seq:
             return
         errors = error_counts(conn, name)
-        if errors["sync"] > errors_before["sync"] + 2 or errors["apply"] > errors_before["apply"] + 2:
+        copy_errors = errors["sync"] - errors_before["sync"]
+        apply_errors = errors["apply"] - errors_before["apply"]
+        if copy_errors > 2 or apply_errors > 2:
             raise OperationFailed(
-                f"the initial copy of {name} keeps failing ({errors['sync']} copy and "
-                f"{errors['apply']} apply errors): see the Subscriber's server log"
+                f"replication into list {local_list_id} keeps failing ({copy_errors} copy and "
+                f"{apply_errors} apply errors): see the Subscriber's server log"
             )
         if time.monotonic() > deadline:
-            pending = ", ".join(f"{rel}={state}" for rel, state in sorted(states.items()))
+            copying = ", ".join(f"{rel}={state}" for rel, state in sorted(states.items()) if state != "r")
             raise DeadlineExceeded(
-                f"the initial copy of {name} did not finish within {timeout_s:.0f}s "
-                f"(table states: {pending or 'none yet'}); it continues in the background: "
-                "check with pgsync-dossier status"
+                f"list {local_list_id} did not catch up with the Leader within {timeout_s:g}s "
+                f"(heartbeat seen {seen if seen is not None else 'none'}, waiting for {seq}"
+                + (f"; tables still copying: {copying}" if copying else "")
+                + ")"
             )
         time.sleep(POLL_INTERVAL_S)
-
-
-def wait_for_heartbeat(conn: pg.Connection, local_list_id: int, seq: int, timeout_s: float) -> None:
-    """Until this replica has applied everything the Leader committed before heartbeat `seq`."""
-    deadline = time.monotonic() + timeout_s
-    seen = None
-    while True:
-        seen = heartbeat_seq(conn, local_list_id)
-        if seen is not None and seen >= seq:
-            return
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded(
-                f"list {local_list_id} did not catch up with the Leader within {timeout_s:.0f}s "
-                f"(heartbeat seen {seen if seen is not None else 'none'}, waiting for {seq})"
-            )
-        time.sleep(POLL_INTERVAL_S / 2)

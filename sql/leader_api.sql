@@ -179,6 +179,11 @@ $$
      WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_slot_name)
 $$;
 
+CREATE OR REPLACE FUNCTION pgsync.api_list_digest(p_list_id integer)
+RETURNS TABLE (dossiers bigint, faces bigint, digest text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT * FROM pgsync.list_digest(p_list_id) $$;
+
 DO $$
 DECLARE
     f regprocedure;

@@ -12,6 +12,7 @@ from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import json_option
 from pgsync_dossier.errors import PreconditionFailed
+from pgsync_dossier.sync import set_leader_available
 
 
 def register(cli: click.Group) -> None:
@@ -172,7 +173,7 @@ def leader_unavailable(app: AppContext, local_list: int, confirm: bool, clear: b
         node.require_role(conn, "subscriber", "leader-unavailable")
         if links.get_link(conn, local_list) is None:
             raise PreconditionFailed(f"list {local_list} is not a replica")
-        links.set_leader_available(conn, local_list, clear)
+        set_leader_available(conn, local_list, clear)
     render.message(
         f"list {local_list}: Leader recorded as available; local deletes are refused again"
         if clear

@@ -42,3 +42,19 @@ def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
 def test_status_on_a_fresh_subscriber_is_empty(sites: dict[str, Site]) -> None:
     assert sites["subscriber_b"].ok("status", "--json").json() == []
     assert sites["subscriber_b"].ok("status").stdout.strip() == "(none)"
+
+
+def test_verify_finds_matching_and_diverged_replicas(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 5)
+    attach(sub, leader, remote, local)
+    add_dossiers(leader.node, remote, 2, prefix="late")  # in flight: verify syncs first
+    (row,) = sub.ok("verify", "--json").json()
+    assert row["match"] is True and row["dossiers"] == row["leader_dossiers"] == 7
+    with sub.node.connect() as conn:  # a superuser bypassing the guard, as a broken restore would
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE dossier SET comment = 'tampered' WHERE name = 'd1'")
+    result = sub.cli("verify", str(local), "--json")
+    assert result.exit_code == 1 and result.json()[0]["match"] is False
+    assert "differ" in result.stderr
