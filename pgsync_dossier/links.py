@@ -91,6 +91,11 @@ def attach(
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
         node = require_role(conn, "subscriber", "attach")
         cleanup_orphan_slots(conn, config)
+        if not pg.try_advisory_lock(conn, "list", request.local_list_id):
+            raise PreconditionFailed(
+                f"another attach or detach of list {request.local_list_id} is in progress: "
+                "wait for it to finish"
+            )
         existing = _check_local(conn, request)
         with LeaderClient(request.leader_url, config.sync_token) as leader:
             return _attach(conn, leader, config, node, request, existing, timeout_s, on_progress)
@@ -218,24 +223,34 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
             "UPDATE public.dossier_list SET modified_at = now() WHERE id = %s", [request.local_list_id]
         )
         _refuse_non_empty(conn, request.local_list_id)
-        conn.execute(
-            """
-            INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id,
-                leader_node_name, subscription_name, slot_name, schedule, leader_schedule, state)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'attaching')
-            """,
-            [
-                request.local_list_id,
-                request.remote_list_id,
-                request.leader_url,
-                facts.leader_id,
-                facts.node_name,
-                name,
-                name,
-                request.schedule,
-                facts.sync_schedule,
-            ],
-        )
+        try:
+            _insert_link(conn, request, facts, name)
+        except psycopg.errors.UniqueViolation:
+            raise PreconditionFailed(
+                f"Leader list {request.remote_list_id} was just attached to another local list of "
+                "this Subscriber; a Leader list has one replica per Subscriber"
+            ) from None
+
+
+def _insert_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts, name: str) -> None:
+    conn.execute(
+        """
+        INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id,
+            leader_node_name, subscription_name, slot_name, schedule, leader_schedule, state)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'attaching')
+        """,
+        [
+            request.local_list_id,
+            request.remote_list_id,
+            request.leader_url,
+            facts.leader_id,
+            facts.node_name,
+            name,
+            name,
+            request.schedule,
+            facts.sync_schedule,
+        ],
+    )
 
 
 def _undo_attach(
@@ -261,6 +276,10 @@ def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str,
         link = get_link(conn, local_list_id)
         if link is None:
             raise PreconditionFailed(f"list {local_list_id} is not a replica: there is nothing to detach")
+        if not pg.try_advisory_lock(conn, "list", local_list_id):
+            raise PreconditionFailed(
+                f"another attach or detach of list {local_list_id} is in progress: wait for it to finish"
+            )
         set_state(conn, local_list_id, "detaching")
         name = link["subscription_name"]
         leader: LeaderClient | None = None

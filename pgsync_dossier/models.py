@@ -178,6 +178,7 @@ link = Table(
     _timestamp("created_at"),
     _timestamp("updated_at"),
     CheckConstraint("state IN (" + ", ".join(f"'{state}'" for state in LINK_STATES) + ")", name="state"),
+    UniqueConstraint("leader_id", "remote_list_id"),
     schema=CATALOG_SCHEMA,
 )
 

@@ -1,5 +1,8 @@
 """Remember the Leader's schedule on each link, and which window each sync served.
 
+Also: a Leader list has at most one replica per Subscriber, enforced by the catalog, so two
+concurrent attaches of one Leader list into two local lists cannot both succeed.
+
 The Leader's schedule is authoritative, but `tick` must know when a window is due even while
 the Leader is unreachable: each sync stores the schedule the Leader last announced. A
 scheduled sync records the occurrence it served, so that window is not due again.
@@ -23,6 +26,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("link", sa.Column("leader_schedule", sa.Text), schema="pgsync")
+    op.create_unique_constraint(
+        "link_leader_id_remote_list_id_key", "link", ["leader_id", "remote_list_id"], schema="pgsync"
+    )
     op.add_column(
         "sync_run", sa.Column("window_at", sa.dialects.postgresql.TIMESTAMP(timezone=True)), schema="pgsync"
     )
@@ -30,4 +36,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("sync_run", "window_at", schema="pgsync")
+    op.drop_constraint("link_leader_id_remote_list_id_key", "link", schema="pgsync")
     op.drop_column("link", "leader_schedule", schema="pgsync")

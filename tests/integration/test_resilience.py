@@ -263,3 +263,33 @@ def test_setup_with_a_new_token_rotates_the_login(sites: dict[str, Site], tmp_pa
     # The existing subscription logs in with the new derived password.
     add_dossiers(leader.node, remote, 1)
     wait_for_same(leader.node, remote, sub.node, local, timeout_s=30)
+
+
+def test_concurrent_attaches_make_one_link(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote = make_list(leader.node, "L")
+    add_dossiers(leader.node, remote, 20)
+    t1, t2 = make_list(sub.node, "T1"), make_list(sub.node, "T2")
+    cfg = config_module.load(sub.config_path)
+    requests = [links.AttachRequest(remote, leader.leader_url, t) for t in (t1, t1, t2, t1)]
+    results: list[object] = [None] * len(requests)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = links.attach(cfg, requests[index])["local_list"]
+        except Exception as exc:  # collected and checked below
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    from pgsync_dossier.errors import PreconditionFailed
+
+    assert all(isinstance(r, int | PreconditionFailed) for r in results), results
+    assert len(sub.node.execute("SELECT * FROM pgsync.link")) == 1
+    assert len(sub.node.execute("SELECT * FROM pg_subscription")) == 1
+    assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
+    (link,) = sub.node.execute("SELECT local_list_id FROM pgsync.link")
+    assert link["local_list_id"] in [r for r in results if isinstance(r, int)]
