@@ -249,10 +249,6 @@ class LocalCluster:
             "--silent",
         )
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def is_running(self) -> bool:
         if not (self.datadir / "PG_VERSION").exists():
             return False

@@ -28,7 +28,8 @@ ROLES = ("leader", "subscriber")
 Role = Literal["leader", "subscriber"]
 
 _STRING_KEYS = ("node_name", "database_url", "face_model", "sync_token", "sync_token_file")
-_BOOL_KEYS = ("sync_at_startup", "sync_at_creation")
+_BOOL_KEYS = ("sync_at_startup", "sync_at_creation", "web_ui")
+_BOOL_DEFAULTS = {"sync_at_startup": True, "sync_at_creation": True, "web_ui": False}
 KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS)
 _REQUIRED_KEYS = ("role", "node_name", "database_url", "face_model")
 
@@ -44,6 +45,7 @@ class Config:
     sync_at_startup: bool
     sync_at_creation: bool
     source: str
+    web_ui: bool = False
 
     def effective(self) -> dict[str, Any]:
         """The settings as a person should see them: the token masked, never revealed."""
@@ -57,6 +59,7 @@ class Config:
             "sync_schedule": self.sync_schedule.text if self.sync_schedule else None,
             "sync_at_startup": self.sync_at_startup,
             "sync_at_creation": self.sync_at_creation,
+            "web_ui": self.web_ui,
         }
 
 
@@ -138,9 +141,9 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         raise ConfigError(f"{values['role'][1]}: must be 'leader' or 'subscriber', not {role!r}")
     flags: dict[str, bool] = {}
     for key in _BOOL_KEYS:
-        value, origin = values.get(key, (True, key))
+        value, origin = values.get(key, (_BOOL_DEFAULTS[key], key))
         if value is None:
-            value = True
+            value = _BOOL_DEFAULTS[key]
         if not isinstance(value, bool):
             raise ConfigError(f"{origin}: must be true or false, not {value!r}")
         flags[key] = value
@@ -164,6 +167,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         sync_at_startup=flags["sync_at_startup"],
         sync_at_creation=flags["sync_at_creation"],
         source=where,
+        web_ui=flags["web_ui"],
     )
 
 

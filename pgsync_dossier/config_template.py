@@ -43,6 +43,9 @@ face_model: "{face_model}"
 sync_at_startup: true
 # Sync a list right after its replication is set up (attach waits for the initial copy).
 sync_at_creation: true
+
+# Subscriber: serve the small web page at / with `pgsync-dossier serve` (the API is always on).
+web_ui: false
 """
 
 

@@ -13,8 +13,12 @@ class PgsyncError(Exception):
     """An expected failure, reported to the user as one line (no traceback)."""
 
     exit_code: ClassVar[int] = 1
-    #: Stable machine-readable code, shared by the CLI's --json output and the HTTP API.
-    code: ClassVar[str] = "failed"
+    default_code: ClassVar[str] = "failed"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        #: Stable machine-readable code (the HTTP API's error bodies carry it).
+        self.code = code or self.default_code
 
 
 class OperationFailed(PgsyncError):
@@ -25,37 +29,34 @@ class UsageError(PgsyncError):
     """Bad arguments or configuration: nothing was attempted."""
 
     exit_code = 2
-    code = "usage"
+    default_code = "usage"
 
 
 class ConfigError(UsageError):
-    code = "config"
+    default_code = "config"
 
 
 class PreconditionFailed(PgsyncError):
     """Refused: a precondition does not hold, and nothing was changed."""
 
     exit_code = 3
-    code = "refused"
+    default_code = "refused"
 
 
 class ServerUnreachable(PgsyncError):
     """A server the operation needs could not be reached."""
 
     exit_code = 4
-    code = "unreachable"
+    default_code = "unreachable"
 
 
 class DeadlineExceeded(OperationFailed):
     """A wait ran past its deadline; the message says what it waited for and what it saw."""
 
-    code = "timeout"
+    default_code = "timeout"
 
 
 class ClusterError(OperationFailed):
     """A local cluster (initdb, pg_ctl) could not be created, started or stopped."""
 
-    code = "cluster"
-
-
-EXIT_OK = 0
+    default_code = "cluster"

@@ -99,9 +99,10 @@ class LeaderClient:
                 raise PreconditionFailed(
                     f"the Leader ({self.shown_url}) refused the replication login: the sync "
                     "tokens of this Subscriber and the Leader differ (or the Leader's setup has "
-                    "not run); use the Leader's sync_token here"
+                    "not run); use the Leader's sync_token here",
+                    code="token_mismatch",
                 ) from None
-            raise PreconditionFailed(str(exc)) from None
+            raise PreconditionFailed(str(exc), code="leader_login_refused") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -118,12 +119,14 @@ class LeaderClient:
             return cur.fetchall() if cur.description else []
         except psycopg.errors.UndefinedFunction:
             raise PreconditionFailed(
-                f"the Leader ({self.shown_url}) has no pgsync API: run pgsync-dossier setup there"
+                f"the Leader ({self.shown_url}) has no pgsync API: run pgsync-dossier setup there",
+                code="leader_not_set_up",
             ) from None
         except psycopg.errors.InsufficientPrivilege:
             raise PreconditionFailed(
                 f"the login used for the Leader ({self.shown_url}) may not call its pgsync API: "
-                "omit the password from the URL so the token-derived replication login is used"
+                "omit the password from the URL so the token-derived replication login is used",
+                code="leader_login_refused",
             ) from None
         except psycopg.OperationalError as exc:
             raise ServerUnreachable(f"lost the Leader ({self.shown_url}): {exc}".splitlines()[0]) from None
@@ -132,7 +135,8 @@ class LeaderClient:
         rows = self._call("SELECT * FROM pgsync.api_node_facts()")
         if not rows:
             raise PreconditionFailed(
-                f"the Leader ({self.shown_url}) is not set up: run pgsync-dossier setup there"
+                f"the Leader ({self.shown_url}) is not set up: run pgsync-dossier setup there",
+                code="leader_not_set_up",
             )
         return LeaderFacts(**rows[0])
 

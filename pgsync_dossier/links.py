@@ -32,7 +32,6 @@ from pgsync_dossier.token import matches_verifier
 log = logging.getLogger(__name__)
 
 DEFAULT_COPY_TIMEOUT_S = 3600.0
-DEFAULT_SYNC_TIMEOUT_S = 300.0
 
 Progress = Callable[[int, int, int], None]  # (dossiers, faces, dossiers expected)
 
@@ -53,7 +52,8 @@ def _validate_url(url: str) -> None:
     if not url.strip() or not params:
         raise UsageError(
             f"invalid Leader URL {mask_conninfo(url)!r}: give the Leader's PostgreSQL URL, "
-            "e.g. postgresql://leader.example.org:5432/dossiers"
+            "e.g. postgresql://leader.example.org:5432/dossiers",
+            code="invalid_url",
         )
 
 
@@ -63,16 +63,20 @@ def get_link(conn: pg.Connection, local_list_id: int) -> dict[str, Any] | None:
 
 def _check_leader(facts: LeaderFacts, config: Config, shown_url: str) -> None:
     if facts.role != "leader":
-        raise PreconditionFailed(f"{shown_url} is a {facts.role}, not a Leader: attach to the Leader")
+        raise PreconditionFailed(
+            f"{shown_url} is a {facts.role}, not a Leader: attach to the Leader", code="not_a_leader"
+        )
     if not matches_verifier(config.sync_token, facts.token_verifier):
         raise PreconditionFailed(
             f"the sync token differs from the Leader's ({facts.node_name}): "
-            "use the Leader's sync_token on this Subscriber"
+            "use the Leader's sync_token on this Subscriber",
+            code="token_mismatch",
         )
     if facts.face_model != config.face_model:
         raise PreconditionFailed(
             f"the face models differ: the Leader ({facts.node_name}) uses {facts.face_model!r}, "
-            f"this Subscriber {config.face_model!r}; both must use the same neural network"
+            f"this Subscriber {config.face_model!r}; both must use the same neural network",
+            code="face_model_mismatch",
         )
 
 
@@ -86,7 +90,11 @@ def attach(
     *,
     timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
     on_progress: Progress | None = None,
+    defer_first_sync: bool = False,
 ) -> dict[str, Any]:
+    """Make the local list a replica. With `defer_first_sync`, return as soon as the link
+    exists (state 'copying') and leave the first sync to the caller (the HTTP API runs it in
+    the background); otherwise, with the Leader's sync_at_creation, wait for it."""
     _validate_url(request.leader_url)
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
         node = require_role(conn, "subscriber", "attach")
@@ -94,18 +102,24 @@ def attach(
         if not pg.try_advisory_lock(conn, "list", request.local_list_id):
             raise PreconditionFailed(
                 f"another attach or detach of list {request.local_list_id} is in progress: "
-                "wait for it to finish"
+                "wait for it to finish",
+                code="busy",
             )
         existing = _check_local(conn, request)
         with LeaderClient(request.leader_url, config.sync_token) as leader:
-            return _attach(conn, leader, config, node, request, existing, timeout_s, on_progress)
+            return _attach(
+                conn, leader, config, node, request, existing, timeout_s, on_progress, defer_first_sync
+            )
 
 
 def _check_local(conn: pg.Connection, request: AttachRequest) -> dict[str, Any] | None:
     """The local preconditions; returns the link of an earlier attempt at the same attach."""
     target = request.local_list_id
     if not conn.execute("SELECT 1 FROM public.dossier_list WHERE id = %s", [target]).fetchone():
-        raise PreconditionFailed(f"local list {target} does not exist on this Subscriber: create it first")
+        raise PreconditionFailed(
+            f"local list {target} does not exist on this Subscriber: create it first",
+            code="local_list_not_found",
+        )
     existing = get_link(conn, target)
     if existing and (existing["remote_list_id"], existing["leader_url"]) != (
         request.remote_list_id,
@@ -114,7 +128,8 @@ def _check_local(conn: pg.Connection, request: AttachRequest) -> dict[str, Any] 
         raise PreconditionFailed(
             f"list {target} is already a replica of list {existing['remote_list_id']} on "
             f"{existing['leader_node_name'] or mask_conninfo(existing['leader_url'])}: "
-            f"detach it first (pgsync-dossier detach {target})"
+            f"detach it first (pgsync-dossier detach {target})",
+            code="already_replica",
         )
     if not existing:
         _refuse_non_empty(conn, target)
@@ -130,6 +145,7 @@ def _attach(
     existing: dict[str, Any] | None,
     timeout_s: float,
     on_progress: Progress | None,
+    defer_first_sync: bool,
 ) -> dict[str, Any]:
     target = request.local_list_id
     facts = leader.facts()
@@ -137,7 +153,8 @@ def _attach(
     remote = leader.list_info(request.remote_list_id)
     if remote is None:
         raise PreconditionFailed(
-            f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})"
+            f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})",
+            code="leader_list_not_found",
         )
     twin = conn.execute(
         "SELECT local_list_id FROM pgsync.link WHERE leader_id = %s AND remote_list_id = %s "
@@ -147,7 +164,8 @@ def _attach(
     if twin:
         raise PreconditionFailed(
             f"Leader list {request.remote_list_id} is already replicated into local list "
-            f"{twin['local_list_id']} of this Subscriber; a Leader list has one replica per Subscriber"
+            f"{twin['local_list_id']} of this Subscriber; a Leader list has one replica per Subscriber",
+            code="leader_list_already_replicated",
         )
     name = (
         existing["subscription_name"]
@@ -155,6 +173,8 @@ def _attach(
         else subscriber.link_names(node["node_name"], request.remote_list_id, target)
     )
     schedule = request.schedule or facts.sync_schedule
+    if existing and existing["state"] == "ready" and subscriber.subscription(conn, name) is not None:
+        return _result(conn, request, facts, name, "ready", created=False, synced=False)
     if not existing:
         _record_link(conn, request, facts, name)
     fresh = existing is None or subscriber.subscription(conn, name) is None
@@ -173,7 +193,10 @@ def _attach(
         raise
     set_state(conn, target, "copying")
     synced = False
-    if facts.sync_at_creation:
+    state = "ready"
+    if facts.sync_at_creation and defer_first_sync:
+        state = "copying"
+    elif facts.sync_at_creation:
         link = get_link(conn, target)
         assert link is not None
         outcome = sync_link(
@@ -189,14 +212,29 @@ def _attach(
         synced = True
     else:
         set_state(conn, target, "ready")
-    dossiers, faces = subscriber.list_counts(conn, target)
+    return _result(conn, request, facts, name, state, created=existing is None, synced=synced)
+
+
+def _result(
+    conn: pg.Connection,
+    request: AttachRequest,
+    facts: LeaderFacts,
+    name: str,
+    state: str,
+    *,
+    created: bool,
+    synced: bool,
+) -> dict[str, Any]:
+    dossiers, faces = subscriber.list_counts(conn, request.local_list_id)
     return {
-        "local_list": target,
+        "local_list": request.local_list_id,
         "remote_list": request.remote_list_id,
         "leader": facts.node_name,
         "subscription": name,
-        "state": "ready",
+        "state": state,
+        "created": created,
         "synced": synced,
+        "first_sync_pending": state == "copying",
         "dossiers": dossiers,
         "faces": faces,
     }
@@ -207,7 +245,8 @@ def _refuse_non_empty(conn: pg.Connection, list_id: int) -> None:
     if dossiers:
         raise PreconditionFailed(
             f"synchronization canceled: watch list {list_id} already contains {dossiers} "
-            "dossiers; it must be empty"
+            "dossiers; it must be empty",
+            code="list_not_empty",
         )
 
 
@@ -228,7 +267,8 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
         except psycopg.errors.UniqueViolation:
             raise PreconditionFailed(
                 f"Leader list {request.remote_list_id} was just attached to another local list of "
-                "this Subscriber; a Leader list has one replica per Subscriber"
+                "this Subscriber; a Leader list has one replica per Subscriber",
+                code="leader_list_already_replicated",
             ) from None
 
 
@@ -275,10 +315,13 @@ def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str,
         require_role(conn, "subscriber", "detach")
         link = get_link(conn, local_list_id)
         if link is None:
-            raise PreconditionFailed(f"list {local_list_id} is not a replica: there is nothing to detach")
+            raise PreconditionFailed(
+                f"list {local_list_id} is not a replica: there is nothing to detach", code="not_a_replica"
+            )
         if not pg.try_advisory_lock(conn, "list", local_list_id):
             raise PreconditionFailed(
-                f"another attach or detach of list {local_list_id} is in progress: wait for it to finish"
+                f"another attach or detach of list {local_list_id} is in progress: wait for it to finish",
+                code="busy",
             )
         set_state(conn, local_list_id, "detaching")
         name = link["subscription_name"]

@@ -97,7 +97,8 @@ def setup(config: Config) -> dict[str, Any]:
         failed = [check for check in preflight(conn, config) if not check.ok]
         if failed:
             raise PreconditionFailed(
-                "setup refused, nothing was changed: " + "; ".join(c.detail for c in failed)
+                "setup refused, nothing was changed: " + "; ".join(c.detail for c in failed),
+                code="preflight_failed",
             )
         with conn.transaction():
             pg.xact_advisory_lock(conn, "node", 0)
@@ -105,7 +106,8 @@ def setup(config: Config) -> dict[str, Any]:
             if existing and existing["role"] != config.role:
                 raise PreconditionFailed(
                     f"this database was set up as a {existing['role']}, the config says "
-                    f"{config.role}: use the right config, or a fresh database for this role"
+                    f"{config.role}: use the right config, or a fresh database for this role",
+                    code="wrong_role",
                 )
             token_changed = not (existing and matches_verifier(config.sync_token, existing["token_verifier"]))
             verifier = (
@@ -162,10 +164,14 @@ def require_role(conn: pg.Connection, role: str, command: str) -> dict[str, Any]
         node = read_node(conn)
     except psycopg.errors.UndefinedTable:
         raise PreconditionFailed(
-            "this database has no pgsync catalog: run pgsync-dossier migrate, then setup"
+            "this database has no pgsync catalog: run pgsync-dossier migrate, then setup", code="not_migrated"
         ) from None
     if node is None:
-        raise PreconditionFailed("this node is not set up: run pgsync-dossier setup first")
+        raise PreconditionFailed(
+            "this node is not set up: run pgsync-dossier setup first", code="node_not_set_up"
+        )
     if node["role"] != role:
-        raise PreconditionFailed(f"{command} runs on a {role}; this node is a {node['role']}")
+        raise PreconditionFailed(
+            f"{command} runs on a {role}; this node is a {node['role']}", code="wrong_role"
+        )
     return node

@@ -30,7 +30,7 @@ Connection = psycopg.Connection[dict[str, Any]]
 class AuthenticationFailed(ServerUnreachable):
     """The server answered but refused the login: not the same as being down."""
 
-    code = "authentication_failed"
+    default_code = "authentication_failed"
 
 
 def connect(

@@ -97,7 +97,9 @@ def sync_lists(
             known = {link["local_list_id"] for link in links}
             missing = [str(list_id) for list_id in local_list_ids if list_id not in known]
             if missing:
-                raise PreconditionFailed(f"not a replica on this Subscriber: list {', '.join(missing)}")
+                raise PreconditionFailed(
+                    f"not a replica on this Subscriber: list {', '.join(missing)}", code="not_a_replica"
+                )
             links = [link for link in links if link["local_list_id"] in local_list_ids]
         return [sync_link(conn, config, link, reason, timeout_s) for link in links]
 

@@ -50,7 +50,9 @@ def status(config: Config, local_list_id: int | None = None) -> list[dict[str, A
     with pg.connect(config.database_url, what="this node's database") as conn:
         node = read_node(conn)
         if node is None:
-            raise PreconditionFailed("this node is not set up: run pgsync-dossier setup first")
+            raise PreconditionFailed(
+                "this node is not set up: run pgsync-dossier setup first", code="node_not_set_up"
+            )
         if node["role"] == "leader":
             return leader_status(conn)
         links.cleanup_orphan_slots(conn, config)
@@ -58,7 +60,9 @@ def status(config: Config, local_list_id: int | None = None) -> list[dict[str, A
         if local_list_id is not None:
             rows = [row for row in rows if row["local_list_id"] == local_list_id]
             if not rows:
-                raise PreconditionFailed(f"list {local_list_id} is not a replica on this Subscriber")
+                raise PreconditionFailed(
+                    f"list {local_list_id} is not a replica on this Subscriber", code="not_a_replica"
+                )
         result = [_link_status(conn, config, row) for row in rows]
         result.extend(_orphans(conn))
         return result

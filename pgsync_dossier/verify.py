@@ -32,7 +32,9 @@ def verify(config: Config, local_list_id: int | None, timeout_s: float) -> list[
         if local_list_id is not None:
             links = [link for link in links if link["local_list_id"] == local_list_id]
             if not links:
-                raise PreconditionFailed(f"list {local_list_id} is not a replica on this Subscriber")
+                raise PreconditionFailed(
+                    f"list {local_list_id} is not a replica on this Subscriber", code="not_a_replica"
+                )
         for link in links:
             results.append(_verify_link(conn, config, link, timeout_s))
     return results

@@ -87,9 +87,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, debug: bool)
 
 
 def _register() -> None:
-    from pgsync_dossier.cli import config_cmds, demo_cmds, link_cmds, schema_cmds, sync_cmds
+    from pgsync_dossier.cli import api_cmds, config_cmds, demo_cmds, link_cmds, schema_cmds, sync_cmds
 
-    for module in (config_cmds, schema_cmds, link_cmds, sync_cmds, demo_cmds):
+    for module in (config_cmds, schema_cmds, link_cmds, sync_cmds, api_cmds, demo_cmds):
         module.register(cli)
 
 

@@ -1,0 +1,284 @@
+"""HTTP API (optional extra 'api'): the original product's /sync/dossier-lists/ endpoints.
+
+Handlers are plain `def` functions, so FastAPI runs them in its thread pool and the event loop
+never waits on PostgreSQL. POST returns 201 as soon as the link exists; the initial copy runs
+in a background thread and its progress shows in GET (`state` 'copying', then 'ready').
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import datetime
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field
+
+from pgsync_dossier import __version__, links, metrics, scheduler, status
+from pgsync_dossier.config import Config
+from pgsync_dossier.errors import (
+    DeadlineExceeded,
+    OperationFailed,
+    PgsyncError,
+    PreconditionFailed,
+    ServerUnreachable,
+    UsageError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_INT4 = 2**31 - 1
+ListId = Annotated[int, PathParam(ge=1, le=MAX_INT4, description="The Subscriber's list id")]
+SYNC_TIMEOUT_S = 300.0
+
+#: Machine-readable error code -> HTTP status. Unlisted refusals are 409.
+STATUS_BY_CODE = {
+    "local_list_not_found": 422,
+    "leader_list_not_found": 422,
+    "invalid_url": 422,
+    "invalid_request": 422,
+    "not_a_replica": 404,
+    "not_found": 404,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "node_not_set_up": 503,
+    "not_migrated": 503,
+    "wrong_role": 503,
+}
+
+
+class AttachBody(BaseModel):
+    """Exactly the original product's field names."""
+
+    model_config = ConfigDict(extra="forbid")
+    remote_dossier_list: int = Field(ge=1, le=MAX_INT4, strict=True, description="The Leader's list id")
+    remote_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The Leader's PostgreSQL URL (without a password: the token login is used)",
+    )
+    slave_dossier_list: int = Field(
+        ge=1, le=MAX_INT4, strict=True, description="This Subscriber's empty list"
+    )
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. list_not_empty, token_mismatch")
+    message: str
+
+
+class Link(BaseModel):
+    """One link, as `status --json` shows it."""
+
+    local_list: int
+    local_list_name: str
+    remote_list: int
+    leader: str | None
+    leader_url: str
+    state: str
+    enabled: bool
+    leader_available: bool
+    dossiers: int
+    faces: int
+    leader_dossiers: int | None
+    leader_faces: int | None
+    lag_bytes: int | None
+    lag_seconds: float | None
+    retained_wal_bytes: int | None
+    wal_status: str | None
+    copy_progress: str = Field(alias="copy", description="initial copy progress, e.g. '3/3 tables'")
+    schedule: str | None
+    last_sync: datetime | None
+    last_sync_ok: bool | None
+    next_sync: datetime | None
+    last_error: str | None
+
+
+class SyncResult(BaseModel):
+    local_list: int
+    reason: str
+    status: str
+    barrier_seq: int | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+token_header = APIKeyHeader(
+    name="Authorization", auto_error=False, description="`Token <sync_token>`", scheme_name="Token"
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 502, 503, 504)
+}
+
+
+def create_app(config: Config) -> FastAPI:
+    def require_token(authorization: Annotated[str | None, Depends(token_header)]) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme != "Token" or not given:
+            raise PreconditionFailed("send 'Authorization: Token <sync_token>'", code="unauthorized")
+        if not hmac.compare_digest(given.strip().encode(), config.sync_token.reveal().encode()):
+            raise PreconditionFailed("the token is not this node's sync token", code="forbidden")
+
+    background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgsync-first-sync")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        background.shutdown(wait=True, cancel_futures=False)
+
+    app = FastAPI(
+        title="pgsync-dossier",
+        version=__version__,
+        description="Replicate Leader dossier lists into this Subscriber's lists. "
+        "Every endpoint except /healthz needs `Authorization: Token <sync_token>`.",
+        lifespan=lifespan,
+    )
+    authorized = [Depends(require_token)]
+
+    @app.exception_handler(PgsyncError)
+    async def pgsync_error(_request: Request, exc: PgsyncError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return _error(UsageError(f"{where or 'request'}: {first.get('msg')}", code="invalid_request"))
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return JSONResponse({"code": "internal", "message": f"internal error: {type(exc).__name__}"}, 500)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers. No token needed."""
+        return {"status": "ok"}
+
+    @app.get("/sync/dossier-lists/", dependencies=authorized, responses=ERRORS, tags=["links"])
+    def list_links() -> list[Link]:
+        rows = status.status(config)
+        return [Link(**row) for row in rows if row["state"] != "orphan-slot"]
+
+    @app.post(
+        "/sync/dossier-lists/", status_code=201, dependencies=authorized, responses=ERRORS, tags=["links"]
+    )
+    def attach(body: AttachBody, response: Response) -> Link:
+        """Attach: Leader list `remote_dossier_list` becomes replicated into `slave_dossier_list`.
+
+        Returns 201 once the link exists (200 when it already existed); the initial copy goes
+        on in the background: GET shows `state` 'copying' and `copy` progress, then 'ready'.
+        """
+        request = links.AttachRequest(body.remote_dossier_list, body.remote_url, body.slave_dossier_list)
+        result = links.attach(config, request, defer_first_sync=True)
+        if result["first_sync_pending"]:
+            background.submit(_first_sync, config, body.slave_dossier_list)
+        if not result["created"]:
+            response.status_code = 200
+        return _one(body.slave_dossier_list)
+
+    @app.get("/sync/dossier-lists/{list_id}/", dependencies=authorized, responses=ERRORS, tags=["links"])
+    def get_link(list_id: ListId) -> Link:
+        return _one(list_id)
+
+    @app.delete(
+        "/sync/dossier-lists/{list_id}/",
+        status_code=204,
+        dependencies=authorized,
+        responses=ERRORS,
+        tags=["links"],
+    )
+    def detach(list_id: ListId) -> Response:
+        """Detach: cancel replication and synchronization; the list becomes writable."""
+        links.detach(config, list_id)
+        return Response(status_code=204)
+
+    @app.post(
+        "/sync/dossier-lists/{list_id}/sync/", dependencies=authorized, responses=ERRORS, tags=["links"]
+    )
+    def sync_now(list_id: ListId) -> SyncResult:
+        """Sync now: 200 when the list reached its barrier; 409 busy, 502/503/504 otherwise."""
+        (outcome,) = scheduler.sync_lists(config, [list_id], "manual", SYNC_TIMEOUT_S)
+        if outcome.status == "synced":
+            return SyncResult(**outcome.as_dict())
+        status_code = {"busy": 409, "paused": 409}.get(outcome.status, 502)
+        if outcome.error and "cannot reach" in outcome.error:
+            status_code = 503
+        return JSONResponse(  # type: ignore[return-value]
+            {"code": f"sync_{outcome.status}", "message": outcome.error or outcome.status}, status_code
+        )
+
+    @app.get(
+        "/metrics",
+        dependencies=authorized,
+        response_class=PlainTextResponse,
+        responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
+        tags=["service"],
+    )
+    def metrics_endpoint() -> PlainTextResponse:
+        """Prometheus text format, one series per link."""
+        return PlainTextResponse(metrics.render(config), media_type=metrics.CONTENT_TYPE)
+
+    if config.web_ui:
+        page = resources.files("pgsync_dossier").joinpath("web/index.html").read_text(encoding="utf-8")
+
+        @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+        def index() -> HTMLResponse:
+            return HTMLResponse(
+                page,
+                headers={
+                    "Content-Security-Policy": "default-src 'self'; "
+                    "script-src 'unsafe-inline'; style-src 'unsafe-inline'"
+                },
+            )
+
+    def _one(list_id: int) -> Link:
+        rows = [row for row in status.status(config, list_id) if row["state"] != "orphan-slot"]
+        return Link(**rows[0])
+
+    return app
+
+
+def _first_sync(config: Config, list_id: int) -> None:
+    try:
+        (outcome,) = scheduler.sync_lists(config, [list_id], "creation", links.DEFAULT_COPY_TIMEOUT_S)
+        if outcome.status != "synced":
+            log.warning("list %s: first sync %s: %s", list_id, outcome.status, outcome.error)
+    except PgsyncError as exc:
+        log.warning("list %s: first sync failed: %s", list_id, exc)
+
+
+def _error(exc: PgsyncError) -> JSONResponse:
+    if exc.code in STATUS_BY_CODE:
+        code = STATUS_BY_CODE[exc.code]
+    elif isinstance(exc, ServerUnreachable):
+        code = 503
+    elif isinstance(exc, DeadlineExceeded):
+        code = 504
+    elif isinstance(exc, UsageError):
+        code = 422
+    elif isinstance(exc, PreconditionFailed):
+        code = 409
+    elif isinstance(exc, OperationFailed):
+        code = 502
+    else:
+        code = 500
+    headers = {"WWW-Authenticate": "Token"} if code == 401 else None
+    return JSONResponse({"code": exc.code, "message": _one_line(str(exc))}, code, headers=headers)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()

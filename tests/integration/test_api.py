@@ -1,0 +1,193 @@
+"""The HTTP API against real clusters: the seed request, every error, auth, metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the optional 'api' extra is not installed")
+from fastapi.testclient import TestClient
+
+from pgsync_dossier import config as config_module
+from pgsync_dossier.api import create_app
+from tests.integration.conftest import (
+    TOKEN,
+    Site,
+    add_dossiers,
+    make_list,
+    wait_until,
+    write_config,
+)
+
+AUTH = {"Authorization": f"Token {TOKEN}"}
+
+
+@pytest.fixture
+def client(sites: dict[str, Site]) -> Iterator[TestClient]:
+    app = create_app(config_module.load(sites["subscriber_a"].config_path))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def seed_body(leader: Site, remote: int, local: int) -> dict[str, Any]:
+    return {"remote_dossier_list": remote, "remote_url": leader.leader_url, "slave_dossier_list": local}
+
+
+def test_the_seed_request_attaches_and_copies_in_the_background(
+    sites: dict[str, Site], client: TestClient
+) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
+    add_dossiers(leader.node, remote, 30)
+    created = client.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=AUTH)
+    assert created.status_code == 201, created.text
+    link = created.json()
+    assert link["local_list"] == local and link["remote_list"] == remote
+    assert link["state"] in ("copying", "ready") and "copy" in link
+    ready = wait_until(
+        lambda: (
+            (r := client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).json())["state"] == "ready" and r
+        ),
+        "the background copy",
+    )
+    assert ready["dossiers"] == 30 and ready["leader_dossiers"] == 30
+    again = client.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=AUTH)
+    assert again.status_code == 200 and again.json()["local_list"] == local
+    listed = client.get("/sync/dossier-lists/", headers=AUTH).json()
+    assert [item["local_list"] for item in listed] == [local]
+
+    synced = client.post(f"/sync/dossier-lists/{local}/sync/", headers=AUTH)
+    assert synced.status_code == 200 and synced.json()["status"] == "synced"
+
+    metrics = client.get("/metrics", headers=AUTH)
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    labels = f'local_list="{local}",remote_list="{remote}",leader="leader site"'
+    assert f'pgsync_dossier_link_state{{{labels},state="ready"}} 1' in metrics.text
+    assert f"pgsync_dossier_link_lag_bytes{{{labels}}}" in metrics.text
+    assert f"pgsync_dossier_link_last_sync_success_timestamp_seconds{{{labels}}}" in metrics.text
+    assert "# TYPE pgsync_dossier_link_retained_wal_bytes gauge" in metrics.text
+
+    deleted = client.delete(f"/sync/dossier-lists/{local}/", headers=AUTH)
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).status_code == 404
+    gone = client.delete(f"/sync/dossier-lists/{local}/", headers=AUTH)
+    assert gone.status_code == 404 and gone.json()["code"] == "not_a_replica"
+    assert not leader.node.execute("SELECT * FROM pg_replication_slots")
+
+
+def _error(response: Any) -> tuple[int, str]:
+    body = response.json()
+    assert set(body) == {"code", "message"} and TOKEN not in response.text
+    return response.status_code, body["code"]
+
+
+def test_errors_have_codes_and_change_nothing(
+    sites: dict[str, Site], client: TestClient, tmp_path: Path
+) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    busy = make_list(sub.node, "Busy")
+    add_dossiers(sub.node, busy, 2)
+
+    def post(body: Any, app_client: TestClient = client) -> tuple[int, str]:
+        return _error(app_client.post("/sync/dossier-lists/", json=body, headers=AUTH))
+
+    assert post(seed_body(leader, remote, busy)) == (409, "list_not_empty")
+    assert post(seed_body(leader, remote, 4242)) == (422, "local_list_not_found")
+    assert post(seed_body(leader, 4242, local)) == (422, "leader_list_not_found")
+    assert post({**seed_body(leader, remote, local), "remote_url": "postgresql://127.0.0.1:1/x"}) == (
+        503,
+        "unreachable",
+    )
+    assert post({**seed_body(leader, remote, local), "remote_url": "not a url"}) == (422, "invalid_url")
+    assert post({"remote_dossier_list": remote, "slave_dossier_list": local}) == (422, "invalid_request")
+    assert post({**seed_body(leader, remote, local), "extra": 1}) == (422, "invalid_request")
+    assert post({**seed_body(leader, remote, local), "slave_dossier_list": "3"}) == (422, "invalid_request")
+    assert post({**seed_body(leader, remote, local), "slave_dossier_list": 2**40}) == (422, "invalid_request")
+    raw = client.post(
+        "/sync/dossier-lists/", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert _error(raw) == (422, "invalid_request")
+
+    for name, overrides, code in (
+        ("token", {"sync_token": "W" * 40}, "token_mismatch"),
+        ("model", {"face_model": "other-net"}, "face_model_mismatch"),
+    ):
+        cfg = write_config(tmp_path / f"{name}.yaml", sub.node, "subscriber", **overrides)
+        token = overrides.get("sync_token", TOKEN)
+        with TestClient(create_app(config_module.load(cfg))) as other:
+            response = other.post(
+                "/sync/dossier-lists/",
+                json=seed_body(leader, remote, local),
+                headers={"Authorization": f"Token {token}"},
+            )
+            assert _error(response) == (409, code)
+    assert not sub.node.execute("SELECT * FROM pgsync.link")
+    assert not sub.node.execute("SELECT * FROM pg_subscription")
+    assert not leader.node.execute("SELECT * FROM pg_replication_slots")
+    assert not leader.node.execute("SELECT * FROM pg_publication")
+    assert _error(client.get("/sync/dossier-lists/99/", headers=AUTH)) == (404, "not_a_replica")
+    assert _error(client.post("/sync/dossier-lists/99/sync/", headers=AUTH)) == (404, "not_a_replica")
+
+
+def test_auth(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    missing = client.get("/sync/dossier-lists/")
+    assert _error(missing) == (401, "unauthorized") and missing.headers["WWW-Authenticate"] == "Token"
+    assert _error(client.get("/sync/dossier-lists/", headers={"Authorization": "Token wrong"})) == (
+        403,
+        "forbidden",
+    )
+    assert _error(client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})) == (
+        401,
+        "unauthorized",
+    )
+    assert _error(client.delete("/sync/dossier-lists/1/")) == (401, "unauthorized")
+    assert client.get("/", headers=AUTH).status_code == 404  # web_ui is off by default
+
+
+def test_openapi_documents_the_endpoints(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]) >= {
+        "/sync/dossier-lists/",
+        "/sync/dossier-lists/{list_id}/",
+        "/sync/dossier-lists/{list_id}/sync/",
+        "/metrics",
+        "/healthz",
+    }
+    body = spec["components"]["schemas"]["AttachBody"]
+    assert set(body["properties"]) == {"remote_dossier_list", "remote_url", "slave_dossier_list"}
+    assert set(body["required"]) == set(body["properties"])
+    assert "201" in spec["paths"]["/sync/dossier-lists/"]["post"]["responses"]
+
+
+def test_concurrent_posts_make_one_link(sites: dict[str, Site], client: TestClient) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 10)
+    codes: list[int] = []
+
+    def post() -> None:
+        codes.append(
+            client.post(
+                "/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=AUTH
+            ).status_code
+        )
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert 201 in codes and set(codes) <= {200, 201, 409}, codes
+    assert len(sub.node.execute("SELECT * FROM pgsync.link")) == 1
+    wait_until(
+        lambda: client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).json()["state"] == "ready",
+        "the copy",
+    )
+    slots = leader.node.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgsync%'")
+    assert len(slots) == 1

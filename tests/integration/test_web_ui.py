@@ -1,0 +1,151 @@
+"""The web page in a real headless browser (Debian's chromium), served by `pgsync-dossier serve`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the optional 'api' extra is not installed")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed"
+)
+
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from pgsync_dossier.clusters import free_port  # noqa: E402
+from tests.integration.conftest import TOKEN, Site, add_dossiers, make_list, write_config  # noqa: E402
+
+
+@pytest.fixture
+def served(sites: dict[str, Site], tmp_path: Path) -> Iterator[str]:
+    sub = sites["subscriber_a"]
+    config = write_config(tmp_path / "web.yaml", sub.node, "subscriber", web_ui=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("pgsync-dossier")),
+            "--config",
+            str(config),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310 - loopback
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=30)
+        assert TOKEN not in log
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-quic",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_operator_attaches_and_detaches_from_the_page(
+    sites: dict[str, Site], served: str, browser: object
+) -> None:
+    driver: object = browser
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
+    add_dossiers(leader.node, remote, 5)
+    wait = WebDriverWait(driver, 30)
+    driver.get(served + "/")  # type: ignore[attr-defined]
+    find = driver.find_element  # type: ignore[attr-defined]
+
+    find(By.ID, "token").send_keys("wrong token")
+    find(By.ID, "connect").click()
+    wait.until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "message"), "not this node's sync token")
+    )
+
+    find(By.ID, "token").clear()
+    find(By.ID, "token").send_keys(TOKEN)
+    find(By.ID, "connect").click()
+    wait.until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "message"), "No replicated lists yet")
+    )
+
+    find(By.NAME, "remote_dossier_list").send_keys(str(remote))
+    find(By.NAME, "remote_url").send_keys(leader.leader_url)
+    find(By.NAME, "slave_dossier_list").send_keys(str(local))
+    find(By.CSS_SELECTOR, "#attach button[type=submit]").click()
+    wait.until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "message"), f"List {local} now replicates")
+    )
+    row = wait.until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-list='{local}']"))
+    )
+    assert "Replica" in row.text
+    assert len(sub.node.execute("SELECT * FROM pgsync.link")) == 1
+
+    # A refusal shows the server's message.
+    busy = make_list(sub.node, "Busy")
+    add_dossiers(sub.node, busy, 1)
+    slave = find(By.NAME, "slave_dossier_list")
+    slave.clear()
+    slave.send_keys(str(busy))
+    find(By.CSS_SELECTOR, "#attach button[type=submit]").click()
+    wait.until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "message"), "synchronization canceled")
+    )
+
+    def click_detach(d: object) -> bool:
+        d.find_element(By.CSS_SELECTOR, f"tr[data-list='{local}'] button.detach").click()  # type: ignore[attr-defined]
+        return True
+
+    # The table is re-rendered after each call: retry a click that hit a replaced row.
+    WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(click_detach)
+    driver.switch_to.alert.accept()  # type: ignore[attr-defined]
+    wait.until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "message"), f"List {local} detached")
+    )
+    assert not sub.node.execute("SELECT * FROM pgsync.link")
+    assert not driver.find_elements(By.CSS_SELECTOR, f"tr[data-list='{local}']")  # type: ignore[attr-defined]
