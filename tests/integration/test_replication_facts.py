@@ -6,32 +6,12 @@ schema to what PostgreSQL needs whatever the orchestrator does.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from tests.integration.conftest import ADMIN_PASSWORD, ADMIN_USER, Node
-
-
-def _wait_for(check: Any, what: str, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value {last!r}")
-
-
-def _make_lists(node: Node, *names: str) -> list[int]:
-    with node.connect() as conn:
-        return [
-            conn.execute("INSERT INTO dossier_list (name) VALUES (%s) RETURNING id", [n]).fetchone()["id"]
-            for n in names
-        ]
+from tests.integration.conftest import ADMIN_PASSWORD, ADMIN_USER, Node, make_list, wait_until
 
 
 def _add_dossier(conn: psycopg.Connection[Any], list_id: int, name: str, faces: int = 2) -> Any:
@@ -47,7 +27,7 @@ def _add_dossier(conn: psycopg.Connection[Any], list_id: int, name: str, faces: 
 
 
 def test_filtered_publication_allows_updates_and_deletes(leader: Node) -> None:
-    wanted, other = _make_lists(leader, "Wanted", "Other")
+    wanted, other = make_list(leader, "Wanted"), make_list(leader, "Other")
     with leader.connect() as conn:
         conn.execute(
             sql.SQL(
@@ -64,8 +44,11 @@ def test_filtered_publication_allows_updates_and_deletes(leader: Node) -> None:
 
 
 def test_dossier_moved_out_and_back_arrives_intact(leader: Node, subscriber_a: Node) -> None:
-    wanted, other = _make_lists(leader, "Wanted", "Other")
-    _make_lists(subscriber_a, "Wanted", "Other")  # same ids on both sides: no remapping here
+    wanted, other = make_list(leader, "Wanted"), make_list(leader, "Other")
+    (
+        make_list(subscriber_a, "Wanted"),
+        make_list(subscriber_a, "Other"),
+    )  # same ids on both sides: no remapping here
     with subscriber_a.connect() as conn:
         # What a Subscriber's setup does: look rows up by primary key (design.md section 3).
         conn.execute("ALTER TABLE dossier REPLICA IDENTITY DEFAULT")
@@ -98,14 +81,14 @@ def test_dossier_moved_out_and_back_arrives_intact(leader: Node, subscriber_a: N
         )[0]
         return (row["d"], row["f"])
 
-    _wait_for(lambda: counts() == (2, 4), "the initial copy")
+    wait_until(lambda: counts() == (2, 4), "the initial copy")
     with leader.connect() as conn:
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [other, mover])
-    _wait_for(lambda: counts() == (1, 1), "the moved-out dossier and its faces to leave")
+    wait_until(lambda: counts() == (1, 1), "the moved-out dossier and its faces to leave")
     with leader.connect() as conn:
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [wanted, mover])
         conn.execute("UPDATE dossier SET comment = 'still here' WHERE id = %s", [keep])
-    _wait_for(lambda: counts() == (2, 4), "the moved-back dossier and its faces")
+    wait_until(lambda: counts() == (2, 4), "the moved-back dossier and its faces")
     leader_faces = leader.execute(
         "SELECT id, embedding, model FROM dossier_face WHERE dossier_id = %s ORDER BY id", [mover]
     )
@@ -113,7 +96,7 @@ def test_dossier_moved_out_and_back_arrives_intact(leader: Node, subscriber_a: N
         "SELECT id, embedding, model FROM dossier_face WHERE dossier_id = %s ORDER BY id", [mover]
     )
     assert subscriber_faces == leader_faces
-    _wait_for(
+    wait_until(
         lambda: (
             subscriber_a.execute("SELECT comment FROM dossier WHERE id = %s", [keep])[0]["comment"]
             == "still here"
