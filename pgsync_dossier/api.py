@@ -17,6 +17,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgsync_dossier import __version__, links, metrics, scheduler, status
+from pgsync_dossier import __version__, links, metrics, pg, scheduler, status
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import (
     DeadlineExceeded,
@@ -125,6 +126,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(config: Config) -> FastAPI:
+    if config.role != "subscriber":
+        raise UsageError("the HTTP API runs on a Subscriber (it manages this node's replica lists)")
+
     def require_token(authorization: Annotated[str | None, Depends(token_header)]) -> None:
         scheme, _, given = (authorization or "").partition(" ")
         if scheme != "Token" or not given:
@@ -157,6 +161,11 @@ def create_app(config: Config) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         return _error(UsageError(f"{where or 'request'}: {first.get('msg')}", code="invalid_request"))
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def server_gone(_request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        reason = exc.diag.message_primary or "the connection was lost"
+        return _error(ServerUnreachable(f"a server stopped answering: {reason}"))
 
     @app.exception_handler(Exception)
     async def internal(_request: Request, exc: Exception) -> JSONResponse:
@@ -214,11 +223,11 @@ def create_app(config: Config) -> FastAPI:
         (outcome,) = scheduler.sync_lists(config, [list_id], "manual", SYNC_TIMEOUT_S)
         if outcome.status == "synced":
             return SyncResult(**outcome.as_dict())
-        status_code = {"busy": 409, "paused": 409}.get(outcome.status, 502)
-        if outcome.error and "cannot reach" in outcome.error:
-            status_code = 503
+        status_code = {"busy": 409, "paused": 409, "unreachable": 503, "timeout": 504}.get(
+            outcome.code or "", 502
+        )
         return JSONResponse(  # type: ignore[return-value]
-            {"code": f"sync_{outcome.status}", "message": outcome.error or outcome.status}, status_code
+            {"code": outcome.code or outcome.status, "message": outcome.error or outcome.status}, status_code
         )
 
     @app.get(
@@ -257,8 +266,20 @@ def _first_sync(config: Config, list_id: int) -> None:
         (outcome,) = scheduler.sync_lists(config, [list_id], "creation", links.DEFAULT_COPY_TIMEOUT_S)
         if outcome.status != "synced":
             log.warning("list %s: first sync %s: %s", list_id, outcome.status, outcome.error)
-    except PgsyncError as exc:
-        log.warning("list %s: first sync failed: %s", list_id, exc)
+    except Exception as exc:  # a background thread: nobody else would ever see this failure
+        log.exception("list %s: first sync failed", list_id)
+        _record_error(config, list_id, f"first sync failed: {exc}".splitlines()[0])
+
+
+def _record_error(config: Config, list_id: int, message: str) -> None:
+    try:
+        with pg.connect(config.database_url, what="this Subscriber's database") as conn:
+            conn.execute(
+                "UPDATE pgsync.link SET last_error = %s, updated_at = now() WHERE local_list_id = %s",
+                [message, list_id],
+            )
+    except PgsyncError:
+        log.warning("list %s: could not record the error either", list_id)
 
 
 def _error(exc: PgsyncError) -> JSONResponse:

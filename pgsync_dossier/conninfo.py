@@ -10,7 +10,7 @@ import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 _URL_SCHEMES = ("postgresql://", "postgres://")
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def is_url(conninfo: str) -> bool:
@@ -21,13 +21,18 @@ def mask_conninfo(conninfo: str) -> str:
     """The connection string with any password replaced by ****."""
     if not is_url(conninfo):
         return _KEYWORD_PASSWORD.sub(r"\1****", conninfo)
-    parts = urlsplit(conninfo)
+    try:
+        parts = urlsplit(conninfo)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: show nothing that might be secret
+        return conninfo.split("://", 1)[0] + "://(unparsable URL)"
     netloc = parts.netloc
     userinfo, at, hosts = netloc.rpartition("@")
     if at:
         user, colon, _password = userinfo.partition(":")
         if colon:
             netloc = f"{user}:****@{hosts}"
-    query = urlencode([(k, "****" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*/")
+    query = urlencode(
+        [(k, "****" if k in ("password", "sslpassword") else v) for k, v in parse_qsl(parts.query)], safe="*/"
+    )
     # Built by hand: urlunsplit drops the empty host of postgresql:///dbname.
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from pgsync_dossier import pg
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import PreconditionFailed, ServerUnreachable
+from pgsync_dossier.errors import OperationFailed, PreconditionFailed, ServerUnreachable
 from pgsync_dossier.token import Secret, replication_password
 
 REPLICATION_ROLE = "pgsync_replicator"
@@ -128,8 +128,12 @@ class LeaderClient:
                 "omit the password from the URL so the token-derived replication login is used",
                 code="leader_login_refused",
             ) from None
-        except psycopg.OperationalError as exc:
-            raise ServerUnreachable(f"lost the Leader ({self.shown_url}): {exc}".splitlines()[0]) from None
+        except psycopg.Error as exc:
+            reason = exc.diag.message_primary or pg.first_line(str(exc))
+            if self.conn.broken or (exc.sqlstate or "").startswith("08"):
+                raise ServerUnreachable(f"lost the Leader ({self.shown_url}): {reason}") from None
+            # The Leader answered: a timeout, a lock, a limit. Not a reason to call it down.
+            raise OperationFailed(f"the Leader ({self.shown_url}) refused the request: {reason}") from None
 
     def facts(self) -> LeaderFacts:
         rows = self._call("SELECT * FROM pgsync.api_node_facts()")
@@ -163,7 +167,14 @@ class LeaderClient:
         return bool(self._call("SELECT pgsync.api_unpublish_if_unused(%s) AS r", [list_id])[0]["r"])
 
     def heartbeat(self, list_id: int) -> int:
-        return int(self._call("SELECT pgsync.api_heartbeat(%s) AS seq", [list_id])[0]["seq"])
+        seq = self._call("SELECT pgsync.api_heartbeat(%s) AS seq", [list_id])[0]["seq"]
+        if seq is None:
+            raise OperationFailed(
+                f"the Leader ({self.shown_url}) no longer publishes list {list_id}: "
+                "detach the list and attach it again",
+                code="not_published",
+            )
+        return int(seq)
 
     def list_heartbeat(self, list_id: int) -> dict[str, Any] | None:
         rows = self._call("SELECT * FROM pgsync.api_list_heartbeat(%s)", [list_id])

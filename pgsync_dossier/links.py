@@ -170,14 +170,13 @@ def _attach(
     name = (
         existing["subscription_name"]
         if existing
-        else subscriber.link_names(node["node_name"], request.remote_list_id, target)
+        else subscriber.link_names(subscriber.node_tag(conn), request.remote_list_id, target)
     )
     schedule = request.schedule or facts.sync_schedule
     if existing and existing["state"] == "ready" and subscriber.subscription(conn, name) is not None:
         return _result(conn, request, facts, name, "ready", created=False, synced=False)
     if not existing:
         _record_link(conn, request, facts, name)
-    fresh = existing is None or subscriber.subscription(conn, name) is None
     try:
         publication = leader.publish(request.remote_list_id)
         leader.register(request.remote_list_id, node["node_name"], target, name)
@@ -188,7 +187,7 @@ def _attach(
                 conn, name, publication, request.leader_url, config.sync_token, enabled=schedule is None
             )
     except BaseException:
-        if fresh:
+        if existing is None:  # only what this call created is undone; a resumed link stays
             _undo_attach(conn, leader, request.remote_list_id, target, name)
         raise
     set_state(conn, target, "copying")
@@ -306,6 +305,9 @@ def _undo_attach(
         leader.unpublish_if_unused(remote_list_id)
     except PgsyncError as exc:
         log.warning("could not clean the Leader while undoing attach: %s", exc)
+        link = get_link(conn, local_list_id)
+        if link is not None:
+            _record_orphan(conn, name, link["leader_url"], link["leader_id"])
     conn.execute("DELETE FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id])
     conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
 
@@ -323,9 +325,14 @@ def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str,
                 f"another attach or detach of list {local_list_id} is in progress: wait for it to finish",
                 code="busy",
             )
+        if not pg.try_advisory_lock(conn, "link", link["id"]):
+            raise PreconditionFailed(
+                f"a sync of list {local_list_id} is running: detach it when the sync is done", code="busy"
+            )
         set_state(conn, local_list_id, "detaching")
         name = link["subscription_name"]
         leader: LeaderClient | None = None
+        slot_dropped = False
         try:
             leader = LeaderClient(link["leader_url"], config.sync_token)
         except (ServerUnreachable, PreconditionFailed) as exc:
@@ -334,15 +341,14 @@ def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str,
             subscriber.drop_subscription(conn, name, leader_reachable=leader is not None)
             if leader is not None:
                 leader.unregister(name)
-            else:
-                conn.execute(
-                    "INSERT INTO pgsync.orphan_slot (slot_name, leader_url, leader_id) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (slot_name) DO NOTHING",
-                    [name, link["leader_url"], link["leader_id"]],
-                )
+                slot_dropped = True
+        except PgsyncError as exc:
+            log.warning("the Leader could not drop slot %s now (%s): it will be dropped later", name, exc)
         finally:
             if leader is not None:
                 leader.close()
+        if not slot_dropped:
+            _record_orphan(conn, name, link["leader_url"], link["leader_id"])
         with conn.transaction():
             conn.execute("DELETE FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id])
             conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
@@ -351,17 +357,31 @@ def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str,
                 purged = conn.execute(
                     "DELETE FROM public.dossier WHERE dossier_list_id = %s", [local_list_id]
                 ).rowcount
+        if leader is not None:
+            cleanup_orphan_slots(conn, config)  # other links' leftovers, now that the Leader answers
         return {
             "local_list": local_list_id,
             "remote_list": link["remote_list_id"],
             "leader_reachable": leader is not None,
-            "slot_dropped": leader is not None,
+            "slot_dropped": slot_dropped,
             "purged_dossiers": purged,
         }
 
 
+def _record_orphan(conn: pg.Connection, slot_name: str, leader_url: str, leader_id: str) -> None:
+    conn.execute(
+        "INSERT INTO pgsync.orphan_slot (slot_name, leader_url, leader_id) VALUES (%s, %s, %s) "
+        "ON CONFLICT (slot_name) DO NOTHING",
+        [slot_name, leader_url, leader_id],
+    )
+
+
 def cleanup_orphan_slots(conn: pg.Connection, config: Config) -> list[str]:
-    """Drop, on their Leaders, the slots of links detached while the Leader was down."""
+    """Drop, on their Leaders, the slots of links detached while the Leader was down.
+
+    A name that a live link uses again (attached anew since) is never dropped.
+    """
+    conn.execute("DELETE FROM pgsync.orphan_slot o USING pgsync.link k WHERE k.slot_name = o.slot_name")
     dropped = []
     for orphan in conn.execute("SELECT * FROM pgsync.orphan_slot ORDER BY detached_at").fetchall():
         try:

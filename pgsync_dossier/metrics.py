@@ -63,7 +63,8 @@ def render(config: Config) -> str:
                 """
                 SELECT k.local_list_id,
                        extract(epoch FROM max(r.finished_at) FILTER (WHERE r.ok)) AS last_success,
-                       count(*) FILTER (WHERE NOT r.ok) AS failures
+                       count(*) FILTER (WHERE NOT r.ok AND r.finished_at > now() - interval '30 days')
+                           AS failures
                   FROM pgsync.link AS k LEFT JOIN pgsync.sync_run AS r ON r.link_id = k.id
                  GROUP BY k.local_list_id
                 """

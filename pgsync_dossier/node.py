@@ -154,14 +154,10 @@ def setup(config: Config) -> dict[str, Any]:
     }
 
 
-def read_node(conn: pg.Connection) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM pgsync.node").fetchone()
-
-
-def require_role(conn: pg.Connection, role: str, command: str) -> dict[str, Any]:
-    """This database's recorded node, which must have been set up with `role`."""
+def read_node(conn: pg.Connection) -> dict[str, Any]:
+    """This database's recorded node; refused when the database is not migrated or set up."""
     try:
-        node = read_node(conn)
+        node = conn.execute("SELECT * FROM pgsync.node").fetchone()
     except psycopg.errors.UndefinedTable:
         raise PreconditionFailed(
             "this database has no pgsync catalog: run pgsync-dossier migrate, then setup", code="not_migrated"
@@ -170,6 +166,12 @@ def require_role(conn: pg.Connection, role: str, command: str) -> dict[str, Any]
         raise PreconditionFailed(
             "this node is not set up: run pgsync-dossier setup first", code="node_not_set_up"
         )
+    return node
+
+
+def require_role(conn: pg.Connection, role: str, command: str) -> dict[str, Any]:
+    """This database's recorded node, which must have been set up with `role`."""
+    node = read_node(conn)
     if node["role"] != role:
         raise PreconditionFailed(
             f"{command} runs on a {role}; this node is a {node['role']}", code="wrong_role"

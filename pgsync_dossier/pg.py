@@ -64,7 +64,7 @@ def connect(
 
 
 def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> PgsyncError:
-    reason = _first_line(str(exc))
+    reason = first_line(str(exc))
     where = mask_conninfo(conninfo)
     if re.search(r"invalid (\S+ value|connection option|integer value|port number)", reason):
         return UsageError(f"invalid connection string for {what} ({where}): {reason}")
@@ -75,7 +75,8 @@ def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> P
     return ServerUnreachable(f"cannot reach {what} ({where}): {reason}")
 
 
-def _first_line(message: str) -> str:
+def first_line(message: str) -> str:
+    """The server's own words from a libpq or server error, without the connection preamble."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     # libpq prefixes each attempted address with 'connection to server at ... failed:'.
     for line in reversed(lines):

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+
 from pgsync_dossier import pg, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
@@ -92,6 +94,7 @@ def sync_lists(
     """`sync`: every requested link now (all of them when None)."""
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
         require_role(conn, "subscriber", "sync")
+        cleanup_orphan_slots(conn, config)
         links = _links(conn)
         if local_list_ids is not None:
             known = {link["local_list_id"] for link in links}
@@ -117,15 +120,18 @@ def tick(
         require_role(conn, "subscriber", "tick")
         cleanup_orphan_slots(conn, config)
         for link in _links(conn):
-            now = clock()
-            if startup:
-                outcomes.append(sync_link(conn, config, link, "startup", timeout_s))
-                continue
-            occurrence = due_occurrence(conn, link, now)
-            if occurrence is not None:
-                outcomes.append(sync_link(conn, config, link, "schedule", timeout_s, window_at=occurrence))
-            else:
-                _probe(conn, config, link)
+            # One link's trouble must not stop the others; the failure is reported with it.
+            try:
+                outcome = _step(conn, config, link, startup, timeout_s, clock())
+            except (PgsyncError, psycopg.Error) as exc:
+                log.warning("list %s: %s", link["local_list_id"], exc)
+                reason = "startup" if startup else "schedule"
+                code = exc.code if isinstance(exc, PgsyncError) else "unreachable"
+                outcome = SyncOutcome(
+                    link["local_list_id"], reason, "failed", error=str(exc).splitlines()[0], code=code
+                )
+            if outcome is not None:
+                outcomes.append(outcome)
         # Old history goes, but never a link's last successful sync: it marks the served window.
         conn.execute(
             """
@@ -137,11 +143,29 @@ def tick(
     return outcomes
 
 
+def _step(
+    conn: pg.Connection, config: Config, link: dict[str, Any], startup: bool, timeout_s: float, now: datetime
+) -> SyncOutcome | None:
+    if startup:
+        return sync_link(conn, config, link, "startup", timeout_s)
+    occurrence = due_occurrence(conn, link, now)
+    if occurrence is not None:
+        return sync_link(conn, config, link, "schedule", timeout_s, window_at=occurrence)
+    if not pg.try_advisory_lock(conn, "link", link["id"]):
+        return None  # a sync in another process owns the link (and its window) right now
+    try:
+        _probe(conn, config, link)
+    finally:
+        pg.advisory_unlock(conn, "link", link["id"])
+    return None
+
+
 def _probe(conn: pg.Connection, config: Config, link: dict[str, Any]) -> None:
     """Between syncs: record whether the Leader is reachable and keep the window state right.
 
-    A windowed link must be disabled here (a crash may have left a window open); a
-    continuous one must be enabled unless paused, and a pause ends when the models match again.
+    A windowed link must be disabled here (a crash may have left a window open) unless its
+    initial copy is unfinished; a continuous one must be enabled unless paused, and a pause
+    ends when the models match again. The caller holds the link's lock.
     """
     name, local = link["subscription_name"], link["local_list_id"]
     if subscriber.subscription(conn, name) is None:
@@ -174,7 +198,8 @@ def _probe(conn: pg.Connection, config: Config, link: dict[str, Any]) -> None:
     elif facts is not None and models_match and link["state"] == "paused":
         set_state(conn, local, "ready")
     paused = link["state"] == "paused" if facts is None else not models_match
-    subscriber.set_enabled(conn, name, not windowed and not paused)
+    streaming = not windowed or not subscriber.copy_complete(conn, name)
+    subscriber.set_enabled(conn, name, streaming and not paused)
 
 
 def next_wake(config: Config, clock: Clock = utc_now) -> datetime:

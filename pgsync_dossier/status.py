@@ -49,10 +49,6 @@ SUBSCRIBER_FIELDS = (
 def status(config: Config, local_list_id: int | None = None) -> list[dict[str, Any]]:
     with pg.connect(config.database_url, what="this node's database") as conn:
         node = read_node(conn)
-        if node is None:
-            raise PreconditionFailed(
-                "this node is not set up: run pgsync-dossier setup first", code="node_not_set_up"
-            )
         if node["role"] == "leader":
             return leader_status(conn)
         links.cleanup_orphan_slots(conn, config)
@@ -150,7 +146,7 @@ def _orphans(conn: pg.Connection) -> list[dict[str, Any]]:
             "state": "orphan-slot",
             "enabled": False,
             "last_error": f"slot {row['slot_name']} is still on the Leader (detached while it was down); "
-            "it is dropped at the next status, attach or detach that reaches the Leader",
+            "it is dropped by the next status, attach, detach, sync or tick that reaches the Leader",
         }
         for row in rows
     ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from pgsync_dossier import pg
@@ -25,32 +27,69 @@ def install(conn: pg.Connection) -> None:
     conn.execute(pg.sql_file("subscriber.sql").encode())
 
 
-def link_names(node_name: str, remote_list_id: int, local_list_id: int) -> str:
-    """Subscription and slot name: unique per Subscriber (local list) and per Leader (node)."""
-    node_tag = hashlib.sha256(node_name.encode()).hexdigest()[:8]
-    return f"pgsync_l{remote_list_id}_{node_tag}_t{local_list_id}"
+def node_tag(conn: pg.Connection) -> str:
+    """Eight hex digits naming this Subscriber database among all of a Leader's Subscribers.
+
+    Made from the cluster's system identifier and the database, not from node_name alone: two
+    Subscribers configured with the same name (a cloned host) must not share slot names.
+    """
+    row = conn.execute(
+        "SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text || '/' || "
+        "pg_catalog.current_database() || '/' || n.node_name AS identity FROM pgsync.node n"
+    ).fetchone()
+    assert row is not None
+    return hashlib.sha256(str(row["identity"]).encode()).hexdigest()[:8]
+
+
+def link_names(tag: str, remote_list_id: int, local_list_id: int) -> str:
+    """Subscription and slot name: unique per Subscriber (local list) and per Leader (node tag)."""
+    return f"pgsync_l{remote_list_id}_{tag}_t{local_list_id}"
+
+
+# Subscription names are unique per database only: always look in this one.
+_THIS_DATABASE = "(SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
 
 
 def subscription(conn: pg.Connection, name: str) -> dict[str, Any] | None:
     return conn.execute(
         "SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name FROM pg_catalog.pg_subscription s "
-        "WHERE s.subname = %s AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database "
-        "WHERE datname = pg_catalog.current_database())",
+        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
         [name],
     ).fetchone()
 
 
-def _quiet_statement_log(conn: pg.Connection) -> None:
-    """The next statements carry a password: keep them out of the server's statement log."""
-    conn.execute("SET log_statement = 'none'; SET log_min_duration_statement = -1")
+# Settings that would copy a statement's text (with its password) into logs or statistics.
+_STATEMENT_TRACES = {
+    "log_statement": "none",
+    "log_min_duration_statement": "-1",
+    "log_min_error_statement": "panic",
+    "pg_stat_statements.track_utility": "off",
+}
+
+
+@contextmanager
+def _secret_statement(conn: pg.Connection, what: str) -> Iterator[None]:
+    """Run a statement that carries the replication password: keep it out of every log, give
+    it time (slot creation waits for the Leader's running transactions), and turn its failure
+    into one line that names the operation, not the statement."""
+    for name, value in _STATEMENT_TRACES.items():
+        conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(*name.split(".")), sql.Literal(value)))
+    conn.execute("SET statement_timeout = 0")
+    try:
+        yield
+    except psycopg.Error as exc:
+        reason = exc.diag.message_primary or pg.first_line(str(exc))
+        raise OperationFailed(f"{what} failed: {reason}", code="subscription_failed") from None
+    finally:
+        for name in (*_STATEMENT_TRACES, "statement_timeout"):
+            conn.execute(sql.SQL("RESET {}").format(sql.Identifier(*name.split("."))))
 
 
 def create_subscription(
     conn: pg.Connection, name: str, publication: str, leader_url: str, token: Secret, enabled: bool
 ) -> None:
     """Creates the slot on the Leader too; cannot run in a transaction block."""
-    _quiet_statement_log(conn)
-    try:
+    with _secret_statement(conn, f"creating the subscription {name}"):
         conn.execute(
             sql.SQL(
                 "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {publication} "
@@ -64,20 +103,15 @@ def create_subscription(
                 enabled=sql.Literal(enabled),
             )
         )
-    finally:
-        conn.execute("RESET log_statement; RESET log_min_duration_statement")
 
 
 def set_connection(conn: pg.Connection, name: str, leader_url: str, token: Secret) -> None:
-    _quiet_statement_log(conn)
-    try:
+    with _secret_statement(conn, f"updating the connection of {name}"):
         conn.execute(
             sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
                 sql.Identifier(name), sql.Literal(subscription_conninfo(leader_url, token))
             )
         )
-    finally:
-        conn.execute("RESET log_statement; RESET log_min_duration_statement")
 
 
 def rotate_link_passwords(conn: pg.Connection, token: Secret) -> None:
@@ -92,15 +126,25 @@ def set_enabled(conn: pg.Connection, name: str, enabled: bool) -> None:
     conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(name), verb))
 
 
-def drop_subscription(conn: pg.Connection, name: str, leader_reachable: bool) -> None:
-    """Leader up: DROP also drops the slot there. Leader down: detach the slot name first."""
+def drop_subscription(conn: pg.Connection, name: str, leader_reachable: bool) -> bool:
+    """Drop the subscription; True when its slot on the Leader went with it.
+
+    Leader up: DROP also drops the slot there. Leader down (or refusing the slot drop): the
+    subscription lets go of its slot first, and the caller must have the slot dropped later.
+    """
     if subscription(conn, name) is None:
-        return
+        return False
     ident = sql.Identifier(name)
-    if not leader_reachable:
-        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
-        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+    if leader_reachable:
+        try:
+            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+            return True
+        except psycopg.Error as exc:
+            log.warning("dropping %s with its slot failed (%s): dropping it alone", name, exc)
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
     conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+    return False
 
 
 def table_states(conn: pg.Connection, name: str) -> dict[str, str]:
@@ -108,16 +152,24 @@ def table_states(conn: pg.Connection, name: str) -> dict[str, str]:
     rows = conn.execute(
         "SELECT r.srrelid::regclass::text AS rel, r.srsubstate AS state "
         "FROM pg_catalog.pg_subscription_rel r JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid "
-        "WHERE s.subname = %s",
+        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
         [name],
     ).fetchall()
     return {row["rel"]: row["state"] for row in rows}
 
 
+def copy_complete(conn: pg.Connection, name: str) -> bool:
+    """Whether the initial copy of every table is done. Until then a window stays open: an
+    interrupted table copy starts again from its first row."""
+    states = table_states(conn, name)
+    return bool(states) and all(state == "r" for state in states.values())
+
+
 def error_counts(conn: pg.Connection, name: str) -> dict[str, int]:
     row = conn.execute(
-        "SELECT apply_error_count, sync_error_count FROM pg_catalog.pg_stat_subscription_stats "
-        "WHERE subname = %s",
+        "SELECT t.apply_error_count, t.sync_error_count FROM pg_catalog.pg_stat_subscription_stats t "
+        "JOIN pg_catalog.pg_subscription s ON s.oid = t.subid "
+        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
         [name],
     ).fetchone()
     return (

@@ -32,6 +32,8 @@ class SyncOutcome:
     status: Status
     barrier_seq: int | None = None
     error: str | None = None
+    #: the error's machine-readable code (e.g. "unreachable"), None when synced
+    code: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -59,7 +61,7 @@ def sync_link(
     """
     if not pg.try_advisory_lock(conn, "link", link["id"]):
         return SyncOutcome(
-            link["local_list_id"], reason, "busy", error="another sync of this list is running"
+            link["local_list_id"], reason, "busy", error="another sync of this list is running", code="busy"
         )
     try:
         return _locked_sync(conn, config, link, reason, timeout_s, on_progress, window_at)
@@ -101,7 +103,9 @@ def _locked_sync(
         windowed = effective_schedule_text(link, facts.sync_schedule) is not None
         if reason == "startup" and not facts.sync_at_startup:
             conn.execute("DELETE FROM pgsync.sync_run WHERE id = %s", [run["id"]])
-            return SyncOutcome(local, reason, "skipped", error="the Leader's sync_at_startup is off")
+            return SyncOutcome(
+                local, reason, "skipped", error="the Leader's sync_at_startup is off", code="skipped"
+            )
         if facts.face_model != config.face_model:
             message = (
                 f"paused: the Leader ({facts.node_name}) now uses face model {facts.face_model!r}, "
@@ -119,10 +123,11 @@ def _locked_sync(
         conn.execute(
             "UPDATE pgsync.link SET last_error = %s, updated_at = now() WHERE id = %s", [str(exc), link["id"]]
         )
-        return _finish(conn, run, local, reason, "failed", seq, str(exc))
+        return _finish(conn, run, local, reason, "failed", seq, str(exc), exc.code)
     finally:
         if windowed and subscriber.subscription(conn, name) is not None:
-            subscriber.set_enabled(conn, name, False)
+            # Close the window, unless the initial copy is unfinished (it would restart).
+            subscriber.set_enabled(conn, name, not subscriber.copy_complete(conn, name))
         if leader is not None:
             leader.close()
     set_state(conn, local, "ready")
@@ -137,6 +142,7 @@ def _finish(
     status: Status,
     seq: int | None = None,
     error: str | None = None,
+    code: str | None = None,
 ) -> SyncOutcome:
     row = conn.execute(
         "UPDATE pgsync.sync_run SET finished_at = now(), ok = %s, barrier_seq = %s, error = %s "
@@ -144,7 +150,9 @@ def _finish(
         [status == "synced", seq, error, run["id"]],
     ).fetchone()
     assert row is not None
-    return SyncOutcome(local, reason, status, seq, error, run["started_at"], row["finished_at"])
+    if status != "synced" and code is None:
+        code = status
+    return SyncOutcome(local, reason, status, seq, error, code, run["started_at"], row["finished_at"])
 
 
 def set_state(conn: pg.Connection, local_list_id: int, state: str, error: str | None = None) -> None:

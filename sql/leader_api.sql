@@ -91,6 +91,9 @@ BEGIN
     IF p_slot_name !~ '^pgsync_[a-z0-9_]+$' THEN
         RAISE EXCEPTION 'invalid slot name %', p_slot_name USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Publish (again) in this transaction: another Subscriber's unregister may have dropped
+    -- the publication since this one asked for it.
+    PERFORM pgsync.api_publish_list(p_list_id);
     INSERT INTO pgsync.subscriber_link (slot_name, list_id, subscriber_node, subscriber_list_id)
     VALUES (p_slot_name, p_list_id, p_subscriber_node, p_subscriber_list_id)
     ON CONFLICT (slot_name) DO UPDATE

@@ -17,17 +17,21 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 DECLARE
     v_cached text := pg_catalog.current_setting('pgsync.list_map', true);
+    v_subname name;
     v_remote integer;
     v_local integer;
 BEGIN
     IF v_cached IS NULL OR v_cached = '' THEN
-        SELECT l.remote_list_id, l.local_list_id INTO v_remote, v_local
-          FROM pg_catalog.pg_stat_subscription AS s
-          JOIN pgsync.link AS l ON l.subscription_name = s.subname
-         WHERE s.pid = pg_catalog.pg_backend_pid()
-         LIMIT 1;
+        SELECT s.subname INTO v_subname FROM pg_catalog.pg_stat_subscription AS s
+         WHERE s.pid = pg_catalog.pg_backend_pid() LIMIT 1;
         IF NOT FOUND THEN
-            RETURN NULL;  -- not a pgsync replication worker (e.g. a restore in replica mode)
+            RETURN NULL;  -- not a replication worker (e.g. a restore in replica mode)
+        END IF;
+        SELECT l.remote_list_id, l.local_list_id INTO v_remote, v_local
+          FROM pgsync.link AS l WHERE l.subscription_name = v_subname;
+        IF NOT FOUND THEN
+            -- Never keep the Leader's list id: it may be another local list.
+            RAISE EXCEPTION 'pgsync: subscription % replicates dossiers but has no pgsync link', v_subname;
         END IF;
         PERFORM pg_catalog.set_config('pgsync.list_map', v_remote || ':' || v_local, false);
     ELSE

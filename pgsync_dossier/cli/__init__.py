@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 
 from pgsync_dossier import __version__
 from pgsync_dossier.cli.context import AppContext
-from pgsync_dossier.errors import PgsyncError
+from pgsync_dossier.errors import PgsyncError, ServerUnreachable
 
 
 class PgsyncGroup(click.Group):
@@ -31,6 +32,12 @@ class PgsyncGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except psycopg.OperationalError as exc:  # a server went away or gave up mid-command
+            if _debug(ctx):
+                traceback.print_exc()
+            reason = exc.diag.message_primary or str(exc).strip().splitlines()[-1]
+            click.secho(f"error: a server stopped answering: {reason}", err=True, fg="red")
+            ctx.exit(ServerUnreachable.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)

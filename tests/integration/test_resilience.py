@@ -56,7 +56,7 @@ def test_attach_resumes_after_a_crash(sites: dict[str, Site], crash_after: str) 
         psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn,
         LeaderClient(leader.leader_url, cfg.sync_token) as client,
     ):
-        name = subscriber.link_names(cfg.node_name, remote, local)
+        name = subscriber.link_names(subscriber.node_tag(conn), remote, local)
         links._record_link(conn, request, client.facts(), name)
         if crash_after != "link_recorded":
             publication = client.publish(remote)
@@ -171,7 +171,7 @@ def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Si
             time.sleep(0.5)
             assert worker.is_alive()  # the guard waits for the list row
             with LeaderClient(leader.leader_url, cfg.sync_token) as client:
-                name = subscriber.link_names(cfg.node_name, remote, local)
+                name = subscriber.link_names(subscriber.node_tag(conn), remote, local)
                 conn.execute(
                     "INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id, "
                     "subscription_name, slot_name) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -293,3 +293,23 @@ def test_concurrent_attaches_make_one_link(sites: dict[str, Site]) -> None:
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
     (link,) = sub.node.execute("SELECT local_list_id FROM pgsync.link")
     assert link["local_list_id"] in [r for r in results if isinstance(r, int)]
+
+
+def test_a_failing_create_subscription_keeps_the_password_out_of_the_log(sites: dict[str, Site]) -> None:
+    sub = sites["subscriber_a"]
+    cfg = config_module.load(sub.config_path)
+    password = replication_password(cfg.sync_token).reveal()
+    from pgsync_dossier import pg
+    from pgsync_dossier.clusters import free_port
+    from pgsync_dossier.errors import OperationFailed
+
+    with pg.connect(sub.node.url, what="test") as conn:
+        conn.execute("SET log_min_error_statement = error")  # the default: failing statements are logged
+        with pytest.raises(OperationFailed, match="creating the subscription .* failed"):
+            subscriber.create_subscription(
+                conn, "pgsync_doomed", "p", f"postgresql://127.0.0.1:{free_port()}/x", cfg.sync_token, True
+            )
+    time.sleep(0.3)
+    log = sub.node.cluster.logfile.read_text(errors="replace")
+    assert "could not connect to the publisher" in log  # the failure itself is logged
+    assert password not in log and TOKEN not in log

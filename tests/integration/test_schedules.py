@@ -206,3 +206,16 @@ def test_run_daemon_syncs_at_startup_and_stops_cleanly(sites: dict[str, Site], t
         _, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, err
     assert "stopped" in err and not _enabled(sub)
+
+
+def test_probe_leaves_a_window_that_another_process_holds(sites: dict[str, Site], tmp_path: Path) -> None:
+    leader = _windowed(sites, tmp_path)
+    sub = sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    attach(sub, leader, remote, local)
+    link = sub.node.execute("SELECT id, subscription_name FROM pgsync.link")[0]
+    with psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as holder:
+        assert pg.try_advisory_lock(holder, "link", link["id"])  # a window open in another process
+        holder.execute(f'ALTER SUBSCRIPTION "{link["subscription_name"]}" ENABLE')
+        assert _tick(sub, datetime.now(UTC)) == [] and _enabled(sub)  # not closed under its feet
+    assert _tick(sub, datetime.now(UTC)) == [] and not _enabled(sub)  # a crash's leftover is closed

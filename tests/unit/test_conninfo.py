@@ -18,3 +18,9 @@ from pgsync_dossier.conninfo import mask_conninfo
 )
 def test_passwords_are_masked(given: str, shown: str) -> None:
     assert mask_conninfo(given) == shown
+
+
+def test_unparsable_urls_and_ssl_passwords_stay_hidden() -> None:
+    assert mask_conninfo("postgresql://u:secret@[::1/db") == "postgresql://(unparsable URL)"
+    assert "pw" not in mask_conninfo("postgresql://h/db?sslpassword=pw")
+    assert "pw" not in mask_conninfo("host=h sslpassword=pw")
