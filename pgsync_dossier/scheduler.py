@@ -18,7 +18,7 @@ import psycopg
 
 from pgsync_dossier import pg, subscriber
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
+from pgsync_dossier.errors import OperationFailed, PgsyncError, PreconditionFailed, ServerUnreachable
 from pgsync_dossier.leader import LeaderClient
 from pgsync_dossier.links import cleanup_orphan_slots
 from pgsync_dossier.node import require_role
@@ -233,8 +233,9 @@ def run_forever(
             report(tick(config, startup=first, timeout_s=timeout_s, clock=clock))
             first = False
             wake = next_wake(config, clock)
-        except ServerUnreachable as exc:
-            log.warning("%s; retrying in %.0fs", exc, MAX_SLEEP_S)
+        except (ServerUnreachable, OperationFailed, psycopg.OperationalError) as exc:
+            # Passing trouble (a server restarting, a connection lost): keep the service up.
+            log.warning("%s; retrying in %.0fs", str(exc).splitlines()[0], MAX_SLEEP_S)
             wake = clock() + timedelta(seconds=MAX_SLEEP_S)
         delay = max(0.0, (wake - clock()).total_seconds())
         stop.wait(min(delay + 0.05, MAX_SLEEP_S))
