@@ -80,10 +80,6 @@ def _check_leader(facts: LeaderFacts, config: Config, shown_url: str) -> None:
         )
 
 
-def _list_dossiers(conn: pg.Connection, list_id: int) -> int:
-    return subscriber.list_counts(conn, list_id)[0]
-
-
 def attach(
     config: Config,
     request: AttachRequest,
@@ -240,11 +236,12 @@ def _result(
 
 
 def _refuse_non_empty(conn: pg.Connection, list_id: int) -> None:
-    dossiers = _list_dossiers(conn, list_id)
-    if dossiers:
+    dossiers, faces = subscriber.list_counts(conn, list_id)
+    if dossiers or faces:
+        # Faces without dossiers only exist after writes that bypassed the foreign keys.
+        contents = f"{dossiers} dossiers" if dossiers else f"{faces} faces without dossiers"
         raise PreconditionFailed(
-            f"synchronization canceled: watch list {list_id} already contains {dossiers} "
-            "dossiers; it must be empty",
+            f"synchronization canceled: watch list {list_id} already contains {contents}; it must be empty",
             code="list_not_empty",
         )
 
@@ -354,6 +351,9 @@ def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str,
             conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
             purged = 0
             if purge:
+                # Faces first: a face whose dossier went missing (a write that bypassed the
+                # foreign keys) would otherwise survive and collide with the next copy.
+                conn.execute("DELETE FROM public.dossier_face WHERE dossier_list_id = %s", [local_list_id])
                 purged = conn.execute(
                     "DELETE FROM public.dossier WHERE dossier_list_id = %s", [local_list_id]
                 ).rowcount
@@ -396,3 +396,35 @@ def cleanup_orphan_slots(conn: pg.Connection, config: Config) -> list[str]:
         conn.execute("DELETE FROM pgsync.orphan_slot WHERE slot_name = %s", [orphan["slot_name"]])
         dropped.append(orphan["slot_name"])
     return dropped
+
+
+def repair(
+    config: Config,
+    local_list_id: int,
+    *,
+    timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Copy a replica afresh from its Leader list: for a diverged replica (see verify) or a
+    link whose slot was lost. The Leader is authoritative, so local rows are replaced.
+
+    Refused, with nothing changed, unless the Leader is reachable and accepts this node.
+    """
+    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
+        require_role(conn, "subscriber", "repair")
+        link = get_link(conn, local_list_id)
+        if link is None:
+            raise PreconditionFailed(f"list {local_list_id} is not a replica", code="not_a_replica")
+    request = AttachRequest(link["remote_list_id"], link["leader_url"], local_list_id, link["schedule"])
+    with LeaderClient(request.leader_url, config.sync_token) as leader:
+        _check_leader(leader.facts(), config, leader.shown_url)
+    detach(config, local_list_id, purge=True)
+    try:
+        return attach(config, request, timeout_s=timeout_s, on_progress=on_progress)
+    except PgsyncError as exc:
+        raise type(exc)(
+            f"{exc}; list {local_list_id} was emptied and is not attached: run "
+            f"pgsync-dossier attach --remote-list {request.remote_list_id} --remote-url URL "
+            f"--local-list {local_list_id}",
+            code=exc.code,
+        ) from None

@@ -16,7 +16,7 @@ from pgsync_dossier.sync import set_leader_available
 
 
 def register(cli: click.Group) -> None:
-    for command in (setup, attach, detach, status_command, leader_unavailable):
+    for command in (setup, attach, detach, repair, status_command, leader_unavailable):
         cli.add_command(command)
 
 
@@ -123,6 +123,29 @@ def detach(app: AppContext, local_list: int, purge: bool, as_json: bool) -> None
         f"list {local_list} detached"
         + ("" if result["slot_dropped"] else "; the Leader is down: its slot is dropped when it is back")
         + (f"; {result['purged_dossiers']} dossiers purged" if purge else "")
+    )
+    render.emit(result, as_json, human)
+
+
+@click.command()
+@click.argument("local_list", type=int, metavar="T")
+@click.option("--confirm", is_flag=True, help="Required: list T's local rows are replaced by the Leader's.")
+@click.option("--timeout", type=float, default=links.DEFAULT_COPY_TIMEOUT_S, show_default=True)
+@json_option
+@pass_app
+def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_json: bool) -> None:
+    """Copy replica T afresh from its Leader list (a diverged replica, a lost slot)."""
+    if not confirm:
+        raise click.UsageError("repair replaces the list's rows with the Leader's: pass --confirm")
+    progress = _CopyProgress(enabled=sys.stderr.isatty() and not as_json)
+    try:
+        result = links.repair(app.config, local_list, timeout_s=timeout, on_progress=progress.update)
+    finally:
+        progress.close()
+    human = f"list {local_list} copied afresh from Leader list {result['remote_list']}: " + (
+        f"{result['dossiers']} dossiers and {result['faces']} faces"
+        if result["synced"]
+        else "the copy runs at the first sync"
     )
     render.emit(result, as_json, human)
 

@@ -58,3 +58,22 @@ def test_verify_finds_matching_and_diverged_replicas(sites: dict[str, Site]) -> 
     result = sub.cli("verify", str(local), "--json")
     assert result.exit_code == 1 and result.json()[0]["match"] is False
     assert "differ" in result.stderr
+
+
+def test_repair_copies_a_diverged_replica_afresh(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 6)
+    attach(sub, leader, remote, local)
+    with sub.node.connect() as conn:  # divergence, as a broken restore would leave it
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM dossier WHERE name = 'd2'")
+        conn.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'stray')", [local])
+    assert sub.cli("verify", str(local)).exit_code == 1
+    assert sub.cli("repair", str(local)).exit_code == 2  # --confirm is required
+    repaired = sub.ok("repair", str(local), "--confirm", "--json").json()
+    assert repaired["dossiers"] == 6 and repaired["synced"] is True
+    assert sub.ok("verify", str(local), "--json").json()[0]["match"] is True
+    assert len(leader.node.execute("SELECT * FROM pg_replication_slots WHERE slot_name LIKE 'pgsync%'")) == 1
+    missing = sub.cli("repair", "999", "--confirm")
+    assert missing.exit_code == 3 and "not a replica" in missing.stderr
