@@ -99,6 +99,8 @@ class Link(BaseModel):
     retained_wal_bytes: int | None
     wal_status: str | None
     copy_progress: str = Field(alias="copy", description="initial copy progress, e.g. '3/3 tables'")
+    apply_errors: int | None
+    apply_conflicts: int | None
     schedule: str | None
     last_sync: datetime | None
     last_sync_ok: bool | None

@@ -31,6 +31,8 @@ _GAUGES = (
     ),
     ("pgsync_dossier_link_dossiers", "Dossiers in the replica list", "dossiers"),
     ("pgsync_dossier_link_leader_dossiers", "Dossiers in the Leader list", "leader_dossiers"),
+    ("pgsync_dossier_link_apply_errors", "Copy and apply errors since the stats were reset", "apply_errors"),
+    ("pgsync_dossier_link_apply_conflicts", "Apply conflicts counted (PostgreSQL 18+)", "apply_conflicts"),
 )
 
 

@@ -179,6 +179,21 @@ def error_counts(conn: pg.Connection, name: str) -> dict[str, int]:
     )
 
 
+def conflict_count(conn: pg.Connection, name: str) -> int | None:
+    """Apply conflicts PostgreSQL counted for this subscription (rows missing or already
+    there, ...): PostgreSQL 18 counts them in confl_* columns; 15 only logs them (None)."""
+    row = conn.execute(
+        "SELECT t.* FROM pg_catalog.pg_stat_subscription_stats t "
+        "JOIN pg_catalog.pg_subscription s ON s.oid = t.subid "
+        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
+        [name],
+    ).fetchone()
+    if row is None:
+        return None
+    counters = [value for key, value in row.items() if key.startswith("confl_")]
+    return int(sum(counters)) if counters else None
+
+
 def list_counts(conn: pg.Connection, list_id: int) -> tuple[int, int]:
     row = conn.execute(
         "SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(l)s) AS dossiers, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pgsync_dossier.status import SUBSCRIBER_FIELDS
-from tests.integration.conftest import Site, add_dossiers, make_list
+from tests.integration.conftest import Site, add_dossiers, make_list, wait_until
 from tests.integration.test_attach import attach
 
 
@@ -77,3 +77,27 @@ def test_repair_copies_a_diverged_replica_afresh(sites: dict[str, Site]) -> None
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots WHERE slot_name LIKE 'pgsync%'")) == 1
     missing = sub.cli("repair", "999", "--confirm")
     assert missing.exit_code == 3 and "not a replica" in missing.stderr
+
+
+def test_apply_conflicts_are_counted_where_postgresql_counts_them(
+    sites: dict[str, Site], pg_version: int
+) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 2, faces_each=0)
+    attach(sub, leader, remote, local)
+    with sub.node.connect() as conn:  # a row gone here only, behind the guard's back
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM dossier WHERE name = 'd0'")
+    with leader.node.connect() as conn:
+        conn.execute("UPDATE dossier SET comment = 'changed' WHERE name = 'd0'")
+    sub.ok("sync", str(local))
+    (row,) = sub.ok("status", "--json").json()
+    assert row["apply_errors"] == 0
+    if pg_version >= 18:
+        wait_until(
+            lambda: sub.ok("status", "--json").json()[0]["apply_conflicts"] == 1,
+            "the update_missing conflict",
+        )
+    else:
+        assert row["apply_conflicts"] is None
