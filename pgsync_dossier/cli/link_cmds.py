@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -78,17 +79,30 @@ def attach(
         except ValueError as exc:
             raise click.BadParameter(f"invalid RRULE: {exc}", param_hint="--schedule") from None
     request = links.AttachRequest(remote_list, remote_url, local_list, schedule)
+    result = _with_progress(
+        as_json, lambda progress: links.attach(app.config, request, timeout_s=timeout, on_progress=progress)
+    )
+    _emit_copy(
+        result, as_json, f"list {local_list} now replicates Leader list {remote_list} ({result['leader']})"
+    )
+
+
+def _with_progress(as_json: bool, run: Callable[[links.Progress], dict[str, Any]]) -> dict[str, Any]:
+    """Run a copying operation with a progress bar on a terminal (never in --json mode)."""
     progress = _CopyProgress(enabled=sys.stderr.isatty() and not as_json)
     try:
-        result = links.attach(app.config, request, timeout_s=timeout, on_progress=progress.update)
+        return run(progress.update)
     finally:
         progress.close()
-    human = f"list {local_list} now replicates Leader list {remote_list} ({result['leader']}): " + (
+
+
+def _emit_copy(result: dict[str, Any], as_json: bool, headline: str) -> None:
+    done = (
         f"{result['dossiers']} dossiers and {result['faces']} faces copied"
         if result["synced"]
         else "the initial copy runs at the first sync"
     )
-    render.emit(result, as_json, human)
+    render.emit(result, as_json, f"{headline}: {done}")
 
 
 class _CopyProgress:
@@ -137,17 +151,11 @@ def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_j
     """Copy replica T afresh from its Leader list (a diverged replica, a lost slot)."""
     if not confirm:
         raise click.UsageError("repair replaces the list's rows with the Leader's: pass --confirm")
-    progress = _CopyProgress(enabled=sys.stderr.isatty() and not as_json)
-    try:
-        result = links.repair(app.config, local_list, timeout_s=timeout, on_progress=progress.update)
-    finally:
-        progress.close()
-    human = f"list {local_list} copied afresh from Leader list {result['remote_list']}: " + (
-        f"{result['dossiers']} dossiers and {result['faces']} faces"
-        if result["synced"]
-        else "the copy runs at the first sync"
+    result = _with_progress(
+        as_json,
+        lambda progress: links.repair(app.config, local_list, timeout_s=timeout, on_progress=progress),
     )
-    render.emit(result, as_json, human)
+    _emit_copy(result, as_json, f"list {local_list} copied afresh from Leader list {result['remote_list']}")
 
 
 @click.command("status")
