@@ -197,7 +197,11 @@ class LocalCluster:
             self.socket_dir = Path(tempfile.mkdtemp(prefix="pgsd-"))
         if not self.port:
             self.port = free_port()
-        self._hand_over(self.directory, self.socket_dir)
+        try:
+            self._hand_over(self.directory, self.socket_dir)
+        except ClusterError:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)  # nothing else was made yet
+            raise
         if not (self.datadir / "PG_VERSION").exists():
             self._run(
                 "initdb",
