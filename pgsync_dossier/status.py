@@ -74,6 +74,7 @@ def _link_status(conn: pg.Connection, config: Config, row: dict[str, Any]) -> di
     ).fetchone()
     states = subscriber.table_states(conn, row["subscription_name"])
     schedule = link_schedule(row)
+    apply_errors, apply_conflicts = subscriber.apply_problems(conn, row["subscription_name"])
     ready = sum(1 for state in states.values() if state in ("r", "s"))
     item: dict[str, Any] = {
         "local_list": row["local_list_id"],
@@ -93,8 +94,8 @@ def _link_status(conn: pg.Connection, config: Config, row: dict[str, Any]) -> di
         "retained_wal_bytes": None,
         "wal_status": None,
         "copy": f"{ready}/{len(states)} tables" if states else "-",
-        "apply_errors": sum(subscriber.error_counts(conn, row["subscription_name"]).values()),
-        "apply_conflicts": subscriber.conflict_count(conn, row["subscription_name"]),
+        "apply_errors": apply_errors,
+        "apply_conflicts": apply_conflicts,
         "schedule": schedule.text if schedule else None,
         "last_sync": last["finished_at"] if last else None,
         "last_sync_ok": last["ok"] if last else None,

@@ -165,33 +165,33 @@ def copy_complete(conn: pg.Connection, name: str) -> bool:
     return bool(states) and all(state == "r" for state in states.values())
 
 
-def error_counts(conn: pg.Connection, name: str) -> dict[str, int]:
-    row = conn.execute(
-        "SELECT t.apply_error_count, t.sync_error_count FROM pg_catalog.pg_stat_subscription_stats t "
-        "JOIN pg_catalog.pg_subscription s ON s.oid = t.subid "
-        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
-        [name],
-    ).fetchone()
-    return (
-        {"apply": row["apply_error_count"], "sync": row["sync_error_count"]}
-        if row
-        else {"apply": 0, "sync": 0}
-    )
-
-
-def conflict_count(conn: pg.Connection, name: str) -> int | None:
-    """Apply conflicts PostgreSQL counted for this subscription (rows missing or already
-    there, ...): PostgreSQL 18 counts them in confl_* columns; 15 only logs them (None)."""
-    row = conn.execute(
+def _stats(conn: pg.Connection, name: str) -> dict[str, Any] | None:
+    """This subscription's row of pg_stat_subscription_stats (columns differ by version)."""
+    return conn.execute(
         "SELECT t.* FROM pg_catalog.pg_stat_subscription_stats t "
         "JOIN pg_catalog.pg_subscription s ON s.oid = t.subid "
         f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
         [name],
     ).fetchone()
+
+
+def _error_counts(row: dict[str, Any] | None) -> dict[str, int]:
     if row is None:
-        return None
-    counters = [value for key, value in row.items() if key.startswith("confl_")]
-    return int(sum(counters)) if counters else None
+        return {"apply": 0, "sync": 0}
+    return {"apply": int(row["apply_error_count"]), "sync": int(row["sync_error_count"])}
+
+
+def error_counts(conn: pg.Connection, name: str) -> dict[str, int]:
+    return _error_counts(_stats(conn, name))
+
+
+def apply_problems(conn: pg.Connection, name: str) -> tuple[int, int | None]:
+    """Copy/apply errors, and apply conflicts (rows missing or already there, ...), from one
+    read of the statistics. PostgreSQL 18 counts conflicts in confl_* columns; 15 only logs
+    them (None)."""
+    row = _stats(conn, name)
+    conflicts = [value for key, value in (row or {}).items() if key.startswith("confl_")]
+    return sum(_error_counts(row).values()), (int(sum(conflicts)) if conflicts else None)
 
 
 def list_counts(conn: pg.Connection, list_id: int) -> tuple[int, int]:
