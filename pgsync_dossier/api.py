@@ -83,22 +83,27 @@ class Link(BaseModel):
     """One link, as `status --json` shows it."""
 
     local_list: int
-    local_list_name: str
+    local_list_name: str | None
     remote_list: int
     leader: str | None
     leader_url: str
+    group: str = Field(description="the replication stream (group) this list belongs to")
     state: str
+    stream: str = Field(description="what the group's stream does now, e.g. 'paused: copying list 7'")
     enabled: bool
     leader_available: bool
-    dossiers: int
-    faces: int
+    dossiers: int | None
+    faces: int | None
     leader_dossiers: int | None
     leader_faces: int | None
     lag_bytes: int | None
     lag_seconds: float | None
     retained_wal_bytes: int | None
     wal_status: str | None
-    copy_progress: str = Field(alias="copy", description="initial copy progress, e.g. '3/3 tables'")
+    copy_progress: str = Field(
+        alias="copy",
+        description="the orchestrator's copy: 'done', 'pending' or rows copied, e.g. '1200/5000 rows'",
+    )
     apply_errors: int | None
     apply_conflicts: int | None
     schedule: str | None
@@ -110,8 +115,10 @@ class Link(BaseModel):
 
 class SyncResult(BaseModel):
     local_list: int
+    group: str | None
     reason: str
     status: str
+    copied: bool
     barrier_seq: int | None
     error: str | None
     started_at: datetime | None

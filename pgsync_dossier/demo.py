@@ -44,7 +44,7 @@ SITES = (
 )
 
 Narrate = Callable[[str], None]
-Progress = Callable[[int, int, int], None]
+Progress = Callable[[int, int], None]
 
 # Names in several scripts: people on watch lists come from everywhere.
 _GIVEN = [

@@ -15,7 +15,14 @@ from psycopg import sql
 
 from pgsync_dossier import pg
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import OperationFailed, PreconditionFailed, ServerUnreachable
+from pgsync_dossier.deadline import Deadline, poll
+from pgsync_dossier.errors import (
+    DeadlineExceeded,
+    OperationFailed,
+    PgsyncError,
+    PreconditionFailed,
+    ServerUnreachable,
+)
 from pgsync_dossier.token import Secret, replication_password
 
 REPLICATION_ROLE = "pgsync_replicator"
@@ -42,17 +49,19 @@ def install(conn: pg.Connection, token: Secret) -> None:
     conn.execute(
         "ALTER TABLE public.dossier REPLICA IDENTITY USING INDEX dossier_id_dossier_list_id_key;"
         "ALTER TABLE public.dossier_face REPLICA IDENTITY USING INDEX dossier_face_id_dossier_list_id_key;"
-        "ALTER TABLE pgsync.heartbeat REPLICA IDENTITY USING INDEX heartbeat_id_list_id_key"
+        "ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT"
     )
     conn.execute(pg.sql_file("leader_api.sql").encode())
 
 
-def published_lists(conn: pg.Connection) -> list[dict[str, Any]]:
-    return conn.execute(pg.query("leader_published_lists")).fetchall()
+def registered_groups(conn: pg.Connection) -> list[dict[str, Any]]:
+    """On the Leader: every Subscriber group, with its slot."""
+    return conn.execute(pg.query("leader_groups")).fetchall()
 
 
-def subscriber_links(conn: pg.Connection) -> list[dict[str, Any]]:
-    return conn.execute(pg.query("leader_subscriber_links")).fetchall()
+def lists_info(conn: pg.Connection, list_ids: list[int]) -> dict[int, dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM pgsync.api_lists_info(%s)", [list_ids]).fetchall()
+    return {row["id"]: row for row in rows}
 
 
 # -- the Subscriber's view of the Leader ---------------------------------------------------
@@ -90,10 +99,23 @@ class LeaderClient:
 
     def __init__(self, url: str, token: Secret) -> None:
         self.url = url
+        self.token = token
         self.shown_url = mask_conninfo(url)
-        uses_token_login = bool(login_params(url, token))
+        self.conn = self.connect()
+
+    def connect(
+        self, autocommit: bool = True, statement_timeout_ms: int = pg.DEFAULT_STATEMENT_TIMEOUT_MS
+    ) -> pg.Connection:
+        """A connection with this client's login: the API's own, or another for a copy."""
+        uses_token_login = bool(login_params(self.url, self.token))
         try:
-            self.conn = pg.connect(url, what="the Leader", login=login_params(url, token))
+            return pg.connect(
+                self.url,
+                what="the Leader",
+                autocommit=autocommit,
+                statement_timeout_ms=statement_timeout_ms,
+                login=login_params(self.url, self.token),
+            )
         except pg.AuthenticationFailed as exc:
             if uses_token_login:
                 raise PreconditionFailed(
@@ -117,23 +139,33 @@ class LeaderClient:
         try:
             cur = self.conn.execute(query, params)
             return cur.fetchall() if cur.description else []
-        except psycopg.errors.UndefinedFunction:
-            raise PreconditionFailed(
-                f"the Leader ({self.shown_url}) has no pgsync API: run pgsync-dossier setup there",
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
+
+    def error(self, exc: psycopg.Error) -> PgsyncError:
+        """What a failed call to the Leader means for the user."""
+        if isinstance(exc, psycopg.errors.UndefinedFunction):
+            return PreconditionFailed(
+                f"the Leader ({self.shown_url}) has no pgsync API of this version: run "
+                "pgsync-dossier migrate and setup there",
                 code="leader_not_set_up",
-            ) from None
-        except psycopg.errors.InsufficientPrivilege:
-            raise PreconditionFailed(
+            )
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            return PreconditionFailed(
                 f"the login used for the Leader ({self.shown_url}) may not call its pgsync API: "
                 "omit the password from the URL so the token-derived replication login is used",
                 code="leader_login_refused",
-            ) from None
-        except psycopg.Error as exc:
-            reason = exc.diag.message_primary or pg.first_line(str(exc))
-            if self.conn.broken or (exc.sqlstate or "").startswith("08"):
-                raise ServerUnreachable(f"lost the Leader ({self.shown_url}): {reason}") from None
-            # The Leader answered: a timeout, a lock, a limit. Not a reason to call it down.
-            raise OperationFailed(f"the Leader ({self.shown_url}) refused the request: {reason}") from None
+            )
+        reason = exc.diag.message_primary or pg.first_line(str(exc))
+        lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+        if self.conn.broken or lost or (exc.sqlstate or "").startswith("08"):
+            return ServerUnreachable(f"lost the Leader ({self.shown_url}): {reason}")
+        # The Leader answered: a timeout, a lock, a limit. Not a reason to call it down.
+        return OperationFailed(f"the Leader ({self.shown_url}) refused the request: {reason}")
+
+    def alive(self) -> None:
+        """Raise ServerUnreachable when the Leader connection is gone (a Leader that died)."""
+        self._call("SELECT 1")
 
     def facts(self) -> LeaderFacts:
         rows = self._call("SELECT * FROM pgsync.api_node_facts()")
@@ -144,44 +176,99 @@ class LeaderClient:
             )
         return LeaderFacts(**rows[0])
 
-    def list_info(self, list_id: int) -> dict[str, Any] | None:
-        rows = self._call("SELECT * FROM pgsync.api_list_info(%s)", [list_id])
-        return rows[0] if rows else None
+    def lists_info(self, list_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Name and rows of each Leader list named (missing lists are absent)."""
+        rows = self._call("SELECT * FROM pgsync.api_lists_info(%s)", [list_ids])
+        return {row["id"]: row for row in rows}
 
-    def publish(self, list_id: int) -> str:
-        return str(self._call("SELECT pgsync.api_publish_list(%s) AS name", [list_id])[0]["name"])
-
-    def register(self, list_id: int, node_name: str, local_list_id: int, slot_name: str) -> None:
-        self._call(
-            "SELECT pgsync.api_register_subscriber(%s, %s, %s, %s)",
-            [list_id, node_name, local_list_id, slot_name],
+    def set_group_lists(self, name: str, node_name: str, list_ids: list[int]) -> int:
+        """Make the group's publication filter on exactly these lists; returns the xid bound
+        below which every transaction must end before a copy (see the SQL function)."""
+        rows = self._call(
+            "SELECT pgsync.api_set_group_lists(%s, %s, %s)::text::bigint AS xmax", [name, node_name, list_ids]
         )
+        return int(rows[0]["xmax"])
 
-    def unregister(self, slot_name: str) -> str:
-        return str(self._call("SELECT pgsync.api_unregister_subscriber(%s) AS r", [slot_name])[0]["r"])
+    def wait_xacts_ended(self, xmax: int, deadline: Deadline) -> None:
+        """Until every Leader transaction that may have written before a filter change ended."""
 
-    def drop_stale_slot(self, slot_name: str) -> bool:
-        return bool(self._call("SELECT pgsync.api_drop_stale_slot(%s) AS r", [slot_name])[0]["r"])
+        def ended() -> bool | None:
+            rows = self._call("SELECT pgsync.api_xacts_ended_before(%s::text::xid8) AS ended", [str(xmax)])
+            return True if rows[0]["ended"] else None
 
-    def unpublish_if_unused(self, list_id: int) -> bool:
-        return bool(self._call("SELECT pgsync.api_unpublish_if_unused(%s) AS r", [list_id])[0]["r"])
+        if poll(ended, deadline) is None:
+            raise DeadlineExceeded(
+                f"a transaction on the Leader ({self.shown_url}) that was running when the list was "
+                f"added has not ended within {deadline.seconds:g}s; the copy waits for it to end "
+                "(look for long or idle transactions in pg_stat_activity there)"
+            )
 
-    def heartbeat(self, list_id: int) -> int:
-        seq = self._call("SELECT pgsync.api_heartbeat(%s) AS seq", [list_id])[0]["seq"]
+    def drop_group(self, name: str) -> None:
+        self._call("SELECT pgsync.api_drop_group(%s)", [name])
+
+    def drop_stale_slot(self, name: str) -> bool:
+        return bool(self._call("SELECT pgsync.api_drop_stale_slot(%s) AS r", [name])[0]["r"])
+
+    def heartbeat(self, name: str) -> int:
+        seq = self._call("SELECT pgsync.api_heartbeat(%s) AS seq", [name])[0]["seq"]
         if seq is None:
             raise OperationFailed(
-                f"the Leader ({self.shown_url}) no longer publishes list {list_id}: "
-                "detach the list and attach it again",
+                f"the Leader ({self.shown_url}) does not know the group {name}: run "
+                "pgsync-dossier sync again to register it",
                 code="not_published",
             )
         return int(seq)
 
-    def list_heartbeat(self, list_id: int) -> dict[str, Any] | None:
-        rows = self._call("SELECT * FROM pgsync.api_list_heartbeat(%s)", [list_id])
-        return rows[0] if rows else None
+    def groups_status(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        rows = self._call("SELECT * FROM pgsync.api_groups_status(%s)", [names])
+        return {row["name"]: row for row in rows}
 
     def list_digest(self, list_id: int) -> dict[str, Any]:
         return self._call("SELECT * FROM pgsync.api_list_digest(%s)", [list_id])[0]
 
-    def slot_status(self, slot_name: str) -> dict[str, Any]:
-        return self._call("SELECT * FROM pgsync.api_slot_status(%s)", [slot_name])[0]
+
+class LeaderPool:
+    """One connection per Leader for a whole command, reused across its groups and lists.
+
+    A Leader that could not be reached is not tried again within the same command: its
+    groups fail at once with the same error instead of each waiting for a connect timeout.
+    """
+
+    def __init__(self, token: Secret) -> None:
+        self.token = token
+        self._clients: dict[str, LeaderClient] = {}
+        self._failures: dict[str, PgsyncError] = {}
+
+    def get(self, url: str) -> LeaderClient:
+        if url in self._failures:
+            raise self._failures[url]
+        client = self._clients.get(url)
+        if client is not None and client.conn.broken:
+            client.close()
+            client = None
+        if client is None:
+            try:
+                client = LeaderClient(url, self.token)
+            except ServerUnreachable as exc:
+                self._failures[url] = exc
+                raise
+            self._clients[url] = client
+        return client
+
+    def forget(self, url: str) -> None:
+        """Drop a client whose connection went bad, so the next get() reconnects."""
+        client = self._clients.pop(url, None)
+        if client is not None:
+            client.close()
+        self._failures.pop(url, None)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def __enter__(self) -> LeaderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,6 +1,6 @@
-"""attach / detach: the state machine of one link, driving both the Leader and the Subscriber.
+"""attach / detach / repair: the state machine of one replica list within its group.
 
-Every step is idempotent and progress is recorded in pgsync.link, so running a command again
+Every step is idempotent and progress is recorded in the catalog, so running a command again
 after a crash (or twice) converges to one healthy link, or to none. Refusals happen before
 anything is written, so a refused attach leaves nothing behind on either side.
 """
@@ -8,16 +8,19 @@ anything is written, so a refused attach leaves nothing behind on either side.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from pgsync_dossier import pg, subscriber
+from pgsync_dossier import catalog, faults, groups, pg, subscriber
+from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.copier import Progress
+from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import (
+    DeadlineExceeded,
     OperationFailed,
     PgsyncError,
     PreconditionFailed,
@@ -25,15 +28,17 @@ from pgsync_dossier.errors import (
     UsageError,
 )
 from pgsync_dossier.leader import LeaderClient, LeaderFacts
-from pgsync_dossier.node import require_role
-from pgsync_dossier.sync import set_state, sync_link
+from pgsync_dossier.session import Session, subscriber_session
+from pgsync_dossier.sync import GroupOutcome, sync_group
 from pgsync_dossier.token import matches_verifier
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COPY_TIMEOUT_S = 3600.0
-
-Progress = Callable[[int, int, int], None]  # (dossiers, faces, dossiers expected)
+#: How long detach waits for the barrier that brings a kept list up to date.
+DETACH_BARRIER_S = 30.0
+#: How long attach and repair wait for a sync of the group that is already running.
+LOCK_WAIT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,6 @@ def _validate_url(url: str) -> None:
         )
 
 
-def get_link(conn: pg.Connection, local_list_id: int) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM pgsync.link WHERE local_list_id = %s", [local_list_id]).fetchone()
-
-
 def _check_leader(facts: LeaderFacts, config: Config, shown_url: str) -> None:
     if facts.role != "leader":
         raise PreconditionFailed(
@@ -80,6 +81,13 @@ def _check_leader(facts: LeaderFacts, config: Config, shown_url: str) -> None:
         )
 
 
+def _busy(local_list_id: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"another attach, detach or repair of list {local_list_id} is in progress: wait for it to finish",
+        code="busy",
+    )
+
+
 def attach(
     config: Config,
     request: AttachRequest,
@@ -89,26 +97,125 @@ def attach(
     defer_first_sync: bool = False,
 ) -> dict[str, Any]:
     """Make the local list a replica. With `defer_first_sync`, return as soon as the link
-    exists (state 'copying') and leave the first sync to the caller (the HTTP API runs it in
-    the background); otherwise, with the Leader's sync_at_creation, wait for it."""
+    exists (state 'attaching') and leave the copy to the caller (the HTTP API runs it in the
+    background); otherwise, with the Leader's sync_at_creation, copy now and reach a barrier."""
     _validate_url(request.leader_url)
-    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        node = require_role(conn, "subscriber", "attach")
-        cleanup_orphan_slots(conn, config)
-        if not pg.try_advisory_lock(conn, "list", request.local_list_id):
+    deadline = Deadline(timeout_s)
+    with subscriber_session(config, "attach") as s:
+        groups.cleanup_orphans(s)
+        if not pg.try_advisory_lock(s.conn, "list", request.local_list_id):
+            raise _busy(request.local_list_id)
+        existing = _check_local(s.conn, request)
+        leader = s.leaders.get(request.leader_url)
+        facts = leader.facts()
+        _check_leader(facts, config, leader.shown_url)
+        if request.remote_list_id not in leader.lists_info([request.remote_list_id]):
             raise PreconditionFailed(
-                f"another attach or detach of list {request.local_list_id} is in progress: "
-                "wait for it to finish",
-                code="busy",
+                f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})",
+                code="leader_list_not_found",
             )
-        existing = _check_local(conn, request)
-        with LeaderClient(request.leader_url, config.sync_token) as leader:
-            return _attach(
-                conn, leader, config, node, request, existing, timeout_s, on_progress, defer_first_sync
+        twin = catalog.link_for_remote(s.conn, facts.leader_id, request.remote_list_id)
+        if twin is not None and twin.local_list_id != request.local_list_id:
+            raise PreconditionFailed(
+                f"Leader list {request.remote_list_id} is already replicated into local list "
+                f"{twin.local_list_id} of this Subscriber; a Leader list has one replica per Subscriber",
+                code="leader_list_already_replicated",
             )
+        group = _locked_group(s, request, facts, existing, deadline)
+        try:
+            return _attach_in_group(
+                s, request, facts, existing, group, leader, deadline, on_progress, defer_first_sync
+            )
+        finally:
+            groups.unlock(s.conn, group)
 
 
-def _check_local(conn: pg.Connection, request: AttachRequest) -> dict[str, Any] | None:
+def _locked_group(
+    s: Session, request: AttachRequest, facts: LeaderFacts, existing: Link | None, deadline: Deadline
+) -> Group:
+    """The link's group (made when it is the first of its kind), with its lock held, so no
+    detach can drop it between here and the link's first sync."""
+    while True:
+        if existing is not None:
+            group = catalog.group(s.conn, existing.group_id)
+        else:
+            group = catalog.find_or_make_group(
+                s.conn,
+                tag=s.node.node_tag,
+                leader_id=facts.leader_id,
+                leader_url=request.leader_url,
+                leader_node_name=facts.node_name,
+                schedule=request.schedule,
+                leader_schedule=facts.sync_schedule,
+            )
+        assert group is not None
+        groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
+        if catalog.group(s.conn, group.id) is not None:
+            return group
+        groups.unlock(s.conn, group)  # its last list was detached meanwhile: make it anew
+
+
+def _attach_in_group(
+    s: Session,
+    request: AttachRequest,
+    facts: LeaderFacts,
+    existing: Link | None,
+    group: Group,
+    leader: LeaderClient,
+    deadline: Deadline,
+    on_progress: Progress | None,
+    defer_first_sync: bool,
+) -> dict[str, Any]:
+    try:
+        if existing is None:
+            _record_link(s.conn, request, facts, group)
+            faults.point("attach.link_recorded")
+        groups.ensure_stream(s, group, leader)
+    except BaseException:
+        if existing is None:  # only what this call created is undone; a resumed link stays
+            _undo_attach(s, group, request.local_list_id, leader)
+        raise
+    link = catalog.link_for_list(s.conn, request.local_list_id)
+    assert link is not None
+    if not link.needs_copy:
+        return _result(s, link, group, facts, created=False, synced=False)
+    if not facts.sync_at_creation or defer_first_sync:
+        return _result(s, link, group, facts, created=existing is None, synced=False)
+    outcome = sync_group(s, group, "creation", deadline, on_progress)
+    if outcome.status != "synced":
+        raise _failed_first_sync(outcome, request.local_list_id)
+    link = catalog.link_for_list(s.conn, request.local_list_id)
+    assert link is not None
+    return _result(s, link, group, facts, created=existing is None, synced=True)
+
+
+def _failed_first_sync(outcome: GroupOutcome, local_list_id: int) -> PgsyncError:
+    message = (
+        f"list {local_list_id} is attached but its first sync failed: {outcome.error}; "
+        "the next attach, sync or tick finishes it"
+    )
+    return type_for(outcome.code)(message, code=outcome.code)
+
+
+def type_for(code: str | None) -> type[PgsyncError]:
+    """The exception class (so the exit code) that an outcome's error code stands for."""
+    if code in ("unreachable", "authentication_failed"):
+        return ServerUnreachable
+    if code == "timeout":
+        return DeadlineExceeded
+    if code in (
+        "busy",
+        "paused",
+        "token_mismatch",
+        "face_model_mismatch",
+        "no_capacity",
+        "leader_not_set_up",
+    ):
+        return PreconditionFailed
+    return OperationFailed
+
+
+def _check_local(conn: pg.Connection, request: AttachRequest) -> Link | None:
     """The local preconditions; returns the link of an earlier attempt at the same attach."""
     target = request.local_list_id
     if not conn.execute("SELECT 1 FROM public.dossier_list WHERE id = %s", [target]).fetchone():
@@ -116,127 +223,24 @@ def _check_local(conn: pg.Connection, request: AttachRequest) -> dict[str, Any] 
             f"local list {target} does not exist on this Subscriber: create it first",
             code="local_list_not_found",
         )
-    existing = get_link(conn, target)
-    if existing and (existing["remote_list_id"], existing["leader_url"]) != (
-        request.remote_list_id,
-        request.leader_url,
-    ):
-        raise PreconditionFailed(
-            f"list {target} is already a replica of list {existing['remote_list_id']} on "
-            f"{existing['leader_node_name'] or mask_conninfo(existing['leader_url'])}: "
-            f"detach it first (pgsync-dossier detach {target})",
-            code="already_replica",
-        )
-    if not existing:
-        _refuse_non_empty(conn, target)
-    return existing
-
-
-def _attach(
-    conn: pg.Connection,
-    leader: LeaderClient,
-    config: Config,
-    node: dict[str, Any],
-    request: AttachRequest,
-    existing: dict[str, Any] | None,
-    timeout_s: float,
-    on_progress: Progress | None,
-    defer_first_sync: bool,
-) -> dict[str, Any]:
-    target = request.local_list_id
-    facts = leader.facts()
-    _check_leader(facts, config, leader.shown_url)
-    remote = leader.list_info(request.remote_list_id)
-    if remote is None:
-        raise PreconditionFailed(
-            f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})",
-            code="leader_list_not_found",
-        )
-    twin = conn.execute(
-        "SELECT local_list_id FROM pgsync.link WHERE leader_id = %s AND remote_list_id = %s "
-        "AND local_list_id <> %s",
-        [facts.leader_id, request.remote_list_id, target],
-    ).fetchone()
-    if twin:
-        raise PreconditionFailed(
-            f"Leader list {request.remote_list_id} is already replicated into local list "
-            f"{twin['local_list_id']} of this Subscriber; a Leader list has one replica per Subscriber",
-            code="leader_list_already_replicated",
-        )
-    name = (
-        existing["subscription_name"]
-        if existing
-        else subscriber.link_names(subscriber.node_tag(conn), request.remote_list_id, target)
-    )
-    schedule = request.schedule or facts.sync_schedule
-    if existing and existing["state"] == "ready" and subscriber.subscription(conn, name) is not None:
-        return _result(conn, request, facts, name, "ready", created=False, synced=False)
-    if not existing:
-        _record_link(conn, request, facts, name)
-    try:
-        publication = leader.publish(request.remote_list_id)
-        leader.register(request.remote_list_id, node["node_name"], target, name)
-        if subscriber.subscription(conn, name) is None:
-            leader.drop_stale_slot(name)  # left by an attach killed inside CREATE SUBSCRIPTION
-            # Windowed links stay disabled between windows; the first sync enables one.
-            subscriber.create_subscription(
-                conn, name, publication, request.leader_url, config.sync_token, enabled=schedule is None
+    existing = catalog.link_for_list(conn, target)
+    if existing is not None:
+        group = catalog.group(conn, existing.group_id)
+        assert group is not None
+        if (existing.remote_list_id, group.leader_url) != (request.remote_list_id, request.leader_url):
+            raise PreconditionFailed(
+                f"list {target} is already a replica of list {existing.remote_list_id} on "
+                f"{group.leader_shown}: detach it first (pgsync-dossier detach {target})",
+                code="already_replica",
             )
-    except BaseException:
-        if existing is None:  # only what this call created is undone; a resumed link stays
-            _undo_attach(conn, leader, request.remote_list_id, target, name)
-        raise
-    set_state(conn, target, "copying")
-    synced = False
-    state = "ready"
-    if facts.sync_at_creation and defer_first_sync:
-        state = "copying"
-    elif facts.sync_at_creation:
-        link = get_link(conn, target)
-        assert link is not None
-        outcome = sync_link(
-            conn,
-            config,
-            link,
-            "creation",
-            timeout_s,
-            (lambda d, f: on_progress(d, f, int(remote["dossiers"]))) if on_progress else None,
-        )
-        if outcome.status != "synced":
-            raise OperationFailed(f"the link is set up but its first sync failed: {outcome.error}")
-        synced = True
-    else:
-        set_state(conn, target, "ready")
-    return _result(conn, request, facts, name, state, created=existing is None, synced=synced)
-
-
-def _result(
-    conn: pg.Connection,
-    request: AttachRequest,
-    facts: LeaderFacts,
-    name: str,
-    state: str,
-    *,
-    created: bool,
-    synced: bool,
-) -> dict[str, Any]:
-    dossiers, faces = subscriber.list_counts(conn, request.local_list_id)
-    return {
-        "local_list": request.local_list_id,
-        "remote_list": request.remote_list_id,
-        "leader": facts.node_name,
-        "subscription": name,
-        "state": state,
-        "created": created,
-        "synced": synced,
-        "first_sync_pending": state == "copying",
-        "dossiers": dossiers,
-        "faces": faces,
-    }
+        return existing
+    _refuse_non_empty(conn, target)
+    return None
 
 
 def _refuse_non_empty(conn: pg.Connection, list_id: int) -> None:
-    dossiers, faces = subscriber.list_counts(conn, list_id)
+    counts = catalog.list_counts(conn, [list_id])[list_id]
+    dossiers, faces = int(counts["dossiers"]), int(counts["faces"])
     if dossiers or faces:
         # Faces without dossiers only exist after writes that bypassed the foreign keys.
         contents = f"{dossiers} dossiers" if dossiers else f"{faces} faces without dossiers"
@@ -246,7 +250,7 @@ def _refuse_non_empty(conn: pg.Connection, list_id: int) -> None:
         )
 
 
-def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts, name: str) -> None:
+def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts, group: Group) -> None:
     """Mark the list as a replica; from the commit on, local writes to it are refused.
 
     The list row is locked and touched first: a local insert that checked the guard before
@@ -259,7 +263,9 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
         )
         _refuse_non_empty(conn, request.local_list_id)
         try:
-            _insert_link(conn, request, facts, name)
+            catalog.insert_link(
+                conn, request.local_list_id, request.remote_list_id, facts.leader_id, group.id
+            )
         except psycopg.errors.UniqueViolation:
             raise PreconditionFailed(
                 f"Leader list {request.remote_list_id} was just attached to another local list of "
@@ -268,134 +274,122 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
             ) from None
 
 
-def _insert_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts, name: str) -> None:
-    conn.execute(
-        """
-        INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id,
-            leader_node_name, subscription_name, slot_name, schedule, leader_schedule, state)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'attaching')
-        """,
-        [
-            request.local_list_id,
-            request.remote_list_id,
-            request.leader_url,
-            facts.leader_id,
-            facts.node_name,
-            name,
-            name,
-            request.schedule,
-            facts.sync_schedule,
-        ],
-    )
+def _undo_attach(s: Session, group: Group, local_list_id: int, leader: LeaderClient) -> None:
+    """Roll a failed fresh attach back so nothing is left on either side (the caller holds the
+    group's lock)."""
+    catalog.delete_link(s.conn, local_list_id)
+    if groups.links_of(s.conn, group.id):
+        return
+    try:
+        groups.drop(s, group, leader)
+    except (PgsyncError, psycopg.Error) as exc:
+        log.warning("could not drop the group %s while undoing attach: %s", group.name, exc)
+    catalog.delete_group(s.conn, group)
 
 
-def _undo_attach(
-    conn: pg.Connection, leader: LeaderClient, remote_list_id: int, local_list_id: int, name: str
-) -> None:
-    """Roll a failed fresh attach back so nothing is left on either side."""
-    try:
-        subscriber.drop_subscription(conn, name, leader_reachable=True)
-    except psycopg.Error as exc:
-        log.warning("could not drop subscription %s while undoing attach: %s", name, exc)
-    try:
-        leader.unregister(name)
-        leader.unpublish_if_unused(remote_list_id)
-    except PgsyncError as exc:
-        log.warning("could not clean the Leader while undoing attach: %s", exc)
-        link = get_link(conn, local_list_id)
-        if link is not None:
-            _record_orphan(conn, name, link["leader_url"], link["leader_id"])
-    conn.execute("DELETE FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id])
-    conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
+def _result(
+    s: Session, link: Link, group: Group, facts: LeaderFacts, *, created: bool, synced: bool
+) -> dict[str, Any]:
+    counts = catalog.list_counts(s.conn, [link.local_list_id])[link.local_list_id]
+    return {
+        "local_list": link.local_list_id,
+        "remote_list": link.remote_list_id,
+        "leader": facts.node_name,
+        "group": group.name,
+        "state": link.state,
+        "created": created,
+        "synced": synced,
+        "first_sync_pending": link.needs_copy,
+        "dossiers": counts["dossiers"],
+        "faces": counts["faces"],
+    }
 
 
 def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str, Any]:
-    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        require_role(conn, "subscriber", "detach")
-        link = get_link(conn, local_list_id)
+    """End replication of a list; it becomes an ordinary writable list (its rows kept, or
+    purged). With the Leader up: narrow the group's filter, reach a barrier (so the kept rows
+    are current), then unmap. With it down: unmap now; the filter is narrowed (or the group's
+    slot dropped) once the Leader answers again."""
+    with subscriber_session(config, "detach") as s:
+        link = catalog.link_for_list(s.conn, local_list_id)
         if link is None:
             raise PreconditionFailed(
                 f"list {local_list_id} is not a replica: there is nothing to detach", code="not_a_replica"
             )
-        if not pg.try_advisory_lock(conn, "list", local_list_id):
+        if not pg.try_advisory_lock(s.conn, "list", local_list_id):
+            raise _busy(local_list_id)
+        group = catalog.group(s.conn, link.group_id)
+        assert group is not None
+        if not groups.lock(s.conn, group):
             raise PreconditionFailed(
-                f"another attach or detach of list {local_list_id} is in progress: wait for it to finish",
+                f"a sync of list {local_list_id}'s group is running: detach it when the sync is done",
                 code="busy",
             )
-        if not pg.try_advisory_lock(conn, "link", link["id"]):
-            raise PreconditionFailed(
-                f"a sync of list {local_list_id} is running: detach it when the sync is done", code="busy"
-            )
-        set_state(conn, local_list_id, "detaching")
-        name = link["subscription_name"]
-        leader: LeaderClient | None = None
-        slot_dropped = False
         try:
-            leader = LeaderClient(link["leader_url"], config.sync_token)
-        except (ServerUnreachable, PreconditionFailed) as exc:
-            log.warning("the Leader is unavailable (%s): its slot %s will be dropped later", exc, name)
-        try:
-            subscriber.drop_subscription(conn, name, leader_reachable=leader is not None)
-            if leader is not None:
-                leader.unregister(name)
-                slot_dropped = True
-        except PgsyncError as exc:
-            log.warning("the Leader could not drop slot %s now (%s): it will be dropped later", name, exc)
+            return _locked_detach(s, link, group, purge)
         finally:
-            if leader is not None:
-                leader.close()
-        if not slot_dropped:
-            _record_orphan(conn, name, link["leader_url"], link["leader_id"])
-        with conn.transaction():
-            conn.execute("DELETE FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id])
-            conn.execute("DELETE FROM pgsync.link WHERE local_list_id = %s", [local_list_id])
-            purged = 0
-            if purge:
-                # Faces first: a face whose dossier went missing (a write that bypassed the
-                # foreign keys) would otherwise survive and collide with the next copy.
-                conn.execute("DELETE FROM public.dossier_face WHERE dossier_list_id = %s", [local_list_id])
-                purged = conn.execute(
-                    "DELETE FROM public.dossier WHERE dossier_list_id = %s", [local_list_id]
-                ).rowcount
-        if leader is not None:
-            cleanup_orphan_slots(conn, config)  # other links' leftovers, now that the Leader answers
-        return {
-            "local_list": local_list_id,
-            "remote_list": link["remote_list_id"],
-            "leader_reachable": leader is not None,
-            "slot_dropped": slot_dropped,
-            "purged_dossiers": purged,
-        }
+            groups.unlock(s.conn, group)
 
 
-def _record_orphan(conn: pg.Connection, slot_name: str, leader_url: str, leader_id: str) -> None:
-    conn.execute(
-        "INSERT INTO pgsync.orphan_slot (slot_name, leader_url, leader_id) VALUES (%s, %s, %s) "
-        "ON CONFLICT (slot_name) DO NOTHING",
-        [slot_name, leader_url, leader_id],
-    )
-
-
-def cleanup_orphan_slots(conn: pg.Connection, config: Config) -> list[str]:
-    """Drop, on their Leaders, the slots of links detached while the Leader was down.
-
-    A name that a live link uses again (attached anew since) is never dropped.
-    """
-    conn.execute("DELETE FROM pgsync.orphan_slot o USING pgsync.link k WHERE k.slot_name = o.slot_name")
-    dropped = []
-    for orphan in conn.execute("SELECT * FROM pgsync.orphan_slot ORDER BY detached_at").fetchall():
+def _locked_detach(s: Session, link: Link, group: Group, purge: bool) -> dict[str, Any]:
+    local = link.local_list_id
+    catalog.set_link_state(s.conn, local, LinkState.DETACHING)
+    leader: LeaderClient | None = None
+    try:
+        leader = groups.reach(s, group)
+    except (ServerUnreachable, PreconditionFailed) as exc:
+        log.warning("the Leader is unavailable (%s): it is cleaned up when it answers", exc)
+    others = [other for other in groups.links_of(s.conn, group.id) if other.local_list_id != local]
+    slot_dropped = False
+    if leader is not None:
         try:
-            with LeaderClient(orphan["leader_url"], config.sync_token) as leader:
-                leader.unregister(orphan["slot_name"])
+            if others:
+                leader.set_group_lists(group.name, s.node.node_name, sorted(o.remote_list_id for o in others))
+                faults.point("detach.narrowed")
+            _barrier(s, group, leader)
         except PgsyncError as exc:
-            conn.execute(
-                "UPDATE pgsync.orphan_slot SET last_error = %s WHERE slot_name = %s",
-                [str(exc), orphan["slot_name"]],
-            )
-            continue
-        conn.execute("DELETE FROM pgsync.orphan_slot WHERE slot_name = %s", [orphan["slot_name"]])
-        dropped.append(orphan["slot_name"])
-    return dropped
+            log.warning("list %s: detaching without a final barrier (%s)", local, exc)
+    if link.legacy_subscription is not None:
+        groups.retire_legacy(s, link, leader)
+    if not others:
+        slot_dropped = groups.drop(s, group, leader)
+        faults.point("detach.group_dropped")
+    with s.conn.transaction():
+        catalog.delete_link(s.conn, local)
+        if not others:
+            catalog.delete_group(s.conn, group)
+        purged = _purge(s.conn, local) if purge else 0
+    if leader is not None:
+        groups.cleanup_orphans(s)  # other groups' leftovers, now that the Leader answers
+    return {
+        "local_list": local,
+        "remote_list": link.remote_list_id,
+        "leader_reachable": leader is not None,
+        "slot_dropped": slot_dropped or (leader is not None and bool(others)),
+        "purged_dossiers": purged,
+    }
+
+
+def _barrier(s: Session, group: Group, leader: LeaderClient) -> None:
+    """Bring the group up to the Leader's present (a window when windowed), best effort."""
+    if subscriber.subscription(s.conn, group.name) is None:
+        return
+    seq = leader.heartbeat(group.name)
+    try:
+        groups.settle(s.conn, group, window_open=True)
+        subscriber.wait_for_barrier(s.conn, group.name, seq, Deadline(DETACH_BARRIER_S), leader)
+    finally:
+        groups.settle(s.conn, group)
+
+
+def _purge(conn: pg.Connection, local_list_id: int) -> int:
+    """Delete a detached list's rows: one set-based statement per table, in replica mode (no
+    per-row trigger or cascade). Faces first: one whose dossier went missing (a write that
+    bypassed the foreign keys) would otherwise survive and collide with the next copy."""
+    conn.execute("SET LOCAL session_replication_role = replica")
+    conn.execute("SET LOCAL pgsync.bulk = on")
+    conn.execute("DELETE FROM public.dossier_face WHERE dossier_list_id = %s", [local_list_id])
+    return conn.execute("DELETE FROM public.dossier WHERE dossier_list_id = %s", [local_list_id]).rowcount
 
 
 def repair(
@@ -405,26 +399,43 @@ def repair(
     timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Copy a replica afresh from its Leader list: for a diverged replica (see verify) or a
-    link whose slot was lost. The Leader is authoritative, so local rows are replaced.
-
-    Refused, with nothing changed, unless the Leader is reachable and accepts this node.
-    """
-    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        require_role(conn, "subscriber", "repair")
-        link = get_link(conn, local_list_id)
+    """Bring a diverged replica back to its Leader list in place: the list is copied again at
+    one snapshot into a staging area, then merged (rows upserted, rows the Leader list no
+    longer has deleted) in one transaction, so it never goes empty. Refused, with nothing
+    changed, unless the Leader is reachable and accepts this node."""
+    with subscriber_session(config, "repair") as s:
+        link = catalog.link_for_list(s.conn, local_list_id)
         if link is None:
             raise PreconditionFailed(f"list {local_list_id} is not a replica", code="not_a_replica")
-    request = AttachRequest(link["remote_list_id"], link["leader_url"], local_list_id, link["schedule"])
-    with LeaderClient(request.leader_url, config.sync_token) as leader:
-        _check_leader(leader.facts(), config, leader.shown_url)
-    detach(config, local_list_id, purge=True)
-    try:
-        return attach(config, request, timeout_s=timeout_s, on_progress=on_progress)
-    except PgsyncError as exc:
-        raise type(exc)(
-            f"{exc}; list {local_list_id} was emptied and is not attached: run "
-            f"pgsync-dossier attach --remote-list {request.remote_list_id} --remote-url URL "
-            f"--local-list {local_list_id}",
-            code=exc.code,
-        ) from None
+        if not pg.try_advisory_lock(s.conn, "list", local_list_id):
+            raise _busy(local_list_id)
+        group = catalog.group(s.conn, link.group_id)
+        assert group is not None
+        leader = s.leaders.get(group.leader_url)
+        facts = leader.facts()
+        _check_leader(facts, config, leader.shown_url)
+        deadline = Deadline(timeout_s)
+        groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
+        try:
+            catalog.set_link_state(s.conn, local_list_id, LinkState.ATTACHING, "repair requested")
+            outcome = sync_group(s, group, "repair", deadline, on_progress)
+        finally:
+            groups.unlock(s.conn, group)
+        if outcome.status != "synced":
+            raise type_for(outcome.code)(
+                f"the repair of list {local_list_id} did not finish: {outcome.error}; the list keeps "
+                "its rows, and the next sync or tick finishes the repair",
+                code=outcome.code,
+            )
+        link = catalog.link_for_list(s.conn, local_list_id)
+        assert link is not None
+        return _result(s, link, group, facts, created=False, synced=True)
+
+
+def set_leader_available(config: Config, local_list_id: int, available: bool) -> None:
+    """An operator's word on the Leader of list T: unavailable (local deletes allowed) or back."""
+    with subscriber_session(config, "leader-unavailable") as s:
+        link = catalog.link_for_list(s.conn, local_list_id)
+        if link is None:
+            raise PreconditionFailed(f"list {local_list_id} is not a replica", code="not_a_replica")
+        catalog.set_leader_available(s.conn, link.leader_id, available)

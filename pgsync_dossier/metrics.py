@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgsync_dossier import pg
+from pgsync_dossier import catalog, pg
 from pgsync_dossier.config import Config
 from pgsync_dossier.models import LINK_STATES
 from pgsync_dossier.status import status
@@ -59,19 +59,9 @@ def _number(value: Any) -> str:
 def render(config: Config) -> str:
     rows = [row for row in status(config) if row["state"] != "orphan-slot"]
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        history = {
-            r["local_list_id"]: r
-            for r in conn.execute(
-                """
-                SELECT k.local_list_id,
-                       extract(epoch FROM max(r.finished_at) FILTER (WHERE r.ok)) AS last_success,
-                       count(*) FILTER (WHERE NOT r.ok AND r.finished_at > now() - interval '30 days')
-                           AS failures
-                  FROM pgsync.link AS k LEFT JOIN pgsync.sync_run AS r ON r.link_id = k.id
-                 GROUP BY k.local_list_id
-                """
-            ).fetchall()
-        }
+        by_group = catalog.run_history(conn)
+        names = {group.name: group.id for group in catalog.groups(conn)}
+    history = {row["local_list"]: by_group.get(names.get(row["group"], -1), {}) for row in rows}
     lines: list[str] = []
 
     def family(name: str, help_text: str, kind: str) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP, UUID
 
 # PostgreSQL's own default names, so constraints read the same in psql and in migrations.
 NAMING_CONVENTION = {
@@ -75,6 +75,7 @@ dossier = Table(
     Column("active", Boolean, nullable=False, server_default=text("true")),
     _timestamp("created_at"),
     _timestamp("modified_at"),
+    Column("row_version", BigInteger, nullable=False, server_default=text("0")),
     # The replica identity on the Leader and the target of dossier_face's composite FK.
     UniqueConstraint("id", "dossier_list_id"),
     CheckConstraint(f"octet_length(name) BETWEEN 1 AND {MAX_NAME_BYTES}", name="name_size"),
@@ -91,6 +92,7 @@ dossier_face = Table(
     Column("embedding", LargeBinary, nullable=False),
     Column("model", Text, nullable=False),
     _timestamp("created_at"),
+    Column("row_version", BigInteger, nullable=False, server_default=text("0")),
     UniqueConstraint("id", "dossier_list_id"),
     # Moving a dossier between lists moves its faces in the same transaction (design 3).
     ForeignKeyConstraint(
@@ -106,6 +108,9 @@ dossier_face = Table(
 )
 
 # -- the pgsync catalog ---------------------------------------------------------------------
+#: A random name for this node, drawn once by the database (used in its group names).
+NODE_TAG_DEFAULT = "substr(replace(gen_random_uuid()::text, '-', ''), 1, 12)"
+
 node = Table(
     "node",
     metadata,
@@ -119,22 +124,37 @@ node = Table(
     Column("sync_at_creation", Boolean, nullable=False),
     _timestamp("created_at"),
     _timestamp("updated_at"),
+    Column("node_tag", Text, nullable=False, server_default=text(NODE_TAG_DEFAULT)),
     CheckConstraint("id", name="singleton"),
     CheckConstraint("role IN ('leader', 'subscriber')", name="role"),
     schema=CATALOG_SCHEMA,
 )
 
+# Keyed by group name on both sides: the primary key is also the row filter's column, so the
+# Leader's replica identity covers it and the Subscriber needs no remapping.
 heartbeat = Table(
     "heartbeat",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
-    Column("list_id", Integer, nullable=False, unique=True),
+    Column("group_name", Text, primary_key=True),
     Column("seq", BigInteger, nullable=False, server_default=text("0")),
     Column("beat_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
-    UniqueConstraint("id", "list_id"),
     schema=CATALOG_SCHEMA,
 )
 
+# -- the Leader's registry ---------------------------------------------------------------------
+#: One row per Subscriber group: its publication (and slot) name and the lists it filters on.
+group_registration = Table(
+    "group_registration",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("subscriber_node", Text, nullable=False),
+    Column("lists", ARRAY(Integer), nullable=False),
+    _timestamp("registered_at"),
+    _timestamp("updated_at"),
+    schema=CATALOG_SCHEMA,
+)
+
+# Version 1's registry (one publication per list), read only to retire version-1 slots.
 publication = Table(
     "publication",
     metadata,
@@ -156,6 +176,31 @@ subscriber_link = Table(
     schema=CATALOG_SCHEMA,
 )
 
+# -- the Subscriber's catalog ------------------------------------------------------------------
+#: One replication stream: (Leader, this Subscriber, schedule override). Its name is the
+#: subscription's, the slot's and the Leader publication's.
+sync_group = Table(
+    "sync_group",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("leader_id", Text, nullable=False),
+    Column("leader_url", Text, nullable=False),
+    Column("leader_node_name", Text),
+    Column("schedule", Text),
+    Column("leader_schedule", Text),
+    Column("leader_available", Boolean, nullable=False, server_default=text("true")),
+    Column("leader_unavailable_since", TIMESTAMP(timezone=True)),
+    Column("copying_list_id", Integer),
+    Column("paused_until", TIMESTAMP(timezone=True)),
+    Column("last_error", Text),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    UniqueConstraint("leader_id", "schedule", postgresql_nulls_not_distinct=True),
+    CheckConstraint("name ~ '^pgsync_[a-z0-9_]+$'", name="name"),
+    schema=CATALOG_SCHEMA,
+)
+
 LINK_STATES = ("attaching", "copying", "ready", "paused", "detaching", "error")
 
 link = Table(
@@ -164,16 +209,11 @@ link = Table(
     Column("id", Integer, primary_key=True),
     Column("local_list_id", Integer, ForeignKey("dossier_list.id"), nullable=False, unique=True),
     Column("remote_list_id", Integer, nullable=False),
-    Column("leader_url", Text, nullable=False),
     Column("leader_id", Text, nullable=False),
-    Column("leader_node_name", Text),
-    Column("subscription_name", Text, nullable=False, unique=True),
-    Column("slot_name", Text, nullable=False, unique=True),
+    Column("group_id", Integer, ForeignKey("pgsync.sync_group.id"), nullable=False, index=True),
     Column("state", Text, nullable=False, server_default=text("'attaching'")),
-    Column("schedule", Text),
-    Column("leader_schedule", Text),
-    Column("leader_available", Boolean, nullable=False, server_default=text("true")),
-    Column("leader_unavailable_since", TIMESTAMP(timezone=True)),
+    Column("legacy_subscription", Text),
+    Column("copy_expected", BigInteger),
     Column("last_error", Text),
     _timestamp("created_at"),
     _timestamp("updated_at"),
@@ -182,23 +222,22 @@ link = Table(
     schema=CATALOG_SCHEMA,
 )
 
-SYNC_REASONS = ("schedule", "startup", "creation", "manual")
+SYNC_REASONS = ("schedule", "startup", "creation", "manual", "repair", "heal")
 
 sync_run = Table(
     "sync_run",
     metadata,
     Column("id", BigInteger, primary_key=True),
-    Column("link_id", Integer, ForeignKey("pgsync.link.id", ondelete="CASCADE"), nullable=False),
+    Column("group_id", Integer, ForeignKey("pgsync.sync_group.id", ondelete="CASCADE"), nullable=False),
     Column("reason", Text, nullable=False),
     _timestamp("started_at"),
     _timestamp("finished_at", nullable=True, default=False),
+    Column("window_at", TIMESTAMP(timezone=True)),
     Column("barrier_seq", BigInteger),
     Column("ok", Boolean),
     Column("error", Text),
-    Column("rows_applied", BigInteger),
-    Column("window_at", TIMESTAMP(timezone=True)),
     CheckConstraint("reason IN (" + ", ".join(f"'{reason}'" for reason in SYNC_REASONS) + ")", name="reason"),
-    Index(None, "link_id", "started_at"),
+    Index(None, "group_id", "started_at"),
     schema=CATALOG_SCHEMA,
 )
 

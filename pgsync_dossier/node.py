@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import leader, migrations, pg, subscriber
+from pgsync_dossier import catalog, leader, migrations, pg, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.token import make_verifier, matches_verifier
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 MIN_SLOTS = 4
 MIN_SENDERS = 4
 MIN_LOGICAL_WORKERS = 2
+#: How long setup spends copying one group of version-1 links into place.
+UPGRADE_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Check:
 def preflight(conn: pg.Connection, config: Config) -> list[Check]:
     """Everything setup needs, checked without changing anything."""
     version = pg.server_version(conn)
+    current_is_head = migrations.current_revision_on(conn) == migrations.head_revision()
     checks = [
         Check(
             "server_version",
@@ -79,6 +82,20 @@ def preflight(conn: pg.Connection, config: Config) -> list[Check]:
         setting_at_least("max_wal_senders", MIN_SENDERS)
     else:
         setting_at_least("max_logical_replication_workers", MIN_LOGICAL_WORKERS)
+        # Room for this node's first stream (a group); attach checks again for each new one.
+        has_groups = bool(
+            current_is_head and conn.execute("SELECT 1 FROM pgsync.sync_group LIMIT 1").fetchone()
+        )
+        for limit in subscriber.stream_capacity(conn, more=0 if has_groups else 1):
+            checks.append(
+                Check(
+                    limit.setting,
+                    False,
+                    f"{limit.setting} is {limit.value}, at least {limit.needed} is needed for one more "
+                    f"replication stream: run ALTER SYSTEM SET {limit.setting} = {max(limit.needed, 10)}; "
+                    "then restart PostgreSQL",
+                )
+            )
     current = migrations.current_revision_on(conn)
     head = migrations.head_revision()
     checks.append(
@@ -143,7 +160,15 @@ def setup(config: Config) -> dict[str, Any]:
             else:
                 subscriber.install(conn)
         if config.role == "subscriber" and token_changed and existing:
-            subscriber.rotate_link_passwords(conn, config.sync_token)
+            for group in catalog.groups(conn):
+                if subscriber.subscription(conn, group.name) is not None:
+                    subscriber.set_connection(conn, group.name, group.leader_url, config.sync_token)
+        legacy = (
+            [link.local_list_id for link in catalog.links(conn) if link.legacy_subscription]
+            if config.role == "subscriber"
+            else []
+        )
+    upgraded, upgrade_pending = _upgrade_legacy_links(config) if legacy else ([], [])
     return {
         "role": config.role,
         "node_name": config.node_name,
@@ -151,7 +176,32 @@ def setup(config: Config) -> dict[str, Any]:
         "created": existing is None,
         "token_rotated": bool(existing) and token_changed,
         "face_model_changed": bool(existing) and existing["face_model"] != config.face_model,  # type: ignore[index]
+        "upgraded_lists": upgraded,
+        "upgrade_pending": upgrade_pending,
     }
+
+
+def _upgrade_legacy_links(config: Config) -> tuple[list[int], list[dict[str, Any]]]:
+    """Copy each version-1 link into its group in place, then drop its own subscription and
+    slot. A Leader that cannot do it now (down, not yet set up with this version) leaves its
+    lists for the next sync or tick, which finishes the job the same way."""
+    from pgsync_dossier import sync
+    from pgsync_dossier.deadline import Deadline
+    from pgsync_dossier.session import subscriber_session
+
+    upgraded: list[int] = []
+    pending: list[dict[str, Any]] = []
+    with subscriber_session(config, "setup") as s:
+        legacy_groups = {link.group_id for link in catalog.links(s.conn) if link.legacy_subscription}
+        for group in catalog.groups(s.conn):
+            if group.id not in legacy_groups:
+                continue
+            outcome = sync.sync_group(s, group, "manual", Deadline(UPGRADE_TIMEOUT_S))
+            if outcome.status == "synced":
+                upgraded.extend(outcome.lists)
+            else:
+                pending.extend({"local_list": local, "error": outcome.error} for local in outcome.lists)
+    return upgraded, pending
 
 
 def read_node(conn: pg.Connection) -> dict[str, Any]:

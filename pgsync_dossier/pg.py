@@ -40,6 +40,7 @@ def connect(
     autocommit: bool = True,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     login: Mapping[str, str] | None = None,
+    application_name: str = APPLICATION_NAME,
 ) -> Connection:
     """Open a connection, turning libpq's failures into one line that names `what`.
 
@@ -55,7 +56,7 @@ def connect(
         ) from None
     params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
     params.update(login or {})
-    params["application_name"] = APPLICATION_NAME
+    params["application_name"] = application_name
     params["options"] = f"-c statement_timeout={statement_timeout_ms}"
     try:
         return psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
@@ -101,7 +102,7 @@ LOCK_NAMESPACE = 0x7067_7364  # 'pgsd'
 
 
 def lock_key(kind: str, ident: int) -> tuple[int, int]:
-    kinds = {"link": 1, "list": 2, "node": 3}
+    kinds = {"list": 2, "node": 3, "group": 4}
     return (LOCK_NAMESPACE + kinds[kind], ident)
 
 

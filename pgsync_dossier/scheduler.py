@@ -1,8 +1,9 @@
-"""Which links are due, one scheduler step (`tick`), and the long-running loop (`run`).
+"""Which groups are due, one scheduler step (`tick`), and the long-running loop (`run`).
 
-Missed occurrences are coalesced: a link is due when at least one occurrence has passed
+Missed occurrences are coalesced: a group is due when at least one occurrence has passed
 since its last successful sync (or its creation), and one sync then covers all of them. A
-failed sync does not move that mark, so the next tick retries it.
+failed sync does not move that mark, so the next tick retries it. Groups of different
+Leaders are synced concurrently, each Leader on its own connection.
 """
 
 from __future__ import annotations
@@ -11,34 +12,26 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 
-from pgsync_dossier import pg, subscriber
+from pgsync_dossier import catalog, groups
+from pgsync_dossier.catalog import Group, LinkState
 from pgsync_dossier.config import Config
+from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import OperationFailed, PgsyncError, PreconditionFailed, ServerUnreachable
-from pgsync_dossier.leader import LeaderClient
-from pgsync_dossier.links import cleanup_orphan_slots
-from pgsync_dossier.node import require_role
 from pgsync_dossier.schedule import Schedule
-from pgsync_dossier.sync import (
-    Reason,
-    SyncOutcome,
-    effective_schedule_text,
-    set_leader_available,
-    set_state,
-    sync_link,
-)
+from pgsync_dossier.session import Session, subscriber_session
+from pgsync_dossier.sync import GroupOutcome, Reason, SyncOutcome, sync_group
+from pgsync_dossier.window import face_model_message
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TICK_TIMEOUT_S = 300.0
 #: The daemon wakes at least this often, to notice new links and probe the Leaders.
 MAX_SLEEP_S = 60.0
-#: Sync history kept per link.
-HISTORY_DAYS = 30
 
 Clock = Callable[[], datetime]
 
@@ -52,59 +45,91 @@ def _parse(text: str) -> Schedule:
     return Schedule.parse(text)
 
 
-def link_schedule(link: dict[str, Any]) -> Schedule | None:
-    text = effective_schedule_text(link, link.get("leader_schedule"))
+def group_schedule(group: Group) -> Schedule | None:
+    text = group.effective_schedule
     if text is None:
         return None
     try:
         return _parse(text)
     except ValueError:
-        log.warning("list %s: ignoring an unusable schedule %r", link["local_list_id"], text)
+        log.warning("group %s: ignoring an unusable schedule %r", group.name, text)
         return None
 
 
-def last_synced_mark(conn: pg.Connection, link: dict[str, Any]) -> datetime:
-    """Since when occurrences count: the window (or start) of the last successful sync, else
-    the link's creation."""
-    row = conn.execute(
-        "SELECT max(coalesce(window_at, started_at)) AS at FROM pgsync.sync_run WHERE link_id = %s AND ok",
-        [link["id"]],
-    ).fetchone()
-    at = row["at"] if row else None
-    created: datetime = link["created_at"]
-    return max(at, created) if at else created
-
-
-def due_occurrence(conn: pg.Connection, link: dict[str, Any], now: datetime) -> datetime | None:
-    schedule = link_schedule(link)
+def due_occurrence(s: Session, group: Group, now: datetime) -> datetime | None:
+    schedule = group_schedule(group)
     if schedule is None:
         return None
-    return schedule.due(last_synced_mark(conn, link), now)
+    return schedule.due(catalog.last_synced_mark(s.conn, group.id), now)
 
 
-def _links(conn: pg.Connection) -> list[dict[str, Any]]:
-    return conn.execute(
-        "SELECT * FROM pgsync.link WHERE state <> 'detaching' ORDER BY local_list_id"
-    ).fetchall()
+def _per_leader(
+    config: Config,
+    command: str,
+    reason: Reason,
+    chosen: list[Group],
+    work: Callable[[Session, Group], GroupOutcome | None],
+) -> list[GroupOutcome]:
+    """Run `work` on each group: the groups of one Leader one after the other on one session,
+    different Leaders at the same time (each on its own connections)."""
+    by_leader: dict[str, list[Group]] = {}
+    for group in chosen:
+        by_leader.setdefault(group.leader_id, []).append(group)
+
+    def one_leader(batch: list[Group]) -> list[GroupOutcome]:
+        outcomes = []
+        with subscriber_session(config, command) as s:
+            for group in batch:
+                # One group's trouble must not stop the others; its failure is reported with it.
+                try:
+                    outcome = work(s, group)
+                except (PgsyncError, psycopg.Error) as exc:
+                    log.warning("group %s: %s", group.name, exc)
+                    code = exc.code if isinstance(exc, PgsyncError) else "unreachable"
+                    lists = [link.local_list_id for link in groups.links_of(s.conn, group.id)]
+                    outcome = GroupOutcome(
+                        group, lists, reason, "failed", error=str(exc).splitlines()[0], code=code
+                    )
+                if outcome is not None:
+                    outcomes.append(outcome)
+        return outcomes
+
+    batches = list(by_leader.values())
+    if len(batches) <= 1:
+        return [outcome for batch in batches for outcome in one_leader(batch)]
+    with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="pgsync-leader") as pool:
+        return [outcome for result in pool.map(one_leader, batches) for outcome in result]
 
 
 def sync_lists(
     config: Config, local_list_ids: list[int] | None, reason: Reason, timeout_s: float
 ) -> list[SyncOutcome]:
-    """`sync`: every requested link now (all of them when None)."""
-    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        require_role(conn, "subscriber", "sync")
-        cleanup_orphan_slots(conn, config)
-        links = _links(conn)
+    """`sync`: the groups of the requested lists (every group when None), now. The deadline
+    covers the whole command."""
+    deadline = Deadline(timeout_s)
+    with subscriber_session(config, "sync") as s:
+        groups.cleanup_orphans(s)
+        links = catalog.links(s.conn)
         if local_list_ids is not None:
-            known = {link["local_list_id"] for link in links}
+            known = {link.local_list_id for link in links}
             missing = [str(list_id) for list_id in local_list_ids if list_id not in known]
             if missing:
                 raise PreconditionFailed(
                     f"not a replica on this Subscriber: list {', '.join(missing)}", code="not_a_replica"
                 )
-            links = [link for link in links if link["local_list_id"] in local_list_ids]
-        return [sync_link(conn, config, link, reason, timeout_s) for link in links]
+        wanted = {
+            link.group_id for link in links if local_list_ids is None or link.local_list_id in local_list_ids
+        }
+        chosen = [group for group in catalog.groups(s.conn) if group.id in wanted]
+    outcomes = _per_leader(
+        config, "sync", reason, chosen, lambda s, group: sync_group(s, group, reason, deadline)
+    )
+    return [
+        outcome
+        for group_outcome in outcomes
+        for outcome in group_outcome.per_list()
+        if local_list_ids is None or outcome.local_list in local_list_ids
+    ]
 
 
 def tick(
@@ -114,101 +139,83 @@ def tick(
     timeout_s: float = DEFAULT_TICK_TIMEOUT_S,
     clock: Clock = utc_now,
 ) -> list[SyncOutcome]:
-    """One scheduler step: sync what is due, probe the rest, prune old history."""
-    outcomes = []
-    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        require_role(conn, "subscriber", "tick")
-        cleanup_orphan_slots(conn, config)
-        for link in _links(conn):
-            # One link's trouble must not stop the others; the failure is reported with it.
-            try:
-                outcome = _step(conn, config, link, startup, timeout_s, clock())
-            except (PgsyncError, psycopg.Error) as exc:
-                log.warning("list %s: %s", link["local_list_id"], exc)
-                reason = "startup" if startup else "schedule"
-                code = exc.code if isinstance(exc, PgsyncError) else "unreachable"
-                outcome = SyncOutcome(
-                    link["local_list_id"], reason, "failed", error=str(exc).splitlines()[0], code=code
-                )
-            if outcome is not None:
-                outcomes.append(outcome)
-        # Old history goes, but never a link's last successful sync: it marks the served window.
-        conn.execute(
-            """
-            DELETE FROM pgsync.sync_run WHERE finished_at < now() - make_interval(days => %s)
-               AND id NOT IN (SELECT max(id) FROM pgsync.sync_run WHERE ok GROUP BY link_id)
-            """,
-            [HISTORY_DAYS],
-        )
-    return outcomes
+    """One scheduler step: sync what is due (and copies still owed), probe the rest, prune."""
+    deadline = Deadline(timeout_s)
+    with subscriber_session(config, "tick") as s:
+        groups.cleanup_orphans(s)
+        chosen = catalog.groups(s.conn)
+    outcomes = _per_leader(
+        config,
+        "tick",
+        "startup" if startup else "schedule",
+        chosen,
+        lambda s, group: _step(s, group, startup, deadline, clock()),
+    )
+    with subscriber_session(config, "tick") as s:
+        catalog.prune_runs(s.conn)
+    return [outcome for group_outcome in outcomes for outcome in group_outcome.per_list()]
 
 
-def _step(
-    conn: pg.Connection, config: Config, link: dict[str, Any], startup: bool, timeout_s: float, now: datetime
-) -> SyncOutcome | None:
+def _step(s: Session, group: Group, startup: bool, deadline: Deadline, now: datetime) -> GroupOutcome | None:
     if startup:
-        return sync_link(conn, config, link, "startup", timeout_s)
-    occurrence = due_occurrence(conn, link, now)
+        return sync_group(s, group, "startup", deadline)
+    occurrence = due_occurrence(s, group, now)
     if occurrence is not None:
-        return sync_link(conn, config, link, "schedule", timeout_s, window_at=occurrence)
-    if not pg.try_advisory_lock(conn, "link", link["id"]):
-        return None  # a sync in another process owns the link (and its window) right now
+        return sync_group(s, group, "schedule", deadline, window_at=occurrence)
+    owed = any(link.needs_copy for link in groups.links_of(s.conn, group.id))
+    if owed and group.effective_schedule is None:
+        return sync_group(s, group, "creation", deadline)  # an attach or repair that did not finish
+    if not groups.lock(s.conn, group):
+        return None  # a sync in another process owns the group (and its window) right now
     try:
-        _probe(conn, config, link)
+        _probe(s, group)
     finally:
-        pg.advisory_unlock(conn, "link", link["id"])
+        groups.unlock(s.conn, group)
     return None
 
 
-def _probe(conn: pg.Connection, config: Config, link: dict[str, Any]) -> None:
-    """Between syncs: record whether the Leader is reachable and keep the window state right.
+def _probe(s: Session, group: Group) -> None:
+    """Between syncs: record whether the Leader is reachable and keep the stream state right.
 
-    A windowed link must be disabled here (a crash may have left a window open) unless its
-    initial copy is unfinished; a continuous one must be enabled unless paused, and a pause
-    ends when the models match again. The caller holds the link's lock.
+    A windowed group must be disabled here (a crash may have left a window open); a
+    continuous one must be enabled unless its face model differs; a copy pause left by a
+    crashed copy ends (nobody holds the group, so nobody is copying). The caller holds the
+    group's lock.
     """
-    name, local = link["subscription_name"], link["local_list_id"]
-    if subscriber.subscription(conn, name) is None:
-        return
+    if group.copying_list_id is not None:
+        catalog.set_copy_pause(s.conn, group.id, None, None)
     try:
-        with LeaderClient(link["leader_url"], config.sync_token) as leader:
-            facts = leader.facts()
+        leader = groups.reach(s, group)
+        facts = leader.facts()
     except ServerUnreachable:
-        set_leader_available(conn, local, False)
         facts = None
     except PgsyncError as exc:
-        log.warning("list %s: %s", local, exc)
+        log.warning("group %s: %s", group.name, exc)
         facts = None
     if facts is not None:
-        set_leader_available(conn, local, True)
-        conn.execute(
-            "UPDATE pgsync.link SET leader_schedule = %s WHERE id = %s", [facts.sync_schedule, link["id"]]
-        )
-        link = {**link, "leader_schedule": facts.sync_schedule}
-    windowed = effective_schedule_text(link, link["leader_schedule"]) is not None
-    models_match = facts is None or facts.face_model == config.face_model
-    if facts is not None and not models_match and link["state"] != "paused":
-        set_state(
-            conn,
-            local,
-            "paused",
-            f"paused: the Leader uses face model {facts.face_model!r}, this Subscriber "
-            f"{config.face_model!r}; align the models, then sync again",
-        )
-    elif facts is not None and models_match and link["state"] == "paused":
-        set_state(conn, local, "ready")
-    paused = link["state"] == "paused" if facts is None else not models_match
-    streaming = not windowed or not subscriber.copy_complete(conn, name)
-    subscriber.set_enabled(conn, name, streaming and not paused)
+        catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
+        if facts.face_model != s.config.face_model:
+            catalog.set_group_links_state(
+                s.conn,
+                group.id,
+                LinkState.PAUSED,
+                face_model_message(facts.node_name, facts.face_model, s.config.face_model),
+                from_states=(LinkState.READY,),
+            )
+        else:
+            catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
+    paused = any(link.state == LinkState.PAUSED for link in groups.links_of(s.conn, group.id))
+    fresh = catalog.group(s.conn, group.id) or group
+    groups.settle(s.conn, fresh, models_match=not paused)
 
 
 def next_wake(config: Config, clock: Clock = utc_now) -> datetime:
-    """When the daemon should look again: the next occurrence of any link, at most a minute away."""
+    """When the daemon should look again: the next occurrence of any group, a minute away at most."""
     now = clock()
     wake = now + timedelta(seconds=MAX_SLEEP_S)
-    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        for link in _links(conn):
-            schedule = link_schedule(link)
+    with subscriber_session(config, "run") as s:
+        for group in catalog.groups(s.conn):
+            schedule = group_schedule(group)
             occurrence = schedule.next_after(now) if schedule else None
             if occurrence is not None and occurrence < wake:
                 wake = occurrence
@@ -225,7 +232,7 @@ def run_forever(
     """The daemon: a start-up sync, then ticks at each occurrence until `stop` is set.
 
     A stop request is honoured between syncs: a window in progress finishes (and is closed)
-    first, because sync_link always disables a windowed subscription on its way out.
+    first, because a sync always settles its group's subscription on its way out.
     """
     first = True
     while not stop.is_set():

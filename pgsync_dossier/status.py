@@ -1,7 +1,8 @@
-"""status: what every link is doing, from this node's side and, where reachable, the Leader's.
+"""status: what every replica list is doing, from this node's side and, where reachable, the
+Leader's. It only reads: reachability and clean-ups are recorded by sync and tick.
 
-Reading status also probes each Leader and records whether it is reachable, which is what
-allows (or forbids again) local deletes in replica lists.
+One connection per Leader serves every list of that Leader (two calls in all), and this
+node's side is read in a handful of set-based queries, whatever the number of lists.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pgsync_dossier import catalog, copier, pg, subscriber
 from pgsync_dossier import leader as leader_module
-from pgsync_dossier import links, pg, subscriber
+from pgsync_dossier.catalog import Group, Link
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
-from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed
+from pgsync_dossier.groups import stream_facts
+from pgsync_dossier.leader import LeaderPool
 from pgsync_dossier.node import read_node
-from pgsync_dossier.scheduler import link_schedule
-from pgsync_dossier.sync import set_leader_available
+from pgsync_dossier.scheduler import group_schedule
+from pgsync_dossier.window import stream_note
 
 #: The keys of `status --json` on a Subscriber, in order (documented in the README).
 SUBSCRIBER_FIELDS = (
@@ -26,7 +29,9 @@ SUBSCRIBER_FIELDS = (
     "remote_list",
     "leader",
     "leader_url",
+    "group",
     "state",
+    "stream",
     "enabled",
     "leader_available",
     "dossiers",
@@ -53,137 +58,187 @@ def status(config: Config, local_list_id: int | None = None) -> list[dict[str, A
         node = read_node(conn)
         if node["role"] == "leader":
             return leader_status(conn)
-        links.cleanup_orphan_slots(conn, config)
-        rows = conn.execute(pg.query("subscriber_links")).fetchall()
+        links = catalog.links(conn)
         if local_list_id is not None:
-            rows = [row for row in rows if row["local_list_id"] == local_list_id]
-            if not rows:
+            links = [link for link in links if link.local_list_id == local_list_id]
+            if not links:
                 raise PreconditionFailed(
                     f"list {local_list_id} is not a replica on this Subscriber", code="not_a_replica"
                 )
-        result = [_link_status(conn, config, row) for row in rows]
+        by_id = {group.id: group for group in catalog.groups(conn)}
+        shown = {link.group_id: by_id[link.group_id] for link in links}
+        local = _LocalView(conn, links)
+        remote = _leader_views(config, links, shown)
+        result = [
+            _row(link, shown[link.group_id], local, remote.get(shown[link.group_id].leader_url))
+            for link in links
+        ]
         result.extend(_orphans(conn))
         return result
 
 
-def _link_status(conn: pg.Connection, config: Config, row: dict[str, Any]) -> dict[str, Any]:
-    last = conn.execute(
-        "SELECT finished_at, ok, error FROM pgsync.sync_run WHERE link_id = %s AND finished_at IS NOT NULL "
-        "ORDER BY finished_at DESC LIMIT 1",
-        [row["id"]],
-    ).fetchone()
-    states = subscriber.table_states(conn, row["subscription_name"])
-    schedule = link_schedule(row)
-    apply_errors, apply_conflicts = subscriber.apply_problems(conn, row["subscription_name"])
-    ready = sum(1 for state in states.values() if state in ("r", "s"))
+class _LocalView:
+    """This node's side of every shown link, read once."""
+
+    def __init__(self, conn: pg.Connection, links: list[Link]) -> None:
+        self.counts = catalog.list_counts(conn, [link.local_list_id for link in links])
+        self.subscriptions = subscriber.subscriptions(conn)
+        self.last_runs = catalog.last_runs(conn)
+        self.heartbeats = {row["group_name"]: row for row in conn.execute(pg.query("heartbeats"))}
+        copying = [copier.application_name(link.local_list_id) for link in links if link.needs_copy]
+        self.copied = (
+            {
+                row["application_name"]: int(row["rows"])
+                for row in conn.execute(pg.query("copy_progress"), {"names": copying})
+            }
+            if copying
+            else {}
+        )
+
+
+class _LeaderView:
+    """The Leader's side of the shown links of one Leader: two calls on one connection."""
+
+    def __init__(self) -> None:
+        self.lists: dict[int, dict[str, Any]] = {}
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.error: str | None = None
+
+
+def _leader_views(config: Config, links: list[Link], shown: dict[int, Group]) -> dict[str, _LeaderView]:
+    views: dict[str, _LeaderView] = {}
+    with LeaderPool(config.sync_token) as leaders:
+        for url in {group.leader_url for group in shown.values()}:
+            view = views[url] = _LeaderView()
+            mine = [group for group in shown.values() if group.leader_url == url]
+            remote_lists = [link.remote_list_id for link in links if shown[link.group_id] in mine]
+            try:
+                client = leaders.get(url)
+                view.lists = client.lists_info(remote_lists)
+                view.groups = client.groups_status([group.name for group in mine])
+            except PgsyncError as exc:
+                view.error = str(exc)
+    return views
+
+
+def _row(link: Link, group: Group, local: _LocalView, remote: _LeaderView | None) -> dict[str, Any]:
+    counts = local.counts.get(link.local_list_id, {})
+    sub = local.subscriptions.get(group.name)
+    last = local.last_runs.get(group.id)
+    schedule = group_schedule(group)
+    now = datetime.now(UTC)
+    windowed = schedule is not None
+    enabled = bool(sub and sub["enabled"])
+    facts = stream_facts(group, window_open=enabled and windowed, models_match=link.state != "paused")
     item: dict[str, Any] = {
-        "local_list": row["local_list_id"],
-        "local_list_name": row["local_list_name"],
-        "remote_list": row["remote_list_id"],
-        "leader": row["leader_node_name"],
-        "leader_url": mask_conninfo(row["leader_url"]),
-        "state": row["state"] if row["subscription_exists"] or row["state"] == "detaching" else "error",
-        "enabled": bool(row["enabled"]),
-        "leader_available": row["leader_available"],
-        "dossiers": row["dossiers"],
-        "faces": row["faces"],
+        "local_list": link.local_list_id,
+        "local_list_name": counts.get("name"),
+        "remote_list": link.remote_list_id,
+        "leader": group.leader_node_name,
+        "leader_url": mask_conninfo(group.leader_url),
+        "group": group.name,
+        "state": link.state if sub is not None or link.needs_copy or link.state == "detaching" else "error",
+        "stream": stream_note(facts, now) if sub is not None else "no subscription",
+        "enabled": enabled,
+        "leader_available": group.leader_available,
+        "dossiers": counts.get("dossiers"),
+        "faces": counts.get("faces"),
         "leader_dossiers": None,
         "leader_faces": None,
         "lag_bytes": None,
         "lag_seconds": None,
         "retained_wal_bytes": None,
         "wal_status": None,
-        "copy": f"{ready}/{len(states)} tables" if states else "-",
-        "apply_errors": apply_errors,
-        "apply_conflicts": apply_conflicts,
+        "copy": _copy_progress(link, local),
+        "apply_errors": sub["errors"] if sub else None,
+        "apply_conflicts": sub["conflicts"] if sub else None,
         "schedule": schedule.text if schedule else None,
         "last_sync": last["finished_at"] if last else None,
         "last_sync_ok": last["ok"] if last else None,
-        "next_sync": schedule.next_after(datetime.now(UTC)) if schedule else None,
-        "last_error": row["last_error"] or (last["error"] if last and not last["ok"] else None),
+        "next_sync": schedule.next_after(now) if schedule else None,
+        "last_error": link.last_error
+        or group.last_error
+        or (last["error"] if last and not last["ok"] else None),
     }
-    try:
-        with LeaderClient(row["leader_url"], config.sync_token) as leader:
-            info = leader.list_info(row["remote_list_id"]) or {}
-            slot = leader.slot_status(row["subscription_name"])
-            beat = leader.list_heartbeat(row["remote_list_id"])
-    except ServerUnreachable as exc:
-        set_leader_available(conn, row["local_list_id"], False)
-        item["leader_available"] = False
-        item["last_error"] = item["last_error"] or str(exc)
+    if remote is None or remote.error is not None:
+        item["last_error"] = item["last_error"] or (remote.error if remote else None)
         return item
-    except PgsyncError as exc:
-        item["last_error"] = item["last_error"] or str(exc)
-        return item
-    set_leader_available(conn, row["local_list_id"], True)
-    item["leader_available"] = True
-    item["leader_dossiers"] = info.get("dossiers")
-    item["leader_faces"] = info.get("faces")
-    if slot["slot_exists"]:
+    info = remote.lists.get(link.remote_list_id)
+    item["leader_dossiers"] = info["dossiers"] if info else None
+    item["leader_faces"] = info["faces"] if info else None
+    slot = remote.groups.get(group.name) or {}
+    if slot.get("slot_exists"):
         item["lag_bytes"] = slot["lag_bytes"]
         item["retained_wal_bytes"] = slot["retained_bytes"]
         item["wal_status"] = slot["wal_status"]
     else:
         item["wal_status"] = "missing"
         item["last_error"] = (
-            item["last_error"] or "the Leader has no slot for this link: detach and attach again"
+            item["last_error"] or "the Leader has no slot for this group: run pgsync-dossier sync"
         )
-    item["lag_seconds"] = _lag_seconds(beat, row["heartbeat_seq"], row["heartbeat_at"])
+    beat = local.heartbeats.get(group.name)
+    item["lag_seconds"] = _lag_seconds(slot, beat)
     return item
 
 
-def _lag_seconds(beat: dict[str, Any] | None, seen_seq: int | None, seen_at: datetime | None) -> float | None:
+def _copy_progress(link: Link, local: _LocalView) -> str:
+    if not link.needs_copy:
+        return "done"
+    copied = local.copied.get(copier.application_name(link.local_list_id))
+    if copied is None:
+        return "pending"
+    return f"{copied}/{link.copy_expected if link.copy_expected is not None else '?'} rows"
+
+
+def _lag_seconds(slot: dict[str, Any], beat: dict[str, Any] | None) -> float | None:
     """How old the newest Leader state this replica has seen is, when it is behind; else 0."""
-    if beat is None or seen_seq is None or seen_at is None:
+    if slot.get("seq") is None or beat is None:
         return None
-    if seen_seq >= beat["seq"]:
+    if beat["seq"] >= slot["seq"]:
         return 0.0
-    behind: float = (beat["leader_now"] - seen_at).total_seconds()
+    behind: float = (slot["leader_now"] - beat["beat_at"]).total_seconds()
     return round(behind, 3)
 
 
 def _orphans(conn: pg.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT * FROM pgsync.orphan_slot ORDER BY detached_at").fetchall()
     return [
         {
             **{key: None for key in SUBSCRIBER_FIELDS},
             "leader_url": mask_conninfo(row["leader_url"]),
+            "group": row["slot_name"],
             "state": "orphan-slot",
             "enabled": False,
-            "last_error": f"slot {row['slot_name']} is still on the Leader (detached while it was down); "
-            "it is dropped by the next status, attach, detach, sync or tick that reaches the Leader",
+            "last_error": f"slot {row['slot_name']} is still on the Leader (dropped while it was down); "
+            "the next attach, detach, sync or tick that reaches the Leader drops it",
         }
-        for row in rows
+        for row in catalog.orphans(conn)
     ]
 
 
 def leader_status(conn: pg.Connection) -> list[dict[str, Any]]:
-    """On the Leader: each published list, and each registered Subscriber link under it."""
-    published = leader_module.published_lists(conn)
-    registered = leader_module.subscriber_links(conn)
-    result = []
-    for pub in published:
-        subs = [s for s in registered if s["list_id"] == pub["list_id"]]
-        result.append(
-            {
-                "list": pub["list_id"],
-                "list_name": pub["list_name"],
-                "publication": pub["publication_name"],
-                "dossiers": pub["dossiers"],
-                "faces": pub["faces"],
-                "subscribers": [
-                    {
-                        "subscriber": s["subscriber_node"],
-                        "subscriber_list": s["subscriber_list_id"],
-                        "slot": s["slot_name"],
-                        "slot_exists": s["slot_exists"],
-                        "active": s["active"],
-                        "wal_status": s["wal_status"],
-                        "lag_bytes": s["lag_bytes"],
-                        "retained_wal_bytes": s["retained_bytes"],
-                    }
-                    for s in subs
-                ],
-            }
-        )
-    return result
+    """On the Leader: each published list, and each Subscriber group that streams it."""
+    registered = leader_module.registered_groups(conn)
+    list_ids = sorted({list_id for group in registered for list_id in group["lists"]})
+    info = leader_module.lists_info(conn, list_ids)
+    return [
+        {
+            "list": list_id,
+            "list_name": info[list_id]["name"] if list_id in info else None,
+            "dossiers": info[list_id]["dossiers"] if list_id in info else None,
+            "faces": info[list_id]["faces"] if list_id in info else None,
+            "subscribers": [
+                {
+                    "subscriber": group["subscriber_node"],
+                    "group": group["name"],
+                    "slot_exists": group["slot_exists"],
+                    "active": group["active"],
+                    "wal_status": group["wal_status"],
+                    "lag_bytes": group["lag_bytes"],
+                    "retained_wal_bytes": group["retained_bytes"],
+                }
+                for group in registered
+                if list_id in group["lists"]
+            ],
+        }
+        for list_id in list_ids
+    ]

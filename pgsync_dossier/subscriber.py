@@ -1,61 +1,60 @@
-"""What happens on a Subscriber: triggers, subscriptions, copy progress, heartbeats, lag."""
+"""What happens on a Subscriber's server: triggers, subscriptions, workers, heartbeats, capacity."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from pgsync_dossier import pg
-from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
-from pgsync_dossier.leader import subscription_conninfo
+from pgsync_dossier.deadline import Deadline, poll
+from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
+from pgsync_dossier.leader import LeaderClient, subscription_conninfo
 from pgsync_dossier.token import Secret
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL_S = 0.2
+#: How often a long wait checks that the Leader still answers and the worker is not failing.
+HEALTH_CHECK_EVERY_S = 1.0
+#: Apply errors counted during one wait before it gives up (the worker retries each one).
+MAX_NEW_ERRORS = 2
 
 
 def install(conn: pg.Connection) -> None:
-    """Replica identity by primary key, remap and guard triggers. Inside a transaction."""
+    """Replica identity by primary key, apply and guard triggers. Inside a transaction."""
     conn.execute(pg.sql_file("subscriber.sql").encode())
 
 
-def node_tag(conn: pg.Connection) -> str:
-    """Eight hex digits naming this Subscriber database among all of a Leader's Subscribers.
-
-    Made from the cluster's system identifier and the database, not from node_name alone: two
-    Subscribers configured with the same name (a cloned host) must not share slot names.
-    """
-    row = conn.execute(
-        "SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text || '/' || "
-        "pg_catalog.current_database() || '/' || n.node_name AS identity FROM pgsync.node n"
-    ).fetchone()
-    assert row is not None
-    return hashlib.sha256(str(row["identity"]).encode()).hexdigest()[:8]
-
-
-def link_names(tag: str, remote_list_id: int, local_list_id: int) -> str:
-    """Subscription and slot name: unique per Subscriber (local list) and per Leader (node tag)."""
-    return f"pgsync_l{remote_list_id}_{tag}_t{local_list_id}"
-
-
-# Subscription names are unique per database only: always look in this one.
-_THIS_DATABASE = "(SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
-
-
 def subscription(conn: pg.Connection, name: str) -> dict[str, Any] | None:
-    return conn.execute(
-        "SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name FROM pg_catalog.pg_subscription s "
-        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
-        [name],
-    ).fetchone()
+    return conn.execute(pg.query("subscription"), {"name": name}).fetchone()
+
+
+def subscriptions(conn: pg.Connection) -> dict[str, dict[str, Any]]:
+    """Every subscription of this database with its state, errors and conflicts, in one read.
+
+    PostgreSQL 18 counts apply conflicts (a row missing or already there) in confl_* columns;
+    15 only logs them (None).
+    """
+    result = {}
+    for row in conn.execute(pg.query("subscriptions")).fetchall():
+        conflicts = [value for key, value in row.items() if key.startswith("confl_") and value is not None]
+        result[row["subname"]] = {
+            "enabled": row["enabled"],
+            "errors": int(row["apply_error_count"] or 0) + int(row["sync_error_count"] or 0),
+            "conflicts": int(sum(conflicts)) if conflicts else None,
+        }
+    return result
+
+
+def error_count(conn: pg.Connection, name: str) -> int:
+    row = conn.execute(pg.query("subscription_errors"), {"name": name}).fetchone()
+    return int(row["errors"]) if row else 0
 
 
 # Settings that would copy a statement's text (with its password) into logs or statistics.
@@ -86,19 +85,20 @@ def _secret_statement(conn: pg.Connection, what: str) -> Iterator[None]:
 
 
 def create_subscription(
-    conn: pg.Connection, name: str, publication: str, leader_url: str, token: Secret, enabled: bool
+    conn: pg.Connection, name: str, leader_url: str, token: Secret, enabled: bool
 ) -> None:
-    """Creates the slot on the Leader too; cannot run in a transaction block."""
+    """The group's subscription and its slot on the Leader (publication, subscription and slot
+    share the group's name). No initial copy: the orchestrator copies each list itself.
+    Cannot run in a transaction block."""
     with _secret_statement(conn, f"creating the subscription {name}"):
         conn.execute(
             sql.SQL(
-                "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {publication} "
-                "WITH (slot_name = {slot}, create_slot = true, copy_data = true, enabled = {enabled}, "
+                "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {name} "
+                "WITH (slot_name = {slot}, create_slot = true, copy_data = false, enabled = {enabled}, "
                 "binary = true)"
             ).format(
                 name=sql.Identifier(name),
                 conninfo=sql.Literal(subscription_conninfo(leader_url, token)),
-                publication=sql.Identifier(publication),
                 slot=sql.Literal(name),
                 enabled=sql.Literal(enabled),
             )
@@ -114,16 +114,28 @@ def set_connection(conn: pg.Connection, name: str, leader_url: str, token: Secre
         )
 
 
-def rotate_link_passwords(conn: pg.Connection, token: Secret) -> None:
-    """After a token change, every subscription must log in with the new derived password."""
-    for link in conn.execute("SELECT subscription_name, leader_url FROM pgsync.link").fetchall():
-        if subscription(conn, link["subscription_name"]):
-            set_connection(conn, link["subscription_name"], link["leader_url"], token)
-
-
 def set_enabled(conn: pg.Connection, name: str, enabled: bool) -> None:
+    current = subscription(conn, name)
+    if current is None or current["enabled"] == enabled:
+        return
     verb = sql.SQL("ENABLE" if enabled else "DISABLE")
     conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(name), verb))
+
+
+def workers(conn: pg.Connection, name: str) -> int:
+    """Replication workers of this subscription that are running (apply, parallel apply)."""
+    row = conn.execute(pg.query("subscription_workers"), {"name": name}).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def pause(conn: pg.Connection, name: str, deadline: Deadline) -> None:
+    """Disable the subscription and wait until its workers have exited: from then on nothing
+    of the group is applied, and the stream will resume where it stopped."""
+    set_enabled(conn, name, False)
+    if poll(lambda: True if workers(conn, name) == 0 else None, deadline) is None:
+        raise DeadlineExceeded(
+            f"the workers of subscription {name} did not stop within {deadline.seconds:g}s"
+        )
 
 
 def drop_subscription(conn: pg.Connection, name: str, leader_reachable: bool) -> bool:
@@ -147,105 +159,91 @@ def drop_subscription(conn: pg.Connection, name: str, leader_reachable: bool) ->
     return False
 
 
-def table_states(conn: pg.Connection, name: str) -> dict[str, str]:
-    """Per-table copy state: i (init), d (copying), f/s (synced), r (ready)."""
-    rows = conn.execute(
-        "SELECT r.srrelid::regclass::text AS rel, r.srsubstate AS state "
-        "FROM pg_catalog.pg_subscription_rel r JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid "
-        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
-        [name],
-    ).fetchall()
-    return {row["rel"]: row["state"] for row in rows}
-
-
-def copy_complete(conn: pg.Connection, name: str) -> bool:
-    """Whether the initial copy of every table is done. Until then a window stays open: an
-    interrupted table copy starts again from its first row."""
-    states = table_states(conn, name)
-    return bool(states) and all(state == "r" for state in states.values())
-
-
-def _stats(conn: pg.Connection, name: str) -> dict[str, Any] | None:
-    """This subscription's row of pg_stat_subscription_stats (columns differ by version)."""
-    return conn.execute(
-        "SELECT t.* FROM pg_catalog.pg_stat_subscription_stats t "
-        "JOIN pg_catalog.pg_subscription s ON s.oid = t.subid "
-        f"WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}",
-        [name],
-    ).fetchone()
-
-
-def _error_counts(row: dict[str, Any] | None) -> dict[str, int]:
-    if row is None:
-        return {"apply": 0, "sync": 0}
-    return {"apply": int(row["apply_error_count"]), "sync": int(row["sync_error_count"])}
-
-
-def error_counts(conn: pg.Connection, name: str) -> dict[str, int]:
-    return _error_counts(_stats(conn, name))
-
-
-def apply_problems(conn: pg.Connection, name: str) -> tuple[int, int | None]:
-    """Copy/apply errors, and apply conflicts (rows missing or already there, ...), from one
-    read of the statistics. PostgreSQL 18 counts conflicts in confl_* columns; 15 only logs
-    them (None)."""
-    row = _stats(conn, name)
-    conflicts = [value for key, value in (row or {}).items() if key.startswith("confl_")]
-    return sum(_error_counts(row).values()), (int(sum(conflicts)) if conflicts else None)
-
-
-def list_counts(conn: pg.Connection, list_id: int) -> tuple[int, int]:
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(l)s) AS dossiers, "
-        "(SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS faces",
-        {"l": list_id},
-    ).fetchone()
-    assert row is not None
-    return int(row["dossiers"]), int(row["faces"])
-
-
-def heartbeat_seq(conn: pg.Connection, local_list_id: int) -> int | None:
-    row = conn.execute("SELECT seq FROM pgsync.heartbeat WHERE list_id = %s", [local_list_id]).fetchone()
+def heartbeat_seq(conn: pg.Connection, group_name: str) -> int | None:
+    row = conn.execute(pg.query("heartbeat_seq"), {"name": group_name}).fetchone()
     return int(row["seq"]) if row else None
 
 
 def wait_for_barrier(
-    conn: pg.Connection,
-    name: str,
-    local_list_id: int,
-    seq: int,
-    timeout_s: float,
-    on_progress: Callable[[int, int], None] | None = None,
+    conn: pg.Connection, name: str, seq: int, deadline: Deadline, leader: LeaderClient | None = None
 ) -> None:
-    """Until every table is copied and the apply worker has passed Leader heartbeat `seq`.
+    """Until the group's apply worker has applied Leader heartbeat `seq`.
 
-    A table in state 'r' is kept current by the apply worker, which applies the Leader's
-    changes in commit order: once it has applied the heartbeat, it has applied everything
-    committed before it.
+    The worker applies the Leader's changes in commit order: once it has applied the
+    heartbeat, it has applied everything committed before it, in every list of the group.
+    While waiting it checks, about once a second, that the Leader still answers (a Leader
+    that died is reported at once, not at the deadline) and that the worker is not failing.
     """
-    deadline = time.monotonic() + timeout_s
-    errors_before = error_counts(conn, name)
-    while True:
-        states = table_states(conn, name)
-        seen = heartbeat_seq(conn, local_list_id)
-        if on_progress:
-            on_progress(*list_counts(conn, local_list_id))
-        if states and all(state == "r" for state in states.values()) and seen is not None and seen >= seq:
-            return
-        errors = error_counts(conn, name)
-        copy_errors = errors["sync"] - errors_before["sync"]
-        apply_errors = errors["apply"] - errors_before["apply"]
-        if copy_errors > 2 or apply_errors > 2:
-            raise OperationFailed(
-                f"replication into list {local_list_id} keeps failing ({copy_errors} copy and "
-                f"{apply_errors} apply errors): see the Subscriber's server log"
-            )
-        if time.monotonic() > deadline:
-            copying = ", ".join(f"{rel}={state}" for rel, state in sorted(states.items()) if state != "r")
-            raise DeadlineExceeded(
-                f"list {local_list_id} did not catch up with the Leader within {timeout_s:g}s "
-                f"(heartbeat seen {seen if seen is not None else 'none'}, waiting for {seq}"
-                + (f"; tables still copying: {copying}" if copying else "")
-                + ")"
-            )
-        time.sleep(POLL_INTERVAL_S)
+    errors_before = error_count(conn, name)
+    seen: int | None = None
+    checked = time.monotonic()
+
+    def reached() -> bool | None:
+        nonlocal seen, checked
+        seen = heartbeat_seq(conn, name)
+        if seen is not None and seen >= seq:
+            return True
+        if time.monotonic() - checked >= HEALTH_CHECK_EVERY_S:
+            checked = time.monotonic()
+            if leader is not None:
+                leader.alive()
+            new_errors = error_count(conn, name) - errors_before
+            if new_errors > MAX_NEW_ERRORS:
+                raise OperationFailed(
+                    f"the stream {name} keeps failing ({new_errors} apply errors while waiting): "
+                    "see the Subscriber's server log"
+                )
+        return None
+
+    if poll(reached, deadline) is None:
+        raise DeadlineExceeded(
+            f"the stream {name} did not catch up with the Leader within {deadline.seconds:g}s "
+            f"(heartbeat seen {seen if seen is not None else 'none'}, waiting for {seq})"
+        )
+
+
+# -- capacity --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limit:
+    setting: str
+    value: int
+    needed: int
+
+
+def stream_capacity(conn: pg.Connection, more: int = 1) -> list[Limit]:
+    """The settings that cannot hold `more` streams beyond the subscriptions of this cluster.
+
+    Each subscription needs an apply worker while it streams (a windowed one during its
+    windows, possibly all at once), a background worker slot for it next to the launcher's,
+    and a replication origin, which PostgreSQL 18 caps apart and older versions count
+    against max_replication_slots.
+    """
+    row = conn.execute(pg.query("cluster_subscriptions")).fetchone()
+    subscriptions_now = int(row["n"]) if row else 0
+    streams = subscriptions_now + more
+    origin_setting = (
+        "max_active_replication_origins" if pg.server_version(conn) >= 180000 else "max_replication_slots"
+    )
+    needs = {
+        "max_logical_replication_workers": streams,
+        "max_worker_processes": streams + 1,  # + the logical replication launcher
+        origin_setting: streams,
+    }
+    return [
+        Limit(setting, int(pg.setting(conn, setting)), needed)
+        for setting, needed in needs.items()
+        if int(pg.setting(conn, setting)) < needed
+    ]
+
+
+def refuse_without_capacity(conn: pg.Connection) -> None:
+    """Refuse (exit 3) before creating a stream that this server could not start."""
+    short = stream_capacity(conn)
+    if short:
+        fixes = "; ".join(f"ALTER SYSTEM SET {limit.setting} = {max(limit.needed, 10)}" for limit in short)
+        found = ", ".join(f"{limit.setting} is {limit.value}" for limit in short)
+        raise PreconditionFailed(
+            f"this Subscriber cannot start one more replication stream ({found}); run {fixes}; "
+            "then restart PostgreSQL",
+            code="no_capacity",
+        )

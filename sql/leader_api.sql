@@ -1,13 +1,34 @@
 -- The Leader's API: what a Subscriber may do on the Leader, over its replication login.
 --
--- Creating a publication needs ownership of the tables, which the replication login must not
--- have, so these functions run as their owner (SECURITY DEFINER) with a pinned search_path and
--- every name schema-qualified. `setup` installs them (CREATE OR REPLACE: idempotent) and grants
--- EXECUTE to pgsync_replicator only.
+-- Creating or altering a publication needs ownership of the tables, which the replication
+-- login must not have, so these functions run as their owner (SECURITY DEFINER) with a pinned
+-- search_path and every name schema-qualified. `setup` installs them (CREATE OR REPLACE:
+-- idempotent) and grants EXECUTE to pgsync_replicator only.
+--
+-- One Subscriber stream is a *group*: one publication and one slot, both named after the
+-- group, whose row filter names every list the group replicates (design.md section 2).
 
-CREATE OR REPLACE FUNCTION pgsync.publication_name(p_list_id integer) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS
-$$ SELECT 'pgsync_list_' || p_list_id::text $$;
+-- Version 1's per-list API, replaced by the group functions below.
+DROP FUNCTION IF EXISTS pgsync.api_publish_list(integer);
+DROP FUNCTION IF EXISTS pgsync.api_unpublish_if_unused(integer);
+DROP FUNCTION IF EXISTS pgsync.api_register_subscriber(integer, text, integer, text);
+DROP FUNCTION IF EXISTS pgsync.api_unregister_subscriber(text);
+DROP FUNCTION IF EXISTS pgsync.api_heartbeat(integer);
+DROP FUNCTION IF EXISTS pgsync.api_list_heartbeat(integer);
+DROP FUNCTION IF EXISTS pgsync.api_slot_status(text);
+DROP FUNCTION IF EXISTS pgsync.api_list_info(integer);
+DROP FUNCTION IF EXISTS pgsync.publication_name(integer);
+
+-- Group names are made by Subscribers: 'pgsync_<node tag>_g<id>'. Checked before any DDL.
+CREATE OR REPLACE FUNCTION pgsync.check_group_name(p_name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS
+$$
+BEGIN
+    IF p_name IS NULL OR p_name !~ '^pgsync_[a-z0-9_]+$' OR pg_catalog.length(p_name) > 63 THEN
+        RAISE EXCEPTION 'invalid group name %', p_name USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
 
 -- Public facts a Subscriber checks before attaching: the token verifier, never the token.
 CREATE OR REPLACE FUNCTION pgsync.api_node_facts()
@@ -24,162 +45,157 @@ $$
       FROM pgsync.node AS n
 $$;
 
-CREATE OR REPLACE FUNCTION pgsync.api_list_info(p_list_id integer)
+-- The named lists that exist, with their row counts: one call for every list of a status.
+CREATE OR REPLACE FUNCTION pgsync.api_lists_info(p_lists integer[])
 RETURNS TABLE (id integer, name text, dossiers bigint, faces bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
 $$
-    SELECT l.id, l.name,
-           (SELECT pg_catalog.count(*) FROM public.dossier AS d WHERE d.dossier_list_id = l.id),
-           (SELECT pg_catalog.count(*) FROM public.dossier_face AS f WHERE f.dossier_list_id = l.id)
+    SELECT l.id, l.name, coalesce(d.n, 0), coalesce(f.n, 0)
       FROM public.dossier_list AS l
-     WHERE l.id = p_list_id
+      LEFT JOIN (SELECT dossier_list_id, pg_catalog.count(*) AS n FROM public.dossier
+                  WHERE dossier_list_id = ANY (p_lists) GROUP BY dossier_list_id) AS d
+             ON d.dossier_list_id = l.id
+      LEFT JOIN (SELECT dossier_list_id, pg_catalog.count(*) AS n FROM public.dossier_face
+                  WHERE dossier_list_id = ANY (p_lists) GROUP BY dossier_list_id) AS f
+             ON f.dossier_list_id = l.id
+     WHERE l.id = ANY (p_lists)
+     ORDER BY l.id
 $$;
 
--- Publish one list: dossiers, faces and its heartbeat row, row-filtered on the list id.
--- TRUNCATE is not published: row filters do not apply to it (design.md section 2).
-CREATE OR REPLACE FUNCTION pgsync.api_publish_list(p_list_id integer) RETURNS text
+-- Make a group's publication filter on exactly these lists (creating it, its heartbeat row
+-- and its registration when new). Returns the xmax of a snapshot taken after the change: a
+-- transaction with a smaller xid may have written before the change, and those writes are
+-- never published (design.md section 2, step 5), so a copy must wait until all of them ended.
+CREATE OR REPLACE FUNCTION pgsync.api_set_group_lists(
+    p_name text, p_subscriber_node text, p_lists integer[]) RETURNS xid8
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 DECLARE
-    v_name text := pgsync.publication_name(p_list_id);
+    v_lists integer[];
+    v_filter text;
+    v_registered integer[];
 BEGIN
-    PERFORM 1 FROM public.dossier_list WHERE id = p_list_id FOR KEY SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'Leader list % does not exist', p_list_id USING ERRCODE = 'no_data_found';
+    PERFORM pgsync.check_group_name(p_name);
+    SELECT pg_catalog.array_agg(DISTINCT l ORDER BY l) INTO v_lists
+      FROM pg_catalog.unnest(p_lists) AS l WHERE l IS NOT NULL;
+    IF v_lists IS NULL THEN
+        RAISE EXCEPTION 'a group publishes at least one list' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- Serialise concurrent publishers of the same list.
-    PERFORM pg_catalog.pg_advisory_xact_lock(1885827940, p_list_id);
-    INSERT INTO pgsync.heartbeat (list_id) VALUES (p_list_id) ON CONFLICT (list_id) DO NOTHING;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = v_name) THEN
+    -- Serialise changes of one group.
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
+    INSERT INTO pgsync.heartbeat (group_name) VALUES (p_name) ON CONFLICT (group_name) DO NOTHING;
+    v_filter := pg_catalog.array_to_string(v_lists, ', ');
+    SELECT r.lists INTO v_registered FROM pgsync.group_registration AS r WHERE r.name = p_name;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = p_name) THEN
         EXECUTE pg_catalog.format(
-            'CREATE PUBLICATION %I FOR TABLE public.dossier WHERE (dossier_list_id = %s), '
-            'public.dossier_face WHERE (dossier_list_id = %s), '
-            'pgsync.heartbeat WHERE (list_id = %s) '
+            'CREATE PUBLICATION %I FOR TABLE public.dossier WHERE (dossier_list_id IN (%s)), '
+            'public.dossier_face WHERE (dossier_list_id IN (%s)), '
+            'pgsync.heartbeat WHERE (group_name = %L) '
             'WITH (publish = ''insert, update, delete'')',
-            v_name, p_list_id, p_list_id, p_list_id);
+            p_name, v_filter, v_filter, p_name);
+    ELSIF v_registered IS DISTINCT FROM v_lists THEN
+        EXECUTE pg_catalog.format(
+            'ALTER PUBLICATION %I SET TABLE public.dossier WHERE (dossier_list_id IN (%s)), '
+            'public.dossier_face WHERE (dossier_list_id IN (%s)), '
+            'pgsync.heartbeat WHERE (group_name = %L)',
+            p_name, v_filter, v_filter, p_name);
     END IF;
-    INSERT INTO pgsync.publication (list_id, publication_name) VALUES (p_list_id, v_name)
-        ON CONFLICT (list_id) DO NOTHING;
-    RETURN v_name;
+    INSERT INTO pgsync.group_registration (name, subscriber_node, lists)
+    VALUES (p_name, p_subscriber_node, v_lists)
+    ON CONFLICT (name) DO UPDATE
+        SET subscriber_node = EXCLUDED.subscriber_node, lists = EXCLUDED.lists,
+            updated_at = pg_catalog.now()
+        WHERE group_registration.lists IS DISTINCT FROM EXCLUDED.lists
+           OR group_registration.subscriber_node IS DISTINCT FROM EXCLUDED.subscriber_node;
+    RETURN pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot());
 END
 $$;
 
--- Drop the publication of a list that no Subscriber uses any more.
-CREATE OR REPLACE FUNCTION pgsync.api_unpublish_if_unused(p_list_id integer) RETURNS boolean
+-- Whether every transaction with an xid below p_xmax has ended (committed or aborted).
+CREATE OR REPLACE FUNCTION pgsync.api_xacts_ended_before(p_xmax xid8) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) >= p_xmax $$;
+
+-- Drop a group: its slot (ending the stream that holds it), publication, heartbeat and
+-- registration. Also retires a version-1 slot and its per-list publication when unused.
+-- Only pgsync-named slots can be dropped through it.
+CREATE OR REPLACE FUNCTION pgsync.api_drop_group(p_name text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 DECLARE
-    v_name text := pgsync.publication_name(p_list_id);
-BEGIN
-    PERFORM pg_catalog.pg_advisory_xact_lock(1885827940, p_list_id);
-    IF EXISTS (SELECT 1 FROM pgsync.subscriber_link WHERE list_id = p_list_id) THEN
-        RETURN false;
-    END IF;
-    EXECUTE pg_catalog.format('DROP PUBLICATION IF EXISTS %I', v_name);
-    DELETE FROM pgsync.publication WHERE list_id = p_list_id;
-    DELETE FROM pgsync.heartbeat WHERE list_id = p_list_id;
-    RETURN true;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION pgsync.api_register_subscriber(
-    p_list_id integer, p_subscriber_node text, p_subscriber_list_id integer, p_slot_name text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
-$$
-BEGIN
-    IF p_slot_name !~ '^pgsync_[a-z0-9_]+$' THEN
-        RAISE EXCEPTION 'invalid slot name %', p_slot_name USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- Publish (again) in this transaction: another Subscriber's unregister may have dropped
-    -- the publication since this one asked for it.
-    PERFORM pgsync.api_publish_list(p_list_id);
-    INSERT INTO pgsync.subscriber_link (slot_name, list_id, subscriber_node, subscriber_list_id)
-    VALUES (p_slot_name, p_list_id, p_subscriber_node, p_subscriber_list_id)
-    ON CONFLICT (slot_name) DO UPDATE
-        SET list_id = EXCLUDED.list_id,
-            subscriber_node = EXCLUDED.subscriber_node,
-            subscriber_list_id = EXCLUDED.subscriber_list_id;
-END
-$$;
-
--- Drop a registered slot (if it exists and nobody streams from it) and its registration.
--- Only slots registered through this API can be dropped through it.
-CREATE OR REPLACE FUNCTION pgsync.api_unregister_subscriber(p_slot_name text) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
-$$
-DECLARE
-    v_list_id integer;
     v_active_pid integer;
+    v_legacy_list integer;
 BEGIN
-    SELECT list_id INTO v_list_id FROM pgsync.subscriber_link WHERE slot_name = p_slot_name;
-    IF NOT FOUND THEN
-        RETURN 'unknown';
-    END IF;
-    SELECT active_pid INTO v_active_pid FROM pg_catalog.pg_replication_slots
-     WHERE slot_name = p_slot_name;
+    PERFORM pgsync.check_group_name(p_name);
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
+    SELECT active_pid INTO v_active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name;
     IF v_active_pid IS NOT NULL THEN
         PERFORM pg_catalog.pg_terminate_backend(v_active_pid, 5000);
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_slot_name) THEN
-        PERFORM pg_catalog.pg_drop_replication_slot(p_slot_name);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name) THEN
+        PERFORM pg_catalog.pg_drop_replication_slot(p_name);
     END IF;
-    DELETE FROM pgsync.subscriber_link WHERE slot_name = p_slot_name;
-    PERFORM pgsync.api_unpublish_if_unused(v_list_id);
+    EXECUTE pg_catalog.format('DROP PUBLICATION IF EXISTS %I', p_name);
+    DELETE FROM pgsync.heartbeat WHERE group_name = p_name;
+    DELETE FROM pgsync.group_registration WHERE name = p_name;
+    -- Version 1: one publication per list, shared by every Subscriber of that list.
+    DELETE FROM pgsync.subscriber_link WHERE slot_name = p_name RETURNING list_id INTO v_legacy_list;
+    IF v_legacy_list IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pgsync.subscriber_link WHERE list_id = v_legacy_list) THEN
+        EXECUTE pg_catalog.format('DROP PUBLICATION IF EXISTS %I',
+                                  (SELECT publication_name FROM pgsync.publication WHERE list_id = v_legacy_list));
+        DELETE FROM pgsync.publication WHERE list_id = v_legacy_list;
+    END IF;
     RETURN 'dropped';
 END
 $$;
 
--- Drop a registered slot that exists but is not streaming, so CREATE SUBSCRIPTION can make it
+-- Drop a group's slot that exists but is not streaming, so CREATE SUBSCRIPTION can make it
 -- again (left behind when an attach was killed between creating the slot and committing).
-CREATE OR REPLACE FUNCTION pgsync.api_drop_stale_slot(p_slot_name text) RETURNS boolean
+CREATE OR REPLACE FUNCTION pgsync.api_drop_stale_slot(p_name text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pgsync.subscriber_link WHERE slot_name = p_slot_name) THEN
+    PERFORM pgsync.check_group_name(p_name);
+    IF NOT EXISTS (SELECT 1 FROM pgsync.group_registration WHERE name = p_name) THEN
         RETURN false;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
-                WHERE slot_name = p_slot_name AND active_pid IS NULL) THEN
-        PERFORM pg_catalog.pg_drop_replication_slot(p_slot_name);
+                WHERE slot_name = p_name AND active_pid IS NULL) THEN
+        PERFORM pg_catalog.pg_drop_replication_slot(p_name);
         RETURN true;
     END IF;
     RETURN false;
 END
 $$;
 
--- Advance a list's heartbeat: a Subscriber that has seen this seq has seen everything the
--- Leader committed before it (the sync barrier).
-CREATE OR REPLACE FUNCTION pgsync.api_heartbeat(p_list_id integer) RETURNS bigint
+-- Advance a group's heartbeat: a Subscriber that has applied this seq has applied everything
+-- the Leader committed before it, for every list of the group (the sync barrier).
+CREATE OR REPLACE FUNCTION pgsync.api_heartbeat(p_name text) RETURNS bigint
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
     UPDATE pgsync.heartbeat SET seq = seq + 1, beat_at = pg_catalog.clock_timestamp()
-     WHERE list_id = p_list_id
+     WHERE group_name = p_name
     RETURNING seq
 $$;
 
-CREATE OR REPLACE FUNCTION pgsync.api_list_heartbeat(p_list_id integer)
-RETURNS TABLE (seq bigint, beat_at timestamptz, leader_now timestamptz)
+-- What the Leader keeps for each named group: its registration, its slot (state, lag, WAL
+-- retained) and its newest heartbeat. One call serves every group of a Subscriber.
+CREATE OR REPLACE FUNCTION pgsync.api_groups_status(p_names text[])
+RETURNS TABLE (name text, registered boolean, lists integer[], slot_exists boolean, active boolean,
+               wal_status text, safe_wal_size bigint, retained_bytes bigint, lag_bytes bigint,
+               seq bigint, beat_at timestamptz, leader_now timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
 $$
-    SELECT h.seq, h.beat_at, pg_catalog.clock_timestamp() FROM pgsync.heartbeat AS h
-     WHERE h.list_id = p_list_id
-$$;
-
--- What the Leader keeps for one link: the slot's state, its lag and the WAL it retains.
-CREATE OR REPLACE FUNCTION pgsync.api_slot_status(p_slot_name text)
-RETURNS TABLE (slot_exists boolean, active boolean, wal_status text, safe_wal_size bigint,
-               retained_bytes bigint, lag_bytes bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
-$$
-    SELECT true, s.active, s.wal_status, s.safe_wal_size,
+    SELECT g.name, r.name IS NOT NULL, r.lists, s.slot_name IS NOT NULL, coalesce(s.active, false),
+           s.wal_status, s.safe_wal_size,
            pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint,
-           pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint
-      FROM pg_catalog.pg_replication_slots AS s
-     WHERE s.slot_name = p_slot_name
-    UNION ALL
-    SELECT false, false, NULL, NULL, NULL, NULL
-     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_slot_name)
+           pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+           h.seq, h.beat_at, pg_catalog.clock_timestamp()
+      FROM pg_catalog.unnest(p_names) AS g(name)
+      LEFT JOIN pgsync.group_registration AS r ON r.name = g.name
+      LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = g.name
+      LEFT JOIN pgsync.heartbeat AS h ON h.group_name = g.name
 $$;
 
 CREATE OR REPLACE FUNCTION pgsync.api_list_digest(p_list_id integer)
@@ -200,5 +216,5 @@ BEGIN
 END
 $$;
 GRANT USAGE ON SCHEMA pgsync TO pgsync_replicator;
--- The initial copy of a subscription reads the published tables as the replication login.
+-- The orchestrator's copy reads the published tables as the replication login.
 GRANT SELECT ON public.dossier, public.dossier_face, pgsync.heartbeat TO pgsync_replicator;

@@ -1,34 +1,59 @@
 -- Named queries, loaded by name with pgsync_dossier.pg.query().
 
--- name: leader_published_lists
-SELECT p.list_id, l.name AS list_name, p.publication_name,
-       (SELECT count(*) FROM public.dossier AS d WHERE d.dossier_list_id = p.list_id) AS dossiers,
-       (SELECT count(*) FROM public.dossier_face AS f WHERE f.dossier_list_id = p.list_id) AS faces,
-       (SELECT count(*) FROM pgsync.subscriber_link AS s WHERE s.list_id = p.list_id) AS subscribers,
-       p.created_at
-  FROM pgsync.publication AS p
-  JOIN public.dossier_list AS l ON l.id = p.list_id
- ORDER BY p.list_id;
+-- On the Leader: each group a Subscriber registered, with its slot.
+-- name: leader_groups
+SELECT r.name, r.subscriber_node, r.lists,
+       s.slot_name IS NOT NULL AS slot_exists, coalesce(s.active, false) AS active, s.wal_status,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint AS lag_bytes,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained_bytes,
+       r.registered_at
+  FROM pgsync.group_registration AS r
+  LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = r.name
+ ORDER BY r.name;
 
--- name: leader_subscriber_links
-SELECT s.list_id, s.subscriber_node, s.subscriber_list_id, s.slot_name,
-       r.slot_name IS NOT NULL AS slot_exists, coalesce(r.active, false) AS active, r.wal_status,
-       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.confirmed_flush_lsn)::bigint AS lag_bytes,
-       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.restart_lsn)::bigint AS retained_bytes,
-       s.registered_at
-  FROM pgsync.subscriber_link AS s
-  LEFT JOIN pg_catalog.pg_replication_slots AS r ON r.slot_name = s.slot_name
- ORDER BY s.list_id, s.subscriber_node, s.subscriber_list_id;
+-- On a Subscriber. Subscription names are unique per database only: always look in this one.
+-- name: subscription
+SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name
+  FROM pg_catalog.pg_subscription AS s
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 
--- name: subscriber_links
-SELECT k.*, l.name AS local_list_name,
-       s.subenabled AS enabled, s.oid IS NOT NULL AS subscription_exists,
-       (SELECT count(*) FROM public.dossier AS d WHERE d.dossier_list_id = k.local_list_id) AS dossiers,
-       (SELECT count(*) FROM public.dossier_face AS f WHERE f.dossier_list_id = k.local_list_id) AS faces,
-       h.seq AS heartbeat_seq, h.beat_at AS heartbeat_at
-  FROM pgsync.link AS k
-  JOIN public.dossier_list AS l ON l.id = k.local_list_id
-  LEFT JOIN pg_catalog.pg_subscription AS s
-         ON s.subname = k.subscription_name AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-  LEFT JOIN pgsync.heartbeat AS h ON h.list_id = k.local_list_id
- ORDER BY k.local_list_id;
+-- Every subscription of this database with its statistics (the confl_* columns: 18 and later).
+-- name: subscriptions
+SELECT s.subname, s.subenabled AS enabled, t.*
+  FROM pg_catalog.pg_subscription AS s
+  LEFT JOIN pg_catalog.pg_stat_subscription_stats AS t ON t.subid = s.oid
+ WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- name: subscription_errors
+SELECT t.apply_error_count + t.sync_error_count AS errors
+  FROM pg_catalog.pg_stat_subscription_stats AS t
+  JOIN pg_catalog.pg_subscription AS s ON s.oid = t.subid
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Workers of a subscription that run now (apply, parallel apply).
+-- name: subscription_workers
+SELECT count(w.pid) AS n
+  FROM pg_catalog.pg_stat_subscription AS w
+  JOIN pg_catalog.pg_subscription AS s ON s.oid = w.subid
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Subscriptions of the whole cluster: each needs a worker and a replication origin.
+-- name: cluster_subscriptions
+SELECT count(*) AS n FROM pg_catalog.pg_subscription;
+
+-- name: heartbeat_seq
+SELECT seq FROM pgsync.heartbeat WHERE group_name = %(name)s;
+
+-- name: heartbeats
+SELECT group_name, seq, beat_at FROM pgsync.heartbeat;
+
+-- Rows written so far by the copies named (their connections' application_name).
+-- name: copy_progress
+SELECT a.application_name, sum(p.tuples_processed)::bigint AS rows
+  FROM pg_catalog.pg_stat_progress_copy AS p
+  JOIN pg_catalog.pg_stat_activity AS a USING (pid)
+ WHERE a.application_name = ANY (%(names)s)
+ GROUP BY a.application_name;

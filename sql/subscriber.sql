@@ -1,8 +1,10 @@
--- A Subscriber's triggers: remap the Leader's list ids onto local lists during apply, and keep
--- replica lists read-only for everyone else. `setup` installs them (idempotent).
+-- A Subscriber's triggers: apply the Leader's changes idempotently onto the local lists, and
+-- keep replica lists read-only for everyone else. `setup` installs them (idempotent).
 --
 -- Replication workers run with search_path = '' and session_replication_role = replica
--- (design.md section 3): every name is schema-qualified, every function pins its search_path.
+-- (design.md section 3): every name is schema-qualified. The apply triggers are enabled as
+-- REPLICA triggers, so they run only in apply workers and in the orchestrator's own
+-- replica-mode sessions, which set pgsync.bulk = 'on' to skip them.
 
 -- Look up rows by primary key during apply: with the Leader's (id, list) identity the
 -- Subscriber's remapped rows are never found and Leader updates are silently lost.
@@ -10,63 +12,130 @@ ALTER TABLE public.dossier REPLICA IDENTITY DEFAULT;
 ALTER TABLE public.dossier_face REPLICA IDENTITY DEFAULT;
 ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT;
 
--- The local list that the current replication worker's Leader list maps onto.
--- Cached in a session variable: a worker serves one subscription for its whole life.
-CREATE OR REPLACE FUNCTION pgsync.replica_target_list(p_remote_list_id integer) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
+-- Version 1's per-subscription remapping.
+DROP TRIGGER IF EXISTS pgsync_remap_list ON public.dossier;
+DROP TRIGGER IF EXISTS pgsync_remap_list ON public.dossier_face;
+DROP FUNCTION IF EXISTS pgsync.remap_dossier_list_id();
+DROP FUNCTION IF EXISTS pgsync.remap_heartbeat_list_id();
+DROP FUNCTION IF EXISTS pgsync.replica_target_list(integer);
+
+-- The group whose stream the current replication worker applies, or NULL in any other
+-- session that writes in replica mode (a data-only restore, say): there the apply trigger
+-- leaves rows as they are. A session keeps its answer (a worker serves one subscription for
+-- its whole life), cached in a session variable; '0' stands for "not a worker".
+CREATE OR REPLACE FUNCTION pgsync.applying_group() RETURNS integer
+LANGUAGE plpgsql AS
 $$
 DECLARE
-    v_cached text := pg_catalog.current_setting('pgsync.list_map', true);
+    v_cached text := pg_catalog.current_setting('pgsync.applying_group', true);
     v_subname name;
-    v_remote integer;
+    v_group integer;
+BEGIN
+    IF v_cached IS NOT NULL AND v_cached <> '' THEN
+        RETURN NULLIF(v_cached::integer, 0);
+    END IF;
+    SELECT s.subname INTO v_subname FROM pg_catalog.pg_stat_subscription AS s
+     WHERE s.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() LIMIT 1;
+    IF NOT FOUND THEN
+        PERFORM pg_catalog.set_config('pgsync.applying_group', '0', false);
+        RETURN NULL;
+    END IF;
+    SELECT g.id INTO v_group FROM pgsync.sync_group AS g WHERE g.name OPERATOR(pg_catalog.=) v_subname;
+    IF NOT FOUND THEN
+        -- Never keep the Leader's list ids: they may be other local lists.
+        RAISE EXCEPTION 'pgsync: subscription % replicates dossiers but is no pgsync group', v_subname
+            USING HINT = 'run pgsync-dossier setup on this Subscriber';
+    END IF;
+    PERFORM pg_catalog.set_config('pgsync.applying_group', v_group::text, false);
+    RETURN v_group;
+END
+$$;
+
+-- Apply one change of a dossier or a face:
+-- - remap the Leader's list onto the local list of this group; skip rows of lists that the
+--   group does not map (detached while the Leader was down, or not yet attached);
+-- - an INSERT of a row that is already here becomes an UPDATE: a replay after the
+--   orchestrator's copy, a row moved in from another list, a reload after TRUNCATE;
+-- - a row living here in a list of ANOTHER group (two schedules, two streams, each ahead or
+--   behind the other) is overwritten only by a newer version of it, and never deleted by
+--   this stream; a row in a list no group replicates (a local or detached list: the Leader
+--   has moved it out of there) is taken over.
+-- The queries are written inline, not as helper functions: this runs for every row applied.
+CREATE OR REPLACE FUNCTION pgsync.apply_change() RETURNS trigger
+LANGUAGE plpgsql AS
+$$
+DECLARE
+    v_group integer;
     v_local integer;
+    v_owner integer;
+    v_current_list integer;
+    v_current_version bigint;
 BEGIN
-    IF v_cached IS NULL OR v_cached = '' THEN
-        SELECT s.subname INTO v_subname FROM pg_catalog.pg_stat_subscription AS s
-         WHERE s.pid = pg_catalog.pg_backend_pid() LIMIT 1;
-        IF NOT FOUND THEN
-            RETURN NULL;  -- not a replication worker (e.g. a restore in replica mode)
+    IF pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.>) 1 THEN
+        RETURN NEW;  -- the UPDATE this trigger issues below
+    END IF;
+    v_group := pgsync.applying_group();
+    IF v_group IS NULL THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        IF EXISTS (SELECT 1 FROM pgsync.link AS l
+                    WHERE l.local_list_id OPERATOR(pg_catalog.=) OLD.dossier_list_id
+                      AND l.group_id OPERATOR(pg_catalog.=) v_group) THEN
+            RETURN OLD;
         END IF;
-        SELECT l.remote_list_id, l.local_list_id INTO v_remote, v_local
-          FROM pgsync.link AS l WHERE l.subscription_name = v_subname;
-        IF NOT FOUND THEN
-            -- Never keep the Leader's list id: it may be another local list.
-            RAISE EXCEPTION 'pgsync: subscription % replicates dossiers but has no pgsync link', v_subname;
-        END IF;
-        PERFORM pg_catalog.set_config('pgsync.list_map', v_remote || ':' || v_local, false);
+        RETURN NULL;
+    END IF;
+    SELECT l.local_list_id INTO v_local FROM pgsync.link AS l
+     WHERE l.group_id OPERATOR(pg_catalog.=) v_group
+       AND l.remote_list_id OPERATOR(pg_catalog.=) NEW.dossier_list_id;
+    IF v_local IS NULL THEN
+        RETURN NULL;
+    END IF;
+    NEW.dossier_list_id := v_local;
+    IF TG_OP = 'UPDATE' THEN
+        v_current_list := OLD.dossier_list_id;
+        v_current_version := OLD.row_version;
+    ELSIF TG_TABLE_NAME = 'dossier' THEN
+        SELECT d.dossier_list_id, d.row_version INTO v_current_list, v_current_version
+          FROM public.dossier AS d WHERE d.id OPERATOR(pg_catalog.=) NEW.id;
     ELSE
-        v_remote := pg_catalog.split_part(v_cached, ':', 1)::integer;
-        v_local := pg_catalog.split_part(v_cached, ':', 2)::integer;
+        SELECT f.dossier_list_id, f.row_version INTO v_current_list, v_current_version
+          FROM public.dossier_face AS f WHERE f.id OPERATOR(pg_catalog.=) NEW.id;
     END IF;
-    IF p_remote_list_id IS DISTINCT FROM v_remote THEN
-        -- Never write a row into the wrong list: stop the link instead.
-        RAISE EXCEPTION 'pgsync: row of Leader list % arrived on the link of Leader list %',
-            p_remote_list_id, v_remote;
+    IF v_current_list IS NULL THEN
+        RETURN NEW;  -- a new row
     END IF;
-    RETURN v_local;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION pgsync.remap_dossier_list_id() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS
-$$
-BEGIN
-    NEW.dossier_list_id := COALESCE(pgsync.replica_target_list(NEW.dossier_list_id), NEW.dossier_list_id);
-    RETURN NEW;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION pgsync.remap_heartbeat_list_id() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS
-$$
-BEGIN
-    NEW.list_id := COALESCE(pgsync.replica_target_list(NEW.list_id), NEW.list_id);
-    RETURN NEW;
+    IF v_current_list OPERATOR(pg_catalog.<>) v_local THEN
+        SELECT l.group_id INTO v_owner FROM pgsync.link AS l
+         WHERE l.local_list_id OPERATOR(pg_catalog.=) v_current_list;
+        IF v_owner OPERATOR(pg_catalog.<>) v_group
+           AND NEW.row_version OPERATOR(pg_catalog.<=) v_current_version THEN
+            RETURN NULL;  -- another stream already applied a newer state of this row
+        END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        RETURN NEW;
+    END IF;
+    IF TG_TABLE_NAME = 'dossier' THEN
+        UPDATE public.dossier
+           SET dossier_list_id = NEW.dossier_list_id, name = NEW.name, comment = NEW.comment,
+               active = NEW.active, created_at = NEW.created_at, modified_at = NEW.modified_at,
+               row_version = NEW.row_version
+         WHERE id OPERATOR(pg_catalog.=) NEW.id;
+    ELSE
+        UPDATE public.dossier_face
+           SET dossier_id = NEW.dossier_id, dossier_list_id = NEW.dossier_list_id,
+               embedding = NEW.embedding, model = NEW.model, created_at = NEW.created_at,
+               row_version = NEW.row_version
+         WHERE id OPERATOR(pg_catalog.=) NEW.id;
+    END IF;
+    RETURN NULL;
 END
 $$;
 
 -- Local writes to a replica list: INSERT and UPDATE always refused, DELETE only while the
--- Leader is recorded as unavailable (a row of pgsync.link, which only pgsync may change).
+-- Leader is recorded as unavailable (a row of pgsync.sync_group, which only pgsync may change).
 CREATE OR REPLACE FUNCTION pgsync.guard_replica_list() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
@@ -81,12 +150,14 @@ BEGIN
         PERFORM 1 FROM public.dossier_list WHERE id = NEW.dossier_list_id FOR SHARE;
         v_list := NEW.dossier_list_id;
     END IF;
-    SELECT l.remote_list_id, l.leader_node_name, l.leader_url, l.leader_available INTO v_link
-      FROM pgsync.link AS l WHERE l.local_list_id = v_list;
+    SELECT l.remote_list_id, g.leader_node_name, g.leader_url, g.leader_available INTO v_link
+      FROM pgsync.link AS l JOIN pgsync.sync_group AS g ON g.id = l.group_id
+     WHERE l.local_list_id = v_list;
     IF NOT FOUND AND TG_OP = 'UPDATE' AND OLD.dossier_list_id <> NEW.dossier_list_id THEN
         v_list := OLD.dossier_list_id;
-        SELECT l.remote_list_id, l.leader_node_name, l.leader_url, l.leader_available INTO v_link
-          FROM pgsync.link AS l WHERE l.local_list_id = v_list;
+        SELECT l.remote_list_id, g.leader_node_name, g.leader_url, g.leader_available INTO v_link
+          FROM pgsync.link AS l JOIN pgsync.sync_group AS g ON g.id = l.group_id
+         WHERE l.local_list_id = v_list;
     END IF;
     IF NOT FOUND THEN
         RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
@@ -116,20 +187,19 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS pgsync_remap_list ON public.dossier;
-CREATE TRIGGER pgsync_remap_list BEFORE INSERT OR UPDATE ON public.dossier
-    FOR EACH ROW EXECUTE FUNCTION pgsync.remap_dossier_list_id();
-ALTER TABLE public.dossier ENABLE REPLICA TRIGGER pgsync_remap_list;
+-- The orchestrator's bulk writes (copy, purge) set pgsync.bulk: a per-row function call there
+-- would cost more than the copy itself.
+DROP TRIGGER IF EXISTS pgsync_apply ON public.dossier;
+CREATE TRIGGER pgsync_apply BEFORE INSERT OR UPDATE OR DELETE ON public.dossier
+    FOR EACH ROW WHEN (pg_catalog.current_setting('pgsync.bulk', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION pgsync.apply_change();
+ALTER TABLE public.dossier ENABLE REPLICA TRIGGER pgsync_apply;
 
-DROP TRIGGER IF EXISTS pgsync_remap_list ON public.dossier_face;
-CREATE TRIGGER pgsync_remap_list BEFORE INSERT OR UPDATE ON public.dossier_face
-    FOR EACH ROW EXECUTE FUNCTION pgsync.remap_dossier_list_id();
-ALTER TABLE public.dossier_face ENABLE REPLICA TRIGGER pgsync_remap_list;
-
-DROP TRIGGER IF EXISTS pgsync_remap_list ON pgsync.heartbeat;
-CREATE TRIGGER pgsync_remap_list BEFORE INSERT OR UPDATE ON pgsync.heartbeat
-    FOR EACH ROW EXECUTE FUNCTION pgsync.remap_heartbeat_list_id();
-ALTER TABLE pgsync.heartbeat ENABLE REPLICA TRIGGER pgsync_remap_list;
+DROP TRIGGER IF EXISTS pgsync_apply ON public.dossier_face;
+CREATE TRIGGER pgsync_apply BEFORE INSERT OR UPDATE OR DELETE ON public.dossier_face
+    FOR EACH ROW WHEN (pg_catalog.current_setting('pgsync.bulk', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION pgsync.apply_change();
+ALTER TABLE public.dossier_face ENABLE REPLICA TRIGGER pgsync_apply;
 
 DROP TRIGGER IF EXISTS pgsync_guard_replica ON public.dossier;
 CREATE TRIGGER pgsync_guard_replica BEFORE INSERT OR UPDATE OR DELETE ON public.dossier

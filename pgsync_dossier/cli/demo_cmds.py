@@ -36,13 +36,11 @@ def demo(keep: bool, stop_: bool, dossiers: int, directory: Path) -> None:
         return
     bar: dict[str, Any] = {}
 
-    def progress(copied: int, _faces: int, expected: int) -> None:
+    def progress(copied: int, expected: int) -> None:
         if not sys.stderr.isatty():
             return
         if "bar" not in bar:
-            bar["bar"] = click.progressbar(
-                length=max(expected, 1), label="  copying dossiers", file=sys.stderr
-            )
+            bar["bar"] = click.progressbar(length=max(expected, 1), label="  copying rows", file=sys.stderr)
             bar["bar"].__enter__()
         bar["bar"].update(max(0, min(copied, expected) - bar["bar"].pos))
         if copied >= expected:

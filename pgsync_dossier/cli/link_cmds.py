@@ -8,12 +8,11 @@ from typing import Any
 
 import click
 
-from pgsync_dossier import links, node, pg, status
+from pgsync_dossier import links, node, status
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import json_option
-from pgsync_dossier.errors import PreconditionFailed
-from pgsync_dossier.sync import set_leader_available
+from pgsync_dossier.copier import Progress
 
 
 def register(cli: click.Group) -> None:
@@ -34,6 +33,16 @@ def setup(app: AppContext, as_json: bool) -> None:
         if result["face_model_changed"]
         else "",
     ]
+    if result["upgraded_lists"]:
+        notes.append(
+            "version-1 links upgraded in place: list " + ", ".join(map(str, result["upgraded_lists"]))
+        )
+    if result["upgrade_pending"]:
+        notes.append(
+            "upgrade of list "
+            + ", ".join(str(p["local_list"]) for p in result["upgrade_pending"])
+            + f" pending ({result['upgrade_pending'][0]['error']}); the next sync or tick finishes it"
+        )
     human = f"{result['role']} {result['node_name']} {verb}" + "".join(f"; {n}" for n in notes if n)
     render.emit(result, as_json, human)
 
@@ -87,7 +96,7 @@ def attach(
     )
 
 
-def _with_progress(as_json: bool, run: Callable[[links.Progress], dict[str, Any]]) -> dict[str, Any]:
+def _with_progress(as_json: bool, run: Callable[[Progress], dict[str, Any]]) -> dict[str, Any]:
     """Run a copying operation with a progress bar on a terminal (never in --json mode)."""
     progress = _CopyProgress(enabled=sys.stderr.isatty() and not as_json)
     try:
@@ -112,13 +121,13 @@ class _CopyProgress:
         self.enabled = enabled
         self.bar: Any = None
 
-    def update(self, dossiers: int, faces: int, expected: int) -> None:
+    def update(self, copied: int, expected: int) -> None:
         if not self.enabled or expected < 1000:
             return
         if self.bar is None:
-            self.bar = click.progressbar(length=expected, label="copying dossiers", file=sys.stderr)
+            self.bar = click.progressbar(length=expected, label="copying rows", file=sys.stderr)
             self.bar.__enter__()
-        self.bar.update(dossiers - self.bar.pos)
+        self.bar.update(copied - self.bar.pos)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -135,7 +144,7 @@ def detach(app: AppContext, local_list: int, purge: bool, as_json: bool) -> None
     result = links.detach(app.config, local_list, purge)
     human = (
         f"list {local_list} detached"
-        + ("" if result["slot_dropped"] else "; the Leader is down: its slot is dropped when it is back")
+        + ("" if result["leader_reachable"] else "; the Leader is down: it is cleaned up when it is back")
         + (f"; {result['purged_dossiers']} dossiers purged" if purge else "")
     )
     render.emit(result, as_json, human)
@@ -143,19 +152,19 @@ def detach(app: AppContext, local_list: int, purge: bool, as_json: bool) -> None
 
 @click.command()
 @click.argument("local_list", type=int, metavar="T")
-@click.option("--confirm", is_flag=True, help="Required: list T's local rows are replaced by the Leader's.")
+@click.option("--confirm", is_flag=True, help="Required: list T's local rows are made the Leader's.")
 @click.option("--timeout", type=float, default=links.DEFAULT_COPY_TIMEOUT_S, show_default=True)
 @json_option
 @pass_app
 def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_json: bool) -> None:
-    """Copy replica T afresh from its Leader list (a diverged replica, a lost slot)."""
+    """Bring replica T back to its Leader list in place (a diverged replica, a lost slot)."""
     if not confirm:
-        raise click.UsageError("repair replaces the list's rows with the Leader's: pass --confirm")
+        raise click.UsageError("repair makes the list's rows the Leader's: pass --confirm")
     result = _with_progress(
         as_json,
         lambda progress: links.repair(app.config, local_list, timeout_s=timeout, on_progress=progress),
     )
-    _emit_copy(result, as_json, f"list {local_list} copied afresh from Leader list {result['remote_list']}")
+    _emit_copy(result, as_json, f"list {local_list} repaired from Leader list {result['remote_list']}")
 
 
 @click.command("status")
@@ -178,7 +187,7 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
         "remote_list",
         "leader",
         "state",
-        "enabled",
+        "stream",
         "dossiers",
         "leader_dossiers",
         "lag_bytes",
@@ -200,14 +209,10 @@ def leader_unavailable(app: AppContext, local_list: int, confirm: bool, clear: b
     """Declare list T's Leader unavailable, so its dossiers may be deleted locally."""
     if not confirm and not clear:
         raise click.UsageError("pass --confirm to declare the Leader unavailable, or --clear")
-    with pg.connect(app.config.database_url, what="this Subscriber's database") as conn:
-        node.require_role(conn, "subscriber", "leader-unavailable")
-        if links.get_link(conn, local_list) is None:
-            raise PreconditionFailed(f"list {local_list} is not a replica")
-        set_leader_available(conn, local_list, clear)
+    links.set_leader_available(app.config, local_list, clear)
     render.message(
-        f"list {local_list}: Leader recorded as available; local deletes are refused again"
+        f"list {local_list}: its Leader is recorded as available; local deletes are refused again"
         if clear
-        else f"list {local_list}: Leader recorded as unavailable; "
+        else f"list {local_list}: its Leader is recorded as unavailable (for every list it serves here); "
         "local deletes are allowed until it is reachable again"
     )

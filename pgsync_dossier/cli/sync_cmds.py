@@ -19,7 +19,7 @@ from pgsync_dossier.sync import SyncOutcome
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = ["local_list", "reason", "status", "barrier_seq", "started_at", "finished_at", "error"]
+_COLUMNS = ["local_list", "group", "reason", "status", "copied", "barrier_seq", "finished_at", "error"]
 
 
 def register(cli: click.Group) -> None:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from pgsync_dossier import config as config_module
 from pgsync_dossier.api import create_app
-from tests.integration.conftest import (
+from tests.harness import (
     TOKEN,
     Site,
     add_dossiers,
@@ -47,7 +47,7 @@ def test_the_seed_request_attaches_and_copies_in_the_background(
     assert created.status_code == 201, created.text
     link = created.json()
     assert link["local_list"] == local and link["remote_list"] == remote
-    assert link["state"] in ("copying", "ready") and "copy" in link
+    assert link["state"] in ("attaching", "copying", "ready") and "copy" in link and "group" in link
     ready = wait_until(
         lambda: (
             (r := client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).json())["state"] == "ready" and r

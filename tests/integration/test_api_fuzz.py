@@ -16,7 +16,7 @@ from schemathesis import GenerationMode  # noqa: E402
 
 from pgsync_dossier import config as config_module  # noqa: E402
 from pgsync_dossier.api import create_app  # noqa: E402
-from tests.integration.conftest import TOKEN, Site, add_dossiers, make_list  # noqa: E402
+from tests.harness import TOKEN, Site, add_dossiers, make_list  # noqa: E402
 
 AUTH = {"Authorization": f"Token {TOKEN}"}
 

@@ -5,28 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.integration.conftest import (
-    Site,
-    add_dossiers,
-    list_rows,
-    make_list,
-    wait_for_same,
-)
-
-
-def attach(sub: Site, leader: Site, remote: int, local: int, *extra: str) -> dict:
-    result = sub.ok(
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        leader.leader_url,
-        "--local-list",
-        str(local),
-        "--json",
-        *extra,
-    )
-    return result.json()
+from tests.harness import Site, add_dossiers, attach, list_rows, make_list, wait_for_same
 
 
 def test_leader_edits_arrive_and_other_lists_never_do(sites: dict[str, Site]) -> None:

@@ -9,7 +9,7 @@ from alembic.runtime.migration import MigrationContext
 
 from pgsync_dossier import migrations
 from pgsync_dossier.models import metadata
-from tests.integration.conftest import Node, Site, write_config
+from tests.harness import Node, Site, write_config
 
 
 def _tables(node: Node) -> set[str]:
@@ -65,7 +65,7 @@ def test_replica_identity_and_storage(leader: Node) -> None:
     }
     assert identity["dossier"] == ("i", "dossier_id_dossier_list_id_key")
     assert identity["dossier_face"] == ("i", "dossier_face_id_dossier_list_id_key")
-    assert identity["heartbeat"] == ("i", "pgsync.heartbeat_id_list_id_key")
+    assert identity["heartbeat"] == ("d", None)  # its primary key is the row filter's column
     storage = {
         row["attname"]: row["attstorage"]
         for row in leader.execute(

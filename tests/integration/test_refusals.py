@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import TOKEN, Site, add_dossiers, make_list, write_config
+from tests.harness import TOKEN, Site, add_dossiers, make_list, write_config
 
 
 def assert_nothing_left(leader: Site, sub: Site) -> None:
     assert not leader.node.execute("SELECT pubname FROM pg_publication")
     assert not leader.node.execute("SELECT slot_name FROM pg_replication_slots")
-    assert not leader.node.execute("SELECT * FROM pgsync.subscriber_link")
-    assert not leader.node.execute("SELECT * FROM pgsync.publication")
+    assert not leader.node.execute("SELECT * FROM pgsync.group_registration")
+    assert not leader.node.execute("SELECT * FROM pgsync.heartbeat")
     assert not sub.node.execute("SELECT subname FROM pg_subscription")
     assert not sub.node.execute("SELECT * FROM pgsync.link")
+    assert not sub.node.execute("SELECT * FROM pgsync.sync_group")
     assert not sub.node.execute("SELECT * FROM pgsync.heartbeat")
 
 

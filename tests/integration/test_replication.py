@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.integration.conftest import Site, add_dossiers, list_rows, make_list, wait_for_same
-from tests.integration.test_attach import attach
+from tests.harness import Site, add_dossiers, attach, list_rows, make_list, wait_for_same
 
 
 def test_dossier_moved_out_and_back_with_faces(sites: dict[str, Site]) -> None:
@@ -56,7 +55,7 @@ def test_truncate_on_the_leader_does_not_wipe_subscribers(sites: dict[str, Site]
     leader.node.execute("TRUNCATE dossier CASCADE")
     add_dossiers(leader.node, wanted, 1, prefix="after")
     # The new row arrives (the link is alive) and the truncated ones stay: not replicated.
-    from tests.integration.conftest import wait_until
+    from tests.harness import wait_until
 
     wait_until(
         lambda: (
@@ -91,6 +90,11 @@ def test_two_lists_into_one_subscriber_and_one_list_into_two(sites: dict[str, Si
     wait_for_same(leader.node, second, sub_a.node, a_second)
     wait_for_same(leader.node, first, sub_b.node, b_first)
     assert list_rows(sub_a.node, local_a) == before_local
-    assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 3
+    # One stream per Subscriber, whatever the number of lists it replicates.
+    assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 2
     status = leader.ok("status", "--json").json()
     assert {(s["list"], len(s["subscribers"])) for s in status} == {(first, 2), (second, 1)}
+    (a_group,) = {
+        s["group"] for row in status for s in row["subscribers"] if s["subscriber"] == "subscriber_a site"
+    }
+    assert sub_a.node.execute("SELECT name FROM pgsync.sync_group") == [{"name": a_group}]

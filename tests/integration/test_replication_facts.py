@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tests.integration.conftest import ADMIN_PASSWORD, ADMIN_USER, Node, make_list, wait_until
+from tests.harness import ADMIN_PASSWORD, ADMIN_USER, Node, make_list, wait_until
 
 
 def _add_dossier(conn: psycopg.Connection[Any], list_id: int, name: str, faces: int = 2) -> Any:

@@ -9,20 +9,20 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgsync_dossier import catalog, links, subscriber
 from pgsync_dossier import config as config_module
-from pgsync_dossier import links, subscriber
 from pgsync_dossier.leader import LeaderClient
 from pgsync_dossier.token import Secret, replication_password
-from tests.integration.conftest import (
+from tests.harness import (
     TOKEN,
     Site,
     add_dossiers,
+    attach,
     list_rows,
     make_list,
     wait_for_same,
     write_config,
 )
-from tests.integration.test_attach import attach
 
 
 def _healthy_single_link(leader: Site, sub: Site, remote: int, local: int) -> None:
@@ -44,47 +44,6 @@ def test_attach_twice_is_one_link(sites: dict[str, Site]) -> None:
     _healthy_single_link(leader, sub, remote, local)
 
 
-@pytest.mark.parametrize("crash_after", ["link_recorded", "registered", "slot_created", "subscribed"])
-def test_attach_resumes_after_a_crash(sites: dict[str, Site], crash_after: str) -> None:
-    """Build the state a kill at each step leaves, then run attach again."""
-    leader, sub = sites["leader"], sites["subscriber_a"]
-    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
-    add_dossiers(leader.node, remote, 3)
-    cfg = config_module.load(sub.config_path)
-    request = links.AttachRequest(remote, leader.leader_url, local)
-    with (
-        psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn,
-        LeaderClient(leader.leader_url, cfg.sync_token) as client,
-    ):
-        name = subscriber.link_names(subscriber.node_tag(conn), remote, local)
-        links._record_link(conn, request, client.facts(), name)
-        if crash_after != "link_recorded":
-            publication = client.publish(remote)
-            client.register(remote, cfg.node_name, local, name)
-        if crash_after == "slot_created":
-            # CREATE SUBSCRIPTION made the slot on the Leader, then died before committing.
-            leader.node.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [name])
-        if crash_after == "subscribed":
-            subscriber.create_subscription(conn, name, publication, leader.leader_url, cfg.sync_token, True)
-    attach(sub, leader, remote, local)
-    _healthy_single_link(leader, sub, remote, local)
-
-
-def test_detach_resumes_after_a_crash(sites: dict[str, Site]) -> None:
-    leader, sub = sites["leader"], sites["subscriber_a"]
-    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
-    attach(sub, leader, remote, local)
-    name = sub.node.execute("SELECT subscription_name FROM pgsync.link")[0]["subscription_name"]
-    # Killed right after DROP SUBSCRIPTION: the link row is still there, in state detaching.
-    sub.node.execute("UPDATE pgsync.link SET state = 'detaching'")
-    sub.node.execute(f'DROP SUBSCRIPTION "{name}"')
-    result = sub.ok("detach", str(local), "--json").json()
-    assert result["slot_dropped"]
-    assert not sub.node.execute("SELECT * FROM pgsync.link")
-    assert not leader.node.execute("SELECT * FROM pg_replication_slots")
-    assert not leader.node.execute("SELECT * FROM pgsync.subscriber_link")
-
-
 def test_leader_down_detach_then_orphan_slot_cleanup(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
@@ -102,9 +61,13 @@ def test_leader_down_detach_then_orphan_slot_cleanup(sites: dict[str, Site]) -> 
     finally:
         leader.node.cluster.start()
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
+    # status only reads: the orphan stays until a command that may write reaches the Leader.
+    assert [r["state"] for r in sub.ok("status", "--json").json()] == ["orphan-slot"]
+    sub.ok("tick")
     assert sub.ok("status", "--json").json() == []
     assert not leader.node.execute("SELECT * FROM pg_replication_slots")
     assert not leader.node.execute("SELECT * FROM pg_publication")
+    assert not leader.node.execute("SELECT * FROM pgsync.group_registration")
 
 
 def test_local_deletes_only_while_the_leader_is_unavailable(sites: dict[str, Site]) -> None:
@@ -117,8 +80,10 @@ def test_local_deletes_only_while_the_leader_is_unavailable(sites: dict[str, Sit
     try:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             sub.node.execute("DELETE FROM dossier WHERE id = %s", [victim])
-        rows = sub.ok("status", "--json").json()  # the probe records the Leader as unavailable
-        assert rows[0]["leader_available"] is False and "cannot reach" in rows[0]["last_error"]
+        rows = sub.ok("status", "--json").json()  # status sees it, but only reads
+        assert rows[0]["leader_available"] is True and "cannot reach" in rows[0]["last_error"]
+        sub.ok("tick")  # the probe records the Leader as unavailable
+        assert sub.ok("status", "--json").json()[0]["leader_available"] is False
         sub.node.execute("DELETE FROM dossier WHERE id = %s", [victim])
         assert (
             sub.node.execute("SELECT count(*) AS n FROM dossier_face WHERE dossier_id = %s", [victim])[0]["n"]
@@ -128,6 +93,7 @@ def test_local_deletes_only_while_the_leader_is_unavailable(sites: dict[str, Sit
             sub.node.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'x')", [local])
     finally:
         leader.node.cluster.start()
+    sub.ok("tick")
     rows = sub.ok("status", "--json").json()
     assert rows[0]["leader_available"] is True
     another = sub.node.execute("SELECT id FROM dossier LIMIT 1")[0]["id"]
@@ -140,7 +106,7 @@ def test_local_deletes_only_while_the_leader_is_unavailable(sites: dict[str, Sit
     sub.ok("leader-unavailable", str(local), "--clear")
     # The link still works after local deletes: later Leader edits keep arriving.
     add_dossiers(leader.node, remote, 1, prefix="after")
-    from tests.integration.conftest import wait_until
+    from tests.harness import wait_until
 
     wait_until(
         lambda: sub.node.execute("SELECT count(*) AS n FROM dossier WHERE name = 'after0'")[0]["n"] == 1,
@@ -171,12 +137,17 @@ def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Si
             time.sleep(0.5)
             assert worker.is_alive()  # the guard waits for the list row
             with LeaderClient(leader.leader_url, cfg.sync_token) as client:
-                name = subscriber.link_names(subscriber.node_tag(conn), remote, local)
-                conn.execute(
-                    "INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_url, leader_id, "
-                    "subscription_name, slot_name) VALUES (%s, %s, %s, %s, %s, %s)",
-                    [local, remote, leader.leader_url, client.facts().leader_id, name, name],
-                )
+                facts = client.facts()
+            group = catalog.find_or_make_group(
+                conn,
+                tag=catalog.node(conn).node_tag,  # type: ignore[union-attr]
+                leader_id=facts.leader_id,
+                leader_url=leader.leader_url,
+                leader_node_name=facts.node_name,
+                schedule=None,
+                leader_schedule=None,
+            )
+            catalog.insert_link(conn, local, remote, facts.leader_id, group.id)
         worker.join(10)
     assert outcome["result"] == "InsufficientPrivilege"
     assert not sub.node.execute("SELECT * FROM dossier")
@@ -307,7 +278,7 @@ def test_a_failing_create_subscription_keeps_the_password_out_of_the_log(sites: 
         conn.execute("SET log_min_error_statement = error")  # the default: failing statements are logged
         with pytest.raises(OperationFailed, match="creating the subscription .* failed"):
             subscriber.create_subscription(
-                conn, "pgsync_doomed", "p", f"postgresql://127.0.0.1:{free_port()}/x", cfg.sync_token, True
+                conn, "pgsync_doomed", f"postgresql://127.0.0.1:{free_port()}/x", cfg.sync_token, True
             )
     time.sleep(0.3)
     log = sub.node.cluster.logfile.read_text(errors="replace")

@@ -14,15 +14,16 @@ import psycopg
 
 from pgsync_dossier import config as config_module
 from pgsync_dossier import pg, scheduler
-from tests.integration.conftest import (
+from tests.harness import (
     Site,
     add_dossiers,
+    attach,
+    group_names,
     list_rows,
     make_list,
     wait_until,
     write_config,
 )
-from tests.integration.test_attach import attach
 
 NIGHTLY = "FREQ=DAILY;BYHOUR=3"
 
@@ -84,7 +85,7 @@ def test_failed_window_is_retried_and_nothing_is_lost(sites: dict[str, Site], tm
         outcomes = _tick(sub, later)
         assert [o.status for o in outcomes] == ["failed"] and "cannot reach" in (outcomes[0].error or "")
         assert not _enabled(sub)
-        assert sub.node.execute("SELECT leader_available FROM pgsync.link")[0]["leader_available"] is False
+        assert sub.node.execute("SELECT leader_available FROM pgsync.sync_group")[0]["leader_available"] is False
     finally:
         leader.node.cluster.start()
     add_dossiers(leader.node, remote, 1, prefix="after-restart")
@@ -121,9 +122,9 @@ def test_overlapping_ticks_skip_a_busy_link(sites: dict[str, Site], tmp_path: Pa
     sub = sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     attach(sub, leader, remote, local)
-    link_id = sub.node.execute("SELECT id FROM pgsync.link")[0]["id"]
+    group_id = sub.node.execute("SELECT id FROM pgsync.sync_group")[0]["id"]
     with psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as holder:
-        assert pg.try_advisory_lock(holder, "link", link_id)  # a sync running in another process
+        assert pg.try_advisory_lock(holder, "group", group_id)  # a sync running in another process
         outcomes = _tick(sub, datetime.now(UTC) + timedelta(days=1))
         assert [o.status for o in outcomes] == ["busy"]
         result = sub.cli("sync", "--all")
@@ -175,7 +176,7 @@ def test_tick_repairs_a_window_left_open(sites: dict[str, Site], tmp_path: Path)
     sub = sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     attach(sub, leader, remote, local)
-    name = sub.node.execute("SELECT subscription_name FROM pgsync.link")[0]["subscription_name"]
+    (name,) = group_names(sub)
     sub.node.execute(f'ALTER SUBSCRIPTION "{name}" ENABLE')  # a crash in the middle of a window
     assert _tick(sub, datetime.now(UTC)) == [] and not _enabled(sub)
 
@@ -213,9 +214,9 @@ def test_probe_leaves_a_window_that_another_process_holds(sites: dict[str, Site]
     sub = sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     attach(sub, leader, remote, local)
-    link = sub.node.execute("SELECT id, subscription_name FROM pgsync.link")[0]
+    group = sub.node.execute("SELECT id, name FROM pgsync.sync_group")[0]
     with psycopg.connect(sub.node.url, autocommit=True, row_factory=psycopg.rows.dict_row) as holder:
-        assert pg.try_advisory_lock(holder, "link", link["id"])  # a window open in another process
-        holder.execute(f'ALTER SUBSCRIPTION "{link["subscription_name"]}" ENABLE')
+        assert pg.try_advisory_lock(holder, "group", group["id"])  # a window open in another process
+        holder.execute(f'ALTER SUBSCRIPTION "{group["name"]}" ENABLE')
         assert _tick(sub, datetime.now(UTC)) == [] and _enabled(sub)  # not closed under its feet
     assert _tick(sub, datetime.now(UTC)) == [] and not _enabled(sub)  # a crash's leftover is closed

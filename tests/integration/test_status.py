@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pgsync_dossier.status import SUBSCRIBER_FIELDS
-from tests.integration.conftest import Site, add_dossiers, make_list, wait_until
-from tests.integration.test_attach import attach
+from tests.harness import Site, add_dossiers, attach, make_list, wait_until
 
 
 def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
@@ -18,10 +17,11 @@ def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
     assert tuple(row) == SUBSCRIBER_FIELDS
     assert row["local_list"] == local and row["remote_list"] == remote
     assert row["state"] == "ready" and row["enabled"] is True and row["leader_available"] is True
+    assert row["stream"] == "streaming" and row["group"].startswith("pgsync_")
     assert row["dossiers"] == row["leader_dossiers"] == 4 and row["faces"] == row["leader_faces"] == 8
     assert row["wal_status"] == "reserved" and row["retained_wal_bytes"] >= 0
     assert isinstance(row["lag_bytes"], int) and row["lag_seconds"] == 0.0
-    assert row["copy"] == "3/3 tables" and row["last_sync_ok"] is True and row["last_error"] is None
+    assert row["copy"] == "done" and row["last_sync_ok"] is True and row["last_error"] is None
     assert "@" not in row["leader_url"] or "****" in row["leader_url"]
 
     one = sub.ok("status", str(local), "--json").json()
@@ -34,7 +34,7 @@ def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
     published = leader.ok("status", "--json").json()
     assert published[0]["list"] == remote and published[0]["dossiers"] == 4
     (link,) = published[0]["subscribers"]
-    assert link["subscriber"] == "subscriber_a site" and link["subscriber_list"] == local
+    assert link["subscriber"] == "subscriber_a site" and link["group"] == row["group"]
     assert link["slot_exists"] is True and link["active"] is True and link["wal_status"] == "reserved"
     assert "SUBSCRIBER" in leader.ok("status").stdout
 

@@ -26,7 +26,7 @@ from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from pgsync_dossier.clusters import free_port  # noqa: E402
-from tests.integration.conftest import TOKEN, Site, add_dossiers, make_list, write_config  # noqa: E402
+from tests.harness import TOKEN, Site, add_dossiers, make_list, write_config  # noqa: E402
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Real PostgreSQL clusters for the integration tests: one Leader and two Subscribers.
+"""Real PostgreSQL clusters for the integration and fault tests: one Leader, two Subscribers.
 
 The clusters live for the whole session; every test gets freshly created databases cloned
 from a migrated template (pytest-postgresql's DatabaseJanitor), after the previous test's
@@ -34,13 +34,6 @@ ADMIN_USER = 'Sync Admin\'s "Role"'
 ADMIN_PASSWORD = 'p\'@ss:w@rd "x"'
 TEMPLATE_DB = "dossier template"
 TEST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.integration)
 
 
 @dataclass
@@ -151,8 +144,6 @@ def _reset(nodes: dict[str, Node]) -> None:
                     conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
                     break
                 except psycopg.errors.ObjectInUse:
-                    import time
-
                     time.sleep(0.1)
     for node in nodes.values():
         if not node.cluster.is_running():
@@ -250,6 +241,27 @@ def sites(nodes: dict[str, Node], tmp_path: Path) -> dict[str, Site]:
         site.ok("setup")
         made[name] = site
     return made
+
+
+def attach(sub: Site, leader: Site, remote: int, local: int, *extra: str) -> dict[str, Any]:
+    """`attach` through the CLI, as a user runs it; its JSON result."""
+    result = sub.ok(
+        "attach",
+        "--remote-list",
+        str(remote),
+        "--remote-url",
+        leader.leader_url,
+        "--local-list",
+        str(local),
+        "--json",
+        *extra,
+    )
+    data: dict[str, Any] = result.json()
+    return data
+
+
+def group_names(sub: Site) -> list[str]:
+    return [row["name"] for row in sub.node.execute("SELECT name FROM pgsync.sync_group ORDER BY id")]
 
 
 def make_list(node: Node, name: str) -> int:

@@ -1,0 +1,334 @@
+"""The Subscriber's catalog (schema pgsync): typed rows, and the only code that writes them.
+
+Every other module reads groups, links and sync runs through these functions and changes
+them only by calling one of them, so what a state means is decided here and in sql/catalog.sql.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from psycopg.rows import class_row
+
+from pgsync_dossier import pg
+
+HISTORY_DAYS = 30
+
+T = TypeVar("T")
+
+
+class LinkState(StrEnum):
+    ATTACHING = "attaching"  # recorded and mapped; its copy has not finished
+    COPYING = "copying"  # the orchestrator is copying it now (the group is paused)
+    READY = "ready"
+    PAUSED = "paused"  # the face models of the Leader and this Subscriber differ
+    DETACHING = "detaching"
+    ERROR = "error"
+
+
+#: States in which a link still needs the orchestrator's copy.
+NEEDS_COPY = (LinkState.ATTACHING, LinkState.COPYING)
+
+
+@dataclass(frozen=True)
+class Node:
+    role: str
+    node_name: str
+    node_tag: str
+    face_model: str
+    token_verifier: str
+    sync_schedule: str | None
+    sync_at_startup: bool
+    sync_at_creation: bool
+
+
+@dataclass(frozen=True)
+class Group:
+    """One replication stream: (Leader, this Subscriber, schedule override)."""
+
+    id: int
+    name: str  # of the subscription, the slot and the Leader's publication
+    leader_id: str
+    leader_url: str
+    leader_node_name: str | None
+    schedule: str | None  # the links' own --schedule; None: the Leader's
+    leader_schedule: str | None
+    leader_available: bool
+    leader_unavailable_since: datetime | None
+    copying_list_id: int | None  # the stream is paused while this list is copied...
+    paused_until: datetime | None  # ... until then at the latest
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def effective_schedule(self) -> str | None:
+        """A group's own schedule overrides the Leader's; neither means continuous."""
+        return self.schedule or self.leader_schedule
+
+    @property
+    def leader_shown(self) -> str:
+        from pgsync_dossier.conninfo import mask_conninfo
+
+        return self.leader_node_name or mask_conninfo(self.leader_url)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One replica list: Leader list `remote_list_id` copied into local list `local_list_id`."""
+
+    id: int
+    local_list_id: int
+    remote_list_id: int
+    leader_id: str
+    group_id: int
+    state: str
+    legacy_subscription: str | None  # version 1's own subscription, until the upgrade copy
+    copy_expected: int | None  # rows (dossiers + faces) the last copy expected
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def needs_copy(self) -> bool:
+        return self.state in NEEDS_COPY or self.legacy_subscription is not None
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    started_at: datetime
+
+
+def _query(name: str) -> Any:
+    return pg.query(name, "catalog.sql")
+
+
+def _all(conn: pg.Connection, cls: type[T], name: str, params: dict[str, Any] | None = None) -> list[T]:
+    with conn.cursor(row_factory=class_row(cls)) as cur:
+        return cur.execute(_query(name), params).fetchall()
+
+
+def _one(conn: pg.Connection, cls: type[T], name: str, params: dict[str, Any] | None = None) -> T | None:
+    with conn.cursor(row_factory=class_row(cls)) as cur:
+        return cur.execute(_query(name), params).fetchone()
+
+
+def _run(conn: pg.Connection, name: str, params: dict[str, Any] | None = None) -> int:
+    return conn.execute(_query(name), params).rowcount
+
+
+# -- node ------------------------------------------------------------------------------------
+def node(conn: pg.Connection) -> Node | None:
+    return _one(conn, Node, "node")
+
+
+# -- groups ----------------------------------------------------------------------------------
+def groups(conn: pg.Connection) -> list[Group]:
+    return _all(conn, Group, "groups")
+
+
+def group(conn: pg.Connection, group_id: int) -> Group | None:
+    return _one(conn, Group, "group_by_id", {"id": group_id})
+
+
+def find_or_make_group(
+    conn: pg.Connection,
+    *,
+    tag: str,
+    leader_id: str,
+    leader_url: str,
+    leader_node_name: str,
+    schedule: str | None,
+    leader_schedule: str | None,
+) -> Group:
+    """The group of this Leader and schedule override, made when it is the first of its kind."""
+    key = {"leader_id": leader_id, "schedule": schedule}
+    found = _one(conn, Group, "group_by_key", key)
+    if found is None:
+        made = _one(
+            conn,
+            Group,
+            "insert_group",
+            {
+                **key,
+                "tag": tag,
+                "leader_url": leader_url,
+                "leader_node_name": leader_node_name,
+                "leader_schedule": leader_schedule,
+            },
+        )
+        found = made or _one(conn, Group, "group_by_key", key)  # a concurrent attach made it
+    assert found is not None
+    if found.leader_url != leader_url:
+        # The Leader answers at another address now (it moved, or it is given another way).
+        _run(conn, "set_group_url", {"id": found.id, "leader_url": leader_url})
+        found = group(conn, found.id) or found
+    return found
+
+
+def delete_group(conn: pg.Connection, group: Group) -> None:
+    _run(conn, "delete_heartbeat", {"name": group.name})
+    _run(conn, "delete_group", {"id": group.id})
+
+
+def ensure_heartbeat(conn: pg.Connection, group: Group) -> None:
+    _run(conn, "ensure_heartbeat", {"name": group.name})
+
+
+def set_leader_facts(conn: pg.Connection, group_id: int, leader_schedule: str | None, node_name: str) -> None:
+    _run(
+        conn,
+        "set_group_leader_facts",
+        {"id": group_id, "leader_schedule": leader_schedule, "leader_node_name": node_name},
+    )
+
+
+def set_copy_pause(
+    conn: pg.Connection, group_id: int, local_list_id: int | None, until: datetime | None
+) -> None:
+    _run(conn, "set_group_copy_pause", {"id": group_id, "list": local_list_id, "until": until})
+
+
+def set_group_error(conn: pg.Connection, group_id: int, error: str | None) -> None:
+    _run(conn, "set_group_error", {"id": group_id, "error": error})
+
+
+def set_leader_available(conn: pg.Connection, leader_id: str, available: bool) -> int:
+    """Record a Leader as reachable or not. The guard trigger reads this row to allow local
+    deletes, so it is written only by commands that tried to reach the Leader."""
+    return _run(conn, "set_leader_available", {"leader_id": leader_id, "available": available})
+
+
+# -- links -----------------------------------------------------------------------------------
+def links(conn: pg.Connection) -> list[Link]:
+    return _all(conn, Link, "links")
+
+
+def link_for_list(conn: pg.Connection, local_list_id: int) -> Link | None:
+    return _one(conn, Link, "link_for_list", {"list": local_list_id})
+
+
+def link_for_remote(conn: pg.Connection, leader_id: str, remote_list_id: int) -> Link | None:
+    return _one(conn, Link, "link_for_remote", {"leader_id": leader_id, "remote": remote_list_id})
+
+
+def insert_link(
+    conn: pg.Connection, local_list_id: int, remote_list_id: int, leader_id: str, group_id: int
+) -> Link:
+    made = _one(
+        conn,
+        Link,
+        "insert_link",
+        {"local": local_list_id, "remote": remote_list_id, "leader_id": leader_id, "group_id": group_id},
+    )
+    assert made is not None
+    return made
+
+
+def delete_link(conn: pg.Connection, local_list_id: int) -> None:
+    _run(conn, "delete_link", {"list": local_list_id})
+
+
+def set_link_state(
+    conn: pg.Connection, local_list_id: int, state: LinkState, error: str | None = None
+) -> None:
+    _run(conn, "set_link_state", {"list": local_list_id, "state": state.value, "error": error})
+
+
+def set_group_links_state(
+    conn: pg.Connection,
+    group_id: int,
+    state: LinkState,
+    error: str | None = None,
+    *,
+    from_states: tuple[LinkState, ...],
+) -> None:
+    _run(
+        conn,
+        "set_group_links_state",
+        {
+            "group_id": group_id,
+            "state": state.value,
+            "error": error,
+            "from_states": [s.value for s in from_states],
+        },
+    )
+
+
+def set_copy_expected(conn: pg.Connection, local_list_id: int, expected: int) -> None:
+    _run(conn, "set_copy_expected", {"list": local_list_id, "expected": expected})
+
+
+def clear_legacy_subscription(conn: pg.Connection, local_list_id: int) -> None:
+    _run(conn, "clear_legacy_subscription", {"list": local_list_id})
+
+
+# -- sync runs -------------------------------------------------------------------------------
+def start_run(conn: pg.Connection, group_id: int, reason: str, window_at: datetime | None) -> Run:
+    run = _one(conn, Run, "start_run", {"group_id": group_id, "reason": reason, "window_at": window_at})
+    assert run is not None
+    return run
+
+
+def finish_run(conn: pg.Connection, run: Run, ok: bool, seq: int | None, error: str | None) -> datetime:
+    row = conn.execute(_query("finish_run"), {"id": run.id, "ok": ok, "seq": seq, "error": error}).fetchone()
+    assert row is not None
+    finished: datetime = row["finished_at"]
+    return finished
+
+
+def forget_run(conn: pg.Connection, run: Run) -> None:
+    _run(conn, "forget_run", {"id": run.id})
+
+
+def last_synced_mark(conn: pg.Connection, group_id: int) -> datetime:
+    row = conn.execute(_query("last_synced_mark"), {"id": group_id}).fetchone()
+    assert row is not None
+    mark: datetime = row["mark"]
+    return mark
+
+
+def last_runs(conn: pg.Connection) -> dict[int, dict[str, Any]]:
+    return {row["group_id"]: row for row in conn.execute(_query("last_runs")).fetchall()}
+
+
+def run_history(conn: pg.Connection) -> dict[int, dict[str, Any]]:
+    rows = conn.execute(_query("run_history"), {"days": HISTORY_DAYS}).fetchall()
+    return {row["group_id"]: row for row in rows}
+
+
+def prune_runs(conn: pg.Connection) -> None:
+    _run(conn, "prune_runs", {"days": HISTORY_DAYS})
+
+
+# -- orphans ---------------------------------------------------------------------------------
+def orphans(conn: pg.Connection) -> list[dict[str, Any]]:
+    return conn.execute(_query("orphans")).fetchall()
+
+
+def forget_revived_orphans(conn: pg.Connection) -> None:
+    _run(conn, "forget_revived_orphans")
+
+
+def record_orphan(conn: pg.Connection, name: str, leader_url: str, leader_id: str) -> None:
+    """A slot (and publication) left on a Leader that was down: dropped when it answers."""
+    _run(conn, "record_orphan", {"name": name, "leader_url": leader_url, "leader_id": leader_id})
+
+
+def set_orphan_error(conn: pg.Connection, name: str, error: str) -> None:
+    _run(conn, "set_orphan_error", {"name": name, "error": error})
+
+
+def delete_orphan(conn: pg.Connection, name: str) -> None:
+    _run(conn, "delete_orphan", {"name": name})
+
+
+# -- local lists -----------------------------------------------------------------------------
+def list_counts(conn: pg.Connection, list_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Name and rows of each local list named (missing lists are absent)."""
+    rows = conn.execute(_query("list_counts"), {"lists": list_ids}).fetchall()
+    return {row["list_id"]: row for row in rows}

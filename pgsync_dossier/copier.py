@@ -1,0 +1,359 @@
+"""The orchestrator's copy of one Leader list into its local list (design.md section 2, step 6).
+
+Both tables are read at ONE repeatable-read snapshot of the Leader (the second reader imports
+the first one's exported snapshot), with the local list id substituted in the SELECT, and
+written by binary COPY in replica mode: no per-row trigger, no foreign-key check, as an apply
+worker writes. Two paths:
+- *direct*: the local list is empty (a fresh attach): both tables stream straight into the
+  live tables, in parallel. If some row already exists here (moved in from another list of
+  this Subscriber), the unique index says so and the merge path takes over at the same snapshot.
+- *merge*: the rows are staged, then upserted in one transaction, and the list's local rows
+  that the Leader list no longer has are deleted. Readers never see the list empty, and rows
+  already equal are not rewritten.
+The caller has paused the group's stream and waited for the Leader's in-flight transactions.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgsync_dossier import faults, pg
+from pgsync_dossier.deadline import Deadline
+from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
+from pgsync_dossier.leader import LeaderClient
+
+log = logging.getLogger(__name__)
+
+#: (rows copied so far, rows expected): dossiers and faces together.
+Progress = Callable[[int, int], None]
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "dossier": (
+        "id",
+        "dossier_list_id",
+        "name",
+        "comment",
+        "active",
+        "created_at",
+        "modified_at",
+        "row_version",
+    ),
+    "dossier_face": (
+        "id",
+        "dossier_id",
+        "dossier_list_id",
+        "embedding",
+        "model",
+        "created_at",
+        "row_version",
+    ),
+}
+PROGRESS_EVERY_S = 0.25
+
+
+def application_name(local_list_id: int) -> str:
+    """How the copy's connections name themselves, so status can find their progress."""
+    return f"pgsync-dossier copy list {local_list_id}"
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    dossiers: int
+    faces: int
+    path: str  # "direct" or "merge"
+    changed: int  # local rows inserted, updated or deleted
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one copy needs to know; the connections are opened per table."""
+
+    leader: LeaderClient
+    database_url: str
+    remote: int
+    local: int
+    group_id: int
+    snapshot: str
+    deadline: Deadline
+
+
+class LeaderSideError(Exception):
+    """A failure while reading from the Leader (as opposed to writing here)."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def copy_list(
+    leader: LeaderClient,
+    database_url: str,
+    remote: int,
+    local: int,
+    group_id: int,
+    deadline: Deadline,
+    progress: Progress | None = None,
+    on_expected: Callable[[int], None] | None = None,
+) -> CopyResult:
+    """Copy Leader list `remote` into local list `local` (of group `group_id`) at one snapshot."""
+    source = leader.connect(autocommit=False, statement_timeout_ms=0)
+    try:
+        try:
+            source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            source.read_only = True
+            snapshot = str(source.execute("SELECT pg_catalog.pg_export_snapshot() AS s").fetchone()["s"])  # type: ignore[index]
+            counts = source.execute(
+                "SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(l)s) AS dossiers, "
+                "(SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS faces",
+                {"l": remote},
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise LeaderSideError(exc) from None
+        assert counts is not None
+        expected = int(counts["dossiers"]) + int(counts["faces"])
+        if on_expected:
+            on_expected(expected)
+        job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline)
+        with pg.connect(database_url, what="this Subscriber's database") as monitor:
+            empty = not monitor.execute(
+                "SELECT EXISTS (SELECT 1 FROM public.dossier WHERE dossier_list_id = %(l)s) "
+                "OR EXISTS (SELECT 1 FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS any",
+                {"l": local},
+            ).fetchone()["any"]  # type: ignore[index]
+            if empty:
+                try:
+                    return _direct(job, monitor, expected, progress)
+                except psycopg.errors.UniqueViolation:
+                    log.info("list %s: some of its rows are already here; merging instead", local)
+            return _merge(job, monitor, expected, progress)
+    except LeaderSideError as exc:
+        raise leader.error(exc.cause) from None
+    except psycopg.errors.QueryCanceled:
+        raise DeadlineExceeded(
+            f"the copy of list {local} did not finish within {deadline.seconds:g}s; "
+            "run it again with a longer --timeout"
+        ) from None
+    except psycopg.Error as exc:
+        reason = exc.diag.message_primary or pg.first_line(str(exc))
+        raise OperationFailed(f"the copy of list {local} failed here: {reason}") from None
+    finally:
+        source.close()
+
+
+def _select(table: str, remote: int, local: int) -> sql.Composed:
+    columns = [
+        sql.SQL("{}::integer").format(sql.Literal(local))
+        if column == "dossier_list_id"
+        else sql.Identifier(column)
+        for column in COLUMNS[table]
+    ]
+    return sql.SQL("COPY (SELECT {} FROM {} WHERE dossier_list_id = {}) TO STDOUT (FORMAT binary)").format(
+        sql.SQL(", ").join(columns), sql.Identifier("public", table), sql.Literal(remote)
+    )
+
+
+def _copy_in(target: sql.Identifier, table: str) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
+    )
+
+
+def _stage(table: str) -> sql.Identifier:
+    return sql.Identifier(f"stage_{table}")
+
+
+def _reader(job: _Job) -> pg.Connection:
+    """A Leader connection inside the copy's snapshot."""
+    try:
+        conn = job.leader.connect(autocommit=False, statement_timeout_ms=0)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(job.snapshot)))
+    except psycopg.Error as exc:
+        raise LeaderSideError(exc) from None
+    return conn
+
+
+def _writer(job: _Job) -> pg.Connection:
+    """A Subscriber connection that writes as an apply worker does: replica mode, in which
+    foreign keys and ordinary triggers do not fire, with the apply triggers told to stand by."""
+    conn = pg.connect(
+        job.database_url,
+        what="this Subscriber's database",
+        autocommit=False,
+        statement_timeout_ms=0,
+        application_name=application_name(job.local),
+    )
+    conn.execute("SET LOCAL session_replication_role = replica")
+    conn.execute("SET LOCAL pgsync.bulk = on")
+    return conn
+
+
+def _pipe(source: pg.Connection, target: pg.Connection, select: sql.Composed, copy_in: sql.Composed) -> int:
+    """Stream one binary COPY from the Leader into this database; returns the rows written."""
+    with source.cursor() as reader, target.cursor() as writer:
+        with writer.copy(copy_in) as into:
+            try:
+                with reader.copy(select) as out:
+                    while block := out.read():
+                        into.write(block)
+            except psycopg.Error as exc:
+                raise LeaderSideError(exc) from None
+        return writer.rowcount
+
+
+class _Watch:
+    """Runs a copy's pipes: reports progress from pg_stat_progress_copy (no recount of the
+    table), and cancels every statement of the copy when one pipe fails or the deadline passes."""
+
+    def __init__(self, job: _Job, monitor: pg.Connection, expected: int, progress: Progress | None) -> None:
+        self.job, self.monitor, self.expected, self.progress = job, monitor, expected, progress
+
+    def run(
+        self, pipes: Sequence[Callable[[], Any]], writers: list[pg.Connection], readers: list[pg.Connection]
+    ) -> list[Any]:
+        pids = [conn.info.backend_pid for conn in writers]
+        first_failure: list[BaseException] = []
+        lock = threading.Lock()
+        done = threading.Event()
+        futures: list[Future[Any]] = []
+
+        def finished(future: Future[Any]) -> None:
+            with lock:
+                if future.exception() is not None and not first_failure:
+                    first_failure.append(future.exception())  # type: ignore[arg-type]
+                    self._cancel(readers, writers)
+                if all(f.done() for f in futures):
+                    done.set()
+
+        with ThreadPoolExecutor(max_workers=len(pipes), thread_name_prefix="pgsync-copy") as pool:
+            with lock:
+                futures.extend(pool.submit(pipe) for pipe in pipes)
+            for future in futures:
+                future.add_done_callback(finished)
+            while not done.wait(PROGRESS_EVERY_S):
+                if self.job.deadline.expired():
+                    self._cancel(readers, writers)
+                    done.wait()
+                    raise psycopg.errors.QueryCanceled("the copy's deadline passed")
+                if self.progress:
+                    row = self.monitor.execute(
+                        "SELECT coalesce(sum(tuples_processed), 0)::bigint AS n "
+                        "FROM pg_catalog.pg_stat_progress_copy WHERE pid = ANY (%s)",
+                        [pids],
+                    ).fetchone()
+                    self.progress(min(int(row["n"]), self.expected), self.expected)  # type: ignore[index]
+        if first_failure:
+            raise first_failure[0]
+        if self.progress:
+            self.progress(self.expected, self.expected)
+        return [future.result() for future in futures]
+
+    @staticmethod
+    def _cancel(readers: list[pg.Connection], writers: list[pg.Connection]) -> None:
+        for conn in (*readers, *writers):
+            conn.cancel_safe(timeout=5)
+
+
+def _direct(job: _Job, monitor: pg.Connection, expected: int, progress: Progress | None) -> CopyResult:
+    readers: list[pg.Connection] = []
+    writers: list[pg.Connection] = []
+    try:
+        for _table in COLUMNS:
+            readers.append(_reader(job))
+            writers.append(_writer(job))
+        pipes = [
+            functools.partial(
+                _pipe,
+                reader,
+                writer,
+                _select(table, job.remote, job.local),
+                _copy_in(sql.Identifier("public", table), table),
+            )
+            for table, reader, writer in zip(COLUMNS, readers, writers, strict=True)
+        ]
+        dossiers, faces = _Watch(job, monitor, expected, progress).run(pipes, writers, readers)
+        writers[0].commit()
+        faults.point("copy.first_table")
+        writers[1].commit()
+        return CopyResult(dossiers, faces, "direct", dossiers + faces)
+    finally:
+        for conn in (*readers, *writers):
+            conn.close()
+
+
+def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress | None) -> CopyResult:
+    reader = _reader(job)
+    try:
+        writer = _writer(job)
+    except BaseException:
+        reader.close()
+        raise
+    try:
+        for table in COLUMNS:
+            writer.execute(
+                sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
+                    _stage(table), sql.Identifier("public", table)
+                )
+            )
+
+        def stage() -> tuple[int, int]:
+            dossiers, faces = (
+                _pipe(reader, writer, _select(table, job.remote, job.local), _copy_in(_stage(table), table))
+                for table in COLUMNS
+            )
+            return dossiers, faces
+
+        ((dossiers, faces),) = _Watch(job, monitor, expected, progress).run([stage], [writer], [reader])
+        changed = 0
+        for table in COLUMNS:
+            writer.execute(sql.SQL("ANALYZE {}").format(_stage(table)))
+            changed += writer.execute(_upsert(table), {"local": job.local, "group": job.group_id}).rowcount
+            changed += writer.execute(_delete_missing(table), {"local": job.local}).rowcount
+        writer.commit()
+        return CopyResult(dossiers, faces, "merge", changed)
+    finally:
+        reader.close()
+        writer.close()
+
+
+def _upsert(table: str) -> sql.Composed:
+    """Insert the staged rows; overwrite a row that is already here unless it is equal, or it
+    lives in a list of another group that applied a newer version of it (apply_change's rule)."""
+    columns = COLUMNS[table]
+    values = [column for column in columns if column != "id"]
+    return sql.SQL(
+        """
+        INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {stage}
+        ON CONFLICT (id) DO UPDATE SET ({values}) = ({excluded})
+        WHERE ({current}) IS DISTINCT FROM ({excluded})
+          AND (t.dossier_list_id = %(local)s
+               OR NOT EXISTS (SELECT 1 FROM pgsync.link AS k
+                               WHERE k.local_list_id = t.dossier_list_id AND k.group_id <> %(group)s)
+               OR EXCLUDED.row_version > t.row_version)
+        """
+    ).format(
+        target=sql.Identifier("public", table),
+        stage=_stage(table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        values=sql.SQL(", ").join(map(sql.Identifier, values)),
+        excluded=sql.SQL(", ").join(sql.Identifier("excluded", column) for column in values),
+        current=sql.SQL(", ").join(sql.Identifier("t", column) for column in values),
+    )
+
+
+def _delete_missing(table: str) -> sql.Composed:
+    """The list's local rows that the Leader list does not have (at the copy's snapshot)."""
+    return sql.SQL(
+        "DELETE FROM {target} AS t WHERE t.dossier_list_id = %(local)s "
+        "AND NOT EXISTS (SELECT 1 FROM {stage} AS s WHERE s.id = t.id)"
+    ).format(target=sql.Identifier("public", table), stage=_stage(table))

@@ -1,0 +1,222 @@
+"""A group's stream: making it, pausing it for a copy, copying new lists into it, narrowing it,
+and dropping it (design.md section 2, "version 2").
+
+The catalog (which lists a group maps) is the truth; the Leader's publication filter and the
+subscription are made to follow it. Every step is idempotent, so a command killed anywhere is
+finished by the next attach, sync or tick.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pgsync_dossier import catalog, copier, faults, pg, subscriber
+from pgsync_dossier.catalog import Group, Link, LinkState
+from pgsync_dossier.copier import CopyResult, Progress
+from pgsync_dossier.deadline import Deadline, poll
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
+from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.session import Session
+from pgsync_dossier.window import StreamFacts, should_stream
+
+log = logging.getLogger(__name__)
+
+#: How long a group waits, paused, for its workers to stop before a copy.
+PAUSE_TIMEOUT_S = 60.0
+
+
+def links_of(conn: pg.Connection, group_id: int) -> list[Link]:
+    return [link for link in catalog.links(conn) if link.group_id == group_id]
+
+
+def stream_facts(group: Group, *, window_open: bool = False, models_match: bool = True) -> StreamFacts:
+    return StreamFacts(
+        windowed=group.effective_schedule is not None,
+        window_open=window_open,
+        copying_list=group.copying_list_id,
+        paused_until=group.paused_until,
+        models_match=models_match,
+    )
+
+
+def settle(
+    conn: pg.Connection, group: Group, *, window_open: bool = False, models_match: bool = True
+) -> None:
+    """Enable or disable the group's subscription as should_stream() decides."""
+    fresh = catalog.group(conn, group.id) or group
+    enabled = should_stream(
+        stream_facts(fresh, window_open=window_open, models_match=models_match), datetime.now(UTC)
+    )
+    subscriber.set_enabled(conn, group.name, enabled)
+
+
+def lock(conn: pg.Connection, group: Group) -> bool:
+    """The group's lock: one sync, copy, detach or probe of a group at a time, across processes.
+    A session may take it again (an attach holding it runs the group's first sync)."""
+    return pg.try_advisory_lock(conn, "group", group.id)
+
+
+def lock_waiting(conn: pg.Connection, group: Group, deadline: Deadline) -> None:
+    """Take the group's lock, waiting for a sync that holds it (within the deadline)."""
+    if poll(lambda: True if lock(conn, group) else None, deadline) is None:
+        raise PreconditionFailed(
+            f"the group {group.name} stayed busy (a sync or another attach) for {deadline.seconds:g}s: "
+            "try again when it is done",
+            code="busy",
+        )
+
+
+def unlock(conn: pg.Connection, group: Group) -> None:
+    pg.advisory_unlock(conn, "group", group.id)
+
+
+def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
+    """The group's publication and registration on the Leader, and its subscription (with its
+    slot) here. A new subscription starts disabled: its lists are copied before it streams."""
+    mapped = sorted(link.remote_list_id for link in links_of(s.conn, group.id))
+    if not mapped:
+        return
+    catalog.ensure_heartbeat(s.conn, group)
+    if subscriber.subscription(s.conn, group.name) is not None:
+        return
+    subscriber.refuse_without_capacity(s.conn)
+    leader.set_group_lists(group.name, s.node.node_name, mapped)
+    faults.point("group.registered")
+    leader.drop_stale_slot(group.name)  # left by a command killed inside CREATE SUBSCRIPTION
+    subscriber.create_subscription(s.conn, group.name, group.leader_url, s.config.sync_token, enabled=False)
+    faults.point("group.subscribed")
+
+
+@dataclass(frozen=True)
+class Copied:
+    link: Link
+    result: CopyResult
+
+
+def copy_pending(
+    s: Session, group: Group, leader: LeaderClient, deadline: Deadline, progress: Progress | None = None
+) -> list[Copied]:
+    """Copy every list of the group that needs it (new, interrupted, under repair, or a
+    version-1 link), one at a time (design.md section 2, steps 3 to 6):
+    pause the stream, widen the filter, wait for the Leader's transactions that were in flight
+    at that moment, copy at one snapshot. The caller resumes the stream afterwards (step 7):
+    it replays from where it paused, which is before the copy's snapshot."""
+    done: list[Copied] = []
+    try:
+        for link in [link for link in links_of(s.conn, group.id) if link.needs_copy]:
+            until = datetime.now(UTC) + timedelta(seconds=deadline.remaining())
+            catalog.set_copy_pause(s.conn, group.id, link.local_list_id, until)
+            subscriber.pause(s.conn, group.name, deadline.at_most(PAUSE_TIMEOUT_S))
+            if link.legacy_subscription is not None:
+                # A version-1 stream of this list stops for good before the group writes it.
+                subscriber.pause(s.conn, link.legacy_subscription, deadline.at_most(PAUSE_TIMEOUT_S))
+            faults.point("copy.paused")
+            mapped = sorted(other.remote_list_id for other in links_of(s.conn, group.id))
+            xmax = leader.set_group_lists(group.name, s.node.node_name, mapped)
+            leader.wait_xacts_ended(xmax, deadline)
+            faults.point("copy.widened")
+            catalog.set_link_state(s.conn, link.local_list_id, LinkState.COPYING)
+            result = copier.copy_list(
+                leader,
+                s.config.database_url,
+                link.remote_list_id,
+                link.local_list_id,
+                group.id,
+                deadline,
+                progress,
+                on_expected=functools.partial(catalog.set_copy_expected, s.conn, link.local_list_id),
+            )
+            faults.point("copy.copied")
+            if link.legacy_subscription is not None:
+                retire_legacy(s, link, leader)
+            catalog.set_link_state(s.conn, link.local_list_id, LinkState.READY)
+            log.info(
+                "list %s: copied %s dossiers and %s faces (%s)",
+                link.local_list_id,
+                result.dossiers,
+                result.faces,
+                result.path,
+            )
+            done.append(Copied(link, result))
+    except PgsyncError as exc:
+        failed = catalog.group(s.conn, group.id)
+        if failed is not None and failed.copying_list_id is not None:
+            catalog.set_link_state(s.conn, failed.copying_list_id, LinkState.ATTACHING, str(exc))
+        raise
+    finally:
+        catalog.set_copy_pause(s.conn, group.id, None, None)
+    return done
+
+
+def retire_legacy(s: Session, link: Link, leader: LeaderClient | None) -> None:
+    """Drop a version-1 link's own subscription, its slot and its per-list publication."""
+    name = link.legacy_subscription
+    assert name is not None
+    slot_dropped = subscriber.drop_subscription(s.conn, name, leader_reachable=leader is not None)
+    if leader is not None:
+        leader.drop_group(name)
+    elif not slot_dropped:
+        catalog.record_orphan(s.conn, name, _group_url(s, link), link.leader_id)
+    catalog.clear_legacy_subscription(s.conn, link.local_list_id)
+
+
+def _group_url(s: Session, link: Link) -> str:
+    group = catalog.group(s.conn, link.group_id)
+    assert group is not None
+    return group.leader_url
+
+
+def narrow(s: Session, group: Group, leader: LeaderClient, registered: list[int] | None) -> None:
+    """Make the Leader's filter name no list the group no longer maps (lists detached while
+    the Leader was down). Widening is copy_pending's: a list enters the filter only there."""
+    mapped = sorted(link.remote_list_id for link in links_of(s.conn, group.id))
+    if registered is not None and mapped and set(registered) - set(mapped):
+        leader.set_group_lists(group.name, s.node.node_name, mapped)
+
+
+def drop(s: Session, group: Group, leader: LeaderClient | None) -> bool:
+    """Drop the group's subscription, and on the Leader its slot and publication. With the
+    Leader down, the slot is recorded as an orphan and dropped when it answers. True when
+    nothing is left on the Leader."""
+    slot_dropped = subscriber.drop_subscription(s.conn, group.name, leader_reachable=leader is not None)
+    cleaned = False
+    if leader is not None:
+        try:
+            leader.drop_group(group.name)
+            cleaned = True
+        except PgsyncError as exc:
+            log.warning("the Leader could not drop %s now (%s): it will be dropped later", group.name, exc)
+    if not cleaned:
+        catalog.record_orphan(s.conn, group.name, group.leader_url, group.leader_id)
+    log.debug("group %s dropped (slot dropped with the subscription: %s)", group.name, slot_dropped)
+    return cleaned
+
+
+def cleanup_orphans(s: Session) -> list[str]:
+    """Drop, on their Leaders, the slots and publications of groups dropped while the Leader
+    was down. A name that a live group uses again is never dropped."""
+    catalog.forget_revived_orphans(s.conn)
+    dropped = []
+    for orphan in catalog.orphans(s.conn):
+        try:
+            s.leaders.get(orphan["leader_url"]).drop_group(orphan["slot_name"])
+        except PgsyncError as exc:
+            catalog.set_orphan_error(s.conn, orphan["slot_name"], str(exc))
+            continue
+        catalog.delete_orphan(s.conn, orphan["slot_name"])
+        dropped.append(orphan["slot_name"])
+    return dropped
+
+
+def reach(s: Session, group: Group) -> LeaderClient:
+    """The group's Leader; records whether it answered (the guard trigger's authority)."""
+    try:
+        leader = s.leaders.get(group.leader_url)
+    except ServerUnreachable:
+        catalog.set_leader_available(s.conn, group.leader_id, False)
+        raise
+    catalog.set_leader_available(s.conn, group.leader_id, True)
+    return leader

@@ -1,0 +1,32 @@
+"""What one Subscriber command has at hand: its config, this node's connection and catalog
+row, and one connection per Leader, opened when first needed and reused for the whole command."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pgsync_dossier import catalog, pg
+from pgsync_dossier.config import Config
+from pgsync_dossier.leader import LeaderPool
+from pgsync_dossier.node import require_role
+
+
+@dataclass
+class Session:
+    config: Config
+    conn: pg.Connection
+    node: catalog.Node
+    leaders: LeaderPool
+
+
+@contextmanager
+def subscriber_session(config: Config, command: str) -> Iterator[Session]:
+    """Open this Subscriber's database for `command`; refused on a Leader or an unset node."""
+    with pg.connect(config.database_url, what="this Subscriber's database") as conn:
+        require_role(conn, "subscriber", command)
+        node = catalog.node(conn)
+        assert node is not None
+        with LeaderPool(config.sync_token) as leaders:
+            yield Session(config, conn, node, leaders)

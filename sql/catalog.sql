@@ -1,0 +1,159 @@
+-- The Subscriber's catalog (schema pgsync): every statement that reads or writes it, by name.
+-- Loaded with pgsync_dossier.pg.query(name, "catalog.sql"); only pgsync_dossier.catalog uses them.
+
+-- name: node
+SELECT role, node_name, node_tag, face_model, token_verifier, sync_schedule, sync_at_startup,
+       sync_at_creation
+  FROM pgsync.node;
+
+-- name: groups
+SELECT * FROM pgsync.sync_group ORDER BY id;
+
+-- name: group_by_id
+SELECT * FROM pgsync.sync_group WHERE id = %(id)s;
+
+-- name: group_by_key
+SELECT * FROM pgsync.sync_group
+ WHERE leader_id = %(leader_id)s AND schedule IS NOT DISTINCT FROM %(schedule)s;
+
+-- The group's name carries its id, so the id is drawn first.
+-- name: insert_group
+WITH drawn AS (SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('pgsync.sync_group', 'id')) AS id)
+INSERT INTO pgsync.sync_group (id, name, leader_id, leader_url, leader_node_name, schedule, leader_schedule)
+SELECT drawn.id, 'pgsync_' || %(tag)s || '_g' || drawn.id, %(leader_id)s, %(leader_url)s,
+       %(leader_node_name)s, %(schedule)s, %(leader_schedule)s
+  FROM drawn
+ON CONFLICT (leader_id, schedule) DO NOTHING
+RETURNING *;
+
+-- name: delete_group
+DELETE FROM pgsync.sync_group WHERE id = %(id)s;
+
+-- name: set_group_leader_facts
+UPDATE pgsync.sync_group
+   SET leader_schedule = %(leader_schedule)s, leader_node_name = %(leader_node_name)s, updated_at = now()
+ WHERE id = %(id)s
+   AND (leader_schedule, leader_node_name) IS DISTINCT FROM (%(leader_schedule)s, %(leader_node_name)s);
+
+-- name: set_group_url
+UPDATE pgsync.sync_group SET leader_url = %(leader_url)s, updated_at = now()
+ WHERE id = %(id)s AND leader_url IS DISTINCT FROM %(leader_url)s;
+
+-- name: set_group_copy_pause
+UPDATE pgsync.sync_group
+   SET copying_list_id = %(list)s, paused_until = %(until)s, updated_at = now()
+ WHERE id = %(id)s;
+
+-- name: set_group_error
+UPDATE pgsync.sync_group SET last_error = %(error)s, updated_at = now()
+ WHERE id = %(id)s AND last_error IS DISTINCT FROM %(error)s;
+
+-- The Leader's reachability is a fact about the Leader: every group of it changes at once.
+-- name: set_leader_available
+UPDATE pgsync.sync_group
+   SET leader_available = %(available)s,
+       leader_unavailable_since = CASE WHEN %(available)s THEN NULL
+                                       ELSE coalesce(leader_unavailable_since, now()) END,
+       updated_at = now()
+ WHERE leader_id = %(leader_id)s AND leader_available IS DISTINCT FROM %(available)s;
+
+-- name: links
+SELECT * FROM pgsync.link ORDER BY local_list_id;
+
+-- name: link_for_list
+SELECT * FROM pgsync.link WHERE local_list_id = %(list)s;
+
+-- name: link_for_remote
+SELECT * FROM pgsync.link WHERE leader_id = %(leader_id)s AND remote_list_id = %(remote)s;
+
+-- name: insert_link
+INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_id, group_id, state)
+VALUES (%(local)s, %(remote)s, %(leader_id)s, %(group_id)s, 'attaching')
+RETURNING *;
+
+-- name: delete_link
+DELETE FROM pgsync.link WHERE local_list_id = %(list)s;
+
+-- name: set_link_state
+UPDATE pgsync.link SET state = %(state)s, last_error = %(error)s, updated_at = now()
+ WHERE local_list_id = %(list)s;
+
+-- name: set_group_links_state
+UPDATE pgsync.link SET state = %(state)s, last_error = %(error)s, updated_at = now()
+ WHERE group_id = %(group_id)s AND state = ANY (%(from_states)s);
+
+-- name: set_copy_expected
+UPDATE pgsync.link SET copy_expected = %(expected)s, updated_at = now() WHERE local_list_id = %(list)s;
+
+-- name: clear_legacy_subscription
+UPDATE pgsync.link SET legacy_subscription = NULL, updated_at = now() WHERE local_list_id = %(list)s;
+
+-- name: start_run
+INSERT INTO pgsync.sync_run (group_id, reason, window_at) VALUES (%(group_id)s, %(reason)s, %(window_at)s)
+RETURNING id, started_at;
+
+-- name: finish_run
+UPDATE pgsync.sync_run SET finished_at = now(), ok = %(ok)s, barrier_seq = %(seq)s, error = %(error)s
+ WHERE id = %(id)s
+RETURNING finished_at;
+
+-- name: forget_run
+DELETE FROM pgsync.sync_run WHERE id = %(id)s;
+
+-- Since when a group's schedule occurrences count: the window (or start) of its last
+-- successful sync, else its creation.
+-- name: last_synced_mark
+SELECT greatest(g.created_at, max(coalesce(r.window_at, r.started_at)) FILTER (WHERE r.ok)) AS mark
+  FROM pgsync.sync_group AS g LEFT JOIN pgsync.sync_run AS r ON r.group_id = g.id
+ WHERE g.id = %(id)s
+ GROUP BY g.created_at;
+
+-- name: last_runs
+SELECT DISTINCT ON (group_id) group_id, finished_at, ok, error
+  FROM pgsync.sync_run WHERE finished_at IS NOT NULL
+ ORDER BY group_id, finished_at DESC;
+
+-- name: run_history
+SELECT g.id AS group_id,
+       extract(epoch FROM max(r.finished_at) FILTER (WHERE r.ok)) AS last_success,
+       count(*) FILTER (WHERE NOT r.ok AND r.finished_at > now() - make_interval(days => %(days)s))
+           AS failures
+  FROM pgsync.sync_group AS g LEFT JOIN pgsync.sync_run AS r ON r.group_id = g.id
+ GROUP BY g.id;
+
+-- Old history goes, but never a group's last successful sync: it marks the served window.
+-- name: prune_runs
+DELETE FROM pgsync.sync_run WHERE finished_at < now() - make_interval(days => %(days)s)
+   AND id NOT IN (SELECT max(id) FROM pgsync.sync_run WHERE ok GROUP BY group_id);
+
+-- name: orphans
+SELECT * FROM pgsync.orphan_slot ORDER BY detached_at;
+
+-- A name that a live group uses again is no orphan.
+-- name: forget_revived_orphans
+DELETE FROM pgsync.orphan_slot AS o USING pgsync.sync_group AS g WHERE g.name = o.slot_name;
+
+-- name: record_orphan
+INSERT INTO pgsync.orphan_slot (slot_name, leader_url, leader_id) VALUES (%(name)s, %(leader_url)s, %(leader_id)s)
+ON CONFLICT (slot_name) DO NOTHING;
+
+-- name: set_orphan_error
+UPDATE pgsync.orphan_slot SET last_error = %(error)s WHERE slot_name = %(name)s;
+
+-- name: delete_orphan
+DELETE FROM pgsync.orphan_slot WHERE slot_name = %(name)s;
+
+-- Rows of each local list, for status: one pass over each table.
+-- name: list_counts
+SELECT l.id AS list_id, l.name,
+       (SELECT count(*) FROM public.dossier AS d WHERE d.dossier_list_id = l.id) AS dossiers,
+       (SELECT count(*) FROM public.dossier_face AS f WHERE f.dossier_list_id = l.id) AS faces
+  FROM public.dossier_list AS l WHERE l.id = ANY (%(lists)s);
+
+-- The group's heartbeat row here: the Leader's updates of it are applied onto this row (it
+-- is never copied: it was made before the group's slot).
+-- name: ensure_heartbeat
+INSERT INTO pgsync.heartbeat (group_name) VALUES (%(name)s) ON CONFLICT (group_name) DO NOTHING;
+
+-- name: delete_heartbeat
+DELETE FROM pgsync.heartbeat WHERE group_name = %(name)s;
