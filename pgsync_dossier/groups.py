@@ -115,8 +115,8 @@ def copy_pending(
                 subscriber.pause(s.conn, link.legacy_subscription, deadline.at_most(PAUSE_TIMEOUT_S))
             faults.point("copy.paused")
             mapped = sorted(other.remote_list_id for other in links_of(s.conn, group.id))
-            xmax = leader.set_group_lists(group.name, s.node.node_name, mapped)
-            leader.wait_xacts_ended(xmax, deadline)
+            leader.set_group_lists(group.name, s.node.node_name, mapped)
+            leader.wait_xacts_ended(deadline)
             faults.point("copy.widened")
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.COPYING)
             result = copier.copy_list(

@@ -181,19 +181,18 @@ class LeaderClient:
         rows = self._call("SELECT * FROM pgsync.api_lists_info(%s)", [list_ids])
         return {row["id"]: row for row in rows}
 
-    def set_group_lists(self, name: str, node_name: str, list_ids: list[int]) -> int:
-        """Make the group's publication filter on exactly these lists; returns the xid bound
-        below which every transaction must end before a copy (see the SQL function)."""
-        rows = self._call(
-            "SELECT pgsync.api_set_group_lists(%s, %s, %s)::text::bigint AS xmax", [name, node_name, list_ids]
-        )
-        return int(rows[0]["xmax"])
+    def set_group_lists(self, name: str, node_name: str, list_ids: list[int]) -> None:
+        """Make the group's publication filter on exactly these lists (committed on return)."""
+        self._call("SELECT pgsync.api_set_group_lists(%s, %s, %s)", [name, node_name, list_ids])
 
-    def wait_xacts_ended(self, xmax: int, deadline: Deadline) -> None:
-        """Until every Leader transaction that may have written before a filter change ended."""
+    def wait_xacts_ended(self, deadline: Deadline) -> None:
+        """Until every Leader transaction that may have written before the last (committed)
+        filter change has ended: what they wrote then is never published, so a copy must
+        see it instead."""
+        horizon = self._call("SELECT pgsync.api_xid_horizon()::text AS xid")[0]["xid"]
 
         def ended() -> bool | None:
-            rows = self._call("SELECT pgsync.api_xacts_ended_before(%s::text::xid8) AS ended", [str(xmax)])
+            rows = self._call("SELECT pgsync.api_xacts_ended_before(%s::xid8) AS ended", [horizon])
             return True if rows[0]["ended"] else None
 
         if poll(ended, deadline) is None:

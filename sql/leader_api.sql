@@ -63,11 +63,12 @@ $$
 $$;
 
 -- Make a group's publication filter on exactly these lists (creating it, its heartbeat row
--- and its registration when new). Returns the xmax of a snapshot taken after the change: a
--- transaction with a smaller xid may have written before the change, and those writes are
--- never published (design.md section 2, step 5), so a copy must wait until all of them ended.
+-- and its registration when new). What a transaction wrote before this change commits is
+-- never published, even if it commits later (design.md section 2, step 5): a copy must
+-- first wait for those transactions (api_xid_horizon, api_xacts_ended_before).
+DROP FUNCTION IF EXISTS pgsync.api_set_group_lists(text, text, integer[]);
 CREATE OR REPLACE FUNCTION pgsync.api_set_group_lists(
-    p_name text, p_subscriber_node text, p_lists integer[]) RETURNS xid8
+    p_name text, p_subscriber_node text, p_lists integer[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 DECLARE
@@ -107,14 +108,23 @@ BEGIN
             updated_at = pg_catalog.now()
         WHERE group_registration.lists IS DISTINCT FROM EXCLUDED.lists
            OR group_registration.subscriber_node IS DISTINCT FROM EXCLUDED.subscriber_node;
-    RETURN pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot());
 END
 $$;
 
--- Whether every transaction with an xid below p_xmax has ended (committed or aborted).
-CREATE OR REPLACE FUNCTION pgsync.api_xacts_ended_before(p_xmax xid8) RETURNS boolean
+-- A fresh transaction id, called after a filter change has committed: every transaction
+-- that may have written before that commit has a smaller xid. (A snapshot's xmax is no such
+-- bound: it is the latest completed xid + 1, and a running transaction may have an xid at
+-- or above it without being listed.)
+CREATE OR REPLACE FUNCTION pgsync.api_xid_horizon() RETURNS xid8
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT pg_catalog.pg_current_xact_id() $$;
+
+-- Whether every transaction with an xid below p_horizon has ended (committed or aborted).
+-- The horizon's own transaction has completed, so every xid below it that still runs is
+-- listed in a new snapshot and holds its xmin down.
+CREATE OR REPLACE FUNCTION pgsync.api_xacts_ended_before(p_horizon xid8) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
-$$ SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) >= p_xmax $$;
+$$ SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) >= p_horizon $$;
 
 -- Drop a group: its slot (ending the stream that holds it), publication, heartbeat and
 -- registration. Also retires a version-1 slot and its per-list publication when unused.

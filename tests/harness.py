@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from pgsync_dossier import migrations
 from pgsync_dossier.cli import cli
 from pgsync_dossier.clusters import LocalCluster, find_bindir, server_version
+from pgsync_dossier.faults import FAULT_ENV
 
 ADMIN_USER = 'Sync Admin\'s "Role"'
 ADMIN_PASSWORD = 'p\'@ss:w@rd "x"'
@@ -78,8 +81,17 @@ def pg_version(pg_bindir: Path) -> int:
     return int(server_version(pg_bindir).split(".")[0])
 
 
-def _start_cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
-    cluster = LocalCluster(root / name, bindir=bindir, settings=dict(TEST_SETTINGS)).init().start()
+#: PostgreSQL's own defaults for what limits the number of streams a Subscriber can run.
+DEFAULT_WORKER_SETTINGS = {
+    "max_worker_processes": "8",
+    "max_logical_replication_workers": "4",
+    "max_replication_slots": "10",
+    "max_wal_senders": "10",
+}
+
+
+def _start_cluster(root: Path, name: str, bindir: Path, **settings: str) -> LocalCluster:
+    cluster = LocalCluster(root / name, bindir=bindir, settings={**TEST_SETTINGS, **settings}).init().start()
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
@@ -95,19 +107,49 @@ def _start_cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
 
 
 @pytest.fixture(scope="session")
-def clusters(pg_bindir: Path) -> Iterator[dict[str, LocalCluster]]:
+def cluster_root() -> Iterator[Path]:
     # Not under pytest's private tmp dir: as root, the server user must be able to reach it.
     root = Path(tempfile.mkdtemp(prefix="pgsd-tests-"))
     os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def clusters(pg_bindir: Path, cluster_root: Path) -> Iterator[dict[str, LocalCluster]]:
     started: dict[str, LocalCluster] = {}
     try:
         for name in ("leader", "subscriber_a", "subscriber_b"):
-            started[name] = _start_cluster(root, name, pg_bindir)
+            started[name] = _start_cluster(cluster_root, name, pg_bindir)
         yield started
     finally:
         for cluster in started.values():
             cluster.remove()
-        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def defaults_cluster(pg_bindir: Path, cluster_root: Path) -> Iterator[LocalCluster]:
+    """A fourth cluster, started only for the tests that ask for it, with PostgreSQL's default
+    limits on workers, slots and origins (the ones this project's clusters raise)."""
+    cluster = _start_cluster(cluster_root, "defaults", pg_bindir, **DEFAULT_WORKER_SETTINGS)
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def default_subscriber(
+    nodes: dict[str, Node], defaults_cluster: LocalCluster, tmp_path: Path
+) -> Iterator[Site]:
+    """A Subscriber, set up, on the cluster with default limits (with the usual Leader)."""
+    node = Node("defaults", defaults_cluster, "Defaults' dossiers")
+    _drop_subscriptions(node)
+    node.janitor(node.dbname).drop()
+    node.janitor(node.dbname, template=TEMPLATE_DB).init()
+    site = Site(node, write_config(tmp_path / "defaults.yaml", node, "subscriber"))
+    site.ok("setup")
+    yield site
+    _drop_subscriptions(node)
+    node.janitor(node.dbname).drop()
 
 
 DB_NAMES = {
@@ -117,20 +159,26 @@ DB_NAMES = {
 }
 
 
+def _drop_subscriptions(node: Node) -> None:
+    """A Subscriber's subscriptions, without touching slots (the Leader's are dropped apart)."""
+    if not node.cluster.is_running():
+        return
+    with psycopg.connect(node.cluster.conninfo(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [node.dbname]).fetchone():
+            return
+    with psycopg.connect(node.cluster.conninfo(node.dbname), autocommit=True) as conn:
+        for (subname,) in conn.execute("SELECT subname FROM pg_subscription").fetchall():
+            ident = sql.Identifier(subname)
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+
+
 def _reset(nodes: dict[str, Node]) -> None:
     """Drop what replication left behind, in the only order PostgreSQL allows."""
     for name, node in nodes.items():
-        if name == "leader" or not node.cluster.is_running():
-            continue
-        with psycopg.connect(node.cluster.conninfo(), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [node.dbname]).fetchone():
-                continue
-        with psycopg.connect(node.cluster.conninfo(node.dbname), autocommit=True) as conn:
-            for (subname,) in conn.execute("SELECT subname FROM pg_subscription").fetchall():
-                ident = sql.Identifier(subname)
-                conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
-                conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
-                conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+        if name != "leader":
+            _drop_subscriptions(node)
     leader = nodes["leader"].cluster
     if not leader.is_running():
         leader.start()
@@ -181,6 +229,7 @@ def subscriber_b(nodes: dict[str, Node]) -> Node:
 
 # -- configured nodes and the CLI -------------------------------------------------------------
 TOKEN = "Sync-Token-For-Tests-" + "0123456789abcdef" * 3
+EXECUTABLE = str(Path(sys.executable).with_name("pgsync-dossier"))
 FACE_MODEL = "arcface-r100 v2"
 
 
@@ -211,6 +260,30 @@ class Site:
         result = self.cli(*args)
         assert result.exit_code == 0, f"{args} failed ({result.exit_code}): {result.stderr}"
         return result
+
+    def run(self, *args: str, fault: str | None = None, timeout_s: float = 300) -> CliResult:
+        """The installed entry point in its own process, as a user or a timer runs it; with
+        `fault`, the process is killed (SIGKILL) at that named point."""
+        env = {key: value for key, value in os.environ.items() if key != FAULT_ENV}
+        if fault:
+            env[FAULT_ENV] = fault
+        done = subprocess.run(
+            [EXECUTABLE, "--config", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+            check=False,
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    def verified(self) -> list[dict[str, Any]]:
+        """`verify --json` must pass: every replica equal to its Leader list."""
+        result = self.cli("verify", "--json")
+        assert result.exit_code == 0, result.stderr
+        rows: list[dict[str, Any]] = result.json()
+        assert rows and all(row["match"] for row in rows), rows
+        return rows
 
     @property
     def leader_url(self) -> str:

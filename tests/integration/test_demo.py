@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-EXECUTABLE = str(Path(sys.executable).with_name("pgsync-dossier"))
+from tests.harness import EXECUTABLE
 
 
 @pytest.fixture

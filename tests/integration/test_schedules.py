@@ -85,7 +85,9 @@ def test_failed_window_is_retried_and_nothing_is_lost(sites: dict[str, Site], tm
         outcomes = _tick(sub, later)
         assert [o.status for o in outcomes] == ["failed"] and "cannot reach" in (outcomes[0].error or "")
         assert not _enabled(sub)
-        assert sub.node.execute("SELECT leader_available FROM pgsync.sync_group")[0]["leader_available"] is False
+        assert (
+            sub.node.execute("SELECT leader_available FROM pgsync.sync_group")[0]["leader_available"] is False
+        )
     finally:
         leader.node.cluster.start()
     add_dossiers(leader.node, remote, 1, prefix="after-restart")

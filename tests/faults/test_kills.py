@@ -1,0 +1,155 @@
+"""`kill -9` of a command at each named point (pgsync_dossier.faults), then the next command.
+
+Each case runs the installed entry point in its own process with one fault point armed; the
+process dies there with SIGKILL, the Leader keeps writing, and then a plain `attach` again (or
+a `tick`, as the systemd timer would) must converge: `sync --all` exits 0, `verify` finds every
+replica equal, one stream and one slot per group, nothing left behind, no row lost or
+duplicated, nothing leaked into another list.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from pgsync_dossier.faults import POINTS
+from tests.harness import Site, add_dossiers, attach, group_names, list_rows, make_list
+
+KILLED = -signal.SIGKILL
+NIGHTLY = "FREQ=DAILY;BYHOUR=3"
+ATTACH_POINTS = [
+    "attach.link_recorded",
+    "group.registered",
+    "group.subscribed",
+    "copy.paused",
+    "copy.widened",
+    "copy.first_table",
+    "copy.copied",
+    "sync.window_open",
+]
+#: Every point of an attach that makes a new group; an attach into a group that already
+#: streams passes all but the group's creation.
+ATTACH_CASES = [(point, False) for point in ATTACH_POINTS] + [
+    (point, True) for point in ATTACH_POINTS if not point.startswith("group.")
+]
+
+
+def _attach_args(leader: Site, remote: int, local: int) -> tuple[str, ...]:
+    return (
+        "attach",
+        "--remote-list",
+        str(remote),
+        "--remote-url",
+        leader.leader_url,
+        "--local-list",
+        str(local),
+    )
+
+
+def _converged(leader: Site, sub: Site, pairs: list[tuple[int, int]], kept: int = 0) -> None:
+    """`kept`: dossiers of detached lists, which stay here as ordinary rows."""
+    result = sub.cli("sync", "--all")
+    assert result.exit_code == 0, result.stderr
+    sub.verified()
+    assert len(group_names(sub)) == 1
+    assert len(sub.node.execute("SELECT * FROM pg_subscription")) == 1
+    assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
+    assert not sub.node.execute("SELECT * FROM pgsync.orphan_slot")
+    assert sub.node.execute("SELECT copying_list_id FROM pgsync.sync_group")[0]["copying_list_id"] is None
+    # Rows: each replica exactly its Leader list, nothing anywhere else.
+    for remote, local in pairs:
+        assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    replicated = sum(len(list_rows(sub.node, local)[0]) for _remote, local in pairs)
+    assert sub.node.execute("SELECT count(*) AS n FROM dossier")[0]["n"] == replicated + kept
+
+
+def test_every_point_is_covered() -> None:
+    covered = {*ATTACH_POINTS, "detach.narrowed", "detach.group_dropped"}
+    assert covered == set(POINTS)
+
+
+@pytest.mark.parametrize(
+    ("point", "existing_group"),
+    ATTACH_CASES,
+    ids=[f"{point}-{'existing' if existing else 'new'}-group" for point, existing in ATTACH_CASES],
+)
+def test_attach_killed_then_attach_again(sites: dict[str, Site], point: str, existing_group: bool) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = []
+    if existing_group:
+        first, first_local = make_list(leader.node, "First"), make_list(sub.node, "First replica")
+        add_dossiers(leader.node, first, 3, prefix="first-")
+        attach(sub, leader, first, first_local)
+        pairs.append((first, first_local))
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 6)
+    killed = sub.run(*_attach_args(leader, remote, local), fault=point)
+    assert killed.exit_code == KILLED, killed.stderr
+    pairs.append((remote, local))
+    for other, _local in pairs:  # the Leader goes on meanwhile
+        add_dossiers(leader.node, other, 2, prefix="meanwhile-")
+    again = sub.run(*_attach_args(leader, remote, local))
+    assert again.exit_code == 0, again.stderr
+    _converged(leader, sub, pairs)
+
+
+@pytest.mark.parametrize("point", ["copy.paused", "copy.widened", "copy.first_table", "copy.copied"])
+def test_a_copy_killed_mid_way_is_finished_by_tick(sites: dict[str, Site], point: str) -> None:
+    """The group's other lists wait while a list is copied; a crashed copy must not keep them
+    waiting: the next tick (the systemd timer) finishes the copy and resumes the stream."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    first, first_local = make_list(leader.node, "First"), make_list(sub.node, "First replica")
+    add_dossiers(leader.node, first, 3, prefix="first-")
+    attach(sub, leader, first, first_local)
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 6)
+    assert sub.run(*_attach_args(leader, remote, local), fault=point).exit_code == KILLED
+    rows = {row["local_list"]: row for row in sub.ok("status", "--json").json()}
+    assert rows[first_local]["stream"] == f"paused: copying list {local}"
+    add_dossiers(leader.node, first, 2, prefix="meanwhile-")
+    tick = sub.run("tick", "--json")
+    assert tick.exit_code == 0, tick.stderr
+    _converged(leader, sub, [(first, first_local), (remote, local)])
+    assert {row["state"] for row in sub.ok("status", "--json").json()} == {"ready"}
+
+
+def test_a_window_killed_open_is_closed_by_tick(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 3)
+    attach(sub, leader, remote, local, "--schedule", NIGHTLY)
+    add_dossiers(leader.node, remote, 2, prefix="meanwhile-")
+    assert sub.run("sync", str(local), fault="sync.window_open").exit_code == KILLED
+    assert sub.node.execute("SELECT subenabled FROM pg_subscription")[0]["subenabled"] is True
+    assert sub.run("tick").exit_code == 0
+    assert sub.node.execute("SELECT subenabled FROM pg_subscription")[0]["subenabled"] is False
+    _converged(leader, sub, [(remote, local)])
+
+
+@pytest.mark.parametrize("point", ["detach.narrowed", "detach.group_dropped"])
+def test_detach_killed_then_detach_again(sites: dict[str, Site], point: str) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = []
+    for name in ("Stays", "Goes"):
+        remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
+        add_dossiers(leader.node, remote, 3, prefix=f"{name}-")
+        attach(sub, leader, remote, local)
+        pairs.append((remote, local))
+    (stays, stays_local), (goes, goes_local) = pairs
+    if point == "detach.group_dropped":  # the last list of its group
+        sub.ok("detach", str(stays_local))
+    assert sub.run("detach", str(goes_local), fault=point).exit_code == KILLED
+    again = sub.run("detach", str(goes_local), "--json")
+    assert again.exit_code == 0, again.stderr
+    assert not sub.node.execute("SELECT * FROM pgsync.link WHERE local_list_id = %s", [goes_local])
+    assert len(list_rows(sub.node, goes_local)[0]) == 3  # kept, as detach promises
+    if point == "detach.narrowed":
+        add_dossiers(leader.node, goes, 1, prefix="after-")
+        _converged(leader, sub, [(stays, stays_local)], kept=3)
+        assert leader.node.execute("SELECT lists FROM pgsync.group_registration")[0]["lists"] == [stays]
+    else:
+        assert not group_names(sub) and not sub.node.execute("SELECT * FROM pg_subscription")
+        assert not leader.node.execute("SELECT * FROM pg_replication_slots")
+        assert not leader.node.execute("SELECT * FROM pg_publication")
+        assert not leader.node.execute("SELECT * FROM pgsync.group_registration")

@@ -1,0 +1,297 @@
+"""One stream per (Leader, Subscriber, schedule): what version 1 could not do, on real clusters.
+
+Each scenario ends with `sync --all` exiting 0 and `verify` finding every replica equal to its
+Leader list, with no apply error counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.harness import (
+    Site,
+    add_dossiers,
+    attach,
+    group_names,
+    list_rows,
+    make_list,
+    wait_for_same,
+)
+
+NIGHTLY = "FREQ=DAILY;BYHOUR=3"
+
+
+def _leader_slots(leader: Site) -> list[str]:
+    return [row["slot_name"] for row in leader.node.execute("SELECT slot_name FROM pg_replication_slots")]
+
+
+def _apply_errors(sub: Site) -> int:
+    rows = sub.node.execute(
+        "SELECT coalesce(sum(apply_error_count), 0)::int AS n FROM pg_stat_subscription_stats"
+    )
+    return int(rows[0]["n"])
+
+
+def _synced_and_equal(sub: Site) -> None:
+    """`sync --all` exits 0, every replica equals its Leader list, and no apply error came up
+    on the way (a stream stuck on a row would count one per retry)."""
+    errors = _apply_errors(sub)
+    result = sub.cli("sync", "--all", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert {row["status"] for row in result.json()} == {"synced"}
+    sub.verified()
+    assert _apply_errors(sub) == errors
+
+
+def _attached_lists(
+    sites: dict[str, Site], count: int, per_list: int = 3, *extra: str
+) -> list[tuple[int, int]]:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = []
+    for n in range(count):
+        remote = make_list(leader.node, f"L{n}")
+        add_dossiers(leader.node, remote, per_list, prefix=f"l{n}-")
+        make_list(sub.node, f"pad{n}")  # different ids on each side
+        local = make_list(sub.node, f"T{n}")
+        attach(sub, leader, remote, local, *extra)
+        pairs.append((remote, local))
+    return pairs
+
+
+def test_three_lists_share_one_slot_and_one_subscription(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = _attached_lists(sites, 3)
+    assert len(_leader_slots(leader)) == 1 and len(group_names(sub)) == 1
+    assert len(sub.node.execute("SELECT * FROM pg_subscription")) == 1
+    for n, (remote, _local) in enumerate(pairs):
+        add_dossiers(leader.node, remote, 2, prefix=f"later{n}-")
+    for remote, local in pairs:
+        wait_for_same(leader.node, remote, sub.node, local)
+    _synced_and_equal(sub)
+
+
+@pytest.mark.parametrize("schedule", [None, NIGHTLY], ids=["continuous", "windowed"])
+def test_a_swap_between_two_replicated_lists_in_one_transaction(
+    sites: dict[str, Site], schedule: str | None
+) -> None:
+    """Version 1 deadlocked both subscriptions for good: an INSERT on one, a DELETE on the other."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    extra = ("--schedule", schedule) if schedule else ()
+    (a, _ta), (b, _tb) = _attached_lists(sites, 2, 3, *extra)
+    x = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [a])[0]["id"]
+    y = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [b])[0]["id"]
+    with leader.node.connect() as conn, conn.transaction():
+        conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [b, x])
+        conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y])
+    _synced_and_equal(sub)
+    _synced_and_equal(sub)  # and again: nothing is left stuck
+
+
+def test_rotating_bulk_moves_across_three_lists_in_one_transaction(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (a, _), (b, _), (c, _) = _attached_lists(sites, 3, 20)
+    leader.node.execute(
+        "UPDATE dossier SET dossier_list_id = CASE dossier_list_id WHEN %(a)s THEN %(c)s "
+        "WHEN %(c)s THEN %(b)s WHEN %(b)s THEN %(a)s END WHERE dossier_list_id IN (%(a)s, %(b)s, %(c)s)",
+        {"a": a, "b": b, "c": c},
+    )
+    _synced_and_equal(sub)
+
+
+@pytest.mark.parametrize("group_exists", [False, True], ids=["new-group", "existing-group"])
+def test_an_attach_during_a_leader_transaction_loses_none_of_its_rows(
+    sites: dict[str, Site], group_exists: bool
+) -> None:
+    """Rows written before the filter is widened by a transaction that commits after it are
+    never published (design.md section 2, step 5): the copy must wait for that transaction."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    if group_exists:
+        _attached_lists(sites, 1)
+    remote, local = make_list(leader.node, "Busy"), make_list(sub.node, "Busy replica")
+    add_dossiers(leader.node, remote, 2, prefix="before-")
+    writer = leader.node.connect()
+    writer.execute("BEGIN")
+    for n in range(5):
+        writer.execute(
+            "INSERT INTO dossier (dossier_list_id, name) VALUES (%s, %s)", [remote, f"inflight-{n}"]
+        )
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(
+            result=sub.run(
+                "attach",
+                "--remote-list",
+                str(remote),
+                "--remote-url",
+                leader.leader_url,
+                "--local-list",
+                str(local),
+            )
+        )
+    )
+    thread.start()
+    time.sleep(2.0)
+    assert thread.is_alive(), outcome  # it waits for the transaction
+    for n in range(5, 8):
+        writer.execute(
+            "INSERT INTO dossier (dossier_list_id, name) VALUES (%s, %s)", [remote, f"inflight-{n}"]
+        )
+    writer.execute("COMMIT")
+    writer.close()
+    thread.join(120)
+    assert outcome["result"].exit_code == 0, outcome["result"].stderr
+    names = {row["name"] for row in list_rows(sub.node, local)[0]}
+    assert {f"inflight-{n}" for n in range(8)} <= names
+    _synced_and_equal(sub)
+
+
+def test_a_move_out_of_a_detached_but_kept_list_arrives(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (kept, kept_local), (live, live_local) = _attached_lists(sites, 2)
+    sub.ok("detach", str(kept_local))
+    mover = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [kept])[0]["id"]
+    leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [live, mover])
+    _synced_and_equal(sub)
+    assert sub.node.execute("SELECT dossier_list_id FROM dossier WHERE id = %s", [mover]) == [
+        {"dossier_list_id": live_local}
+    ]
+    assert len(list_rows(sub.node, kept_local)[0]) == 2  # the kept list keeps the rest
+
+
+def test_a_truncate_then_a_reload_with_the_same_ids_converges(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    ((_remote, local),) = _attached_lists(sites, 1, 4)
+    with leader.node.connect() as conn, conn.transaction():
+        dossiers = conn.execute("SELECT * FROM dossier").fetchall()
+        faces = conn.execute("SELECT * FROM dossier_face").fetchall()
+        conn.execute("TRUNCATE dossier CASCADE")
+        for row in dossiers:
+            conn.execute(
+                "INSERT INTO dossier (id, dossier_list_id, name, comment) VALUES (%s, %s, %s, 'reloaded')",
+                [row["id"], row["dossier_list_id"], row["name"]],
+            )
+        for row in faces:
+            conn.execute(
+                "INSERT INTO dossier_face (id, dossier_id, embedding, model) VALUES (%s, %s, %s, %s)",
+                [row["id"], row["dossier_id"], row["embedding"], row["model"]],
+            )
+    _synced_and_equal(sub)
+    assert {row["comment"] for row in list_rows(sub.node, local)[0]} == {"reloaded"}
+
+
+def test_a_move_between_two_streams_never_loses_the_row(sites: dict[str, Site]) -> None:
+    """Lists with different schedules are two streams, each ahead of or behind the other: a
+    row moved between them is kept by the newer version, whichever stream applies first."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    live, live_local = make_list(leader.node, "Live"), make_list(sub.node, "Live replica")
+    nightly, nightly_local = make_list(leader.node, "Nightly"), make_list(sub.node, "Nightly replica")
+    add_dossiers(leader.node, live, 2, prefix="live-")
+    add_dossiers(leader.node, nightly, 2, prefix="nightly-")
+    attach(sub, leader, live, live_local)
+    attach(sub, leader, nightly, nightly_local, "--schedule", NIGHTLY)
+    assert len(group_names(sub)) == 2 and len(_leader_slots(leader)) == 2
+    into_live = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [nightly])[
+        0
+    ]["id"]
+    leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [live, into_live])
+    # Created in the nightly list, then moved to the live one: the live stream has it first.
+    born = add_dossiers(leader.node, nightly, 1, prefix="born-")[0]
+    leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [live, born])
+    wait_for_same(leader.node, live, sub.node, live_local)
+    # The nightly stream replays the older states and the moves out: the rows stay in Live.
+    _synced_and_equal(sub)
+    for dossier_id in (into_live, born):
+        assert sub.node.execute("SELECT dossier_list_id FROM dossier WHERE id = %s", [dossier_id]) == [
+            {"dossier_list_id": live_local}
+        ]
+
+
+def test_detach_narrows_the_filter_and_the_last_list_drops_the_stream(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (first, first_local), (second, second_local) = _attached_lists(sites, 2)
+    (name,) = group_names(sub)
+    registered = leader.node.execute("SELECT lists FROM pgsync.group_registration WHERE name = %s", [name])
+    assert sorted(registered[0]["lists"]) == sorted([first, second])
+    sub.ok("detach", str(first_local))
+    registered = leader.node.execute("SELECT lists FROM pgsync.group_registration WHERE name = %s", [name])
+    assert registered[0]["lists"] == [second]
+    add_dossiers(leader.node, first, 1, prefix="after-detach-")
+    add_dossiers(leader.node, second, 1, prefix="after-detach-")
+    wait_for_same(leader.node, second, sub.node, second_local)
+    assert not [r for r in list_rows(sub.node, first_local)[0] if r["name"].startswith("after-detach")]
+    sub.ok("detach", str(second_local))
+    assert not _leader_slots(leader) and not leader.node.execute("SELECT * FROM pg_publication")
+    assert not leader.node.execute("SELECT * FROM pgsync.group_registration")
+    assert not sub.node.execute("SELECT * FROM pg_subscription") and not group_names(sub)
+
+
+def test_a_list_detached_while_the_leader_is_down_is_narrowed_later(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (first, first_local), (second, _) = _attached_lists(sites, 2)
+    leader.node.cluster.stop()
+    try:
+        result = sub.ok("detach", str(first_local), "--json").json()
+        assert result["leader_reachable"] is False
+    finally:
+        leader.node.cluster.start()
+    add_dossiers(leader.node, first, 1, prefix="ignored-")  # still in the filter: skipped here
+    _synced_and_equal(sub)
+    assert leader.node.execute("SELECT lists FROM pgsync.group_registration")[0]["lists"] == [second]
+    assert not [r for r in list_rows(sub.node, first_local)[0] if r["name"].startswith("ignored")]
+
+
+def test_leader_status_shows_each_group_once_per_list(sites: dict[str, Site]) -> None:
+    leader = sites["leader"]
+    _attached_lists(sites, 2)
+    rows = leader.ok("status", "--json").json()
+    assert len(rows) == 2 and all(len(row["subscribers"]) == 1 for row in rows)
+    assert rows[0]["subscribers"][0]["group"] == rows[1]["subscribers"][0]["group"]
+
+
+# -- a Subscriber with PostgreSQL's default limits (the harness's default_subscriber) ------------
+def test_thirty_lists_on_a_subscriber_with_default_worker_settings(
+    sites: dict[str, Site], default_subscriber: Site
+) -> None:
+    leader, sub = sites["leader"], default_subscriber
+    pairs = []
+    for n in range(30):
+        remote = make_list(leader.node, f"L{n}")
+        add_dossiers(leader.node, remote, 1, faces_each=1, prefix=f"l{n}-")
+        local = make_list(sub.node, f"T{n}")
+        pairs.append((remote, local))
+    for remote, local in pairs:
+        attach(sub, leader, remote, local)
+    assert len(_leader_slots(leader)) == 1 and len(group_names(sub)) == 1
+    for remote, _local in pairs[::7]:
+        add_dossiers(leader.node, remote, 1, faces_each=1, prefix="later-")
+    _synced_and_equal(sub)
+    rows = sub.ok("status", "--json").json()
+    assert len(rows) == 30 and {row["state"] for row in rows} == {"ready"}
+
+
+def test_no_room_for_another_stream_is_refused_with_the_fix(
+    sites: dict[str, Site], default_subscriber: Site
+) -> None:
+    """Version 1 hung on "out of background worker slots"; now the refusal says what to set."""
+    leader, sub = sites["leader"], default_subscriber
+    leader_conninfo = leader.node.url
+    for n in range(4):  # the default max_logical_replication_workers: every worker spoken for
+        sub.node.execute(
+            psycopg.sql.SQL(
+                "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION p WITH (connect = false, enabled = false)"
+            ).format(psycopg.sql.Identifier(f"other_{n}"), psycopg.sql.Literal(leader_conninfo))
+        )
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    result = sub.cli(
+        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url, "--local-list", str(local)
+    )
+    assert result.exit_code == 3, result.stderr
+    assert "max_logical_replication_workers is 4" in result.stderr
+    assert "ALTER SYSTEM SET max_logical_replication_workers" in result.stderr
+    assert not sub.node.execute("SELECT * FROM pgsync.link") and not group_names(sub)
+    assert not _leader_slots(leader) and not leader.node.execute("SELECT * FROM pg_publication")
