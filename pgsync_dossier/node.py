@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, leader, migrations, pg, subscriber
+from pgsync_dossier import catalog, leader, pg, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.token import make_verifier, matches_verifier
@@ -35,6 +35,8 @@ class Check:
 
 def preflight(conn: pg.Connection, config: Config) -> list[Check]:
     """Everything setup needs, checked without changing anything."""
+    from pgsync_dossier import migrations  # Alembic: only setup pays for it
+
     version = pg.server_version(conn)
     current_is_head = migrations.current_revision_on(conn) == migrations.head_revision()
     checks = [

@@ -1,7 +1,12 @@
-"""Command line: parse, call one domain function, render. No domain logic lives here."""
+"""Command line: parse, call one domain function, render. No domain logic lives here.
+
+Each command's module is imported only when that command runs, so `config check` does not
+pay for psycopg and `status` does not pay for Alembic, SQLAlchemy or FastAPI.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -12,15 +17,50 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
 
 from pgsync_dossier import __version__
 from pgsync_dossier.cli.context import AppContext
 from pgsync_dossier.errors import PgsyncError, ServerUnreachable
 
+#: command name -> "module:attribute" of its click command.
+COMMANDS = {
+    "init-config": "config_cmds:init_config",
+    "config": "config_cmds:config_group",
+    "migrate": "schema_cmds:migrate",
+    "setup": "link_cmds:setup",
+    "attach": "link_cmds:attach",
+    "detach": "link_cmds:detach",
+    "repair": "link_cmds:repair",
+    "status": "link_cmds:status_command",
+    "leader-unavailable": "link_cmds:leader_unavailable",
+    "sync": "sync_cmds:sync",
+    "tick": "sync_cmds:tick",
+    "run": "sync_cmds:run",
+    "verify": "sync_cmds:verify",
+    "systemd-units": "sync_cmds:systemd_units",
+    "serve": "api_cmds:serve",
+    "demo": "demo_cmds:demo",
+}
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A psycopg OperationalError, without importing psycopg for commands that never do."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
 
 class PgsyncGroup(click.Group):
     """Turns every failure into one line on stderr and the exit code its class documents."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name].split(":")
+        command: click.Command = getattr(importlib.import_module(f"pgsync_dossier.cli.{module}"), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,16 +72,17 @@ class PgsyncGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
-        except psycopg.OperationalError as exc:  # a server went away or gave up mid-command
-            if _debug(ctx):
-                traceback.print_exc()
-            reason = exc.diag.message_primary or str(exc).strip().splitlines()[-1]
-            click.secho(f"error: a server stopped answering: {reason}", err=True, fg="red")
-            ctx.exit(ServerUnreachable.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
-        except Exception as exc:  # a bug: say so, keep the details out of the user's way
+        except Exception as exc:
+            if _connection_lost(exc):  # a server went away or gave up mid-command
+                if _debug(ctx):
+                    traceback.print_exc()
+                reason = exc.diag.message_primary or str(exc).strip().splitlines()[-1]  # type: ignore[attr-defined]
+                click.secho(f"error: a server stopped answering: {reason}", err=True, fg="red")
+                ctx.exit(ServerUnreachable.exit_code)
+            # a bug: say so, keep the details out of the user's way
             report = _write_crash_report()
             if _debug(ctx):
                 traceback.print_exc()
@@ -91,16 +132,6 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, debug: bool)
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     ctx.obj = AppContext(config_option=config_path, debug=debug)
-
-
-def _register() -> None:
-    from pgsync_dossier.cli import api_cmds, config_cmds, demo_cmds, link_cmds, schema_cmds, sync_cmds
-
-    for module in (config_cmds, schema_cmds, link_cmds, sync_cmds, api_cmds, demo_cmds):
-        module.register(cli)
-
-
-_register()
 
 
 def main() -> None:

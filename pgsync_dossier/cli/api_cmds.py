@@ -9,10 +9,6 @@ from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.errors import UsageError
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-
-
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8800, show_default=True)

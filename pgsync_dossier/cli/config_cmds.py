@@ -13,11 +13,6 @@ from pgsync_dossier.cli.options import force_option, json_option
 from pgsync_dossier.config_template import write_template
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(init_config)
-    cli.add_command(config_group)
-
-
 @click.command("init-config")
 @click.option("--role", type=click.Choice(["leader", "subscriber"]), required=True)
 @click.option("--node-name", help="This node's name (default: the host name).")

@@ -13,10 +13,6 @@ from pgsync_dossier.cli import render
 from pgsync_dossier.errors import OperationFailed
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(demo)
-
-
 @click.command()
 @click.option("--keep", is_flag=True, help="Leave the clusters running to explore; remove with --stop.")
 @click.option("--stop", "stop_", is_flag=True, help="Remove a demo left running by --keep.")

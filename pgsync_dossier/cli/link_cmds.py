@@ -15,11 +15,6 @@ from pgsync_dossier.cli.options import json_option
 from pgsync_dossier.copier import Progress
 
 
-def register(cli: click.Group) -> None:
-    for command in (setup, attach, detach, repair, status_command, leader_unavailable):
-        cli.add_command(command)
-
-
 @click.command()
 @json_option
 @pass_app

@@ -10,10 +10,6 @@ from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import json_option
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(migrate)
-
-
 @click.command()
 @click.option(
     "--to",

@@ -22,11 +22,6 @@ log = logging.getLogger(__name__)
 _COLUMNS = ["local_list", "group", "reason", "status", "copied", "barrier_seq", "finished_at", "error"]
 
 
-def register(cli: click.Group) -> None:
-    for command in (sync, tick, run, systemd_units, verify):
-        cli.add_command(command)
-
-
 def _emit(outcomes: list[SyncOutcome], as_json: bool) -> None:
     rows = [outcome.as_dict() for outcome in outcomes]
     render.emit(rows, as_json, render.table(rows, _COLUMNS))
