@@ -84,6 +84,8 @@ class _Job:
     group_id: int
     snapshot: str
     deadline: Deadline
+    #: the connection that exported the snapshot: it reads one table itself
+    source: pg.Connection
 
 
 class LeaderSideError(Exception):
@@ -103,8 +105,12 @@ def copy_list(
     deadline: Deadline,
     progress: Progress | None = None,
     on_expected: Callable[[int], None] | None = None,
+    merge: bool | None = None,
 ) -> CopyResult:
-    """Copy Leader list `remote` into local list `local` (of group `group_id`) at one snapshot."""
+    """Copy Leader list `remote` into local list `local` (of group `group_id`) at one snapshot.
+
+    `merge`: None lets the local list decide (direct when it is empty), True forces the merge.
+    """
     source = leader.connect(autocommit=False, statement_timeout_ms=0)
     try:
         try:
@@ -122,19 +128,25 @@ def copy_list(
         expected = int(counts["dossiers"]) + int(counts["faces"])
         if on_expected:
             on_expected(expected)
-        job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline)
+        job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source)
         with pg.connect(database_url, what="this Subscriber's database") as monitor:
-            empty = not monitor.execute(
-                "SELECT EXISTS (SELECT 1 FROM public.dossier WHERE dossier_list_id = %(l)s) "
-                "OR EXISTS (SELECT 1 FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS any",
-                {"l": local},
-            ).fetchone()["any"]  # type: ignore[index]
-            if empty:
-                try:
-                    return _direct(job, monitor, expected, progress)
-                except psycopg.errors.UniqueViolation:
-                    log.info("list %s: some of its rows are already here; merging instead", local)
-            return _merge(job, monitor, expected, progress)
+            if merge is None:
+                merge = bool(
+                    monitor.execute(
+                        "SELECT EXISTS (SELECT 1 FROM public.dossier WHERE dossier_list_id = %(l)s) "
+                        "OR EXISTS (SELECT 1 FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS any",
+                        {"l": local},
+                    ).fetchone()["any"]  # type: ignore[index]
+                )
+            if merge:
+                return _merge(job, monitor, expected, progress)
+            try:
+                return _direct(job, monitor, expected, progress)
+            except psycopg.errors.UniqueViolation:
+                log.info("list %s: some of its rows are already here; merging instead", local)
+        # The direct copy's statements were cancelled, its snapshot with them: merge at a new
+        # one (any snapshot taken while the stream is paused will do).
+        return copy_list(leader, database_url, remote, local, group_id, deadline, progress, on_expected, True)
     except LeaderSideError as exc:
         raise leader.error(exc.cause) from None
     except psycopg.errors.QueryCanceled:
@@ -265,12 +277,11 @@ class _Watch:
 
 
 def _direct(job: _Job, monitor: pg.Connection, expected: int, progress: Progress | None) -> CopyResult:
-    readers: list[pg.Connection] = []
+    second = _reader(job)
+    readers = [job.source, second]
     writers: list[pg.Connection] = []
     try:
-        for _table in COLUMNS:
-            readers.append(_reader(job))
-            writers.append(_writer(job))
+        writers = [_writer(job) for _table in COLUMNS]
         pipes = [
             functools.partial(
                 _pipe,
@@ -287,17 +298,13 @@ def _direct(job: _Job, monitor: pg.Connection, expected: int, progress: Progress
         writers[1].commit()
         return CopyResult(dossiers, faces, "direct", dossiers + faces)
     finally:
-        for conn in (*readers, *writers):
+        for conn in (second, *writers):
             conn.close()
 
 
 def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress | None) -> CopyResult:
-    reader = _reader(job)
-    try:
-        writer = _writer(job)
-    except BaseException:
-        reader.close()
-        raise
+    reader = job.source
+    writer = _writer(job)
     try:
         for table in COLUMNS:
             writer.execute(
@@ -322,7 +329,6 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
         writer.commit()
         return CopyResult(dossiers, faces, "merge", changed)
     finally:
-        reader.close()
         writer.close()
 
 

@@ -87,6 +87,7 @@ def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
     faults.point("group.registered")
     leader.drop_stale_slot(group.name)  # left by a command killed inside CREATE SUBSCRIPTION
     subscriber.create_subscription(s.conn, group.name, group.leader_url, s.config.sync_token, enabled=False)
+    log.debug("group %s: subscription and slot created", group.name)
     faults.point("group.subscribed")
 
 
@@ -113,10 +114,12 @@ def copy_pending(
             if link.legacy_subscription is not None:
                 # A version-1 stream of this list stops for good before the group writes it.
                 subscriber.pause(s.conn, link.legacy_subscription, deadline.at_most(PAUSE_TIMEOUT_S))
+            log.debug("group %s: paused for list %s", group.name, link.local_list_id)
             faults.point("copy.paused")
             mapped = sorted(other.remote_list_id for other in links_of(s.conn, group.id))
             leader.set_group_lists(group.name, s.node.node_name, mapped)
             leader.wait_xacts_ended(deadline)
+            log.debug("group %s: filter widened, in-flight transactions ended", group.name)
             faults.point("copy.widened")
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.COPYING)
             result = copier.copy_list(

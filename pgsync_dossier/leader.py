@@ -102,6 +102,10 @@ class LeaderClient:
         self.token = token
         self.shown_url = mask_conninfo(url)
         self.conn = self.connect()
+        #: The Leader asked for the token-derived password and accepted it: the tokens are
+        #: the same (its password was derived from its token at its setup). Under `trust`
+        #: authentication nothing was proven, and the verifier must be checked instead.
+        self.token_proven = bool(login_params(url, token)) and self.conn.pgconn.used_password
 
     def connect(
         self, autocommit: bool = True, statement_timeout_ms: int = pg.DEFAULT_STATEMENT_TIMEOUT_MS

@@ -17,7 +17,7 @@ from pgsync_dossier import catalog, faults, groups, pg, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.copier import Progress
+from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import (
     DeadlineExceeded,
@@ -62,12 +62,12 @@ def _validate_url(url: str) -> None:
         )
 
 
-def _check_leader(facts: LeaderFacts, config: Config, shown_url: str) -> None:
+def _check_leader(facts: LeaderFacts, config: Config, leader: LeaderClient) -> None:
     if facts.role != "leader":
         raise PreconditionFailed(
-            f"{shown_url} is a {facts.role}, not a Leader: attach to the Leader", code="not_a_leader"
+            f"{leader.shown_url} is a {facts.role}, not a Leader: attach to the Leader", code="not_a_leader"
         )
-    if not matches_verifier(config.sync_token, facts.token_verifier):
+    if not leader.token_proven and not matches_verifier(config.sync_token, facts.token_verifier):
         raise PreconditionFailed(
             f"the sync token differs from the Leader's ({facts.node_name}): "
             "use the Leader's sync_token on this Subscriber",
@@ -108,7 +108,7 @@ def attach(
         existing = _check_local(s.conn, request)
         leader = s.leaders.get(request.leader_url)
         facts = leader.facts()
-        _check_leader(facts, config, leader.shown_url)
+        _check_leader(facts, config, leader)
         if request.remote_list_id not in leader.lists_info([request.remote_list_id]):
             raise PreconditionFailed(
                 f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})",
@@ -186,7 +186,15 @@ def _attach_in_group(
         raise _failed_first_sync(outcome, request.local_list_id)
     link = catalog.link_for_list(s.conn, request.local_list_id)
     assert link is not None
-    return _result(s, link, group, facts, created=existing is None, synced=True)
+    return _result(
+        s,
+        link,
+        group,
+        facts,
+        created=existing is None,
+        synced=True,
+        copy=outcome.copies.get(link.local_list_id),
+    )
 
 
 def _failed_first_sync(outcome: GroupOutcome, local_list_id: int) -> PgsyncError:
@@ -288,9 +296,21 @@ def _undo_attach(s: Session, group: Group, local_list_id: int, leader: LeaderCli
 
 
 def _result(
-    s: Session, link: Link, group: Group, facts: LeaderFacts, *, created: bool, synced: bool
+    s: Session,
+    link: Link,
+    group: Group,
+    facts: LeaderFacts,
+    *,
+    created: bool,
+    synced: bool,
+    copy: CopyResult | None = None,
 ) -> dict[str, Any]:
-    counts = catalog.list_counts(s.conn, [link.local_list_id])[link.local_list_id]
+    """What attach and repair report. After a copy its own row counts are the list's (at the
+    copy's snapshot): counting the freshly written list again would read it all from disk."""
+    if copy is not None:
+        counts = {"dossiers": copy.dossiers, "faces": copy.faces}
+    else:
+        counts = catalog.list_counts(s.conn, [link.local_list_id])[link.local_list_id]
     return {
         "local_list": link.local_list_id,
         "remote_list": link.remote_list_id,
@@ -413,7 +433,7 @@ def repair(
         assert group is not None
         leader = s.leaders.get(group.leader_url)
         facts = leader.facts()
-        _check_leader(facts, config, leader.shown_url)
+        _check_leader(facts, config, leader)
         deadline = Deadline(timeout_s)
         groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
         try:
@@ -429,7 +449,9 @@ def repair(
             )
         link = catalog.link_for_list(s.conn, local_list_id)
         assert link is not None
-        return _result(s, link, group, facts, created=False, synced=True)
+        return _result(
+            s, link, group, facts, created=False, synced=True, copy=outcome.copies.get(local_list_id)
+        )
 
 
 def set_leader_available(config: Config, local_list_id: int, available: bool) -> None:

@@ -9,13 +9,13 @@ disabled again whatever happens, so a failed or interrupted window never stays o
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from pgsync_dossier import catalog, faults, groups, subscriber
 from pgsync_dossier.catalog import Group, LinkState
-from pgsync_dossier.copier import Progress
+from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, ServerUnreachable
 from pgsync_dossier.session import Session
@@ -58,7 +58,8 @@ class GroupOutcome:
     code: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    copied: tuple[int, ...] = ()
+    #: the lists this sync copied (a new list, an interrupted copy, a repair), with what it copied
+    copies: dict[int, CopyResult] = field(default_factory=dict)
 
     def per_list(self) -> list[SyncOutcome]:
         return [
@@ -72,7 +73,7 @@ class GroupOutcome:
                 self.code,
                 self.started_at,
                 self.finished_at,
-                local in self.copied,
+                local in self.copies,
             )
             for local in self.lists
         ]
@@ -110,7 +111,7 @@ def _locked_sync(
 ) -> GroupOutcome:
     run = catalog.start_run(s.conn, group.id, reason, window_at)
     seq: int | None = None
-    copied: tuple[int, ...] = ()
+    copies: dict[int, CopyResult] = {}
     models_match = True
 
     def finish(status: Status, error: str | None = None, code: str | None = None) -> GroupOutcome:
@@ -118,7 +119,7 @@ def _locked_sync(
         catalog.set_group_error(s.conn, group.id, error)
         if status != "synced" and code is None:
             code = status
-        return GroupOutcome(group, lists, reason, status, seq, error, code, run.started_at, finished, copied)
+        return GroupOutcome(group, lists, reason, status, seq, error, code, run.started_at, finished, copies)
 
     try:
         leader = groups.reach(s, group)
@@ -138,15 +139,17 @@ def _locked_sync(
             return finish("paused", message)
         catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
         groups.ensure_stream(s, group, leader)
-        copied = tuple(
-            done.link.local_list_id for done in groups.copy_pending(s, group, leader, deadline, progress)
-        )
+        copies = {
+            done.link.local_list_id: done.result
+            for done in groups.copy_pending(s, group, leader, deadline, progress)
+        }
         registered = leader.groups_status([group.name]).get(group.name, {}).get("lists")
         groups.narrow(s, group, leader, registered)
         seq = leader.heartbeat(group.name)
         groups.settle(s.conn, group, window_open=True)
         faults.point("sync.window_open")
         subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
+        log.debug("group %s: barrier %s reached", group.name, seq)
     except PgsyncError as exc:
         if isinstance(exc, ServerUnreachable):
             catalog.set_leader_available(s.conn, group.leader_id, False)

@@ -295,3 +295,22 @@ def test_no_room_for_another_stream_is_refused_with_the_fix(
     assert "ALTER SYSTEM SET max_logical_replication_workers" in result.stderr
     assert not sub.node.execute("SELECT * FROM pgsync.link") and not group_names(sub)
     assert not _leader_slots(leader) and not leader.node.execute("SELECT * FROM pg_publication")
+
+
+def test_an_attach_takes_over_rows_that_are_already_here(sites: dict[str, Site]) -> None:
+    """Rows of a newly attached list may exist here already (kept from a detached list): the
+    direct copy meets them in the unique index, and the merge takes them over instead."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    ((kept, kept_local),) = _attached_lists(sites, 1, 4)
+    sub.ok("detach", str(kept_local))
+    target, target_local = make_list(leader.node, "Target"), make_list(sub.node, "Target replica")
+    add_dossiers(leader.node, target, 2, prefix="target-")
+    moved = [
+        row["id"] for row in leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s", [kept])
+    ][:2]
+    leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = ANY (%s)", [target, moved])
+    result = attach(sub, leader, target, target_local)
+    assert result["dossiers"] == 4 and result["faces"] == 8
+    assert list_rows(sub.node, target_local) == list_rows(leader.node, target)
+    assert len(list_rows(sub.node, kept_local)[0]) == 2  # what stayed in the kept list
+    _synced_and_equal(sub)

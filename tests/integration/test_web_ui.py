@@ -125,6 +125,8 @@ def test_operator_attaches_and_detaches_from_the_page(
     )
     assert "Replica" in row.text
     assert len(sub.node.execute("SELECT * FROM pgsync.link")) == 1
+    # Each row says what its stream does (the copy, then streaming).
+    assert any(word in row.text for word in ("streaming", "paused: copying", "no subscription"))
 
     # A refusal shows the server's message.
     busy = make_list(sub.node, "Busy")

@@ -1,0 +1,188 @@
+"""attach: the initial copy of a list, against the fair floor and a native subscription.
+
+- pgsync attach: the CLI as a user runs it (its own process, stderr on a terminal so the
+  progress bar is drawn): checks, group and slot creation, pause, in-flight wait, the copy,
+  resume and the barrier. Each repetition detaches (--purge) afterwards, so the next one
+  creates its group and slot again, as the native subscription does.
+- fair floor (../shared/design.md section 4): binary `COPY (SELECT ...) TO STDOUT` piped into
+  `COPY ... FROM STDIN` in replica mode (no FK checks, no ordinary triggers), both tables in
+  parallel, into the same tables with their indexes, committed. Nothing that moves the rows
+  can do less.
+- native: a hand-made publication + subscription (binary) of the same rows, from CREATE
+  SUBSCRIPTION until every table is ready.
+Every copy is checked afterwards: row counts and a content digest equal to the Leader list's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.sites import Sites
+from bench.stats import Series, ratio, rotations, table
+from pgsync_dossier.copier import COLUMNS
+
+METHODS = ("pgsync attach (CLI)", "fair floor", "native pub/sub")
+
+
+def _attach(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
+    local = sites.make_list(sites.subscriber, f"replica {remote}.{rep}")
+    timed = sites.cli(
+        "subscriber",
+        "attach",
+        "--remote-list",
+        str(remote),
+        "--remote-url",
+        sites.leader_url,
+        "--local-list",
+        str(local),
+        tty=True,
+    )
+    if timed.exit_code != 0:
+        raise RuntimeError(f"attach failed: {timed.stderr.strip()[-500:]}")
+    return timed.seconds, local, "dossiers"
+
+
+def _undo_attach(sites: Sites, local: int) -> None:
+    # The next copy starts from tables as clean as the floor's: truncated, not bloated.
+    sites.ok("subscriber", "detach", str(local), "--purge")
+    sites.execute(sites.subscriber, "TRUNCATE dossier, dossier_face")
+
+
+def _floor(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
+    local = sites.make_list(sites.subscriber, f"floor {remote}.{rep}", "floor")
+    errors: list[BaseException] = []
+
+    def pipe(table: str) -> None:
+        try:
+            columns = [
+                sql.SQL("{}::integer").format(sql.Literal(local))
+                if c == "dossier_list_id"
+                else sql.Identifier(c)
+                for c in COLUMNS[table]
+            ]
+            with (
+                sites.connect(sites.leader) as source,
+                psycopg.connect(sites.url(sites.subscriber, "floor")) as target,
+            ):
+                target.execute("SET session_replication_role = replica")
+                select = sql.SQL(
+                    "COPY (SELECT {} FROM {} WHERE dossier_list_id = {}) TO STDOUT (FORMAT binary)"
+                )
+                into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
+                with (
+                    source.cursor().copy(
+                        select.format(sql.SQL(", ").join(columns), sql.Identifier(table), sql.Literal(remote))
+                    ) as out,
+                    target.cursor().copy(
+                        into.format(
+                            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
+                        )
+                    ) as copy_in,
+                ):
+                    while block := out.read():
+                        copy_in.write(block)
+                target.commit()
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=pipe, args=(table,)) for table in COLUMNS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return seconds, local, "floor"
+
+
+def _undo_floor(sites: Sites, local: int) -> None:
+    sites.execute(sites.subscriber, "TRUNCATE dossier, dossier_face", dbname="floor")
+
+
+def _native(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
+    name = f"bench_native_{remote}_{rep}"
+    sites.execute(
+        sites.leader,
+        sql.SQL(
+            "CREATE PUBLICATION {} FOR TABLE dossier WHERE (dossier_list_id = {l}), "
+            "dossier_face WHERE (dossier_list_id = {l})"
+        ).format(sql.Identifier(name), l=sql.Literal(remote)),
+    )
+    with sites.connect(sites.subscriber, "native") as conn:
+        start = time.perf_counter()
+        conn.execute(
+            sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (binary = true)").format(
+                sql.Identifier(name), sql.Literal(sites.url(sites.leader)), sql.Identifier(name)
+            )
+        )
+        while True:
+            states = conn.execute(
+                "SELECT r.srsubstate FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid "
+                "WHERE s.subname = %s",
+                [name],
+            ).fetchall()
+            if states and all(row["srsubstate"] == "r" for row in states):
+                break
+            time.sleep(0.01)
+        seconds = time.perf_counter() - start
+    return seconds, remote, "native"
+
+
+def _undo_native(sites: Sites, remote: int) -> None:
+    with sites.connect(sites.subscriber, "native") as conn:
+        for row in conn.execute("SELECT subname FROM pg_subscription").fetchall():
+            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(row["subname"])))
+        conn.execute("TRUNCATE dossier, dossier_face")
+    for row in sites.execute(
+        sites.leader, "SELECT pubname FROM pg_publication WHERE pubname LIKE 'bench_native%%'"
+    ):
+        sites.execute(sites.leader, sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(row["pubname"])))
+
+
+RUNNERS = {
+    "pgsync attach (CLI)": (_attach, _undo_attach),
+    "fair floor": (_floor, _undo_floor),
+    "native pub/sub": (_native, _undo_native),
+}
+
+
+def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"sizes": {}}
+    lines = []
+    for size in sizes:
+        remote = sites.make_list(sites.leader, f"attach {size}")
+        sites.fill(remote, size)
+        other = sites.make_list(sites.leader, f"not replicated {size}")
+        sites.fill(other, max(size // 10, 1))
+        expected = sites.content(sites.leader, remote)
+        series = {method: Series(method) for method in METHODS}
+        for rep, order in enumerate(rotations(METHODS, reps)):
+            for method in order:
+                runner, undo = RUNNERS[method]
+                sites.checkpoint()
+                seconds, local, db = runner(sites, remote, rep)
+                cluster = sites.subscriber
+                got = sites.content(cluster, local, db)
+                if got != expected:
+                    raise RuntimeError(
+                        f"{method}: copied {got[:2]}, expected {expected[:2]} (or digests differ)"
+                    )
+                series[method].values.append(seconds)
+                undo(sites, local)
+        floor = series["fair floor"]
+        results["sizes"][size] = {
+            "series": [s.as_dict() for s in series.values()],
+            "ratios_to_floor": {m: ratio(s, floor) for m, s in series.items()},
+        }
+        for method, s in series.items():
+            r = ratio(s, floor)
+            lines.append([f"{size:,}", method, s.cell(), f"{r:.2f}x" if r is not None else "-"])
+    print(table(["dossiers + faces", "method", "median (min-max)", "/ floor"], lines))
+    return results

@@ -1,0 +1,109 @@
+"""The benchmark harness: `./run bench [NAME...]`.
+
+Starts its own Leader and Subscriber clusters (fsync on) for each PostgreSQL version found,
+runs each case with its methods in rotated order, a CHECKPOINT before each run and 3
+repetitions or more, checks every copy, prints medians (min-max) and ratios against the
+baseline measured in the same run, and writes the same as JSON under bench/results/.
+
+    ./run bench                       every case, every PostgreSQL found (15 and 18 here)
+    ./run bench attach --reps 5       one case
+    ./run bench --smoke               tiny sizes, one repetition: the harness works (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import case_attach, case_leader, case_overhead
+from bench.sites import Sites, started
+from pgsync_dossier.clusters import find_bindir, server_version
+
+RESULTS = Path(__file__).parent / "results"
+SYSTEM_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
+
+
+def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, Any]]]:
+    smoke = args.smoke
+    reps = 1 if smoke else args.reps
+    return {
+        "attach": lambda s: case_attach.run(s, [2000] if smoke else args.sizes, reps),
+        "overhead": lambda s: case_overhead.run(s, [1, 3] if smoke else [1, 20, 100], 1 if smoke else 5),
+        "leader": lambda s: case_leader.run(
+            s, [1, 2] if smoke else [1, 8, 32], reps, 2.0 if smoke else 15.0, 100 if smoke else 500
+        ),
+    }
+
+
+def _bindirs(chosen: list[str]) -> list[Path]:
+    if chosen:
+        return [Path(b) for b in chosen]
+    found = [find_bindir()]
+    found += [b for b in SYSTEM_BINDIRS if (b / "postgres").is_file() and b.resolve() != found[0].resolve()]
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./run bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help="cases to run (default: all)")
+    parser.add_argument("--pg-bin", action="append", default=[], help="server bin/ directory (repeatable)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each method (at least 3)")
+    parser.add_argument(
+        "--sizes",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[100_000, 300_000],
+        help="attach sizes",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, one repetition (checks the harness)"
+    )
+    args = parser.parse_args(argv)
+    cases = _cases(args)
+    names = args.names or list(cases)
+    unknown = [n for n in names if n not in cases]
+    if unknown:
+        parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(cases)}")
+    if args.reps < 3 and not args.smoke:
+        parser.error("--reps must be at least 3 (medians of fewer runs say little)")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for bindir in _bindirs(args.pg_bin):
+        version = server_version(bindir)
+        print(
+            f"\n## PostgreSQL {version} ({bindir}), {platform.node()}, {datetime.now(UTC):%Y-%m-%d}",
+            flush=True,
+        )
+        report: dict[str, Any] = {
+            "postgresql": version,
+            "machine": {
+                "cpus": len(__import__("os").sched_getaffinity(0)),
+                "python": platform.python_version(),
+            },
+            "started": stamp,
+            "smoke": args.smoke,
+            "cases": {},
+        }
+        with started(bindir) as sites:
+            for name in names:
+                print(f"\n### {name}", flush=True)
+                t0 = time.perf_counter()
+                report["cases"][name] = cases[name](sites)
+                print(f"({name}: {time.perf_counter() - t0:.0f}s)", flush=True)
+        kind = "smoke" if args.smoke else "run"
+        out = RESULTS / f"{stamp}-{kind}-pg{version.split('.')[0]}.json"
+        out.write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

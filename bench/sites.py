@@ -1,0 +1,227 @@
+"""The benchmark's own clusters: a Leader and a Subscriber, fsync on, set up as a DBA would.
+
+Besides the Subscriber's dossier database ("dossiers", set up), the Subscriber cluster holds
+two plain migrated databases: "floor" (the fair floor's target: the same tables and indexes,
+no pgsync triggers) and "native" (a hand-made native subscription's target).
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from pgsync_dossier import migrations
+from pgsync_dossier.clusters import LocalCluster, server_version
+from pgsync_dossier.token import generate_token
+
+ADMIN, PASSWORD = "bench", "bench-password"
+EMBEDDING_BYTES = 2048
+FACE_MODEL = "bench-model"
+EXECUTABLE = str(Path(sys.executable).with_name("pgsync-dossier"))
+#: Bench-only settings on top of the project's replication settings (fsync stays on).
+SETTINGS = {
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "30min",
+    # Room for the peers' one-subscription-per-list runs (version 1's shape) next to pgsync's.
+    "max_replication_slots": "48",
+    "max_wal_senders": "48",
+    "max_logical_replication_workers": "40",
+    "max_worker_processes": "48",
+}
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+@dataclass
+class Timed:
+    seconds: float
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Sites:
+    root: Path
+    bindir: Path
+    leader: LocalCluster
+    subscriber: LocalCluster
+    configs: dict[str, Path] = field(default_factory=dict)
+    lists: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return server_version(self.bindir)
+
+    def url(self, cluster: LocalCluster, dbname: str = "dossiers") -> str:
+        return cluster.tcp_url(dbname, ADMIN, PASSWORD)
+
+    @property
+    def leader_url(self) -> str:
+        """What a Subscriber is given: no password (the token-derived login is used)."""
+        return self.leader.tcp_url("dossiers", "x").replace("x@", "")
+
+    def connect(self, cluster: LocalCluster, dbname: str = "dossiers") -> Conn:
+        return psycopg.connect(self.url(cluster, dbname), autocommit=True, row_factory=dict_row)
+
+    def execute(
+        self, cluster: LocalCluster, query: Any, params: Any = None, dbname: str = "dossiers"
+    ) -> list[dict[str, Any]]:
+        with self.connect(cluster, dbname) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def checkpoint(self) -> None:
+        for cluster in (self.leader, self.subscriber):
+            self.execute(cluster, "CHECKPOINT")
+
+    def cli(self, role: str, *args: str, tty: bool = False, env: dict[str, str] | None = None) -> Timed:
+        """One whole pgsync-dossier process, as a user or a timer runs it. With `tty`, its
+        stderr is a terminal (the progress bar is drawn, as for a person at a prompt)."""
+        command = [EXECUTABLE, "--config", str(self.configs[role]), *args]
+        full_env = {**os.environ, **(env or {})}
+        if not tty:
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, env=full_env, check=False)
+            return Timed(time.perf_counter() - start, done.returncode, done.stdout, done.stderr)
+        primary, secondary = pty.openpty()
+        drained: list[bytes] = []
+        reader = threading.Thread(target=_drain, args=(primary, drained), daemon=True)
+        reader.start()
+        start = time.perf_counter()
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, env=full_env, check=False)
+        seconds = time.perf_counter() - start
+        os.close(secondary)
+        reader.join(5)
+        os.close(primary)
+        return Timed(
+            seconds, done.returncode, done.stdout.decode(), b"".join(drained).decode(errors="replace")
+        )
+
+    def ok(self, role: str, *args: str) -> Timed:
+        result = self.cli(role, *args)
+        if result.exit_code != 0:
+            raise RuntimeError(f"{' '.join(args)} failed ({result.exit_code}): {result.stderr.strip()}")
+        return result
+
+    # -- data --------------------------------------------------------------------------------
+    def make_list(self, cluster: LocalCluster, name: str, dbname: str = "dossiers") -> int:
+        rows = self.execute(
+            cluster, "INSERT INTO dossier_list (name) VALUES (%s) RETURNING id", [name], dbname
+        )
+        return int(rows[0]["id"])
+
+    def fill(self, list_id: int, count: int) -> None:
+        """`count` dossiers and `count` faces in a Leader list: 2048 random (incompressible)
+        bytes per embedding, as a real face model's floats are."""
+        with self.connect(self.leader) as conn, conn.cursor() as cur:
+            with conn.transaction():
+                ids = [uuid.uuid4() for _ in range(count)]
+                with cur.copy("COPY dossier (id, dossier_list_id, name, comment) FROM STDIN") as copy:
+                    for n, dossier_id in enumerate(ids):
+                        copy.write_row((dossier_id, list_id, f"Person {n}", f"comment {n % 97}"))
+                with cur.copy(
+                    "COPY dossier_face (id, dossier_id, dossier_list_id, embedding, model) FROM STDIN"
+                ) as copy:
+                    for dossier_id in ids:
+                        copy.write_row(
+                            (uuid.uuid4(), dossier_id, list_id, os.urandom(EMBEDDING_BYTES), FACE_MODEL)
+                        )
+            conn.execute("VACUUM ANALYZE dossier, dossier_face")
+
+    def content(self, cluster: LocalCluster, list_id: int, dbname: str = "dossiers") -> tuple[int, int, str]:
+        """Rows and a digest of a list's content (not of its list id): equal on both sides."""
+        row = self.execute(
+            cluster,
+            "SELECT (SELECT count(*) FROM dossier WHERE dossier_list_id = %(l)s) AS dossiers, "
+            "(SELECT count(*) FROM dossier_face WHERE dossier_list_id = %(l)s) AS faces, "
+            "md5(coalesce((SELECT string_agg(id::text || name || comment, ',' ORDER BY id) FROM dossier "
+            "WHERE dossier_list_id = %(l)s), '') || coalesce((SELECT string_agg(id::text || md5(embedding), "
+            "',' ORDER BY id) FROM dossier_face WHERE dossier_list_id = %(l)s), '')) AS digest",
+            {"l": list_id},
+            dbname,
+        )[0]
+        return int(row["dossiers"]), int(row["faces"]), str(row["digest"])
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into.append(chunk)
+
+
+def _cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
+    settings = dict(SETTINGS)
+    if int(server_version(bindir).split(".")[0]) >= 18:
+        settings["max_active_replication_origins"] = "48"  # 18 caps subscriptions apart (default 10)
+    cluster = LocalCluster(root / name, bindir=bindir, settings=settings).init().start()
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                sql.Identifier(ADMIN), sql.Literal(PASSWORD)
+            )
+        )
+    return cluster
+
+
+@contextmanager
+def started(bindir: Path) -> Iterator[Sites]:
+    root = Path(tempfile.mkdtemp(prefix="pgsd-bench-"))
+    os.chmod(root, 0o755)  # noqa: S103 - as root, the server user must reach its clusters
+    clusters: list[LocalCluster] = []
+    try:
+        leader = _cluster(root, "leader", bindir)
+        clusters.append(leader)
+        subscriber = _cluster(root, "subscriber", bindir)
+        clusters.append(subscriber)
+        sites = Sites(root, bindir, leader, subscriber)
+        token = generate_token()
+        for cluster, dbs in ((leader, ["dossiers"]), (subscriber, ["dossiers", "floor", "native"])):
+            with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+                for db in dbs:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+            for db in dbs:
+                migrations.migrate(sites.url(cluster, db))
+        for role, cluster in (("leader", leader), ("subscriber", subscriber)):
+            path = root / f"{role}.yaml"
+            path.write_text(
+                yaml.safe_dump(
+                    {
+                        "role": role,
+                        "node_name": f"bench-{role}",
+                        "database_url": sites.url(cluster),
+                        "sync_token": token,
+                        "face_model": FACE_MODEL,
+                    }
+                )
+            )
+            path.chmod(0o600)
+            sites.configs[role] = path
+            sites.ok(role, "setup")
+        yield sites
+    finally:
+        for cluster in clusters:
+            cluster.remove()
+        shutil.rmtree(root, ignore_errors=True)
