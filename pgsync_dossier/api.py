@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgsync_dossier import __version__, links, metrics, pg, scheduler, status
+from pgsync_dossier import __version__, catalog, links, metrics, pg, scheduler, status
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import (
     DeadlineExceeded,
@@ -283,10 +283,7 @@ def _first_sync(config: Config, list_id: int) -> None:
 def _record_error(config: Config, list_id: int, message: str) -> None:
     try:
         with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-            conn.execute(
-                "UPDATE pgsync.link SET last_error = %s, updated_at = now() WHERE local_list_id = %s",
-                [message, list_id],
-            )
+            catalog.set_link_error(conn, list_id, message)
     except PgsyncError:
         log.warning("list %s: could not record the error either", list_id)
 

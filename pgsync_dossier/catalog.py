@@ -239,6 +239,10 @@ def set_link_state(
     _run(conn, "set_link_state", {"list": local_list_id, "state": state.value, "error": error})
 
 
+def set_link_error(conn: pg.Connection, local_list_id: int, error: str | None) -> None:
+    _run(conn, "set_link_error", {"list": local_list_id, "error": error})
+
+
 def set_group_links_state(
     conn: pg.Connection,
     group_id: int,

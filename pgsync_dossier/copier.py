@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgsync_dossier import faults, pg
+from pgsync_dossier import faults, pg, subscriber
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
@@ -117,11 +117,7 @@ def copy_list(
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
             snapshot = str(source.execute("SELECT pg_catalog.pg_export_snapshot() AS s").fetchone()["s"])  # type: ignore[index]
-            counts = source.execute(
-                "SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(l)s) AS dossiers, "
-                "(SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS faces",
-                {"l": remote},
-            ).fetchone()
+            counts = source.execute(pg.query("list_rows"), {"list": remote}).fetchone()
         except psycopg.Error as exc:
             raise LeaderSideError(exc) from None
         assert counts is not None
@@ -131,13 +127,7 @@ def copy_list(
         job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source)
         with pg.connect(database_url, what="this Subscriber's database") as monitor:
             if merge is None:
-                merge = bool(
-                    monitor.execute(
-                        "SELECT EXISTS (SELECT 1 FROM public.dossier WHERE dossier_list_id = %(l)s) "
-                        "OR EXISTS (SELECT 1 FROM public.dossier_face WHERE dossier_list_id = %(l)s) AS any",
-                        {"l": local},
-                    ).fetchone()["any"]  # type: ignore[index]
-                )
+                merge = bool(monitor.execute(pg.query("list_has_rows"), {"list": local}).fetchone()["any"])  # type: ignore[index]
             if merge:
                 return _merge(job, monitor, expected, progress)
             try:
@@ -196,8 +186,7 @@ def _reader(job: _Job) -> pg.Connection:
 
 
 def _writer(job: _Job) -> pg.Connection:
-    """A Subscriber connection that writes as an apply worker does: replica mode, in which
-    foreign keys and ordinary triggers do not fire, with the apply triggers told to stand by."""
+    """A Subscriber connection that writes as an apply worker does."""
     conn = pg.connect(
         job.database_url,
         what="this Subscriber's database",
@@ -205,8 +194,7 @@ def _writer(job: _Job) -> pg.Connection:
         statement_timeout_ms=0,
         application_name=application_name(job.local),
     )
-    conn.execute("SET LOCAL session_replication_role = replica")
-    conn.execute("SET LOCAL pgsync.bulk = on")
+    subscriber.write_as_apply(conn)
     return conn
 
 

@@ -226,7 +226,7 @@ def type_for(code: str | None) -> type[PgsyncError]:
 def _check_local(conn: pg.Connection, request: AttachRequest) -> Link | None:
     """The local preconditions; returns the link of an earlier attempt at the same attach."""
     target = request.local_list_id
-    if not conn.execute("SELECT 1 FROM public.dossier_list WHERE id = %s", [target]).fetchone():
+    if not conn.execute(pg.query("local_list_exists"), {"list": target}).fetchone():
         raise PreconditionFailed(
             f"local list {target} does not exist on this Subscriber: create it first",
             code="local_list_not_found",
@@ -265,10 +265,7 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
     this commit waits on that lock (the guard takes FOR SHARE) and then sees the link.
     """
     with conn.transaction():
-        conn.execute("SELECT 1 FROM public.dossier_list WHERE id = %s FOR UPDATE", [request.local_list_id])
-        conn.execute(
-            "UPDATE public.dossier_list SET modified_at = now() WHERE id = %s", [request.local_list_id]
-        )
+        conn.execute(pg.query("lock_local_list"), {"list": request.local_list_id})
         _refuse_non_empty(conn, request.local_list_id)
         try:
             catalog.insert_link(
@@ -403,13 +400,10 @@ def _barrier(s: Session, group: Group, leader: LeaderClient) -> None:
 
 
 def _purge(conn: pg.Connection, local_list_id: int) -> int:
-    """Delete a detached list's rows: one set-based statement per table, in replica mode (no
-    per-row trigger or cascade). Faces first: one whose dossier went missing (a write that
-    bypassed the foreign keys) would otherwise survive and collide with the next copy."""
-    conn.execute("SET LOCAL session_replication_role = replica")
-    conn.execute("SET LOCAL pgsync.bulk = on")
-    conn.execute("DELETE FROM public.dossier_face WHERE dossier_list_id = %s", [local_list_id])
-    return conn.execute("DELETE FROM public.dossier WHERE dossier_list_id = %s", [local_list_id]).rowcount
+    """Delete a detached list's rows: one set-based statement per table, in replica mode."""
+    subscriber.write_as_apply(conn)
+    conn.execute(pg.query("purge_faces"), {"list": local_list_id})
+    return conn.execute(pg.query("purge_dossiers"), {"list": local_list_id}).rowcount
 
 
 def repair(

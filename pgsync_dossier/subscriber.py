@@ -26,6 +26,13 @@ HEALTH_CHECK_EVERY_S = 1.0
 MAX_NEW_ERRORS = 2
 
 
+def write_as_apply(conn: pg.Connection) -> None:
+    """For the rest of this transaction, write as an apply worker does: replica mode, in which
+    foreign keys and ordinary triggers do not fire, with the apply triggers told to stand by."""
+    conn.execute("SET LOCAL session_replication_role = replica")
+    conn.execute("SET LOCAL pgsync.bulk = on")
+
+
 def install(conn: pg.Connection) -> None:
     """Replica identity by primary key, apply and guard triggers. Inside a transaction."""
     conn.execute(pg.sql_file("subscriber.sql").encode())

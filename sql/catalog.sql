@@ -157,3 +157,6 @@ INSERT INTO pgsync.heartbeat (group_name) VALUES (%(name)s) ON CONFLICT (group_n
 
 -- name: delete_heartbeat
 DELETE FROM pgsync.heartbeat WHERE group_name = %(name)s;
+
+-- name: set_link_error
+UPDATE pgsync.link SET last_error = %(error)s, updated_at = now() WHERE local_list_id = %(list)s;

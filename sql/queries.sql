@@ -57,3 +57,29 @@ SELECT a.application_name, sum(p.tuples_processed)::bigint AS rows
   JOIN pg_catalog.pg_stat_activity AS a USING (pid)
  WHERE a.application_name = ANY (%(names)s)
  GROUP BY a.application_name;
+
+-- Rows of one list (either side; on the Leader inside the copy's snapshot).
+-- name: list_rows
+SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(list)s) AS dossiers,
+       (SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(list)s) AS faces;
+
+-- name: list_has_rows
+SELECT EXISTS (SELECT 1 FROM public.dossier WHERE dossier_list_id = %(list)s)
+    OR EXISTS (SELECT 1 FROM public.dossier_face WHERE dossier_list_id = %(list)s) AS any;
+
+-- name: local_list_exists
+SELECT 1 FROM public.dossier_list WHERE id = %(list)s;
+
+-- Lock a local list and touch it: a local insert that checked the guard before this commits
+-- waits on the row (the guard takes FOR SHARE) and then sees the link.
+-- name: lock_local_list
+UPDATE public.dossier_list SET modified_at = now() WHERE id = %(list)s;
+
+-- A detached list's rows, set-based (run in replica mode: no per-row trigger or cascade).
+-- Faces first: one whose dossier went missing (a write that bypassed the foreign keys)
+-- would otherwise survive and collide with the next copy.
+-- name: purge_faces
+DELETE FROM public.dossier_face WHERE dossier_list_id = %(list)s;
+
+-- name: purge_dossiers
+DELETE FROM public.dossier WHERE dossier_list_id = %(list)s;

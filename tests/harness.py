@@ -142,13 +142,13 @@ def default_subscriber(
 ) -> Iterator[Site]:
     """A Subscriber, set up, on the cluster with default limits (with the usual Leader)."""
     node = Node("defaults", defaults_cluster, "Defaults' dossiers")
-    _drop_subscriptions(node)
+    drop_subscriptions(node)
     node.janitor(node.dbname).drop()
     node.janitor(node.dbname, template=TEMPLATE_DB).init()
     site = Site(node, write_config(tmp_path / "defaults.yaml", node, "subscriber"))
     site.ok("setup")
     yield site
-    _drop_subscriptions(node)
+    drop_subscriptions(node)
     node.janitor(node.dbname).drop()
 
 
@@ -159,7 +159,7 @@ DB_NAMES = {
 }
 
 
-def _drop_subscriptions(node: Node) -> None:
+def drop_subscriptions(node: Node) -> None:
     """A Subscriber's subscriptions, without touching slots (the Leader's are dropped apart)."""
     if not node.cluster.is_running():
         return
@@ -178,7 +178,7 @@ def _reset(nodes: dict[str, Node]) -> None:
     """Drop what replication left behind, in the only order PostgreSQL allows."""
     for name, node in nodes.items():
         if name != "leader":
-            _drop_subscriptions(node)
+            drop_subscriptions(node)
     leader = nodes["leader"].cluster
     if not leader.is_running():
         leader.start()

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests.harness import (
+    TEMPLATE_DB,
+    Node,
     Site,
     add_dossiers,
     attach,
+    drop_subscriptions,
     group_names,
     list_rows,
     make_list,
     wait_for_same,
+    write_config,
 )
 
 NIGHTLY = "FREQ=DAILY;BYHOUR=3"
@@ -314,3 +320,52 @@ def test_an_attach_takes_over_rows_that_are_already_here(sites: dict[str, Site])
     assert list_rows(sub.node, target_local) == list_rows(leader.node, target)
     assert len(list_rows(sub.node, kept_local)[0]) == 2  # what stayed in the kept list
     _synced_and_equal(sub)
+
+
+@pytest.fixture
+def second_leader(nodes: dict[str, Node], tmp_path: Path) -> Iterator[Site]:
+    """Another Leader, in its own database on subscriber B's cluster."""
+    cluster = nodes["subscriber_b"].cluster
+    node = Node("second leader", cluster, "Second Leader's DB")
+    node.janitor(node.dbname).drop()
+    node.janitor(node.dbname, template=TEMPLATE_DB).init()
+    site = Site(node, write_config(tmp_path / "second-leader.yaml", node, "leader", node_name="hq-2"))
+    site.ok("setup")
+    yield site
+    drop_subscriptions(nodes["subscriber_a"])
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+        for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall():
+            conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+    node.janitor(node.dbname).drop()
+
+
+def test_groups_of_different_leaders_sync_at_the_same_time(
+    sites: dict[str, Site], second_leader: Site
+) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    first, first_local = make_list(leader.node, "First"), make_list(sub.node, "From the first Leader")
+    second, second_local = make_list(second_leader.node, "Second"), make_list(sub.node, "From the second")
+    attach(sub, leader, first, first_local)
+    attach(sub, second_leader, second, second_local)
+    assert len(group_names(sub)) == 2
+    add_dossiers(leader.node, first, 2)
+    add_dossiers(second_leader.node, second, 2)
+    # The second Leader answers slowly (its heartbeat row is locked for a while): a sync that
+    # took the Leaders one after the other would not overlap them.
+    holder = second_leader.node.connect()
+    holder.execute("BEGIN")
+    holder.execute("SELECT * FROM pgsync.heartbeat FOR UPDATE")
+    releaser = threading.Timer(1.5, lambda: (holder.execute("COMMIT"), holder.close()))
+    releaser.start()
+    try:
+        _synced_and_equal(sub)
+    finally:
+        releaser.join()
+    runs = sub.node.execute(
+        "SELECT g.leader_node_name AS leader, r.started_at, r.finished_at FROM pgsync.sync_run r "
+        "JOIN pgsync.sync_group g ON g.id = r.group_id WHERE r.reason = 'manual' ORDER BY r.id"
+    )
+    first_run = next(r for r in runs if r["leader"] == "leader site")
+    second_run = next(r for r in runs if r["leader"] == "hq-2")
+    assert first_run["started_at"] < second_run["finished_at"]
+    assert second_run["started_at"] < first_run["finished_at"]
