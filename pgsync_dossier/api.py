@@ -110,6 +110,8 @@ class Link(BaseModel):
     last_sync: datetime | None
     last_sync_ok: bool | None
     next_sync: datetime | None
+    last_heal: str | None = Field(description="when the group's stream was last healed, and why")
+    warning: str | None = Field(description="e.g. a closed window's slot close to being lost")
     last_error: str | None
 
 

@@ -27,6 +27,7 @@ class LinkState(StrEnum):
     PAUSED = "paused"  # the face models of the Leader and this Subscriber differ
     DETACHING = "detaching"
     ERROR = "error"
+    REPAIRING = "repairing"  # an in-place repair is owed (after a lost slot, say)
 
 
 #: States in which a link still needs the orchestrator's copy.
@@ -38,6 +39,7 @@ class Node:
     role: str
     node_name: str
     node_tag: str
+    placement: str | None
     face_model: str
     token_verifier: str
     sync_schedule: str | None
@@ -63,6 +65,9 @@ class Group:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    #: where the Leader's slot stood when this stream last stopped; a slot found further on
+    #: was consumed by someone else meanwhile (None: streaming, or unknown)
+    stopped_at_lsn: int | None
 
     @property
     def effective_schedule(self) -> str | None:
@@ -96,6 +101,10 @@ class Link:
     def needs_copy(self) -> bool:
         return self.state in NEEDS_COPY or self.legacy_subscription is not None
 
+    @property
+    def needs_repair(self) -> bool:
+        return self.state == LinkState.REPAIRING
+
 
 @dataclass(frozen=True)
 class Run:
@@ -124,6 +133,26 @@ def _run(conn: pg.Connection, name: str, params: dict[str, Any] | None = None) -
 # -- node ------------------------------------------------------------------------------------
 def node(conn: pg.Connection) -> Node | None:
     return _one(conn, Node, "node")
+
+
+def placement(conn: pg.Connection) -> str:
+    row = conn.execute(_query("placement")).fetchone()
+    assert row is not None
+    return str(row["placement"])
+
+
+def set_placement(conn: pg.Connection, where: str) -> None:
+    _run(conn, "set_placement", {"placement": where})
+
+
+def new_node_tag(conn: pg.Connection, where: str) -> str:
+    row = conn.execute(_query("new_node_tag"), {"placement": where}).fetchone()
+    assert row is not None
+    return str(row["node_tag"])
+
+
+def rename_group(conn: pg.Connection, group_id: int, name: str) -> None:
+    _run(conn, "rename_group", {"id": group_id, "name": name})
 
 
 # -- groups ----------------------------------------------------------------------------------
@@ -171,8 +200,12 @@ def find_or_make_group(
 
 
 def delete_group(conn: pg.Connection, group: Group) -> None:
-    _run(conn, "delete_heartbeat", {"name": group.name})
+    delete_heartbeat(conn, group)
     _run(conn, "delete_group", {"id": group.id})
+
+
+def delete_heartbeat(conn: pg.Connection, group: Group) -> None:
+    _run(conn, "delete_heartbeat", {"name": group.name})
 
 
 def ensure_heartbeat(conn: pg.Connection, group: Group) -> None:
@@ -191,6 +224,27 @@ def set_copy_pause(
     conn: pg.Connection, group_id: int, local_list_id: int | None, until: datetime | None
 ) -> None:
     _run(conn, "set_group_copy_pause", {"id": group_id, "list": local_list_id, "until": until})
+
+
+def set_stopped_at(conn: pg.Connection, group_id: int, lsn: int | None) -> None:
+    _run(conn, "set_stopped_at", {"id": group_id, "lsn": lsn})
+
+
+def set_group_links_repairing(conn: pg.Connection, group_id: int, note: str) -> None:
+    _run(conn, "set_group_links_repairing", {"group_id": group_id, "note": note})
+
+
+def record_run(conn: pg.Connection, group_id: int, reason: str, ok: bool, note: str) -> None:
+    """A finished run of its own (a heal: what was found and what was done)."""
+    _run(conn, "record_run", {"group_id": group_id, "reason": reason, "ok": ok, "note": note})
+
+
+def set_run_note(conn: pg.Connection, run: Run, note: str) -> None:
+    _run(conn, "set_run_note", {"id": run.id, "note": note})
+
+
+def last_heals(conn: pg.Connection) -> dict[int, dict[str, Any]]:
+    return {row["group_id"]: row for row in conn.execute(_query("last_heals")).fetchall()}
 
 
 def set_group_error(conn: pg.Connection, group_id: int, error: str | None) -> None:

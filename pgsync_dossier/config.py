@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,9 @@ Role = Literal["leader", "subscriber"]
 _STRING_KEYS = ("node_name", "database_url", "face_model", "sync_token", "sync_token_file")
 _BOOL_KEYS = ("sync_at_startup", "sync_at_creation", "web_ui")
 _BOOL_DEFAULTS = {"sync_at_startup": True, "sync_at_creation": True, "web_ui": False}
-KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS)
+KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS, "wal_retention_budget")
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
 _REQUIRED_KEYS = ("role", "node_name", "database_url", "face_model")
 
 
@@ -46,6 +49,9 @@ class Config:
     sync_at_creation: bool
     source: str
     web_ui: bool = False
+    #: WAL a closed window's slot may hold before status warns, when the Leader sets no
+    #: max_slot_wal_keep_size (bytes; None: no warning then)
+    wal_retention_budget: int | None = None
 
     def effective(self) -> dict[str, Any]:
         """The settings as a person should see them: the token masked, never revealed."""
@@ -60,6 +66,7 @@ class Config:
             "sync_at_startup": self.sync_at_startup,
             "sync_at_creation": self.sync_at_creation,
             "web_ui": self.web_ui,
+            "wal_retention_budget": self.wal_retention_budget,
         }
 
 
@@ -157,6 +164,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
                 f"{values['sync_schedule'][1]}: invalid RRULE: {exc}; "
                 "e.g. 'FREQ=DAILY;BYHOUR=3', or remove the key for continuous sync"
             ) from None
+    budget = _size(values["wal_retention_budget"]) if "wal_retention_budget" in values else None
     return Config(
         role="leader" if role == "leader" else "subscriber",
         node_name=strings["node_name"],
@@ -168,7 +176,19 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         sync_at_creation=flags["sync_at_creation"],
         source=where,
         web_ui=flags["web_ui"],
+        wal_retention_budget=budget,
     )
+
+
+def _size(entry: tuple[object, str]) -> int | None:
+    """A size as PostgreSQL writes them (10GB, 512MB, 4096) in bytes; None stays None."""
+    value, origin = entry
+    if value is None:
+        return None
+    match = _SIZE.match(str(value)) if isinstance(value, str | int) and not isinstance(value, bool) else None
+    if match is None or int(match.group(1)) <= 0:
+        raise ConfigError(f"{origin}: must be a positive size like 10GB or 512MB, not {value!r}")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()]
 
 
 def _token(

@@ -46,6 +46,10 @@ sync_at_creation: true
 
 # Subscriber: serve the small web page at / with `pgsync-dossier serve` (the API is always on).
 web_ui: false
+
+# Subscriber: when a Leader sets no max_slot_wal_keep_size, status warns once a closed
+# window's slot holds more than 80% of this much WAL (e.g. 10GB).
+# wal_retention_budget: 10GB
 """
 
 

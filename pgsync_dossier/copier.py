@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -151,19 +152,22 @@ def copy_list(
         source.close()
 
 
-def _select(table: str, remote: int, local: int) -> sql.Composed:
+def select_rows(table: str, remote: int, local: int, ids: list[uuid.UUID] | None = None) -> sql.Composed:
+    """Binary COPY of a Leader list's rows (or of those with these ids), the local list id
+    written in place of the Leader's: no per-row trigger has to rewrite it."""
     columns = [
         sql.SQL("{}::integer").format(sql.Literal(local))
         if column == "dossier_list_id"
         else sql.Identifier(column)
         for column in COLUMNS[table]
     ]
-    return sql.SQL("COPY (SELECT {} FROM {} WHERE dossier_list_id = {}) TO STDOUT (FORMAT binary)").format(
-        sql.SQL(", ").join(columns), sql.Identifier("public", table), sql.Literal(remote)
+    only = sql.SQL(" AND id = ANY ({}::uuid[])").format(sql.Literal(ids)) if ids is not None else sql.SQL("")
+    return sql.SQL("COPY (SELECT {} FROM {} WHERE dossier_list_id = {}{}) TO STDOUT (FORMAT binary)").format(
+        sql.SQL(", ").join(columns), sql.Identifier("public", table), sql.Literal(remote), only
     )
 
 
-def _copy_in(target: sql.Identifier, table: str) -> sql.Composed:
+def copy_in(target: sql.Identifier, table: str) -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
         target, sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
     )
@@ -198,10 +202,10 @@ def _writer(job: _Job) -> pg.Connection:
     return conn
 
 
-def _pipe(source: pg.Connection, target: pg.Connection, select: sql.Composed, copy_in: sql.Composed) -> int:
+def pipe(source: pg.Connection, target: pg.Connection, select: sql.Composed, copy_into: sql.Composed) -> int:
     """Stream one binary COPY from the Leader into this database; returns the rows written."""
     with source.cursor() as reader, target.cursor() as writer:
-        with writer.copy(copy_in) as into:
+        with writer.copy(copy_into) as into:
             try:
                 with reader.copy(select) as out:
                     while block := out.read():
@@ -261,7 +265,10 @@ class _Watch:
     @staticmethod
     def _cancel(readers: list[pg.Connection], writers: list[pg.Connection]) -> None:
         for conn in (*readers, *writers):
-            conn.cancel_safe(timeout=5)
+            try:
+                conn.cancel_safe(timeout=5)
+            except psycopg.Error as exc:  # its server is gone: nothing left to cancel there
+                log.debug("could not cancel a copy statement: %s", pg.first_line(str(exc)))
 
 
 def _direct(job: _Job, monitor: pg.Connection, expected: int, progress: Progress | None) -> CopyResult:
@@ -272,11 +279,11 @@ def _direct(job: _Job, monitor: pg.Connection, expected: int, progress: Progress
         writers = [_writer(job) for _table in COLUMNS]
         pipes = [
             functools.partial(
-                _pipe,
+                pipe,
                 reader,
                 writer,
-                _select(table, job.remote, job.local),
-                _copy_in(sql.Identifier("public", table), table),
+                select_rows(table, job.remote, job.local),
+                copy_in(sql.Identifier("public", table), table),
             )
             for table, reader, writer in zip(COLUMNS, readers, writers, strict=True)
         ]
@@ -303,7 +310,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
 
         def stage() -> tuple[int, int]:
             dossiers, faces = (
-                _pipe(reader, writer, _select(table, job.remote, job.local), _copy_in(_stage(table), table))
+                pipe(reader, writer, select_rows(table, job.remote, job.local), copy_in(_stage(table), table))
                 for table in COLUMNS
             )
             return dossiers, faces
@@ -312,7 +319,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
         changed = 0
         for table in COLUMNS:
             writer.execute(sql.SQL("ANALYZE {}").format(_stage(table)))
-            changed += writer.execute(_upsert(table), {"local": job.local, "group": job.group_id}).rowcount
+            changed += writer.execute(upsert(table), {"local": job.local, "group": job.group_id}).rowcount
             changed += writer.execute(_delete_missing(table), {"local": job.local}).rowcount
         writer.commit()
         return CopyResult(dossiers, faces, "merge", changed)
@@ -320,7 +327,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
         writer.close()
 
 
-def _upsert(table: str) -> sql.Composed:
+def upsert(table: str) -> sql.Composed:
     """Insert the staged rows; overwrite a row that is already here unless it is equal, or it
     lives in a list of another group that applied a newer version of it (apply_change's rule)."""
     columns = COLUMNS[table]

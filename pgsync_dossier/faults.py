@@ -2,8 +2,10 @@
 
 Every step that changes state on either side is followed by a point. The fault suite arms one
 through the environment (PGSYNC_DOSSIER_FAULT=copy.copied) and runs a real command, which
-dies there with SIGKILL; the next command must then converge. Pure: no database code. When
-the variable is unset (always, outside tests) a point costs one dictionary lookup.
+dies there with SIGKILL; the next command must then converge. `NAME:raise` raises an
+unexpected exception there instead (what a bug would do: the CLI writes a crash report).
+Pure: no database code. When the variable is unset (always, outside tests) a point costs one
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -22,14 +24,25 @@ POINTS = (
     "copy.widened",  # the Leader's filter names the new list
     "copy.first_table",  # one table of a direct copy is committed, the other is not
     "copy.copied",  # the rows are in; the link is not yet marked ready
+    "repair.paused",  # an in-place repair has paused the stream; nothing fixed yet
+    "repair.fixed",  # the list is fixed; its link still owes the repair
     "sync.window_open",  # the subscription is enabled for the barrier
     "detach.narrowed",  # the Leader's filter no longer names the list; it is still mapped here
     "detach.group_dropped",  # the last list's stream is dropped; the catalog still has it
 )
 
 
+class InjectedFault(RuntimeError):
+    """The unexpected error a `NAME:raise` fault point raises."""
+
+
 def point(name: str) -> None:
-    """Die here (SIGKILL) when this point is armed."""
+    """Die here (SIGKILL) when this point is armed; raise InjectedFault when armed to raise."""
     armed = os.environ.get(FAULT_ENV)
-    if armed and name in armed.split(","):
+    if not armed:
+        return
+    chosen = armed.split(",")
+    if name in chosen:
         os.kill(os.getpid(), signal.SIGKILL)
+    if f"{name}:raise" in chosen:
+        raise InjectedFault(f"fault injected at {name}")

@@ -12,9 +12,11 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pgsync_dossier import catalog, copier, faults, pg, subscriber
+from pgsync_dossier import catalog, compare, copier, faults, pg, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
+from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
@@ -26,19 +28,24 @@ log = logging.getLogger(__name__)
 
 #: How long a group waits, paused, for its workers to stop before a copy.
 PAUSE_TIMEOUT_S = 60.0
+#: How long a command waits for a stopped stream's position, on its way out.
+STOP_WAIT_S = 5.0
 
 
 def links_of(conn: pg.Connection, group_id: int) -> list[Link]:
     return [link for link in catalog.links(conn) if link.group_id == group_id]
 
 
-def stream_facts(group: Group, *, window_open: bool = False, models_match: bool = True) -> StreamFacts:
+def stream_facts(
+    group: Group, *, window_open: bool = False, models_match: bool = True, pausing_for: str = "copying"
+) -> StreamFacts:
     return StreamFacts(
         windowed=group.effective_schedule is not None,
         window_open=window_open,
         copying_list=group.copying_list_id,
         paused_until=group.paused_until,
         models_match=models_match,
+        pausing_for=pausing_for,
     )
 
 
@@ -81,6 +88,8 @@ def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
         return
     catalog.ensure_heartbeat(s.conn, group)
     if subscriber.subscription(s.conn, group.name) is not None:
+        if not subscriber.has_passfile(s.conn, group.name):  # a restore without it, say
+            subscriber.set_connection(s.conn, group.name, group.leader_url, s.config.sync_token)
         return
     subscriber.refuse_without_capacity(s.conn)
     leader.set_group_lists(group.name, s.node.node_name, mapped)
@@ -154,6 +163,102 @@ def copy_pending(
     return done
 
 
+def repair_pending(s: Session, group: Group, leader: LeaderClient, deadline: Deadline) -> dict[int, Repair]:
+    """Repair in place every list of the group that owes it (a repair asked for, or after a
+    lost slot), one at a time: pause the stream, compare the list with the Leader's at one
+    snapshot, fix what differs in one local transaction. The caller resumes the stream."""
+    done: dict[int, Repair] = {}
+    try:
+        for link in [link for link in links_of(s.conn, group.id) if link.needs_repair]:
+            until = datetime.now(UTC) + timedelta(seconds=deadline.remaining())
+            catalog.set_copy_pause(s.conn, group.id, link.local_list_id, until)
+            subscriber.pause(s.conn, group.name, deadline.at_most(PAUSE_TIMEOUT_S))
+            faults.point("repair.paused")
+            result = compare.repair_list(
+                leader, s.config.database_url, link.remote_list_id, link.local_list_id, group.id, deadline
+            )
+            faults.point("repair.fixed")
+            catalog.set_link_state(s.conn, link.local_list_id, LinkState.READY)
+            log.info("list %s: repaired in place (%s)", link.local_list_id, result.before)
+            done[link.local_list_id] = result
+    finally:
+        catalog.set_copy_pause(s.conn, group.id, None, None)
+    return done
+
+
+def slot_trouble(conn: pg.Connection, group: Group, slot: dict[str, Any] | None) -> str | None:
+    """Why the group's stream cannot simply resume from its slot, or None.
+
+    'missing': no slot (a Leader failover that did not keep it, a DBA); 'lost': the Leader
+    dropped the WAL it needed (max_slot_wal_keep_size); 'consumed': the slot moved on while
+    this stream was stopped, so someone else streamed from it (a cloned Subscriber, a
+    hand-made subscription) and this replica never saw those changes. A stream running here
+    now (a window opened by hand, or by a command that died) may have moved it itself: no
+    verdict then, and the stop position is forgotten."""
+    if slot is None or not slot.get("registered"):
+        return None  # the group is new, or its publication was never made: ensure_stream's
+    if not slot.get("slot_exists"):
+        return "missing"
+    if slot.get("wal_status") == "lost":
+        return "lost"
+    if group.stopped_at_lsn is None:
+        return None
+    sub = subscriber.subscription(conn, group.name)
+    if sub is not None and (sub["enabled"] or subscriber.workers(conn, group.name)):
+        catalog.set_stopped_at(conn, group.id, None)
+        return None
+    return "consumed" if int(slot["confirmed_lsn"]) > group.stopped_at_lsn else None
+
+
+_TROUBLE = {
+    "missing": "the Leader had no slot for this group (a failover that did not keep it, or a manual drop)",
+    "lost": "the Leader lost this group's slot (max_slot_wal_keep_size: the WAL it needed is gone)",
+    "consumed": "someone else streamed from this group's slot while it was stopped (a cloned "
+    "Subscriber, or a subscription made by hand on its slot)",
+}
+
+
+def heal(s: Session, group: Group, leader: LeaderClient, trouble: str, deadline: Deadline) -> str:
+    """Put the stream back on its feet: a new slot when it was lost or missing, and every list
+    of the group owes an in-place repair (the changes in between never arrived). Returns what
+    was done, for the log, the status and the sync history."""
+    subscriber.pause(s.conn, group.name, deadline.at_most(PAUSE_TIMEOUT_S))
+    if trouble in ("missing", "lost"):
+        leader.recreate_slot(group.name)
+    done = "slot recreated, lists repaired in place" if trouble != "consumed" else "lists repaired in place"
+    note = f"{_TROUBLE[trouble]}: {done}"
+    catalog.set_group_links_repairing(s.conn, group.id, note)
+    catalog.set_stopped_at(s.conn, group.id, None)
+    log.warning("group %s: %s", group.name, note)
+    return note
+
+
+def record_stop(s: Session, group: Group, leader: LeaderClient | None, deadline: Deadline) -> None:
+    """Remember where the slot stands now that this stream is stopped (its workers gone), so
+    that a stream someone else consumes meanwhile is noticed before it runs again. A stream
+    left running forgets it: it moves the slot itself."""
+    sub = subscriber.subscription(s.conn, group.name)
+    if sub is None or sub["enabled"] or leader is None:
+        catalog.set_stopped_at(s.conn, group.id, None)
+        return
+    try:
+        deadline = deadline.at_most(STOP_WAIT_S)  # a worker stuck on a lock: no verdict, move on
+        subscriber.pause(s.conn, group.name, deadline)
+        # The walsender takes the worker's last feedback after the worker is gone: read the
+        # position once the slot is released.
+        slot = poll(lambda: _released(leader, group.name), deadline) or {}
+    except PgsyncError as exc:
+        log.debug("group %s: stop position unknown (%s)", group.name, exc)
+        catalog.set_stopped_at(s.conn, group.id, None)
+        return
+    catalog.set_stopped_at(s.conn, group.id, slot.get("confirmed_lsn") if slot.get("slot_exists") else None)
+
+
+def _released(leader: LeaderClient, name: str) -> dict[str, Any] | None:
+    slot = leader.groups_status([name]).get(name) or {}
+    return None if slot.get("active") else slot
+
+
 def retire_legacy(s: Session, link: Link, leader: LeaderClient | None) -> None:
     """Drop a version-1 link's own subscription, its slot and its per-list publication."""
     name = link.legacy_subscription
@@ -185,6 +290,7 @@ def drop(s: Session, group: Group, leader: LeaderClient | None) -> bool:
     Leader down, the slot is recorded as an orphan and dropped when it answers. True when
     nothing is left on the Leader."""
     slot_dropped = subscriber.drop_subscription(s.conn, group.name, leader_reachable=leader is not None)
+    subscriber.remove_passfile(s.conn, group.name)
     cleaned = False
     if leader is not None:
         try:

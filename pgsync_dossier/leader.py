@@ -89,9 +89,17 @@ def login_params(url: str, token: Secret) -> dict[str, str]:
     return {"user": REPLICATION_ROLE, "password": replication_password(token).reveal()}
 
 
-def subscription_conninfo(url: str, token: Secret) -> str:
-    """The connection string the Subscriber's server uses to stream from the Leader."""
-    return psycopg.conninfo.make_conninfo(url, **login_params(url, token))
+def stream_login(url: str, token: Secret) -> tuple[str, Secret]:
+    """What the Subscriber's server uses to stream from the Leader: the connection string
+    without any password, and the password, which goes to a password file instead (no SQL
+    text ever holds it: see subscriber.write_passfile)."""
+    params = dict(psycopg.conninfo.conninfo_to_dict(url))
+    password = params.pop("password", None)
+    if password is None:
+        derived = login_params(url, token)
+        params["user"] = derived["user"]
+        password = derived["password"]
+    return psycopg.conninfo.make_conninfo("", **params), Secret(str(password))
 
 
 class LeaderClient:
@@ -212,6 +220,10 @@ class LeaderClient:
     def drop_stale_slot(self, name: str) -> bool:
         return bool(self._call("SELECT pgsync.api_drop_stale_slot(%s) AS r", [name])[0]["r"])
 
+    def recreate_slot(self, name: str) -> None:
+        """The group's slot anew (a lost one is dropped first)."""
+        self._call("SELECT pgsync.api_recreate_slot(%s)", [name])
+
     def heartbeat(self, name: str) -> int:
         seq = self._call("SELECT pgsync.api_heartbeat(%s) AS seq", [name])[0]["seq"]
         if seq is None:
@@ -225,9 +237,6 @@ class LeaderClient:
     def groups_status(self, names: list[str]) -> dict[str, dict[str, Any]]:
         rows = self._call("SELECT * FROM pgsync.api_groups_status(%s)", [names])
         return {row["name"]: row for row in rows}
-
-    def list_digest(self, list_id: int) -> dict[str, Any]:
-        return self._call("SELECT * FROM pgsync.api_list_digest(%s)", [list_id])[0]
 
 
 class LeaderPool:

@@ -413,10 +413,11 @@ def repair(
     timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Bring a diverged replica back to its Leader list in place: the list is copied again at
-    one snapshot into a staging area, then merged (rows upserted, rows the Leader list no
-    longer has deleted) in one transaction, so it never goes empty. Refused, with nothing
-    changed, unless the Leader is reachable and accepts this node."""
+    """Bring a diverged replica back to its Leader list in place (compare.repair_list): the
+    group's stream pauses, the list is compared with the Leader's at one snapshot chunk by
+    chunk, and what differs is fixed in one local transaction, so the list never goes empty
+    and the cost follows the differences. Refused, with nothing changed, unless the Leader is
+    reachable and accepts this node. A list whose copy is owed is copied instead."""
     with subscriber_session(config, "repair") as s:
         link = catalog.link_for_list(s.conn, local_list_id)
         if link is None:
@@ -431,7 +432,8 @@ def repair(
         deadline = Deadline(timeout_s)
         groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
         try:
-            catalog.set_link_state(s.conn, local_list_id, LinkState.ATTACHING, "repair requested")
+            if not link.needs_copy:
+                catalog.set_link_state(s.conn, local_list_id, LinkState.REPAIRING, "repair requested")
             outcome = sync_group(s, group, "repair", deadline, on_progress)
         finally:
             groups.unlock(s.conn, group)
@@ -443,9 +445,13 @@ def repair(
             )
         link = catalog.link_for_list(s.conn, local_list_id)
         assert link is not None
-        return _result(
+        result = _result(
             s, link, group, facts, created=False, synced=True, copy=outcome.copies.get(local_list_id)
         )
+        fixed = outcome.repairs.get(local_list_id)
+        if fixed is not None:
+            result.update(dossiers=fixed.dossiers, faces=fixed.faces, **fixed.before)
+        return result
 
 
 def set_leader_available(config: Config, local_list_id: int, available: bool) -> None:

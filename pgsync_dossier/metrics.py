@@ -60,8 +60,10 @@ def render(config: Config) -> str:
     rows = [row for row in status(config) if row["state"] != "orphan-slot"]
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
         by_group = catalog.run_history(conn)
+        heals_by_group = catalog.last_heals(conn)
         names = {group.name: group.id for group in catalog.groups(conn)}
     history = {row["local_list"]: by_group.get(names.get(row["group"], -1), {}) for row in rows}
+    heals = {row["local_list"]: heals_by_group.get(names.get(row["group"], -1)) for row in rows}
     lines: list[str] = []
 
     def family(name: str, help_text: str, kind: str) -> None:
@@ -88,6 +90,25 @@ def render(config: Config) -> str:
             lines.append(
                 f"pgsync_dossier_link_last_sync_success_timestamp_seconds{_labels(row)} {float(last)}"
             )
+    family(
+        "pgsync_dossier_link_last_heal_timestamp_seconds",
+        "When the list's stream was last healed (a lost or missing slot, a stream consumed elsewhere)",
+        "gauge",
+    )
+    for row in rows:
+        heal = heals.get(row["local_list"])
+        if heal is not None:
+            at = heal["finished_at"].timestamp()
+            lines.append(f"pgsync_dossier_link_last_heal_timestamp_seconds{_labels(row)} {at}")
+    family(
+        "pgsync_dossier_link_wal_retention_warning",
+        "1 when a closed window's slot holds more than 80% of the WAL the Leader allows it",
+        "gauge",
+    )
+    for row in rows:
+        lines.append(
+            f"pgsync_dossier_link_wal_retention_warning{_labels(row)} {int(row['warning'] is not None)}"
+        )
     # A gauge, not a counter: history older than 30 days is pruned, so the count can go down.
     family("pgsync_dossier_link_recent_sync_failures", "Failed syncs in the last 30 days", "gauge")
     for row in rows:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -41,6 +42,25 @@ MAX_NAME_BYTES = 1000
 MAX_COMMENT_BYTES = 4000
 MAX_EMBEDDING_BYTES = 7168
 MAX_MODEL_BYTES = 200
+
+
+#: The content hashes' expressions (migration 0005 has them verbatim).
+def _stamp(column: str, seed: int) -> str:
+    """A timestamp's hash, the same on every version: that of its microseconds since the epoch
+    (PostgreSQL 15 has no timestamptz hash function; this expression is immutable on all)."""
+    epoch = "'1970-01-01 00:00:00+00'::timestamptz"
+    return f"hashint8extended((extract(epoch from ({column} - {epoch})) * 1000000)::bigint, {seed})"
+
+
+DOSSIER_CONTENT_HASH = (
+    "uuid_hash_extended(id, 1) # hashtextextended(name, 2) # hashtextextended(comment, 3)"
+    f" # hashint4extended(active::integer, 4) # {_stamp('created_at', 5)} # {_stamp('modified_at', 6)}"
+)
+FACE_CONTENT_HASH = (
+    "uuid_hash_extended(id, 1) # uuid_hash_extended(dossier_id, 2)"
+    " # hashtextextended(encode(embedding, 'hex'), 3) # hashtextextended(model, 4)"
+    f" # {_stamp('created_at', 5)}"
+)
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -76,11 +96,14 @@ dossier = Table(
     _timestamp("created_at"),
     _timestamp("modified_at"),
     Column("row_version", BigInteger, nullable=False, server_default=text("0")),
+    # Each server's own hash of the row's content (migration 0005): what verify compares.
+    Column("content_hash", BigInteger, Computed(DOSSIER_CONTENT_HASH, persisted=True)),
     # The replica identity on the Leader and the target of dossier_face's composite FK.
     UniqueConstraint("id", "dossier_list_id"),
     CheckConstraint(f"octet_length(name) BETWEEN 1 AND {MAX_NAME_BYTES}", name="name_size"),
     CheckConstraint(f"octet_length(comment) <= {MAX_COMMENT_BYTES}", name="comment_size"),
     Index(None, "dossier_list_id", "name"),
+    Index(None, "dossier_list_id", "id", postgresql_include=["content_hash"]),
 )
 
 dossier_face = Table(
@@ -93,6 +116,7 @@ dossier_face = Table(
     Column("model", Text, nullable=False),
     _timestamp("created_at"),
     Column("row_version", BigInteger, nullable=False, server_default=text("0")),
+    Column("content_hash", BigInteger, Computed(FACE_CONTENT_HASH, persisted=True)),
     UniqueConstraint("id", "dossier_list_id"),
     # Moving a dossier between lists moves its faces in the same transaction (design 3).
     ForeignKeyConstraint(
@@ -103,7 +127,7 @@ dossier_face = Table(
     ),
     CheckConstraint(f"octet_length(embedding) BETWEEN 1 AND {MAX_EMBEDDING_BYTES}", name="embedding_size"),
     CheckConstraint(f"octet_length(model) BETWEEN 1 AND {MAX_MODEL_BYTES}", name="model_size"),
-    Index(None, "dossier_list_id"),
+    Index(None, "dossier_list_id", "id", postgresql_include=["content_hash"]),
     Index(None, "dossier_id", "dossier_list_id"),
 )
 
@@ -125,6 +149,7 @@ node = Table(
     _timestamp("created_at"),
     _timestamp("updated_at"),
     Column("node_tag", Text, nullable=False, server_default=text(NODE_TAG_DEFAULT)),
+    Column("placement", Text),
     CheckConstraint("id", name="singleton"),
     CheckConstraint("role IN ('leader', 'subscriber')", name="role"),
     schema=CATALOG_SCHEMA,
@@ -194,6 +219,7 @@ sync_group = Table(
     Column("copying_list_id", Integer),
     Column("paused_until", TIMESTAMP(timezone=True)),
     Column("last_error", Text),
+    Column("stopped_at_lsn", BigInteger),  # the slot position when the stream last stopped
     _timestamp("created_at"),
     _timestamp("updated_at"),
     UniqueConstraint("leader_id", "schedule", postgresql_nulls_not_distinct=True),
@@ -201,7 +227,7 @@ sync_group = Table(
     schema=CATALOG_SCHEMA,
 )
 
-LINK_STATES = ("attaching", "copying", "ready", "paused", "detaching", "error")
+LINK_STATES = ("attaching", "copying", "ready", "paused", "detaching", "error", "repairing")
 
 link = Table(
     "link",
@@ -236,6 +262,7 @@ sync_run = Table(
     Column("barrier_seq", BigInteger),
     Column("ok", Boolean),
     Column("error", Text),
+    Column("note", Text),  # what a heal found and did
     CheckConstraint("reason IN (" + ", ".join(f"'{reason}'" for reason in SYNC_REASONS) + ")", name="reason"),
     Index(None, "group_id", "started_at"),
     schema=CATALOG_SCHEMA,

@@ -156,11 +156,11 @@ def setup(config: Config) -> dict[str, Any]:
                     "creation": config.sync_at_creation,
                 },
             )
-            conn.execute(pg.sql_file("common.sql").encode())
             if config.role == "leader":
                 leader.install(conn, config.sync_token)
             else:
                 subscriber.install(conn)
+        reidentified = _settle_identity(conn, config.role)
         if config.role == "subscriber" and token_changed and existing:
             for group in catalog.groups(conn):
                 if subscriber.subscription(conn, group.name) is not None:
@@ -180,7 +180,41 @@ def setup(config: Config) -> dict[str, Any]:
         "face_model_changed": bool(existing) and existing["face_model"] != config.face_model,  # type: ignore[index]
         "upgraded_lists": upgraded,
         "upgrade_pending": upgrade_pending,
+        "new_identity": reidentified,
     }
+
+
+def _settle_identity(conn: pg.Connection, role: str) -> bool:
+    """Record where this node's database lives; when it moved (a restore, a clone, a copy
+    made as a template), give it an identity of its own and return True.
+
+    A copy carries its original's node tag, hence its group names, hence its slots on the
+    Leaders: streaming under them would take the original's changes (or drop its idle slots
+    as stale). The copy's subscriptions let go of those slots without dropping them (they are
+    the original's), its groups get new names, and every list owes an in-place repair, which
+    the next sync or tick performs through new slots of its own.
+    """
+    where = catalog.placement(conn)
+    node = catalog.node(conn)
+    assert node is not None
+    if node.placement in (None, where):
+        catalog.set_placement(conn, where)
+        return False
+    if role != "subscriber":
+        catalog.set_placement(conn, where)
+        return False
+    tag = catalog.new_node_tag(conn, where)
+    for group in catalog.groups(conn):
+        if subscriber.subscription(conn, group.name) is not None:
+            subscriber.drop_subscription(conn, group.name, leader_reachable=False)
+            subscriber.remove_passfile(conn, group.name)
+        catalog.delete_heartbeat(conn, group)
+        catalog.rename_group(conn, group.id, f"pgsync_{tag}_g{group.id}")
+        catalog.set_group_links_repairing(
+            conn, group.id, "this database is a copy of another Subscriber's: repaired through its own stream"
+        )
+    log.warning("this database moved or was copied: it has a new identity (%s)", tag)
+    return True
 
 
 def _upgrade_legacy_links(config: Config) -> tuple[list[int], list[dict[str, Any]]]:

@@ -77,8 +77,13 @@ def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> P
 
 
 def first_line(message: str) -> str:
-    """The server's own words from a libpq or server error, without the connection preamble."""
+    """The server's own words from a libpq or server error, without the connection preamble
+    and without libpq's "This probably means the server terminated abnormally" boilerplate."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.startswith("This probably means"):
+            lines = lines[:index]
+            break
     # libpq prefixes each attempted address with 'connection to server at ... failed:'.
     for line in reversed(lines):
         if line.startswith(("FATAL:", "ERROR:")):

@@ -162,20 +162,26 @@ def _step(s: Session, group: Group, startup: bool, deadline: Deadline, now: date
     occurrence = due_occurrence(s, group, now)
     if occurrence is not None:
         return sync_group(s, group, "schedule", deadline, window_at=occurrence)
-    owed = any(link.needs_copy for link in groups.links_of(s.conn, group.id))
-    if owed and group.effective_schedule is None:
-        return sync_group(s, group, "creation", deadline)  # an attach or repair that did not finish
+    links = groups.links_of(s.conn, group.id)
+    if group.effective_schedule is None:
+        if any(link.needs_copy for link in links):
+            return sync_group(s, group, "creation", deadline)  # an attach that did not finish
+        if any(link.needs_repair for link in links):
+            return sync_group(s, group, "repair", deadline)  # a repair or heal that did not finish
     if not groups.lock(s.conn, group):
         return None  # a sync in another process owns the group (and its window) right now
     try:
-        _probe(s, group)
+        trouble = _probe(s, group)
     finally:
         groups.unlock(s.conn, group)
+    if trouble is not None:  # a lost or missing slot is healed now, windows or not
+        return sync_group(s, group, "heal", deadline)
     return None
 
 
-def _probe(s: Session, group: Group) -> None:
-    """Between syncs: record whether the Leader is reachable and keep the stream state right.
+def _probe(s: Session, group: Group) -> str | None:
+    """Between syncs: record whether the Leader is reachable, keep the stream state right, and
+    say what is wrong with the group's slot, if anything (groups.slot_trouble).
 
     A windowed group must be disabled here (a crash may have left a window open); a
     continuous one must be enabled unless its face model differs; a copy pause left by a
@@ -184,9 +190,12 @@ def _probe(s: Session, group: Group) -> None:
     """
     if group.copying_list_id is not None:
         catalog.set_copy_pause(s.conn, group.id, None, None)
+    leader = None
+    trouble = None
     try:
         leader = groups.reach(s, group)
         facts = leader.facts()
+        trouble = groups.slot_trouble(s.conn, group, leader.groups_status([group.name]).get(group.name))
     except ServerUnreachable:
         facts = None
     except PgsyncError as exc:
@@ -207,6 +216,9 @@ def _probe(s: Session, group: Group) -> None:
     paused = any(link.state == LinkState.PAUSED for link in groups.links_of(s.conn, group.id))
     fresh = catalog.group(s.conn, group.id) or group
     groups.settle(s.conn, fresh, models_match=not paused)
+    if trouble is None and fresh.stopped_at_lsn is None:
+        groups.record_stop(s, fresh, leader, Deadline(groups.STOP_WAIT_S))
+    return trouble
 
 
 def next_wake(config: Config, clock: Clock = utc_now) -> datetime:

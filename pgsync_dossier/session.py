@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from pgsync_dossier import catalog, pg
 from pgsync_dossier.config import Config
+from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.leader import LeaderPool
 from pgsync_dossier.node import require_role
 
@@ -28,5 +29,13 @@ def subscriber_session(config: Config, command: str) -> Iterator[Session]:
         require_role(conn, "subscriber", command)
         node = catalog.node(conn)
         assert node is not None
+        if node.placement is not None and node.placement != catalog.placement(conn):
+            # Its groups' names are another node's: streaming under them would take that
+            # node's slots (or drop them as stale).
+            raise PreconditionFailed(
+                "this database is a copy of a Subscriber's (restored, cloned or copied elsewhere): "
+                "run pgsync-dossier setup here first, to give it its own identity and streams",
+                code="node_copied",
+            )
         with LeaderPool(config.sync_token) as leaders:
             yield Session(config, conn, node, leaders)

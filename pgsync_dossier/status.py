@@ -49,8 +49,12 @@ SUBSCRIBER_FIELDS = (
     "last_sync",
     "last_sync_ok",
     "next_sync",
+    "last_heal",
+    "warning",
     "last_error",
 )
+#: Share of the allowed WAL a closed window's slot may hold before status warns.
+RETENTION_WARNING = 0.8
 
 
 def status(config: Config, local_list_id: int | None = None) -> list[dict[str, Any]]:
@@ -69,8 +73,11 @@ def status(config: Config, local_list_id: int | None = None) -> list[dict[str, A
         shown = {link.group_id: by_id[link.group_id] for link in links}
         local = _LocalView(conn, links)
         remote = _leader_views(config, links, shown)
+        states = {link.local_list_id: link.state for link in links}
         result = [
-            _row(link, shown[link.group_id], local, remote.get(shown[link.group_id].leader_url))
+            _row(
+                link, shown[link.group_id], local, remote.get(shown[link.group_id].leader_url), states, config
+            )
             for link in links
         ]
         result.extend(_orphans(conn))
@@ -84,6 +91,7 @@ class _LocalView:
         self.counts = catalog.list_counts(conn, [link.local_list_id for link in links])
         self.subscriptions = subscriber.subscriptions(conn)
         self.last_runs = catalog.last_runs(conn)
+        self.last_heals = catalog.last_heals(conn)
         self.heartbeats = {row["group_name"]: row for row in conn.execute(pg.query("heartbeats"))}
         copying = [copier.application_name(link.local_list_id) for link in links if link.needs_copy]
         self.copied = (
@@ -121,7 +129,14 @@ def _leader_views(config: Config, links: list[Link], shown: dict[int, Group]) ->
     return views
 
 
-def _row(link: Link, group: Group, local: _LocalView, remote: _LeaderView | None) -> dict[str, Any]:
+def _row(
+    link: Link,
+    group: Group,
+    local: _LocalView,
+    remote: _LeaderView | None,
+    states: dict[int, str],
+    config: Config,
+) -> dict[str, Any]:
     counts = local.counts.get(link.local_list_id, {})
     sub = local.subscriptions.get(group.name)
     last = local.last_runs.get(group.id)
@@ -129,7 +144,11 @@ def _row(link: Link, group: Group, local: _LocalView, remote: _LeaderView | None
     now = datetime.now(UTC)
     windowed = schedule is not None
     enabled = bool(sub and sub["enabled"])
-    facts = stream_facts(group, window_open=enabled and windowed, models_match=link.state != "paused")
+    heal = local.last_heals.get(group.id)
+    pausing_for = "repairing" if states.get(group.copying_list_id or -1) == "repairing" else "copying"
+    facts = stream_facts(
+        group, window_open=enabled and windowed, models_match=link.state != "paused", pausing_for=pausing_for
+    )
     item: dict[str, Any] = {
         "local_list": link.local_list_id,
         "local_list_name": counts.get("name"),
@@ -156,6 +175,8 @@ def _row(link: Link, group: Group, local: _LocalView, remote: _LeaderView | None
         "last_sync": last["finished_at"] if last else None,
         "last_sync_ok": last["ok"] if last else None,
         "next_sync": schedule.next_after(now) if schedule else None,
+        "last_heal": f"{heal['finished_at'].isoformat(timespec='seconds')}: {heal['note']}" if heal else None,
+        "warning": None,
         "last_error": link.last_error
         or group.last_error
         or (last["error"] if last and not last["ok"] else None),
@@ -171,6 +192,9 @@ def _row(link: Link, group: Group, local: _LocalView, remote: _LeaderView | None
         item["lag_bytes"] = slot["lag_bytes"]
         item["retained_wal_bytes"] = slot["retained_bytes"]
         item["wal_status"] = slot["wal_status"]
+        item["warning"] = _retention_warning(
+            slot, closed=windowed and not enabled, budget=config.wal_retention_budget
+        )
     else:
         item["wal_status"] = "missing"
         item["last_error"] = (
@@ -179,6 +203,25 @@ def _row(link: Link, group: Group, local: _LocalView, remote: _LeaderView | None
     beat = local.heartbeats.get(group.name)
     item["lag_seconds"] = _lag_seconds(slot, beat)
     return item
+
+
+def _retention_warning(slot: dict[str, Any], *, closed: bool, budget: int | None) -> str | None:
+    """Warn before the Leader loses a closed window's slot: past 80% of its
+    max_slot_wal_keep_size (or of wal_retention_budget when the Leader sets no limit)."""
+    if slot["wal_status"] in ("unreserved", "lost"):
+        return (
+            f"the Leader is about to drop the WAL this group's slot needs (wal_status {slot['wal_status']})"
+        )
+    limit = slot["max_slot_wal_keep_size"] if slot["max_slot_wal_keep_size"] > 0 else budget
+    retained = slot["retained_bytes"] or 0
+    if not closed or not limit or retained <= RETENTION_WARNING * limit:
+        return None
+    what = "max_slot_wal_keep_size" if slot["max_slot_wal_keep_size"] > 0 else "wal_retention_budget"
+    return (
+        f"the closed window's slot holds {retained / 2**20:.0f} MB of WAL, {100 * retained / limit:.0f}% "
+        f"of the Leader's {what} ({limit / 2**20:.0f} MB): sync before it is lost "
+        "(it would then be healed by a repair)"
+    )
 
 
 def _copy_progress(link: Link, local: _LocalView) -> str:

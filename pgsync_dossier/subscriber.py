@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,7 @@ from psycopg import sql
 from pgsync_dossier import pg
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
-from pgsync_dossier.leader import LeaderClient, subscription_conninfo
+from pgsync_dossier.leader import LeaderClient, stream_login
 from pgsync_dossier.token import Secret
 
 log = logging.getLogger(__name__)
@@ -64,40 +63,84 @@ def error_count(conn: pg.Connection, name: str) -> int:
     return int(row["errors"]) if row else 0
 
 
-# Settings that would copy a statement's text (with its password) into logs or statistics.
+# Settings that would copy a statement's text or parameters into logs or statistics.
 _STATEMENT_TRACES = {
     "log_statement": "none",
     "log_min_duration_statement": "-1",
     "log_min_error_statement": "panic",
-    "pg_stat_statements.track_utility": "off",
+    "log_parameter_max_length": "0",
+    "log_parameter_max_length_on_error": "0",
 }
+#: The one line of a group's password file: any host, port, database and user (the
+#: connection string names them), this password.
+_PASSFILE_LINE = "*:*:*:*:{}"
 
 
-@contextmanager
-def _secret_statement(conn: pg.Connection, what: str) -> Iterator[None]:
-    """Run a statement that carries the replication password: keep it out of every log, give
-    it time (slot creation waits for the Leader's running transactions), and turn its failure
-    into one line that names the operation, not the statement."""
-    for name, value in _STATEMENT_TRACES.items():
-        conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(*name.split(".")), sql.Literal(value)))
-    conn.execute("SET statement_timeout = 0")
-    try:
-        yield
-    except psycopg.Error as exc:
-        reason = exc.diag.message_primary or pg.first_line(str(exc))
-        raise OperationFailed(f"{what} failed: {reason}", code="subscription_failed") from None
-    finally:
-        for name in (*_STATEMENT_TRACES, "statement_timeout"):
-            conn.execute(sql.SQL("RESET {}").format(sql.Identifier(*name.split("."))))
+def passfile_path(conn: pg.Connection, name: str) -> str:
+    """Where a group's password file lives: in the data directory, which only the server's
+    operating-system user can enter (mode 0700)."""
+    return f"{pg.setting(conn, 'data_directory')}/{name}.pgpass"
+
+
+def write_passfile(conn: pg.Connection, name: str, password: Secret) -> str:
+    """Write the group's password file on the Subscriber's server; returns its path.
+
+    The password travels only as a bound parameter into a transaction-local setting, with
+    statement and parameter logging off for that transaction, and from there through a pipe
+    into the file: no SQL text holds it (pg_stat_activity, statement logs, error logs). The
+    file is written by `umask 077 && cat`, so it is 0600: COPY TO a file would make it 0644,
+    which libpq refuses for a password file (and which anyone on the host could read).
+    """
+    secret = password.reveal()
+    if any(ch in secret for ch in "\x00\x01\x02\n\r"):
+        raise PreconditionFailed(
+            "the Leader login's password contains a control character or a line break: "
+            "choose another password for it",
+            code="invalid_password",
+        )
+    path = passfile_path(conn, name)
+    escaped = secret.replace("\\", "\\\\").replace(":", "\\:")
+    with conn.transaction():
+        for setting, value in _STATEMENT_TRACES.items():
+            conn.execute(sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
+        conn.execute(
+            "SELECT pg_catalog.set_config('pgsync.passfile_line', %s, true)", [_PASSFILE_LINE.format(escaped)]
+        )
+        conn.execute(
+            sql.SQL(
+                "COPY (SELECT pg_catalog.current_setting('pgsync.passfile_line')) TO PROGRAM {} "
+                "WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
+            ).format(sql.Literal(f"umask 077 && cat > {shlex.quote(path)}"))
+        )
+    return path
+
+
+def has_passfile(conn: pg.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT pg_catalog.pg_stat_file(%s, true) IS NOT NULL AS present", [passfile_path(conn, name)]
+    ).fetchone()
+    return bool(row and row["present"])
+
+
+def remove_passfile(conn: pg.Connection, name: str) -> None:
+    conn.execute(
+        sql.SQL("COPY (SELECT 1 WHERE false) TO PROGRAM {}").format(
+            sql.Literal(f"rm -f -- {shlex.quote(passfile_path(conn, name))}")
+        )
+    )
 
 
 def create_subscription(
     conn: pg.Connection, name: str, leader_url: str, token: Secret, enabled: bool
 ) -> None:
     """The group's subscription and its slot on the Leader (publication, subscription and slot
-    share the group's name). No initial copy: the orchestrator copies each list itself.
-    Cannot run in a transaction block."""
-    with _secret_statement(conn, f"creating the subscription {name}"):
+    share the group's name). No initial copy: the orchestrator copies each list itself. Its
+    connection string names the password file, never the password. Cannot run in a
+    transaction block; slot creation waits for the Leader's running transactions."""
+    conninfo, password = stream_login(leader_url, token)
+    passfile = write_passfile(conn, name, password)
+    conn.execute("SET statement_timeout = 0")
+    try:
         conn.execute(
             sql.SQL(
                 "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {name} "
@@ -105,20 +148,30 @@ def create_subscription(
                 "binary = true)"
             ).format(
                 name=sql.Identifier(name),
-                conninfo=sql.Literal(subscription_conninfo(leader_url, token)),
+                conninfo=sql.Literal(psycopg.conninfo.make_conninfo(conninfo, passfile=passfile)),
                 slot=sql.Literal(name),
                 enabled=sql.Literal(enabled),
             )
         )
+    except psycopg.Error as exc:
+        reason = exc.diag.message_primary or pg.first_line(str(exc))
+        raise OperationFailed(
+            f"creating the subscription {name} failed: {reason}", code="subscription_failed"
+        ) from None
+    finally:
+        conn.execute("RESET statement_timeout")
 
 
 def set_connection(conn: pg.Connection, name: str, leader_url: str, token: Secret) -> None:
-    with _secret_statement(conn, f"updating the connection of {name}"):
-        conn.execute(
-            sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
-                sql.Identifier(name), sql.Literal(subscription_conninfo(leader_url, token))
-            )
+    """Point the group's subscription at this Leader URL and rewrite its password file (after a
+    token change, or when the file went missing)."""
+    conninfo, password = stream_login(leader_url, token)
+    passfile = write_passfile(conn, name, password)
+    conn.execute(
+        sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
+            sql.Identifier(name), sql.Literal(psycopg.conninfo.make_conninfo(conninfo, passfile=passfile))
         )
+    )
 
 
 def set_enabled(conn: pg.Connection, name: str, enabled: bool) -> None:

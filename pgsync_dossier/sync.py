@@ -15,9 +15,11 @@ from typing import Any, Literal
 
 from pgsync_dossier import catalog, faults, groups, subscriber
 from pgsync_dossier.catalog import Group, LinkState
+from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, ServerUnreachable
+from pgsync_dossier.leader import LeaderClient
 from pgsync_dossier.session import Session
 from pgsync_dossier.window import face_model_message
 
@@ -58,8 +60,12 @@ class GroupOutcome:
     code: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    #: the lists this sync copied (a new list, an interrupted copy, a repair), with what it copied
+    #: the lists this sync copied (a new list, an interrupted copy, an upgrade), with what it copied
     copies: dict[int, CopyResult] = field(default_factory=dict)
+    #: the lists this sync repaired in place, with what it found
+    repairs: dict[int, Repair] = field(default_factory=dict)
+    #: what a heal found and did (a lost or missing slot, a stream consumed elsewhere)
+    healed: str | None = None
 
     def per_list(self) -> list[SyncOutcome]:
         return [
@@ -112,14 +118,19 @@ def _locked_sync(
     run = catalog.start_run(s.conn, group.id, reason, window_at)
     seq: int | None = None
     copies: dict[int, CopyResult] = {}
+    repairs: dict[int, Repair] = {}
+    healed: str | None = None
     models_match = True
+    leader: LeaderClient | None = None
 
     def finish(status: Status, error: str | None = None, code: str | None = None) -> GroupOutcome:
         finished = catalog.finish_run(s.conn, run, status == "synced", seq, error)
         catalog.set_group_error(s.conn, group.id, error)
         if status != "synced" and code is None:
             code = status
-        return GroupOutcome(group, lists, reason, status, seq, error, code, run.started_at, finished, copies)
+        return GroupOutcome(
+            group, lists, reason, status, seq, error, code, run.started_at, finished, copies, repairs, healed
+        )
 
     try:
         leader = groups.reach(s, group)
@@ -139,13 +150,22 @@ def _locked_sync(
             return finish("paused", message)
         catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
         groups.ensure_stream(s, group, leader)
+        slot = leader.groups_status([group.name]).get(group.name)
+        trouble = groups.slot_trouble(s.conn, catalog.group(s.conn, group.id) or group, slot)
+        if trouble is not None:
+            healed = groups.heal(s, group, leader, trouble, deadline)
         copies = {
             done.link.local_list_id: done.result
             for done in groups.copy_pending(s, group, leader, deadline, progress)
         }
-        registered = leader.groups_status([group.name]).get(group.name, {}).get("lists")
-        groups.narrow(s, group, leader, registered)
+        repairs = groups.repair_pending(s, group, leader, deadline)
+        if healed is not None and reason == "heal":
+            catalog.set_run_note(s.conn, run, healed)
+        elif healed is not None:  # found by another sync: a heal of its own in the history
+            catalog.record_run(s.conn, group.id, "heal", True, healed)
+        groups.narrow(s, group, leader, (slot or {}).get("lists"))
         seq = leader.heartbeat(group.name)
+        catalog.set_stopped_at(s.conn, group.id, None)  # streaming: the slot moves with this stream
         groups.settle(s.conn, group, window_open=True)
         faults.point("sync.window_open")
         subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
@@ -160,4 +180,5 @@ def _locked_sync(
         if subscriber.subscription(s.conn, group.name) is not None:
             # Close the window (or keep streaming, when continuous); never leave a copy pause.
             groups.settle(s.conn, group, window_open=False, models_match=models_match)
+            groups.record_stop(s, group, leader, deadline)
     return finish("synced")

@@ -19,6 +19,7 @@ class StreamFacts:
     copying_list: int | None  # a list of the group is being copied: the stream must wait
     paused_until: datetime | None
     models_match: bool  # False: the Leader's face model differs from this node's
+    pausing_for: str = "copying"  # what the paused list gets: "copying" or "repairing"
 
 
 def copy_pause_active(facts: StreamFacts, now: datetime) -> bool:
@@ -36,7 +37,7 @@ def should_stream(facts: StreamFacts, now: datetime) -> bool:
 def stream_note(facts: StreamFacts, now: datetime) -> str:
     """One line for status: what the group's stream is doing and why."""
     if copy_pause_active(facts, now):
-        return f"paused: copying list {facts.copying_list}"
+        return f"paused: {facts.pausing_for} list {facts.copying_list}"
     if not facts.models_match:
         return "paused: face models differ"
     if facts.window_open:

@@ -2,7 +2,7 @@
 -- Loaded with pgsync_dossier.pg.query(name, "catalog.sql"); only pgsync_dossier.catalog uses them.
 
 -- name: node
-SELECT role, node_name, node_tag, face_model, token_verifier, sync_schedule, sync_at_startup,
+SELECT role, node_name, node_tag, placement, face_model, token_verifier, sync_schedule, sync_at_startup,
        sync_at_creation
   FROM pgsync.node;
 
@@ -160,3 +160,40 @@ DELETE FROM pgsync.heartbeat WHERE group_name = %(name)s;
 
 -- name: set_link_error
 UPDATE pgsync.link SET last_error = %(error)s, updated_at = now() WHERE local_list_id = %(list)s;
+
+-- name: set_stopped_at
+UPDATE pgsync.sync_group SET stopped_at_lsn = %(lsn)s WHERE id = %(id)s AND stopped_at_lsn IS DISTINCT FROM %(lsn)s;
+
+-- name: set_group_links_repairing
+UPDATE pgsync.link SET state = 'repairing', last_error = %(note)s, updated_at = now()
+ WHERE group_id = %(group_id)s AND state IN ('ready', 'repairing');
+
+-- name: record_run
+INSERT INTO pgsync.sync_run (group_id, reason, finished_at, ok, note) VALUES (%(group_id)s, %(reason)s, now(), %(ok)s, %(note)s);
+
+-- The last heal of each group: when and why.
+-- name: last_heals
+SELECT DISTINCT ON (group_id) group_id, finished_at, note
+  FROM pgsync.sync_run WHERE reason = 'heal'
+ ORDER BY group_id, finished_at DESC;
+
+-- Where this node's database lives: a copy of it elsewhere (restored, cloned, copied as a
+-- template) differs in at least one of these.
+-- name: placement
+SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text
+       || '/' || (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::text
+       || '/' || pg_catalog.current_setting('data_directory') AS placement;
+
+-- name: set_placement
+UPDATE pgsync.node SET placement = %(placement)s;
+
+-- A new identity for a copy of a node: a new tag, so new group names (and slots).
+-- name: new_node_tag
+UPDATE pgsync.node SET node_tag = substr(replace(gen_random_uuid()::text, '-', ''), 1, 12), placement = %(placement)s
+RETURNING node_tag;
+
+-- name: rename_group
+UPDATE pgsync.sync_group SET name = %(name)s, stopped_at_lsn = NULL, updated_at = now() WHERE id = %(id)s;
+
+-- name: set_run_note
+UPDATE pgsync.sync_run SET note = %(note)s WHERE id = %(id)s;

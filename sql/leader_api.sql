@@ -18,6 +18,9 @@ DROP FUNCTION IF EXISTS pgsync.api_list_heartbeat(integer);
 DROP FUNCTION IF EXISTS pgsync.api_slot_status(text);
 DROP FUNCTION IF EXISTS pgsync.api_list_info(integer);
 DROP FUNCTION IF EXISTS pgsync.publication_name(integer);
+-- Whole-list md5 digests, replaced by the content hashes (compare.py).
+DROP FUNCTION IF EXISTS pgsync.api_list_digest(integer);
+DROP FUNCTION IF EXISTS pgsync.list_digest(integer);
 
 -- Group names are made by Subscribers: 'pgsync_<node tag>_g<id>'. Checked before any DDL.
 CREATE OR REPLACE FUNCTION pgsync.check_group_name(p_name text) RETURNS void
@@ -179,6 +182,31 @@ BEGIN
 END
 $$;
 
+-- A group's slot again, after it was lost (max_slot_wal_keep_size) or went missing (a Leader
+-- failover that did not keep it): the lost one is dropped first. The Subscriber then repairs
+-- the group's lists in place, since the changes in between never reached it.
+CREATE OR REPLACE FUNCTION pgsync.api_recreate_slot(p_name text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+DECLARE
+    v_active_pid integer;
+BEGIN
+    PERFORM pgsync.check_group_name(p_name);
+    IF NOT EXISTS (SELECT 1 FROM pgsync.group_registration WHERE name = p_name) THEN
+        RAISE EXCEPTION 'no group % is registered on this Leader', p_name USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT active_pid INTO v_active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name;
+    IF v_active_pid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_terminate_backend(v_active_pid, 5000);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name) THEN
+        PERFORM pg_catalog.pg_drop_replication_slot(p_name);
+    END IF;
+    PERFORM pg_catalog.pg_create_logical_replication_slot(p_name, 'pgoutput');
+    RETURN p_name;
+END
+$$;
+
 -- Advance a group's heartbeat: a Subscriber that has applied this seq has applied everything
 -- the Leader committed before it, for every list of the group (the sync barrier).
 CREATE OR REPLACE FUNCTION pgsync.api_heartbeat(p_name text) RETURNS bigint
@@ -191,9 +219,11 @@ $$;
 
 -- What the Leader keeps for each named group: its registration, its slot (state, lag, WAL
 -- retained) and its newest heartbeat. One call serves every group of a Subscriber.
+DROP FUNCTION IF EXISTS pgsync.api_groups_status(text[]);
 CREATE OR REPLACE FUNCTION pgsync.api_groups_status(p_names text[])
 RETURNS TABLE (name text, registered boolean, lists integer[], slot_exists boolean, active boolean,
                wal_status text, safe_wal_size bigint, retained_bytes bigint, lag_bytes bigint,
+               confirmed_lsn bigint, max_slot_wal_keep_size bigint,
                seq bigint, beat_at timestamptz, leader_now timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
 $$
@@ -201,17 +231,15 @@ $$
            s.wal_status, s.safe_wal_size,
            pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint,
            pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+           pg_catalog.pg_wal_lsn_diff(s.confirmed_flush_lsn, '0/0')::bigint,
+           CASE WHEN pg_catalog.current_setting('max_slot_wal_keep_size') = '-1' THEN -1
+                ELSE pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size')) END,
            h.seq, h.beat_at, pg_catalog.clock_timestamp()
       FROM pg_catalog.unnest(p_names) AS g(name)
       LEFT JOIN pgsync.group_registration AS r ON r.name = g.name
       LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = g.name
       LEFT JOIN pgsync.heartbeat AS h ON h.group_name = g.name
 $$;
-
-CREATE OR REPLACE FUNCTION pgsync.api_list_digest(p_list_id integer)
-RETURNS TABLE (dossiers bigint, faces bigint, digest text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
-$$ SELECT * FROM pgsync.list_digest(p_list_id) $$;
 
 DO $$
 DECLARE

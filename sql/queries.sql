@@ -83,3 +83,26 @@ DELETE FROM public.dossier_face WHERE dossier_list_id = %(list)s;
 
 -- name: purge_dossiers
 DELETE FROM public.dossier WHERE dossier_list_id = %(list)s;
+
+-- Content of one list per chunk of ids: rows and the XOR of their content hashes, from an
+-- index-only scan of (dossier_list_id, id) INCLUDE (content_hash). Both sides run it (the
+-- Leader inside the comparison's snapshot); a chunk is the top bits of the id (2^(16-shift)
+-- chunks), so a row lands in the same chunk on both sides whatever its list id.
+-- name: chunk_digests
+SELECT (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
+        + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(shift)s AS chunk,
+       count(*) AS n, bit_xor(content_hash) AS x
+  FROM public.{table}
+ WHERE dossier_list_id = %(list)s
+ GROUP BY 1;
+
+-- The rows of some chunks of one list, with their content hashes.
+-- name: chunk_rows
+SELECT id, content_hash
+  FROM public.{table}
+ WHERE dossier_list_id = %(list)s
+   AND (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
+        + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(shift)s = ANY (%(chunks)s);
+
+-- name: delete_rows
+DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);

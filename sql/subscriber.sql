@@ -18,6 +18,8 @@ DROP TRIGGER IF EXISTS pgsync_remap_list ON public.dossier_face;
 DROP FUNCTION IF EXISTS pgsync.remap_dossier_list_id();
 DROP FUNCTION IF EXISTS pgsync.remap_heartbeat_list_id();
 DROP FUNCTION IF EXISTS pgsync.replica_target_list(integer);
+-- Whole-list md5 digests, replaced by the content hashes (compare.py).
+DROP FUNCTION IF EXISTS pgsync.list_digest(integer);
 
 -- The group whose stream the current replication worker applies, or NULL in any other
 -- session that writes in replica mode (a data-only restore, say): there the apply trigger

@@ -167,7 +167,10 @@ def drop_subscriptions(node: Node) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [node.dbname]).fetchone():
             return
     with psycopg.connect(node.cluster.conninfo(node.dbname), autocommit=True) as conn:
-        for (subname,) in conn.execute("SELECT subname FROM pg_subscription").fetchall():
+        for (subname,) in conn.execute(
+            "SELECT subname FROM pg_subscription "
+            "WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchall():
             ident = sql.Identifier(subname)
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
@@ -261,10 +264,12 @@ class Site:
         assert result.exit_code == 0, f"{args} failed ({result.exit_code}): {result.stderr}"
         return result
 
-    def run(self, *args: str, fault: str | None = None, timeout_s: float = 300) -> CliResult:
+    def run(
+        self, *args: str, fault: str | None = None, timeout_s: float = 300, env: dict[str, str] | None = None
+    ) -> CliResult:
         """The installed entry point in its own process, as a user or a timer runs it; with
         `fault`, the process is killed (SIGKILL) at that named point."""
-        env = {key: value for key, value in os.environ.items() if key != FAULT_ENV}
+        env = {key: value for key, value in {**os.environ, **(env or {})}.items() if key != FAULT_ENV}
         if fault:
             env[FAULT_ENV] = fault
         done = subprocess.run(

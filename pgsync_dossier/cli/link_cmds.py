@@ -159,7 +159,17 @@ def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_j
         as_json,
         lambda progress: links.repair(app.config, local_list, timeout_s=timeout, on_progress=progress),
     )
-    _emit_copy(result, as_json, f"list {local_list} repaired from Leader list {result['remote_list']}")
+    if "missing" in result:
+        kinds = ("missing", "extra", "changed")
+        found = ", ".join(f"{result[kind]} {kind}" for kind in kinds if result[kind])
+        human = (
+            f"list {local_list} repaired in place from Leader list {result['remote_list']}: "
+            + (f"{found} rows fixed" if found else "nothing differed")
+            + f"; {result['dossiers']} dossiers and {result['faces']} faces"
+        )
+        render.emit(result, as_json, human)
+    else:
+        _emit_copy(result, as_json, f"list {local_list} copied from Leader list {result['remote_list']}")
 
 
 @click.command("status")

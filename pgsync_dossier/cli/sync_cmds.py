@@ -14,7 +14,7 @@ from pgsync_dossier import scheduler, systemd
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import json_option
-from pgsync_dossier.errors import OperationFailed, UsageError
+from pgsync_dossier.errors import OperationFailed, ServerUnreachable, UsageError
 from pgsync_dossier.sync import SyncOutcome
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,10 @@ def sync(
     _emit(outcomes, as_json)
     failed = [o for o in outcomes if o.status != "synced"]
     if failed:
-        raise OperationFailed(
-            "not synced: " + "; ".join(f"list {o.local_list} {o.status} ({o.error})" for o in failed)
-        )
+        message = "not synced: " + "; ".join(f"list {o.local_list} {o.status} ({o.error})" for o in failed)
+        if all(o.code == "unreachable" for o in failed):
+            raise ServerUnreachable(message)  # exit 4: a Leader is down (or died mid-window)
+        raise OperationFailed(message)
 
 
 @click.command()
@@ -117,16 +118,42 @@ def systemd_units(app: AppContext, output: Path | None, user: str, executable: s
 @click.command()
 @click.argument("local_list", type=int, required=False, metavar="[T]")
 @click.option("--timeout", type=float, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
+@click.option("--repair", is_flag=True, help="Repair in place the replicas found different.")
 @json_option
 @pass_app
-def verify(app: AppContext, local_list: int | None, timeout: float, as_json: bool) -> None:
-    """Sync, then check that each replica holds exactly its Leader list (exit 1 if not)."""
+def verify(app: AppContext, local_list: int | None, timeout: float, repair: bool, as_json: bool) -> None:
+    """Sync, then check that each replica holds exactly its Leader list (exit 1 if not): the
+    rows missing, extra or changed here."""
     from pgsync_dossier.verify import verify as verify_lists
 
-    rows = verify_lists(app.config, local_list, timeout)
-    render.emit(rows, as_json, render.table(rows))
+    rows = verify_lists(app.config, local_list, timeout, repair=repair)
+    columns = [
+        "local_list",
+        "remote_list",
+        "match",
+        "dossiers",
+        "leader_dossiers",
+        "faces",
+        "leader_faces",
+        "missing",
+        "extra",
+        "changed",
+        *(["repaired"] if repair else []),
+        "error",
+    ]
+    render.emit(rows, as_json, render.table(rows, columns))
     bad = [r for r in rows if not r["match"]]
     if bad:
         raise OperationFailed(
-            "replicas differ from their Leader lists: " + ", ".join(f"list {r['local_list']}" for r in bad)
+            "replicas differ from their Leader lists: "
+            + "; ".join(
+                f"list {r['local_list']}"
+                + (
+                    f" ({r['missing']} missing, {r['extra']} extra, {r['changed']} changed)"
+                    if r["error"] is None
+                    else ""
+                )
+                for r in bad
+            )
+            + ("" if repair else "; repair them with pgsync-dossier verify --repair")
         )

@@ -66,6 +66,7 @@ def _converged(leader: Site, sub: Site, pairs: list[tuple[int, int]], kept: int 
 
 def test_every_point_is_covered() -> None:
     covered = {*ATTACH_POINTS, "detach.narrowed", "detach.group_dropped"}
+    covered |= {"repair.paused", "repair.fixed"}  # test_outages.py
     assert covered == set(POINTS)
 
 

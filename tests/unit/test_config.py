@@ -127,3 +127,18 @@ def test_errors_map_to_exit_codes_without_traceback(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["no-such-command"]).exit_code == 2
     missing = runner.invoke(cli, ["--config", str(tmp_path / "absent.yaml"), "config", "check"])
     assert missing.exit_code == 2 and "init-config" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "size"), [("10GB", 10 * 1024**3), ("512 mb", 512 * 1024**2), ("4096", 4096)]
+)
+def test_wal_retention_budget_is_a_size(tmp_path: Path, given: str, size: int) -> None:
+    path = write(tmp_path, GOOD + f"wal_retention_budget: {given}\n")
+    assert config.load(path, environ={}).wal_retention_budget == size
+
+
+@pytest.mark.parametrize("given", ["lots", "-1GB", "0", "true", "1.5GB"])
+def test_a_bad_wal_retention_budget_names_the_key(tmp_path: Path, given: str) -> None:
+    path = write(tmp_path, GOOD + f"wal_retention_budget: {given}\n")
+    with pytest.raises(ConfigError, match="wal_retention_budget: must be a positive size like 10GB"):
+        config.load(path, environ={})

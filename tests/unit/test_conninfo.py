@@ -24,3 +24,16 @@ def test_unparsable_urls_and_ssl_passwords_stay_hidden() -> None:
     assert mask_conninfo("postgresql://u:secret@[::1/db") == "postgresql://(unparsable URL)"
     assert "pw" not in mask_conninfo("postgresql://h/db?sslpassword=pw")
     assert "pw" not in mask_conninfo("host=h sslpassword=pw")
+
+
+def test_first_line_keeps_the_servers_words_not_libpqs_boilerplate() -> None:
+    from pgsync_dossier.pg import first_line
+
+    closed = (
+        "consuming input failed: server closed the connection unexpectedly\n"
+        "\tThis probably means the server terminated abnormally\n\tbefore or while processing the request."
+    )
+    assert first_line(closed) == "consuming input failed: server closed the connection unexpectedly"
+    refused = 'connection to server at "127.0.0.1", port 1 failed: FATAL:  password authentication failed'
+    assert first_line(refused) == refused  # no line starts with FATAL: the whole line is the reason
+    assert first_line("ERROR:  relation x does not exist") == "relation x does not exist"
