@@ -1,0 +1,251 @@
+"""The soak: `./run soak --minutes N [--seed S]`.
+
+A Leader and a Subscriber on local clusters; for N minutes, at random: Leader writes (inserts,
+updates, deletes, moves and swaps across lists, in transactions of one to many rows),
+attaches, detaches (kept or purged), repairs, syncs and ticks of continuous and windowed
+(every minute) lists, and faults: the CLI killed with SIGKILL at a random fault point, the
+Leader stopped with -m immediate, the Subscriber restarted. Every command runs as its own
+process, as a user or a timer runs it. At the end the Subscriber converges (tick, sync
+--all), `verify` must find every replica equal, and the ledger counts what was done and what
+was lost: rows missing from a replica, rows in a replica its Leader list does not have
+(duplicated or leaked), rows of the Subscriber's own lists changed. All must be 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.sites import Sites, started
+from pgsync_dossier.clusters import find_bindir
+from pgsync_dossier.faults import POINTS
+
+LEADER_LISTS = 8
+MINUTELY = "FREQ=MINUTELY"
+
+
+@dataclass
+class Soak:
+    sites: Sites
+    rng: random.Random
+    ledger: Counter[str] = field(default_factory=Counter)
+    attached: dict[int, int] = field(default_factory=dict)  # local list -> Leader list
+    free_local: list[int] = field(default_factory=list)
+    leader_lists: list[int] = field(default_factory=list)
+    own_lists: dict[int, int] = field(default_factory=dict)  # the Subscriber's own lists: rows
+
+    def cli(self, *args: str, fault: str | None = None) -> int:
+        env = {"PGSYNC_DOSSIER_FAULT": fault} if fault else None
+        result = self.sites.cli("subscriber", *args, env=env)
+        if result.exit_code not in (0, 1, 3, 4, -9):
+            raise RuntimeError(f"{' '.join(args)}: exit {result.exit_code}: {result.stderr.strip()[-400:]}")
+        if "Traceback" in result.stderr or "internal error" in result.stderr:
+            raise RuntimeError(f"{' '.join(args)} crashed: {result.stderr.strip()[-800:]}")
+        self.ledger[f"command {args[0]} (exit {result.exit_code})"] += 1
+        return result.exit_code
+
+    # -- the Leader's own life --------------------------------------------------------------
+    def leader_writes(self) -> None:
+        lists = self.leader_lists
+        with self.sites.connect(self.sites.leader) as conn, conn.transaction():
+            kind = self.rng.choice(["insert", "insert", "update", "delete", "move", "swap", "bulk"])
+            if kind in ("insert", "bulk"):
+                count = 200 if kind == "bulk" else self.rng.randint(1, 5)
+                conn.execute(
+                    "WITH d AS (INSERT INTO dossier (dossier_list_id, name) SELECT %(l)s, 'soak ' || g "
+                    "FROM generate_series(1, %(n)s) g RETURNING id) INSERT INTO dossier_face "
+                    "(dossier_id, embedding, model) SELECT id, gen_random_uuid()::text::bytea, 'm' FROM d",
+                    {"l": self.rng.choice(lists), "n": count},
+                )
+            elif kind == "update":
+                conn.execute(
+                    "UPDATE dossier SET comment = md5(random()::text) WHERE id IN "
+                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 5)",
+                    [self.rng.choice(lists)],
+                )
+            elif kind == "delete":
+                conn.execute(
+                    "DELETE FROM dossier WHERE id IN "
+                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 2)",
+                    [self.rng.choice(lists)],
+                )
+            elif kind == "move":
+                source, target = self.rng.sample(lists, 2)
+                conn.execute(
+                    "UPDATE dossier SET dossier_list_id = %s WHERE id IN "
+                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 3)",
+                    [target, source],
+                )
+            else:  # a swap of two dossiers between two lists, in one transaction
+                a, b = self.rng.sample(lists, 2)
+                x = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [a]).fetchone()
+                y = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [b]).fetchone()
+                if x and y:
+                    conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [b, x["id"]])
+                    conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y["id"]])
+        self.ledger[f"leader {kind}"] += 1
+
+    # -- the Subscriber's operator and timer ------------------------------------------------
+    def attach(self, fault: str | None = None) -> None:
+        taken = set(self.attached.values())
+        remotes = [r for r in self.leader_lists if r not in taken]
+        if not remotes or not self.free_local:
+            return
+        remote, local = self.rng.choice(remotes), self.free_local.pop(0)
+        schedule = ["--schedule", MINUTELY] if self.rng.random() < 0.3 else []
+        url = self.sites.leader_url
+        self.cli(
+            "attach",
+            "--remote-list",
+            str(remote),
+            "--remote-url",
+            url,
+            "--local-list",
+            str(local),
+            *schedule,
+            fault=fault,
+        )
+        self.attached[local] = remote  # whatever the outcome: the next attach or tick finishes it
+
+    def detach(self) -> None:
+        if not self.attached:
+            return
+        local = self.rng.choice(sorted(self.attached))
+        code = self.cli("detach", str(local), "--purge")
+        if code == 0:
+            del self.attached[local]
+            self.free_local.append(local)
+
+    def fault(self) -> None:
+        kind = self.rng.choice(["kill-cli", "kill-cli", "leader-immediate", "subscriber-restart"])
+        self.ledger[f"fault {kind}"] += 1
+        if kind == "kill-cli":
+            point = self.rng.choice(POINTS)
+            self.ledger[f"fault kill at {point}"] += 1
+            if point.startswith(("attach", "group", "copy")):
+                self.attach(fault=point)
+            elif point.startswith("detach") and self.attached:
+                local = self.rng.choice(sorted(self.attached))
+                if self.cli("detach", str(local), "--purge", fault=point) == 0:
+                    del self.attached[local]
+                    self.free_local.append(local)
+            elif point.startswith("repair") and self.attached:
+                self.cli("repair", str(self.rng.choice(sorted(self.attached))), "--confirm", fault=point)
+            else:
+                self.cli("sync", "--all", "--timeout", "60", fault=point)
+        elif kind == "leader-immediate":
+            self.sites.leader.stop(mode="immediate")
+            self.cli("tick", "--timeout", "30")  # the Leader is away for a moment
+            self.sites.leader.start()
+        else:
+            self.sites.subscriber.stop(mode="fast")
+            self.sites.subscriber.start()
+
+    def step(self) -> None:
+        roll = self.rng.random()
+        if roll < 0.45:
+            self.leader_writes()
+        elif roll < 0.55:
+            self.attach()
+        elif roll < 0.60:
+            self.detach()
+        elif roll < 0.65 and self.attached:
+            self.cli("repair", str(self.rng.choice(sorted(self.attached))), "--confirm", "--timeout", "120")
+        elif roll < 0.80:
+            self.cli("tick", "--timeout", "60")
+        elif roll < 0.92:
+            self.cli("sync", "--all", "--timeout", "60")
+        else:
+            self.fault()
+
+    # -- the end --------------------------------------------------------------------------
+    def converge(self) -> list[dict[str, Any]]:
+        for command in (("tick", "--timeout", "300"), ("sync", "--all", "--timeout", "300")):
+            self.cli(*command)
+        verified = self.sites.cli("subscriber", "verify", "--json", "--timeout", "300")
+        rows: list[dict[str, Any]] = json.loads(verified.stdout or "[]")
+        return rows
+
+    def count_losses(self, verified: list[dict[str, Any]]) -> None:
+        self.ledger["rows lost"] += sum(int(r["missing"] or 0) for r in verified)
+        self.ledger["rows duplicated or leaked"] += sum(int(r["extra"] or 0) for r in verified)
+        self.ledger["rows differing"] += sum(int(r["changed"] or 0) for r in verified)
+        self.ledger["replicas not verified"] += sum(1 for r in verified if r["match"] is not True)
+        for local, rows in self.own_lists.items():
+            now = self.sites.execute(
+                self.sites.subscriber, "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [local]
+            )[0]["n"]
+            self.ledger["rows of the Subscriber's own lists changed"] += abs(int(now) - rows)
+        runs = self.sites.execute(
+            self.sites.subscriber, "SELECT reason, count(*) AS n FROM pgsync.sync_run GROUP BY 1"
+        )
+        for row in runs:
+            self.ledger[f"sync runs: {row['reason']}"] += int(row["n"])
+
+
+def _prepare(sites: Sites, soak: Soak) -> None:
+    for n in range(LEADER_LISTS):
+        remote = sites.make_list(sites.leader, f"soak {n}")
+        sites.fill(remote, 50)
+        soak.leader_lists.append(remote)
+    for n in range(LEADER_LISTS):
+        soak.free_local.append(sites.make_list(sites.subscriber, f"replica slot {n}"))
+    for n in range(2):  # the Subscriber's own lists, which replication must never touch
+        own = sites.make_list(sites.subscriber, f"own {n}")
+        sites.execute(
+            sites.subscriber,
+            "INSERT INTO dossier (dossier_list_id, name) "
+            "SELECT %s, 'own ' || g FROM generate_series(1, 25) g",
+            [own],
+        )
+        soak.own_lists[own] = 25
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./run soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=None, help="repeat a run (printed at the start)")
+    parser.add_argument("--pg-bin", default=None, help="server bin/ directory")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    bindir = Path(args.pg_bin) if args.pg_bin else find_bindir()
+    print(f"soak: {args.minutes:g} minutes, seed {seed}, PostgreSQL from {bindir}", flush=True)
+    with started(bindir) as sites:
+        soak = Soak(sites, random.Random(seed))  # noqa: S311 - which work to do, not a secret
+        _prepare(sites, soak)
+        end = time.monotonic() + args.minutes * 60
+        while time.monotonic() < end:
+            soak.step()
+            soak.ledger["operations"] += 1
+        verified = soak.converge()
+        soak.count_losses(verified)
+    width = max(len(key) for key in soak.ledger)
+    print("\nledger:")
+    for key, value in sorted(soak.ledger.items()):
+        print(f"  {key.ljust(width)}  {value}")
+    must_be_zero = (
+        "rows lost",
+        "rows duplicated or leaked",
+        "rows differing",
+        "replicas not verified",
+        "rows of the Subscriber's own lists changed",
+    )
+    bad = [key for key in must_be_zero if soak.ledger[key]]
+    if bad:
+        print(f"\nsoak FAILED (seed {seed}): {', '.join(bad)}")
+        return 1
+    print(f"\nsoak passed: {len(verified)} replicas equal to their Leader lists, nothing lost (seed {seed})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
