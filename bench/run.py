@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import case_attach, case_leader, case_overhead
+from bench import case_attach, case_leader, case_overhead, case_repair
 from bench.sites import Sites, started
 from pgsync_dossier.clusters import find_bindir, server_version
 
@@ -36,6 +36,7 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
     return {
         "attach": lambda s: case_attach.run(s, [2000] if smoke else args.sizes, reps),
         "overhead": lambda s: case_overhead.run(s, [1, 3] if smoke else [1, 20, 100], 1 if smoke else 5),
+        "repair": lambda s: case_repair.run(s, [5000] if smoke else [100_000], reps),
         "leader": lambda s: case_leader.run(
             s, [1, 2] if smoke else [1, 8, 32], reps, 2.0 if smoke else 15.0, 100 if smoke else 500
         ),

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 HEALTH_CHECK_EVERY_S = 1.0
 #: Apply errors counted during one wait before it gives up (the worker retries each one).
 MAX_NEW_ERRORS = 2
+#: How long a paused subscription's workers get to exit by themselves (PostgreSQL 16+ wakes
+#: them at DISABLE; 15 looks once a second) before they are stopped.
+STOP_GRACE_S = 0.1
 
 
 def write_as_apply(conn: pg.Connection) -> None:
@@ -190,8 +193,15 @@ def workers(conn: pg.Connection, name: str) -> int:
 
 def pause(conn: pg.Connection, name: str, deadline: Deadline) -> None:
     """Disable the subscription and wait until its workers have exited: from then on nothing
-    of the group is applied, and the stream will resume where it stopped."""
+    of the group is applied, and the stream will resume where it stopped. Workers still
+    running after a short grace are stopped (a rolled-back apply is resumed from its origin)."""
     set_enabled(conn, name, False)
+    stopped = poll(lambda: True if workers(conn, name) == 0 else None, deadline.at_most(STOP_GRACE_S))
+    if stopped is None and not deadline.expired():
+        try:
+            conn.execute(pg.query("stop_subscription_workers"), {"name": name})
+        except psycopg.errors.InsufficientPrivilege:
+            log.info("no right to stop the workers of %s: waiting for them to exit", name)
     if poll(lambda: True if workers(conn, name) == 0 else None, deadline) is None:
         raise DeadlineExceeded(
             f"the workers of subscription {name} did not stop within {deadline.seconds:g}s"

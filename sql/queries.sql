@@ -40,6 +40,16 @@ SELECT count(w.pid) AS n
  WHERE s.subname = %(name)s
    AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 
+-- Stop a disabled subscription's workers now rather than at their next look at the catalog
+-- (up to a second on PostgreSQL 15, whose workers are not woken by DISABLE). A worker stopped
+-- mid-transaction rolls it back; its origin has not moved, so the stream resumes before it.
+-- name: stop_subscription_workers
+SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(w.pid)) AS n
+  FROM pg_catalog.pg_stat_subscription AS w
+  JOIN pg_catalog.pg_subscription AS s ON s.oid = w.subid
+ WHERE s.subname = %(name)s AND NOT s.subenabled AND w.pid IS NOT NULL
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
 -- Subscriptions of the whole cluster: each needs a worker and a replication origin.
 -- name: cluster_subscriptions
 SELECT count(*) AS n FROM pg_catalog.pg_subscription;

@@ -1,0 +1,139 @@
+"""repair: bringing a damaged replica back, in place, against copying the list afresh.
+
+A list of N dossiers + N faces is attached; before each repetition 1% of its rows are damaged
+behind the guard's back (a quarter each: dossiers deleted with their faces, comments changed,
+embeddings changed, stray rows added). Then, in rotated order:
+- repair in place: `repair T --confirm`, as a user runs it;
+- a fresh attach of the same list: the list detached with --purge (not timed), then attached.
+A reader polls the list's row count during every repair: the smallest count it saw is
+reported (the list must never go empty). Every result is checked: the replica equals its
+Leader list afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from bench.sites import Sites, Timed
+from bench.stats import Series, ratio, rotations, table
+
+METHODS = ("repair in place (CLI)", "fresh attach (CLI)")
+
+
+def _damage(sites: Sites, local: int, rows: int) -> None:
+    quarter = max(rows // 400, 1)  # 1% of the rows, a quarter of each kind
+    with sites.connect(sites.subscriber) as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("SET LOCAL pgsync.bulk = on")
+        ids = [r["id"] for r in conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s", [local])]
+        conn.execute("DELETE FROM dossier_face WHERE dossier_id = ANY (%s)", [ids[:quarter]])
+        conn.execute("DELETE FROM dossier WHERE id = ANY (%s)", [ids[:quarter]])
+        conn.execute(
+            "UPDATE dossier SET comment = 'damaged' WHERE id = ANY (%s)", [ids[quarter : 2 * quarter]]
+        )
+        conn.execute(
+            "UPDATE dossier_face SET embedding = '\\x00' WHERE dossier_id = ANY (%s)",
+            [ids[2 * quarter : 3 * quarter]],
+        )
+        conn.execute(
+            "INSERT INTO dossier (dossier_list_id, name) "
+            "SELECT %s, 'stray ' || g FROM generate_series(1, %s) g",
+            [local, quarter],
+        )
+
+
+def _watching(sites: Sites, local: int, *command: str) -> tuple[Timed, int]:
+    """Run a command while a reader polls the list's row count; the fewest rows it saw."""
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with sites.connect(sites.subscriber) as conn:
+            while not stop.is_set():
+                row = conn.execute(
+                    "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [local]
+                ).fetchone()
+                seen.append(int(row["n"]))  # type: ignore[index]
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        timed = sites.cli("subscriber", *command, tty=True)
+    finally:
+        stop.set()
+        reader.join()
+    return timed, min(seen)
+
+
+def _attach(sites: Sites, remote: int, local: int) -> float:
+    timed = sites.cli(
+        "subscriber",
+        "attach",
+        "--remote-list",
+        str(remote),
+        "--remote-url",
+        sites.leader_url,
+        "--local-list",
+        str(local),
+        tty=True,
+    )
+    if timed.exit_code != 0:
+        raise RuntimeError(f"attach failed: {timed.stderr.strip()[-400:]}")
+    return timed.seconds
+
+
+def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"sizes": {}}
+    lines = []
+    for size in sizes:
+        remote = sites.make_list(sites.leader, f"repair {size}")
+        sites.fill(remote, size)
+        local = sites.make_list(sites.subscriber, f"repair replica {size}")
+        _attach(sites, remote, local)
+        expected = sites.content(sites.leader, remote)
+        series = {method: Series(method) for method in METHODS}
+        lowest_seen: list[int] = []
+        for order in rotations(METHODS, reps):
+            for method in order:
+                if method.startswith("repair"):
+                    _damage(sites, local, size)
+                    sites.checkpoint()
+                    timed, fewest = _watching(sites, local, "repair", str(local), "--confirm")
+                    if timed.exit_code != 0:
+                        raise RuntimeError(f"repair failed: {timed.stderr.strip()[-400:]}")
+                    series[method].values.append(timed.seconds)
+                    lowest_seen.append(fewest)
+                else:
+                    sites.ok("subscriber", "detach", str(local), "--purge")
+                    sites.execute(sites.subscriber, "TRUNCATE dossier, dossier_face")
+                    sites.checkpoint()
+                    series[method].values.append(_attach(sites, remote, local))
+                if sites.content(sites.subscriber, local) != expected:
+                    raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
+        fresh = series["fresh attach (CLI)"]
+        repair = series["repair in place (CLI)"]
+        speedup = ratio(fresh, repair)
+        results["sizes"][size] = {
+            "series": [s.as_dict() for s in series.values()],
+            "fresh_attach_over_repair": speedup,
+            "fewest_dossiers_a_reader_saw_during_repairs": min(lowest_seen),
+        }
+        lines.append(
+            [
+                f"{size:,}",
+                "repair in place (CLI)",
+                repair.cell(),
+                _versus(speedup),
+            ]
+        )
+        lines.append([f"{size:,}", "fresh attach (CLI)", fresh.cell(), "1.0x"])
+        print(f"(a reader polling the list during the repairs saw {min(lowest_seen)} dossiers at the fewest)")
+    print(table(["dossiers + faces", "method", "median (min-max)", "vs fresh attach"], lines))
+    return results
+
+
+def _versus(speedup: float | None) -> str:
+    if speedup is None:
+        return "-"
+    return f"{speedup:.1f}x faster" if speedup >= 1 else f"{1 / speedup:.1f}x slower"
