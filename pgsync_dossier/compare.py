@@ -79,11 +79,28 @@ def _digests(conn: pg.Connection, table: str, list_id: int, shift: int) -> dict[
     return {int(row["chunk"]): (int(row["n"]), int(row["x"])) for row in rows}
 
 
+def id_ranges(chunks: list[int], shift: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """The id ranges (lowest, highest) that sorted chunks cover, neighbours merged: a chunk is
+    the ids whose top 16 bits, shifted right by `shift`, equal it."""
+    lows: list[uuid.UUID] = []
+    highs: list[uuid.UUID] = []
+    rest = 128 - MAX_CHUNK_BITS + shift
+    for chunk in chunks:
+        low, high = chunk << rest, ((chunk + 1) << rest) - 1
+        if highs and highs[-1].int + 1 == low:
+            highs[-1] = uuid.UUID(int=high)
+        else:
+            lows.append(uuid.UUID(int=low))
+            highs.append(uuid.UUID(int=high))
+    return lows, highs
+
+
 def _rows(
-    conn: pg.Connection, table: str, list_id: int, shift: int, chunks: list[int]
+    conn: pg.Connection, table: str, list_id: int, ranges: tuple[list[uuid.UUID], list[uuid.UUID]]
 ) -> dict[uuid.UUID, int]:
+    lows, highs = ranges
     rows = conn.execute(
-        pg.query("chunk_rows", table=table), {"list": list_id, "shift": shift, "chunks": chunks}
+        pg.query("range_rows", table=table), {"list": list_id, "lows": lows, "highs": highs}
     ).fetchall()
     return {row["id"]: int(row["content_hash"]) for row in rows}
 
@@ -109,8 +126,9 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
             result.local_rows[table] = sum(n for n, _x in ours.values())
             difference = TableDifference()
             if differing:
-                mine_rows = pool.submit(_rows, local, table, local_list, shift, differing)
-                their_rows = _rows(source, table, remote_list, shift, differing)
+                ranges = id_ranges(differing, shift)
+                mine_rows = pool.submit(_rows, local, table, local_list, ranges)
+                their_rows = _rows(source, table, remote_list, ranges)
                 our_rows = mine_rows.result()
                 difference.missing = sorted(their_rows.keys() - our_rows.keys())
                 difference.extra = sorted(our_rows.keys() - their_rows.keys())

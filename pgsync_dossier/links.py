@@ -15,6 +15,7 @@ import psycopg
 
 from pgsync_dossier import catalog, faults, groups, pg, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
+from pgsync_dossier.compare import Repair
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.copier import CopyResult, Progress
@@ -301,11 +302,14 @@ def _result(
     created: bool,
     synced: bool,
     copy: CopyResult | None = None,
+    fixed: Repair | None = None,
 ) -> dict[str, Any]:
-    """What attach and repair report. After a copy its own row counts are the list's (at the
-    copy's snapshot): counting the freshly written list again would read it all from disk."""
+    """What attach and repair report. After a copy or a repair, its own row counts are the
+    list's (at its snapshot): counting the list again would read it all from disk."""
     if copy is not None:
         counts = {"dossiers": copy.dossiers, "faces": copy.faces}
+    elif fixed is not None:
+        counts = {"dossiers": fixed.dossiers, "faces": fixed.faces}
     else:
         counts = catalog.list_counts(s.conn, [link.local_list_id])[link.local_list_id]
     return {
@@ -445,12 +449,19 @@ def repair(
             )
         link = catalog.link_for_list(s.conn, local_list_id)
         assert link is not None
-        result = _result(
-            s, link, group, facts, created=False, synced=True, copy=outcome.copies.get(local_list_id)
-        )
         fixed = outcome.repairs.get(local_list_id)
+        result = _result(
+            s,
+            link,
+            group,
+            facts,
+            created=False,
+            synced=True,
+            copy=outcome.copies.get(local_list_id),
+            fixed=fixed,
+        )
         if fixed is not None:
-            result.update(dossiers=fixed.dossiers, faces=fixed.faces, **fixed.before)
+            result.update(fixed.before)
         return result
 
 

@@ -106,13 +106,18 @@ SELECT (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
  WHERE dossier_list_id = %(list)s
  GROUP BY 1;
 
--- The rows of some chunks of one list, with their content hashes.
--- name: chunk_rows
-SELECT id, content_hash
-  FROM public.{table}
- WHERE dossier_list_id = %(list)s
-   AND (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
-        + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(shift)s = ANY (%(chunks)s);
+-- The rows of some id ranges of one list (the chunks that differ), with their content hashes:
+-- one index range scan per range. OFFSET 0 keeps the subquery a per-range scan even where
+-- the table has no statistics yet (a replica just copied), which would otherwise invite a
+-- join that scans the whole list once per range.
+-- name: range_rows
+SELECT t.id, t.content_hash
+  FROM ROWS FROM (pg_catalog.unnest(%(lows)s::uuid[]), pg_catalog.unnest(%(highs)s::uuid[])) AS r (low, high)
+ CROSS JOIN LATERAL (
+       SELECT id, content_hash
+         FROM public.{table}
+        WHERE dossier_list_id = %(list)s AND id BETWEEN r.low AND r.high
+       OFFSET 0) AS t;
 
 -- name: delete_rows
 DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);
