@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import case_attach, case_leader, case_overhead, case_repair
+from bench import case_attach, case_catchup, case_freshness, case_leader, case_overhead, case_repair
 from bench.sites import Sites, started
 from pgsync_dossier.clusters import find_bindir, server_version
 
@@ -35,6 +35,10 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
     reps = 1 if smoke else args.reps
     return {
         "attach": lambda s: case_attach.run(s, [2000] if smoke else args.sizes, reps),
+        "catchup": lambda s: case_catchup.run(
+            s, 2000 if smoke else 100_000, [0.01] if smoke else [0.01, 0.10, 0.50], reps
+        ),
+        "freshness": lambda s: case_freshness.run(s, 1000, 2.0 if smoke else 60.0, reps),
         "overhead": lambda s: case_overhead.run(s, [1, 3] if smoke else [1, 20, 100], 1 if smoke else 5),
         "repair": lambda s: case_repair.run(s, [5000] if smoke else [100_000], reps),
         "leader": lambda s: case_leader.run(

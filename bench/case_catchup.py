@@ -1,0 +1,111 @@
+"""catchup: a windowed list brought up to date after its Leader list changed.
+
+A list of N dossiers + N faces is attached with a schedule whose window is closed, so nothing
+flows until a sync. Before each "catch-up" repetition a share of the list changes on the
+Leader (untimed): 40% of the changes are updates (a comment, and an embedding byte for every
+other one), 15% each new dossiers, deletes, moves out to an unreplicated list and moves in
+from it, so the list keeps its size. Then, in rotated order:
+- catch-up: `sync T`, as a timer runs it (the window opens, the stream catches up, it closes);
+- idle sync: `sync T` with nothing changed (what a sync costs before any row);
+- fresh attach: the list detached with --purge (untimed), then attached again.
+After each, the replica must equal the Leader list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.sites import Sites
+from bench.stats import Series, ratio, rotations, table
+
+#: A window that is closed nearly always (03:00 on the first of January).
+CLOSED_SCHEDULE = "FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1;BYHOUR=3"
+METHODS = ("catch-up sync", "idle sync", "fresh attach")
+#: Shares of the changes, by kind.
+MIX = {"update": 0.40, "insert": 0.15, "delete": 0.15, "move out": 0.15, "move in": 0.15}
+
+
+def _change(sites: Sites, remote: int, pool: int, share: float, size: int) -> None:
+    changes = round(size * share)
+    count = {kind: max(1, round(changes * part)) for kind, part in MIX.items()}
+    sample = "(SELECT id FROM dossier WHERE dossier_list_id = %(list)s ORDER BY random() LIMIT %(n)s)"
+    with sites.connect(sites.leader) as conn:
+        conn.execute(
+            f"UPDATE dossier SET comment = comment || '.' WHERE id IN {sample}",
+            {"list": remote, "n": count["update"]},
+        )
+        conn.execute(
+            "UPDATE dossier_face SET embedding = set_byte(embedding, 0, (random() * 255)::int) "
+            f"WHERE dossier_id IN {sample}",
+            {"list": remote, "n": count["update"] // 2},
+        )
+        conn.execute(f"DELETE FROM dossier WHERE id IN {sample}", {"list": remote, "n": count["delete"]})
+        moved_out = conn.execute(
+            f"UPDATE dossier SET dossier_list_id = %(to)s WHERE id IN {sample} RETURNING id",
+            {"list": remote, "to": pool, "n": count["move out"]},
+        ).fetchall()
+        conn.execute(
+            "UPDATE dossier SET dossier_list_id = %(to)s WHERE id IN "
+            "(SELECT id FROM dossier WHERE dossier_list_id = %(list)s AND NOT id = ANY (%(just)s) "
+            "ORDER BY random() LIMIT %(n)s)",
+            {"list": pool, "to": remote, "n": count["move in"], "just": [r["id"] for r in moved_out]},
+        )
+    sites.fill(remote, count["insert"])
+
+
+def _attach(sites: Sites, remote: int, local: int) -> float:
+    timed = sites.ok(
+        "subscriber",
+        "attach",
+        "--remote-list",
+        str(remote),
+        "--remote-url",
+        sites.leader_url,
+        "--local-list",
+        str(local),
+        "--schedule",
+        CLOSED_SCHEDULE,
+    )
+    return timed.seconds
+
+
+def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"size": size, "shares": {}}
+    remote = sites.make_list(sites.leader, f"catchup {size}")
+    sites.fill(remote, size)
+    pool = sites.make_list(sites.leader, "catchup pool")
+    sites.fill(pool, max(size // 4, 10))
+    local = sites.make_list(sites.subscriber, f"catchup replica {size}")
+    _attach(sites, remote, local)
+    lines = []
+    for share in shares:
+        series = {method: Series(method) for method in METHODS}
+        for order in rotations(METHODS, reps):
+            for method in order:
+                if method == "catch-up sync":
+                    _change(sites, remote, pool, share, size)
+                    sites.checkpoint()
+                    series[method].values.append(sites.ok("subscriber", "sync", str(local)).seconds)
+                elif method == "idle sync":
+                    sites.checkpoint()
+                    series[method].values.append(sites.ok("subscriber", "sync", str(local)).seconds)
+                else:
+                    sites.ok("subscriber", "detach", str(local), "--purge")
+                    sites.checkpoint()
+                    series[method].values.append(_attach(sites, remote, local))
+                if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
+                    raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
+        catchup, idle, fresh = (series[m] for m in METHODS)
+        label = f"{share:.0%}"
+        results["shares"][label] = {
+            "series": [s.as_dict() for s in series.values()],
+            "catchup_over_idle": ratio(catchup, idle),
+            "fresh_attach_over_catchup": ratio(fresh, catchup),
+        }
+        over_idle, fresh_over = ratio(catchup, idle), ratio(fresh, catchup)
+        lines.append([label, "catch-up sync", catchup.cell(), f"{over_idle:.2f}x" if over_idle else "-", "-"])
+        lines.append([label, "idle sync", idle.cell(), "1.00x", "-"])
+        lines.append([label, "fresh attach", fresh.cell(), "-", f"{fresh_over:.1f}x" if fresh_over else "-"])
+    print(f"(a windowed list of {size:,} dossiers + {size:,} faces; changes per share: {MIX})")
+    print(table(["changed", "method", "median (min-max)", "vs idle sync", "fresh / catch-up"], lines))
+    return results
