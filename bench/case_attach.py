@@ -10,6 +10,9 @@
   can do less.
 - native: a hand-made publication + subscription (binary) of the same rows, from CREATE
   SUBSCRIPTION until every table is ready.
+- pglogical (where its package is installed for the server, Debian's PostgreSQL 15 here): a
+  replication set with the same row filter, from create_subscription until every table's
+  sync is ready.
 Every copy is checked afterwards: row counts and a content digest equal to the Leader list's.
 """
 
@@ -22,11 +25,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.sites import Sites
+from bench.sites import Sites, has_pglogical
 from bench.stats import Series, ratio, rotations, table
 from pgsync_dossier.copier import COLUMNS
-
-METHODS = ("pgsync attach (CLI)", "fair floor", "native pub/sub")
 
 
 def _attach(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
@@ -146,10 +147,64 @@ def _undo_native(sites: Sites, remote: int) -> None:
         sites.execute(sites.leader, sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(row["pubname"])))
 
 
+PEER_TIMEOUT_S = 600
+
+
+def _pglogical(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
+    """pglogical 2: a replication set with the list's row filter on both tables, and a
+    subscription that synchronizes the data; done when every table's sync is ready."""
+    name = f"bench_pgl_{remote}_{rep}"
+    with sites.connect(sites.leader) as conn:
+        conn.execute("SELECT pglogical.create_replication_set(%s)", [name])
+        for table in ("dossier", "dossier_face"):
+            conn.execute(
+                "SELECT pglogical.replication_set_add_table(set_name := %s, relation := %s::regclass, "
+                "synchronize_data := true, columns := %s, row_filter := %s)",
+                # pglogical's copy names every column; a generated one (content_hash) is refused.
+                [name, f"public.{table}", list(COLUMNS[table]), f"dossier_list_id = {int(remote)}"],
+            )
+    with sites.connect(sites.subscriber, "pglogical") as conn:
+        start = time.perf_counter()
+        conn.execute(
+            "SELECT pglogical.create_subscription(subscription_name := %s, provider_dsn := %s, "
+            "replication_sets := ARRAY[%s], synchronize_structure := false, synchronize_data := true, "
+            "forward_origins := '{}')",
+            [name, sites.url(sites.leader), name],
+        )
+        while True:
+            states = conn.execute(
+                "SELECT s.sync_status FROM pglogical.local_sync_status s "
+                "JOIN pglogical.subscription u ON u.sub_id = s.sync_subid WHERE u.sub_name = %s",
+                [name],
+            ).fetchall()
+            if len(states) >= 3 and all(row["sync_status"] == "r" for row in states):
+                break
+            if time.perf_counter() - start > PEER_TIMEOUT_S:
+                status = conn.execute("SELECT status FROM pglogical.show_subscription_status(%s)", [name])
+                raise RuntimeError(
+                    f"pglogical: no sync after {PEER_TIMEOUT_S}s ({status.fetchone()}); see its log"
+                )
+            time.sleep(0.01)
+        seconds = time.perf_counter() - start
+    return seconds, remote, "pglogical"
+
+
+def _undo_pglogical(sites: Sites, remote: int) -> None:
+    with sites.connect(sites.subscriber, "pglogical") as conn:
+        for row in conn.execute("SELECT sub_name FROM pglogical.subscription").fetchall():
+            conn.execute("SELECT pglogical.drop_subscription(%s)", [row["sub_name"]])
+        conn.execute("TRUNCATE dossier, dossier_face")
+    for row in sites.execute(
+        sites.leader, "SELECT set_name FROM pglogical.replication_set WHERE set_name LIKE 'bench_pgl%%'"
+    ):
+        sites.execute(sites.leader, "SELECT pglogical.drop_replication_set(%s)", [row["set_name"]])
+
+
 RUNNERS = {
     "pgsync attach (CLI)": (_attach, _undo_attach),
     "fair floor": (_floor, _undo_floor),
     "native pub/sub": (_native, _undo_native),
+    "pglogical": (_pglogical, _undo_pglogical),
 }
 
 
@@ -162,8 +217,9 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
         other = sites.make_list(sites.leader, f"not replicated {size}")
         sites.fill(other, max(size // 10, 1))
         expected = sites.content(sites.leader, remote)
-        series = {method: Series(method) for method in METHODS}
-        for rep, order in enumerate(rotations(METHODS, reps)):
+        methods = [m for m in RUNNERS if m != "pglogical" or has_pglogical(sites.bindir)]
+        series = {method: Series(method) for method in methods}
+        for rep, order in enumerate(rotations(methods, reps)):
             for method in order:
                 runner, undo = RUNNERS[method]
                 sites.checkpoint()

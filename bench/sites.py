@@ -1,8 +1,10 @@
 """The benchmark's own clusters: a Leader and a Subscriber, fsync on, set up as a DBA would.
 
 Besides the Subscriber's dossier database ("dossiers", set up), the Subscriber cluster holds
-two plain migrated databases: "floor" (the fair floor's target: the same tables and indexes,
-no pgsync triggers) and "native" (a hand-made native subscription's target).
+plain migrated databases: "floor" (the fair floor's target: the same tables and indexes,
+no pgsync triggers), "native" (a hand-made native subscription's target) and, where the
+server has pglogical installed, "pglogical" (its subscription's target; the Leader's database
+then has the extension and a provider node too).
 """
 
 from __future__ import annotations
@@ -172,8 +174,15 @@ def _drain(fd: int, into: list[bytes]) -> None:
         into.append(chunk)
 
 
+def has_pglogical(bindir: Path) -> bool:
+    """pglogical is a peer where its package is installed for this server (Debian's layout)."""
+    return (bindir.parent / "lib" / "pglogical.so").exists()
+
+
 def _cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
     settings = dict(SETTINGS)
+    if has_pglogical(bindir):
+        settings["shared_preload_libraries"] = "pglogical"
     if int(server_version(bindir).split(".")[0]) >= 18:
         settings["max_active_replication_origins"] = "48"  # 18 caps subscriptions apart (default 10)
     cluster = LocalCluster(root / name, bindir=bindir, settings=settings).init().start()
@@ -198,12 +207,22 @@ def started(bindir: Path) -> Iterator[Sites]:
         clusters.append(subscriber)
         sites = Sites(root, bindir, leader, subscriber)
         token = generate_token()
-        for cluster, dbs in ((leader, ["dossiers"]), (subscriber, ["dossiers", "floor", "native"])):
+        peers = ["floor", "native", *(["pglogical"] if has_pglogical(bindir) else [])]
+        for cluster, dbs in ((leader, ["dossiers"]), (subscriber, ["dossiers", *peers])):
             with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
                 for db in dbs:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
             for db in dbs:
                 migrations.migrate(sites.url(cluster, db))
+        if has_pglogical(bindir):
+            for cluster, db in ((leader, "dossiers"), (subscriber, "pglogical")):
+                sites.execute(cluster, "CREATE EXTENSION pglogical", dbname=db)
+                sites.execute(
+                    cluster,
+                    "SELECT pglogical.create_node(node_name := %s, dsn := %s)",
+                    [f"bench_{db}", sites.url(cluster, db)],
+                    dbname=db,
+                )
         for role, cluster in (("leader", leader), ("subscriber", subscriber)):
             path = root / f"{role}.yaml"
             path.write_text(
