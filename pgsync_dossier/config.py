@@ -7,8 +7,10 @@ environment variable), the key and what to do, because the reader is a DBA at a 
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,9 +98,36 @@ def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
     return _build(values, where, path.parent)
 
 
+#: Bigger than any config or token file: a path to /dev/zero or a log must not fill memory.
+MAX_FILE_BYTES = 1 << 20
+
+
+def read_small_text(path: Path) -> str:
+    """A file's text, refused when it is larger than MAX_FILE_BYTES (read no further)."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_BYTES} bytes")
+    return data.decode("utf-8")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML key given twice is an error, not a silent override (a second `role:`)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[Any, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small_text(path)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found; write one with "
@@ -108,7 +137,9 @@ def _read_yaml(path: Path) -> dict[Any, Any]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -142,6 +173,8 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
             value, origin = values[key]
             if not isinstance(value, str):
                 raise ConfigError(f"{origin}: must be a string, not {_yaml_type(value)}")
+            if key != "sync_schedule" and any(unicodedata.category(c) == "Cc" for c in value.strip()):
+                raise ConfigError(f"{origin}: holds control characters (a newline, an escape); remove them")
             strings[key] = value.strip()
     role = strings["role"]
     if role not in ROLES:
@@ -202,12 +235,18 @@ def _token(
         origin = values["sync_token_file"][1]
         token_path = base_dir / Path(strings["sync_token_file"]).expanduser()
         try:
-            token = token_path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
+            token = read_small_text(token_path).strip()
+        except OSError as exc:
+            if exc.errno == errno.EFBIG:
+                raise ConfigError(
+                    f"{origin}: the token file {token_path} is {exc.strerror}; it must hold the token alone"
+                ) from None
             raise ConfigError(
                 f"{origin}: cannot read the token file {token_path}; "
                 "check the path and that this user may read it"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{origin}: the token file {token_path} is not UTF-8 text") from None
     else:
         raise ConfigError(f"{where}: sync_token is required; {_HINTS['sync_token']}")
     problem = token_problem(token)

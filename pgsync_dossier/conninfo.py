@@ -14,11 +14,12 @@ _KEYWORD_PASSWORD = re.compile(r"((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+
 
 
 def is_url(conninfo: str) -> bool:
-    return conninfo.startswith(_URL_SCHEMES)
+    return conninfo.lstrip().lower().startswith(_URL_SCHEMES)
 
 
 def mask_conninfo(conninfo: str) -> str:
     """The connection string with any password replaced by ****."""
+    conninfo = conninfo.strip()
     if not is_url(conninfo):
         return _KEYWORD_PASSWORD.sub(r"\1****", conninfo)
     try:

@@ -11,7 +11,7 @@ import click
 from pgsync_dossier import links, node, status
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
-from pgsync_dossier.cli.options import json_option
+from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
 from pgsync_dossier.copier import Progress
 
 
@@ -44,13 +44,13 @@ def setup(app: AppContext, as_json: bool) -> None:
 
 @click.command()
 @click.option(
-    "--remote-list", "remote_list", type=int, required=True, metavar="L", help="The Leader's list id."
+    "--remote-list", "remote_list", type=LIST_ID, required=True, metavar="L", help="The Leader's list id."
 )
 @click.option("--remote-url", "remote_url", required=True, metavar="URL", help="The Leader's PostgreSQL URL.")
 @click.option(
     "--local-list",
     "local_list",
-    type=int,
+    type=LIST_ID,
     required=True,
     metavar="T",
     help="This Subscriber's (empty) list id.",
@@ -58,7 +58,7 @@ def setup(app: AppContext, as_json: bool) -> None:
 @click.option("--schedule", metavar="RRULE", help="Sync windows for this link (overrides the Leader's).")
 @click.option(
     "--timeout",
-    type=float,
+    type=SECONDS,
     default=links.DEFAULT_COPY_TIMEOUT_S,
     show_default=True,
     help="Seconds to wait for the initial copy.",
@@ -130,7 +130,7 @@ class _CopyProgress:
 
 
 @click.command()
-@click.argument("local_list", type=int, metavar="T")
+@click.argument("local_list", type=LIST_ID, metavar="T")
 @click.option("--purge", is_flag=True, help="Also delete the list's dossiers on this Subscriber.")
 @json_option
 @pass_app
@@ -146,9 +146,9 @@ def detach(app: AppContext, local_list: int, purge: bool, as_json: bool) -> None
 
 
 @click.command()
-@click.argument("local_list", type=int, metavar="T")
+@click.argument("local_list", type=LIST_ID, metavar="T")
 @click.option("--confirm", is_flag=True, help="Required: list T's local rows are made the Leader's.")
-@click.option("--timeout", type=float, default=links.DEFAULT_COPY_TIMEOUT_S, show_default=True)
+@click.option("--timeout", type=SECONDS, default=links.DEFAULT_COPY_TIMEOUT_S, show_default=True)
 @json_option
 @pass_app
 def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_json: bool) -> None:
@@ -173,7 +173,7 @@ def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_j
 
 
 @click.command("status")
-@click.argument("local_list", type=int, required=False, metavar="[T]")
+@click.argument("local_list", type=LIST_ID, required=False, metavar="[T]")
 @json_option
 @pass_app
 def status_command(app: AppContext, local_list: int | None, as_json: bool) -> None:
@@ -206,7 +206,7 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
 
 
 @click.command("leader-unavailable")
-@click.argument("local_list", type=int, metavar="T")
+@click.argument("local_list", type=LIST_ID, metavar="T")
 @click.option("--confirm", is_flag=True, help="Required: local deletes in list T become possible.")
 @click.option("--clear", is_flag=True, help="Record the Leader as available again.")
 @pass_app

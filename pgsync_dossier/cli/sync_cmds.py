@@ -13,7 +13,7 @@ import click
 from pgsync_dossier import scheduler, systemd
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
-from pgsync_dossier.cli.options import json_option
+from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
 from pgsync_dossier.errors import OperationFailed, ServerUnreachable, UsageError
 from pgsync_dossier.sync import SyncOutcome
 
@@ -28,9 +28,9 @@ def _emit(outcomes: list[SyncOutcome], as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("local_lists", type=int, nargs=-1, metavar="[T]...")
+@click.argument("local_lists", type=LIST_ID, nargs=-1, metavar="[T]...")
 @click.option("--all", "all_lists", is_flag=True, help="Sync every link.")
-@click.option("--timeout", type=float, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
+@click.option("--timeout", type=SECONDS, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
 @json_option
 @pass_app
 def sync(
@@ -51,7 +51,7 @@ def sync(
 
 @click.command()
 @click.option("--startup", is_flag=True, help="Sync every link whose Leader asks for sync_at_startup.")
-@click.option("--timeout", type=float, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
+@click.option("--timeout", type=SECONDS, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
 @json_option
 @pass_app
 def tick(app: AppContext, startup: bool, timeout: float, as_json: bool) -> None:
@@ -66,7 +66,7 @@ def tick(app: AppContext, startup: bool, timeout: float, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--timeout", type=float, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
+@click.option("--timeout", type=SECONDS, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
 @pass_app
 def run(app: AppContext, timeout: float) -> None:
     """Run the scheduler until SIGTERM/SIGINT (alternative to the systemd timer)."""
@@ -116,8 +116,8 @@ def systemd_units(app: AppContext, output: Path | None, user: str, executable: s
 
 
 @click.command()
-@click.argument("local_list", type=int, required=False, metavar="[T]")
-@click.option("--timeout", type=float, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
+@click.argument("local_list", type=LIST_ID, required=False, metavar="[T]")
+@click.option("--timeout", type=SECONDS, default=scheduler.DEFAULT_TICK_TIMEOUT_S, show_default=True)
 @click.option("--repair", is_flag=True, help="Repair in place the replicas found different.")
 @json_option
 @pass_app
