@@ -7,7 +7,8 @@ other one), 15% each new dossiers, deletes, moves out to an unreplicated list an
 from it, so the list keeps its size. Then, in rotated order:
 - catch-up: `sync T`, as a timer runs it (the window opens, the stream catches up, it closes);
 - idle sync: `sync T` with nothing changed (what a sync costs before any row);
-- fresh attach: the list detached with --purge (untimed), then attached again.
+- fresh attach: the list detached with --purge and the tables vacuumed (untimed), then attached
+  again.
 After each, the replica must equal the Leader list.
 """
 
@@ -91,6 +92,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
                     series[method].values.append(sites.ok("subscriber", "sync", str(local)).seconds)
                 else:
                     sites.ok("subscriber", "detach", str(local), "--purge")
+                    sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")  # space free again
                     sites.checkpoint()
                     series[method].values.append(_attach(sites, remote, local))
                 if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):

@@ -87,6 +87,9 @@ class Link(BaseModel):
     remote_list: int
     leader: str | None
     leader_url: str
+    leader_host: str | None = Field(
+        description="the host:port that answered for the Leader (with a multi-host URL: the primary now)"
+    )
     group: str = Field(description="the replication stream (group) this list belongs to")
     state: str
     stream: str = Field(description="what the group's stream does now, e.g. 'paused: copying list 7'")

@@ -95,7 +95,14 @@ def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
     leader.set_group_lists(group.name, s.node.node_name, mapped)
     faults.point("group.registered")
     leader.drop_stale_slot(group.name)  # left by a command killed inside CREATE SUBSCRIPTION
-    subscriber.create_subscription(s.conn, group.name, group.leader_url, s.config.sync_token, enabled=False)
+    subscriber.create_subscription(
+        s.conn,
+        group.name,
+        group.leader_url,
+        s.config.sync_token,
+        enabled=False,
+        leader_version=leader.version,
+    )
     log.debug("group %s: subscription and slot created", group.name)
     faults.point("group.subscribed")
 

@@ -115,6 +115,16 @@ class LeaderClient:
         #: authentication nothing was proven, and the verifier must be checked instead.
         self.token_proven = bool(login_params(url, token)) and self.conn.pgconn.used_password
 
+    @property
+    def version(self) -> int:
+        """The server version of the Leader host this client reached (server_version_num)."""
+        return self.conn.info.server_version
+
+    @property
+    def host(self) -> str:
+        """The Leader host this client reached: one of a multi-host URL's, the primary."""
+        return f"{self.conn.info.host}:{self.conn.info.port}"
+
     def connect(
         self, autocommit: bool = True, statement_timeout_ms: int = pg.DEFAULT_STATEMENT_TIMEOUT_MS
     ) -> pg.Connection:

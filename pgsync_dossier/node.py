@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, leader, pg, subscriber
+from pgsync_dossier import catalog, leader, pg, standby, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.token import make_verifier, matches_verifier
@@ -161,6 +161,7 @@ def setup(config: Config) -> dict[str, Any]:
             else:
                 subscriber.install(conn)
         reidentified = _settle_identity(conn, config.role)
+        warnings = standby.failover_warnings(conn) if config.role == "leader" else []
         if config.role == "subscriber" and token_changed and existing:
             for group in catalog.groups(conn):
                 if subscriber.subscription(conn, group.name) is not None:
@@ -181,6 +182,7 @@ def setup(config: Config) -> dict[str, Any]:
         "upgraded_lists": upgraded,
         "upgrade_pending": upgrade_pending,
         "new_identity": reidentified,
+        "warnings": warnings,
     }
 
 

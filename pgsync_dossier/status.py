@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pgsync_dossier import catalog, copier, pg, subscriber
+from pgsync_dossier import catalog, copier, pg, standby, subscriber
 from pgsync_dossier import leader as leader_module
 from pgsync_dossier.catalog import Group, Link
 from pgsync_dossier.config import Config
@@ -29,6 +29,7 @@ SUBSCRIBER_FIELDS = (
     "remote_list",
     "leader",
     "leader_url",
+    "leader_host",
     "group",
     "state",
     "stream",
@@ -110,6 +111,7 @@ class _LeaderView:
     def __init__(self) -> None:
         self.lists: dict[int, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
+        self.host: str | None = None  # host:port that answered (the primary of a multi-host URL)
         self.error: str | None = None
 
 
@@ -122,6 +124,7 @@ def _leader_views(config: Config, links: list[Link], shown: dict[int, Group]) ->
             remote_lists = [link.remote_list_id for link in links if shown[link.group_id] in mine]
             try:
                 client = leaders.get(url)
+                view.host = client.host
                 view.lists = client.lists_info(remote_lists)
                 view.groups = client.groups_status([group.name for group in mine])
             except PgsyncError as exc:
@@ -155,6 +158,7 @@ def _row(
         "remote_list": link.remote_list_id,
         "leader": group.leader_node_name,
         "leader_url": mask_conninfo(group.leader_url),
+        "leader_host": remote.host if remote else None,
         "group": group.name,
         "state": link.state if sub is not None or link.needs_copy or link.state == "detaching" else "error",
         "stream": stream_note(facts, now) if sub is not None else "no subscription",
@@ -256,6 +260,12 @@ def _orphans(conn: pg.Connection) -> list[dict[str, Any]]:
         }
         for row in catalog.orphans(conn)
     ]
+
+
+def leader_warnings(config: Config) -> list[str]:
+    """On the Leader: what its standbys lack for the streams to survive a failover."""
+    with pg.connect(config.database_url, what="this node's database") as conn:
+        return standby.failover_warnings(conn)
 
 
 def leader_status(conn: pg.Connection) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pgsync_dossier import pg
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
 from pgsync_dossier.leader import LeaderClient, stream_login
+from pgsync_dossier.standby import FAILOVER_SLOTS_SINCE
 from pgsync_dossier.token import Secret
 
 log = logging.getLogger(__name__)
@@ -134,22 +135,29 @@ def remove_passfile(conn: pg.Connection, name: str) -> None:
 
 
 def create_subscription(
-    conn: pg.Connection, name: str, leader_url: str, token: Secret, enabled: bool
+    conn: pg.Connection, name: str, leader_url: str, token: Secret, enabled: bool, leader_version: int
 ) -> None:
     """The group's subscription and its slot on the Leader (publication, subscription and slot
     share the group's name). No initial copy: the orchestrator copies each list itself. Its
     connection string names the password file, never the password. Cannot run in a
-    transaction block; slot creation waits for the Leader's running transactions."""
+    transaction block; slot creation waits for the Leader's running transactions.
+
+    Where both servers have failover slots, the slot is one: a Leader's standby that
+    synchronizes slots keeps it, and the stream goes on from the promoted standby. The
+    connection string keeps every host of a multi-host Leader URL, so the worker reconnects to
+    whichever is the primary."""
     conninfo, password = stream_login(leader_url, token)
     passfile = write_passfile(conn, name, password)
+    failover = min(pg.server_version(conn), leader_version) >= FAILOVER_SLOTS_SINCE
     conn.execute("SET statement_timeout = 0")
     try:
         conn.execute(
             sql.SQL(
                 "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {name} "
                 "WITH (slot_name = {slot}, create_slot = true, copy_data = false, enabled = {enabled}, "
-                "binary = true)"
+                "binary = true{failover})"
             ).format(
+                failover=sql.SQL(", failover = true" if failover else ""),
                 name=sql.Identifier(name),
                 conninfo=sql.Literal(psycopg.conninfo.make_conninfo(conninfo, passfile=passfile)),
                 slot=sql.Literal(name),
@@ -206,6 +214,38 @@ def pause(conn: pg.Connection, name: str, deadline: Deadline) -> None:
         raise DeadlineExceeded(
             f"the workers of subscription {name} did not stop within {deadline.seconds:g}s"
         )
+
+
+def make_failover_ready(conn: pg.Connection, name: str, leader_version: int, deadline: Deadline) -> bool:
+    """Turn a group's slot into a failover slot where both servers can (17+) and it is not
+    one yet: a group made before this version, or before an upgrade of either server. The
+    subscription must be disabled for that, so a streaming group pauses for a moment and
+    resumes where it stopped. True when it changed something."""
+    if min(pg.server_version(conn), leader_version) < FAILOVER_SLOTS_SINCE:
+        return False
+    row = conn.execute(pg.query("subscription_failover"), {"name": name}).fetchone()
+    if row is None or row["failover"]:
+        return False
+    pause(conn, name, deadline)
+    alter = sql.SQL("ALTER SUBSCRIPTION {} SET (failover = true)").format(sql.Identifier(name))
+    refusal: list[str] = []
+
+    def altered() -> bool | None:
+        try:
+            conn.execute(alter)
+            return True
+        except psycopg.Error as exc:  # the walsender may hold the slot a moment longer
+            refusal[:] = [exc.diag.message_primary or pg.first_line(str(exc))]
+            return None
+
+    try:
+        if poll(altered, deadline) is None:
+            raise OperationFailed(f"making the slot of {name} a failover slot failed: {refusal[-1]}")
+    finally:
+        if row["enabled"]:
+            set_enabled(conn, name, True)
+    log.info("subscription %s: its slot is now a failover slot", name)
+    return True
 
 
 def drop_subscription(conn: pg.Connection, name: str, leader_reachable: bool) -> bool:

@@ -154,6 +154,9 @@ def _locked_sync(
         trouble = groups.slot_trouble(s.conn, catalog.group(s.conn, group.id) or group, slot)
         if trouble is not None:
             healed = groups.heal(s, group, leader, trouble, deadline)
+        subscriber.make_failover_ready(
+            s.conn, group.name, leader.version, deadline.at_most(groups.PAUSE_TIMEOUT_S)
+        )
         copies = {
             done.link.local_list_id: done.result
             for done in groups.copy_pending(s, group, leader, deadline, progress)

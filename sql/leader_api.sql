@@ -202,7 +202,12 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name) THEN
         PERFORM pg_catalog.pg_drop_replication_slot(p_name);
     END IF;
-    PERFORM pg_catalog.pg_create_logical_replication_slot(p_name, 'pgoutput');
+    IF pg_catalog.current_setting('server_version_num')::integer >= 170000 THEN
+        -- A failover slot, as CREATE SUBSCRIPTION makes it: a standby that synchronizes slots keeps it.
+        PERFORM pg_catalog.pg_create_logical_replication_slot(p_name, 'pgoutput', false, false, true);
+    ELSE
+        PERFORM pg_catalog.pg_create_logical_replication_slot(p_name, 'pgoutput');
+    END IF;
     RETURN p_name;
 END
 $$;

@@ -18,6 +18,13 @@ SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name
  WHERE s.subname = %(name)s
    AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 
+-- Whether a subscription's slot is a failover slot (PostgreSQL 17+ only).
+-- name: subscription_failover
+SELECT s.subfailover AS failover, s.subenabled AS enabled
+  FROM pg_catalog.pg_subscription AS s
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
 -- Every subscription of this database with its statistics (the confl_* columns: 18 and later).
 -- name: subscriptions
 SELECT s.subname, s.subenabled AS enabled, t.*
@@ -121,3 +128,23 @@ SELECT t.id, t.content_hash
 
 -- name: delete_rows
 DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);
+
+-- The Leader's physical standbys (walsenders that stream no logical slot and are not a
+-- standby's slot synchronization worker), each with its physical slot, if it uses one, and
+-- whether that slot receives hot-standby feedback.
+-- name: physical_standbys
+SELECT w.application_name AS name, pg_catalog.host(w.client_addr) AS address, s.slot_name,
+       (s.xmin IS NOT NULL OR s.catalog_xmin IS NOT NULL) AS feedback
+  FROM pg_catalog.pg_stat_replication AS w
+  LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.active_pid = w.pid AND s.slot_type = 'physical'
+ WHERE w.application_name NOT LIKE '%%slotsync worker'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots AS l
+                    WHERE l.active_pid = w.pid AND l.slot_type = 'logical')
+ ORDER BY 1, 2;
+
+-- Standbys' slot synchronization workers connected to this primary (PostgreSQL 17+): a
+-- database session named "[cluster_name_]slotsync worker" (a client backend on 18.6).
+-- name: slot_sync_workers
+SELECT count(*) AS n
+  FROM pg_catalog.pg_stat_activity
+ WHERE application_name LIKE '%%slotsync worker';

@@ -40,6 +40,8 @@ def setup(app: AppContext, as_json: bool) -> None:
         )
     human = f"{result['role']} {result['node_name']} {verb}" + "".join(f"; {n}" for n in notes if n)
     render.emit(result, as_json, human)
+    for warning in result["warnings"]:
+        render.warn(warning)
 
 
 @click.command()
@@ -186,6 +188,8 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
             for s in (r["subscribers"] or [{}])
         ]
         render.emit(rows, as_json, render.table(flat))
+        for warning in status.leader_warnings(app.config):
+            render.warn(warning)
         return
     columns = [
         "local_list",

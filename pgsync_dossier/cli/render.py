@@ -51,6 +51,11 @@ def emit(data: Any, as_json: bool, human: str) -> None:
     click.echo(to_json(data) if as_json else human)
 
 
+def warn(text: str) -> None:
+    """A warning for people, one line on stderr: stdout stays data (JSON included)."""
+    click.echo(f"warning: {text}", err=True)
+
+
 def message(text: str) -> None:
     """A progress or informational line for people: stderr, so stdout stays data."""
     click.echo(text, err=True)

@@ -1,0 +1,208 @@
+"""A Leader run as a primary with a physical standby: the replicas follow a failover.
+
+The test builds the pair as a DBA would (a physical slot, `pg_basebackup`, a standby that
+synchronizes slots and sends feedback, `synchronized_standby_slots` on the primary), attaches
+two lists on a Subscriber through a multi-host Leader URL, keeps writing, then either kills
+the primary (`-m immediate`) or stops it cleanly, promotes the standby and writes there.
+On PostgreSQL 17+ the group's failover slot survives: `sync --all` succeeds, no list is copied
+or repaired again. Before 17 the slot is gone on the new primary: the sync recreates it and
+repairs the lists in place. Either way `verify` is equal and no row is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from pgsync_dossier.clusters import LocalCluster
+from tests.harness import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    TEMPLATE_DB,
+    TEST_SETTINGS,
+    Node,
+    Site,
+    _start_cluster,
+    add_dossiers,
+    list_rows,
+    make_list,
+    wait_until,
+    write_config,
+)
+
+STANDBY_SLOT = "hq_b"
+FAILOVER_SLOTS = 17
+
+
+@dataclass
+class LeaderPair:
+    primary: LocalCluster
+    standby: LocalCluster
+    site: Site  # the Leader's config, pointing at the primary
+    url: str  # what Subscribers are given: both hosts, read-write wanted
+
+    def node(self, cluster: LocalCluster) -> Node:
+        return Node("hq", cluster, self.site.node.dbname)
+
+
+def _conf_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+@pytest.fixture
+def leader_pair(
+    pg_bindir: Path, pg_version: int, cluster_root: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[LeaderPair]:
+    suffix = request.node.name.replace("[", "-").rstrip("]")
+    primary = _start_cluster(cluster_root, f"hq-a-{suffix}", pg_bindir)
+    standby: LocalCluster | None = None
+    try:
+        node = Node("hq", primary, "HQ dossiers")
+        node.janitor(node.dbname, template=TEMPLATE_DB).init()
+        site = Site(node, write_config(tmp_path / "hq.yaml", node, "leader"))
+        assert site.ok("setup", "--json").json()["warnings"] == []  # no standby yet: nothing new
+        with psycopg.connect(primary.conninfo(), autocommit=True) as conn:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s)", [STANDBY_SLOT])
+        directory = cluster_root / f"hq-b-{suffix}"
+        directory.mkdir()
+        primary._hand_over(directory)
+        upstream = make_conninfo(
+            host=primary.host, port=primary.port, user=ADMIN_USER, password=ADMIN_PASSWORD, dbname="postgres"
+        )
+        primary._run(
+            "pg_basebackup", "--pgdata", str(directory / "data"), "--wal-method", "stream",
+            "--checkpoint", "fast", "--slot", STANDBY_SLOT, "--dbname", upstream,
+        )  # fmt: skip
+        settings = {
+            **TEST_SETTINGS,
+            "primary_conninfo": _conf_string(upstream),
+            "primary_slot_name": _conf_string(STANDBY_SLOT),
+            "hot_standby_feedback": "on",
+        }
+        if pg_version >= FAILOVER_SLOTS:
+            settings["sync_replication_slots"] = "on"
+        standby = LocalCluster(directory, bindir=pg_bindir, settings=settings).init()
+        standby._write_as_owner(standby.datadir / "standby.signal", "")
+        standby.start()
+        url = (
+            f"postgresql://{primary.host}:{primary.port},{standby.host}:{standby.port}/"
+            f"{quote(node.dbname, safe='')}?target_session_attrs=read-write"
+        )
+        yield LeaderPair(primary, standby, site, url)
+    finally:
+        for cluster in (primary, standby):
+            if cluster is not None:
+                cluster.remove()
+
+
+def _warnings(pair: LeaderPair) -> list[str]:
+    result = pair.site.ok("setup", "--json")
+    warnings: list[str] = result.json()["warnings"]
+    return warnings
+
+
+def _replayed(pair: LeaderPair) -> bool:
+    """The standby has replayed everything the primary wrote so far."""
+    with psycopg.connect(pair.primary.conninfo(), autocommit=True) as conn:
+        (written,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()  # type: ignore[misc]
+    with psycopg.connect(pair.standby.conninfo(), autocommit=True) as conn:
+        (ahead,) = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s) >= 0", [written]
+        ).fetchone()  # type: ignore[misc]
+    return bool(ahead)
+
+
+def _synced_slots(pair: LeaderPair) -> list[str]:
+    with psycopg.connect(pair.standby.conninfo(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE synced AND NOT temporary "
+            "AND invalidation_reason IS NULL"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _slot_active(pair: LeaderPair, name: str) -> bool:
+    with psycopg.connect(pair.primary.conninfo(), autocommit=True) as conn:
+        row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [name]).fetchone()
+    return bool(row and row[0])
+
+
+def _links(sub: Site) -> list[dict[str, Any]]:
+    return sub.node.execute(
+        "SELECT local_list_id, state, copy_expected, updated_at FROM pgsync.link ORDER BY local_list_id"
+    )
+
+
+@pytest.mark.parametrize("how", ["failover", "switchover"])
+def test_replicas_follow_the_leader_to_its_promoted_standby(
+    how: str, leader_pair: LeaderPair, sites: dict[str, Site], pg_version: int
+) -> None:
+    pair, sub = leader_pair, sites["subscriber_a"]
+    hq = pair.node(pair.primary)
+    pairs = []
+    for n in range(2):
+        remote, local = make_list(hq, f"HQ {n}"), make_list(sub.node, f"replica {n}")
+        add_dossiers(hq, remote, 10, faces_each=1, prefix=f"before-{n}-")
+        sub.ok("attach", "--remote-list", str(remote), "--remote-url", pair.url, "--local-list", str(local))
+        pairs.append((remote, local))
+    if pg_version >= FAILOVER_SLOTS:
+        # A group made before failover slots (or before an upgrade to 17): sync makes its slot one.
+        name = sub.node.execute("SELECT name FROM pgsync.sync_group")[0]["name"]
+        ident = sql.Identifier(name)
+        sub.node.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+        wait_until(lambda: not _slot_active(pair, name), "the stream to let go of its slot")
+        sub.node.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (failover = false)").format(ident))
+        sub.node.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident))
+        sub.ok("sync", "--all")
+        assert sub.node.execute("SELECT subfailover, subenabled FROM pg_subscription") == [
+            {"subfailover": True, "subenabled": True}
+        ]
+    (status_row, *_) = sub.ok("status", "--json").json()
+    assert status_row["leader_host"] == f"{pair.primary.host}:{pair.primary.port}"
+    if pg_version >= FAILOVER_SLOTS:
+        # The DBA's last step: no Subscriber may get ahead of the standby.
+        assert any("synchronized_standby_slots" in w for w in _warnings(pair))
+        with psycopg.connect(pair.primary.conninfo(), autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET synchronized_standby_slots = '{STANDBY_SLOT}'")
+            conn.execute("SELECT pg_reload_conf()")
+        wait_until(lambda: _warnings(pair) == [], "a standby that needs nothing more", 60)
+    for remote, _local in pairs:
+        add_dossiers(hq, remote, 5, faces_each=1, prefix="while-streaming-")
+    sub.ok("sync", "--all")
+    if pg_version >= FAILOVER_SLOTS:
+        group = sub.node.execute("SELECT name FROM pgsync.sync_group")[0]["name"]
+        wait_until(lambda: group in _synced_slots(pair), "the group's slot to be synchronized", 90)
+    else:
+        assert any("keeps no logical slot across a failover" in w for w in _warnings(pair))
+    before = _links(sub)
+
+    wait_until(lambda: _replayed(pair), "the standby to replay the primary's writes", 60)
+    pair.primary.stop(mode="immediate" if how == "failover" else "fast")
+    pair.standby._run("pg_ctl", "promote", "--pgdata", str(pair.standby.datadir), "--wait")
+    new_hq = pair.node(pair.standby)
+    for remote, _local in pairs:
+        add_dossiers(new_hq, remote, 5, faces_each=1, prefix="after-promotion-")
+
+    result = sub.run("sync", "--all")
+    assert result.exit_code == 0, result.stderr
+    rows = sub.verified()
+    assert len(rows) == 2
+    for remote, local in pairs:
+        assert list_rows(sub.node, local) == list_rows(new_hq, remote)
+        assert len(list_rows(sub.node, local)[0]) == 20  # 10 + 5 + 5: none lost, none twice
+    status_rows = sub.ok("status", "--json").json()
+    assert {row["leader_host"] for row in status_rows} == {f"{pair.standby.host}:{pair.standby.port}"}
+    heals = sub.node.execute("SELECT ok, note FROM pgsync.sync_run WHERE reason = 'heal'")
+    if pg_version >= FAILOVER_SLOTS:
+        assert heals == [] and _links(sub) == before  # the stream went on: nothing copied or repaired
+    else:
+        assert [h["ok"] for h in heals] == [True], heals  # the slot recreated, the lists repaired in place
+        assert all(row["last_heal"] for row in status_rows)
