@@ -61,6 +61,9 @@ def _conf_string(value: str) -> str:
 def leader_pair(
     pg_bindir: Path, pg_version: int, cluster_root: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[LeaderPair]:
+    """A primary and its standby; `request.param` names a misconfiguration ("no-slot": the
+    standby streams without a slot; "no-feedback": nor feedback nor slot synchronization)."""
+    flaw = getattr(request, "param", None)
     suffix = request.node.name.replace("[", "-").rstrip("]")
     primary = _start_cluster(cluster_root, f"hq-a-{suffix}", pg_bindir)
     standby: LocalCluster | None = None
@@ -79,16 +82,16 @@ def leader_pair(
         )
         primary._run(
             "pg_basebackup", "--pgdata", str(directory / "data"), "--wal-method", "stream",
-            "--checkpoint", "fast", "--slot", STANDBY_SLOT, "--dbname", upstream,
+            "--checkpoint", "fast", "--dbname", upstream,
+            *([] if flaw == "no-slot" else ["--slot", STANDBY_SLOT]),
         )  # fmt: skip
-        settings = {
-            **TEST_SETTINGS,
-            "primary_conninfo": _conf_string(upstream),
-            "primary_slot_name": _conf_string(STANDBY_SLOT),
-            "hot_standby_feedback": "on",
-        }
-        if pg_version >= FAILOVER_SLOTS:
-            settings["sync_replication_slots"] = "on"
+        settings = {**TEST_SETTINGS, "primary_conninfo": _conf_string(upstream)}
+        if flaw != "no-slot":
+            settings["primary_slot_name"] = _conf_string(STANDBY_SLOT)
+        if flaw is None:
+            settings["hot_standby_feedback"] = "on"
+            if pg_version >= FAILOVER_SLOTS:
+                settings["sync_replication_slots"] = "on"
         standby = LocalCluster(directory, bindir=pg_bindir, settings=settings).init()
         standby._write_as_owner(standby.datadir / "standby.signal", "")
         standby.start()
@@ -206,3 +209,28 @@ def test_replicas_follow_the_leader_to_its_promoted_standby(
     else:
         assert [h["ok"] for h in heals] == [True], heals  # the slot recreated, the lists repaired in place
         assert all(row["last_heal"] for row in status_rows)
+
+
+@pytest.mark.parametrize(
+    ("leader_pair", "missing"),
+    [
+        ("no-slot", ["streams without a replication slot", "sync_replication_slots = on"]),
+        (
+            "no-feedback",
+            ["hot_standby_feedback = on", "synchronized_standby_slots", "sync_replication_slots = on"],
+        ),
+    ],
+    indirect=["leader_pair"],
+)
+def test_the_leader_names_each_setting_its_standby_lacks(
+    leader_pair: LeaderPair, missing: list[str], pg_version: int
+) -> None:
+    if pg_version < FAILOVER_SLOTS:
+        missing = ["keeps no logical slot across a failover"]
+    warnings = wait_until(lambda: _warnings(leader_pair), "the standby to be seen")
+    assert len(warnings) == len(missing), warnings
+    for words, warning in zip(missing, warnings, strict=True):
+        assert words in warning, warnings
+    status = leader_pair.site.cli("status")
+    assert status.exit_code == 0
+    assert status.stderr.count("warning: ") == len(missing), status.stderr
