@@ -143,8 +143,11 @@ SELECT w.application_name AS name, pg_catalog.host(w.client_addr) AS address, s.
  ORDER BY 1, 2;
 
 -- Standbys' slot synchronization workers connected to this primary (PostgreSQL 17+): a
--- database session named "[cluster_name_]slotsync worker" (a client backend on 18.6).
+-- database session (a client backend on 18.6) named "[cluster_name_]slotsync worker", or named
+-- by the standby's primary_conninfo (Patroni sets it), which reads the failover slots.
 -- name: slot_sync_workers
 SELECT count(*) AS n
   FROM pg_catalog.pg_stat_activity
- WHERE application_name LIKE '%%slotsync worker';
+ WHERE backend_type = 'client backend'
+   AND (application_name LIKE '%%slotsync worker'
+        OR query LIKE '%%FROM pg_catalog.pg_replication_slots WHERE failover and NOT temporary%%');

@@ -278,7 +278,12 @@ def test_a_failing_create_subscription_keeps_the_password_out_of_the_log(sites: 
         conn.execute("SET log_min_error_statement = error")  # the default: failing statements are logged
         with pytest.raises(OperationFailed, match="creating the subscription .* failed"):
             subscriber.create_subscription(
-                conn, "pgsync_doomed", f"postgresql://127.0.0.1:{free_port()}/x", cfg.sync_token, True
+                conn,
+                "pgsync_doomed",
+                f"postgresql://127.0.0.1:{free_port()}/x",
+                cfg.sync_token,
+                True,
+                leader_version=conn.info.server_version,
             )
     time.sleep(0.3)
     log = sub.node.cluster.logfile.read_text(errors="replace")
