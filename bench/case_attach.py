@@ -32,20 +32,7 @@ from pgsync_dossier.copier import COLUMNS
 
 def _attach(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
     local = sites.make_list(sites.subscriber, f"replica {remote}.{rep}")
-    timed = sites.cli(
-        "subscriber",
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        sites.leader_url,
-        "--local-list",
-        str(local),
-        tty=True,
-    )
-    if timed.exit_code != 0:
-        raise RuntimeError(f"attach failed: {timed.stderr.strip()[-500:]}")
-    return timed.seconds, local, "dossiers"
+    return sites.attach(remote, local), local, "dossiers"
 
 
 def _undo_attach(sites: Sites, local: int) -> None:

@@ -54,22 +54,6 @@ def _change(sites: Sites, remote: int, pool: int, share: float, size: int) -> No
     sites.fill(remote, count["insert"])
 
 
-def _attach(sites: Sites, remote: int, local: int) -> float:
-    timed = sites.ok(
-        "subscriber",
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        sites.leader_url,
-        "--local-list",
-        str(local),
-        "--schedule",
-        CLOSED_SCHEDULE,
-    )
-    return timed.seconds
-
-
 def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, Any]:
     results: dict[str, Any] = {"size": size, "shares": {}}
     remote = sites.make_list(sites.leader, f"catchup {size}")
@@ -77,7 +61,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
     pool = sites.make_list(sites.leader, "catchup pool")
     sites.fill(pool, max(size // 4, 10))
     local = sites.make_list(sites.subscriber, f"catchup replica {size}")
-    _attach(sites, remote, local)
+    sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE)
     lines = []
     for share in shares:
         series = {method: Series(method) for method in METHODS}
@@ -94,7 +78,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
                     sites.ok("subscriber", "detach", str(local), "--purge")
                     sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")  # space free again
                     sites.checkpoint()
-                    series[method].values.append(_attach(sites, remote, local))
+                    series[method].values.append(sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE))
                 if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
                     raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
         catchup, idle, fresh = (series[m] for m in METHODS)

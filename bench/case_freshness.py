@@ -123,16 +123,7 @@ def run(sites: Sites, rate: int, seconds: float, reps: int) -> dict[str, Any]:
     ours = sites.make_list(sites.leader, "fresh pgsync")
     theirs = sites.make_list(sites.leader, "fresh native")
     local = sites.make_list(sites.subscriber, "fresh replica")
-    sites.ok(
-        "subscriber",
-        "attach",
-        "--remote-list",
-        str(ours),
-        "--remote-url",
-        sites.leader_url,
-        "--local-list",
-        str(local),
-    )
+    sites.attach(ours, local)
     native = _native_subscription(sites, theirs)
     staleness: dict[str, list[float]] = {side: [] for side in SIDES}
     achieved: list[float] = []

@@ -67,23 +67,6 @@ def _watching(sites: Sites, local: int, *command: str) -> tuple[Timed, int]:
     return timed, min(seen)
 
 
-def _attach(sites: Sites, remote: int, local: int) -> float:
-    timed = sites.cli(
-        "subscriber",
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        sites.leader_url,
-        "--local-list",
-        str(local),
-        tty=True,
-    )
-    if timed.exit_code != 0:
-        raise RuntimeError(f"attach failed: {timed.stderr.strip()[-400:]}")
-    return timed.seconds
-
-
 def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
     results: dict[str, Any] = {"sizes": {}}
     lines = []
@@ -91,7 +74,7 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
         remote = sites.make_list(sites.leader, f"repair {size}")
         sites.fill(remote, size)
         local = sites.make_list(sites.subscriber, f"repair replica {size}")
-        _attach(sites, remote, local)
+        sites.attach(remote, local)
         # A replica that has been live a while: autovacuum has visited it (its visibility map is
         # set, its statistics exist); right after a copy neither is true yet.
         sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
@@ -113,7 +96,7 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
                     # The purged rows' space is free again (other cases' replicas forbid TRUNCATE).
                     sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")
                     sites.checkpoint()
-                    series[method].values.append(_attach(sites, remote, local))
+                    series[method].values.append(sites.attach(remote, local))
                     sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
                 if sites.content(sites.subscriber, local) != expected:
                     raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")

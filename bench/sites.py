@@ -117,6 +117,25 @@ class Sites:
             seconds, done.returncode, done.stdout.decode(), b"".join(drained).decode(errors="replace")
         )
 
+    def attach(self, remote: int, local: int, *extra: str) -> float:
+        """`attach` as a user runs it at a prompt (its own process, the progress bar drawn):
+        its seconds. A failed attach ends the run."""
+        timed = self.cli(
+            "subscriber",
+            "attach",
+            "--remote-list",
+            str(remote),
+            "--remote-url",
+            self.leader_url,
+            "--local-list",
+            str(local),
+            *extra,
+            tty=True,
+        )
+        if timed.exit_code != 0:
+            raise RuntimeError(f"attach failed: {timed.stderr.strip()[-500:]}")
+        return timed.seconds
+
     def ok(self, role: str, *args: str) -> Timed:
         result = self.cli(role, *args)
         if result.exit_code != 0:
