@@ -149,5 +149,6 @@ SELECT w.application_name AS name, pg_catalog.host(w.client_addr) AS address, s.
 SELECT count(*) AS n
   FROM pg_catalog.pg_stat_activity
  WHERE backend_type = 'client backend'
+   AND pid <> pg_catalog.pg_backend_pid()  -- this very query holds the text it looks for
    AND (application_name LIKE '%%slotsync worker'
         OR query LIKE '%%FROM pg_catalog.pg_replication_slots WHERE failover and NOT temporary%%');
