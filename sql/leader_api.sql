@@ -129,18 +129,14 @@ CREATE OR REPLACE FUNCTION pgsync.api_xacts_ended_before(p_horizon xid8) RETURNS
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
 $$ SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) >= p_horizon $$;
 
--- Drop a group: its slot (ending the stream that holds it), publication, heartbeat and
--- registration. Also retires a version-1 slot and its per-list publication when unused.
--- Only pgsync-named slots can be dropped through it.
-CREATE OR REPLACE FUNCTION pgsync.api_drop_group(p_name text) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
+-- End the stream that holds a group's slot, then drop the slot (nothing to do when it is
+-- gone). Internal, for the API functions below, which check the name first; not for PUBLIC.
+CREATE OR REPLACE FUNCTION pgsync.drop_group_slot(p_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS
 $$
 DECLARE
     v_active_pid integer;
-    v_legacy_list integer;
 BEGIN
-    PERFORM pgsync.check_group_name(p_name);
-    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
     SELECT active_pid INTO v_active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name;
     IF v_active_pid IS NOT NULL THEN
         PERFORM pg_catalog.pg_terminate_backend(v_active_pid, 5000);
@@ -148,6 +144,22 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name) THEN
         PERFORM pg_catalog.pg_drop_replication_slot(p_name);
     END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION pgsync.drop_group_slot(text) FROM PUBLIC;
+
+-- Drop a group: its slot (ending the stream that holds it), publication, heartbeat and
+-- registration. Also retires a version-1 slot and its per-list publication when unused.
+-- Only pgsync-named slots can be dropped through it.
+CREATE OR REPLACE FUNCTION pgsync.api_drop_group(p_name text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+DECLARE
+    v_legacy_list integer;
+BEGIN
+    PERFORM pgsync.check_group_name(p_name);
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
+    PERFORM pgsync.drop_group_slot(p_name);
     EXECUTE pg_catalog.format('DROP PUBLICATION IF EXISTS %I', p_name);
     DELETE FROM pgsync.heartbeat WHERE group_name = p_name;
     DELETE FROM pgsync.group_registration WHERE name = p_name;
@@ -188,20 +200,12 @@ $$;
 CREATE OR REPLACE FUNCTION pgsync.api_recreate_slot(p_name text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
-DECLARE
-    v_active_pid integer;
 BEGIN
     PERFORM pgsync.check_group_name(p_name);
     IF NOT EXISTS (SELECT 1 FROM pgsync.group_registration WHERE name = p_name) THEN
         RAISE EXCEPTION 'no group % is registered on this Leader', p_name USING ERRCODE = 'undefined_object';
     END IF;
-    SELECT active_pid INTO v_active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name;
-    IF v_active_pid IS NOT NULL THEN
-        PERFORM pg_catalog.pg_terminate_backend(v_active_pid, 5000);
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = p_name) THEN
-        PERFORM pg_catalog.pg_drop_replication_slot(p_name);
-    END IF;
+    PERFORM pgsync.drop_group_slot(p_name);
     IF pg_catalog.current_setting('server_version_num')::integer >= 170000 THEN
         -- A failover slot, as CREATE SUBSCRIPTION makes it: a standby that synchronizes slots keeps it.
         PERFORM pg_catalog.pg_create_logical_replication_slot(p_name, 'pgoutput', false, false, true);
