@@ -96,13 +96,7 @@ def _undo_floor(sites: Sites, local: int) -> None:
 
 def _native(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
     name = f"bench_native_{remote}_{rep}"
-    sites.execute(
-        sites.leader,
-        sql.SQL(
-            "CREATE PUBLICATION {} FOR TABLE dossier WHERE (dossier_list_id = {l}), "
-            "dossier_face WHERE (dossier_list_id = {l})"
-        ).format(sql.Identifier(name), l=sql.Literal(remote)),
-    )
+    sites.publish_list(name, remote)
     with sites.connect(sites.subscriber, "native") as conn:
         start = time.perf_counter()
         conn.execute(

@@ -74,13 +74,7 @@ def _replicate(sites: Sites, method: str, lists: list[int]) -> list[int]:
         return made
     for remote in lists:
         name = f"bench_list_{remote}"
-        sites.execute(
-            sites.leader,
-            sql.SQL(
-                "CREATE PUBLICATION {} FOR TABLE dossier WHERE (dossier_list_id = {l}), "
-                "dossier_face WHERE (dossier_list_id = {l})"
-            ).format(sql.Identifier(name), l=sql.Literal(remote)),
-        )
+        sites.publish_list(name, remote)
         sites.execute(
             sites.subscriber,
             sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = false)").format(

@@ -90,6 +90,16 @@ class Sites:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
+    def publish_list(self, name: str, remote: int) -> None:
+        """A hand-made publication of one Leader list (both tables, row-filtered): the native peer."""
+        self.execute(
+            self.leader,
+            sql.SQL(
+                "CREATE PUBLICATION {} FOR TABLE dossier WHERE (dossier_list_id = {l}), "
+                "dossier_face WHERE (dossier_list_id = {l})"
+            ).format(sql.Identifier(name), l=sql.Literal(remote)),
+        )
+
     def checkpoint(self) -> None:
         for cluster in (self.leader, self.subscriber):
             self.execute(cluster, "CHECKPOINT")
