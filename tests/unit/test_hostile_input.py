@@ -12,22 +12,7 @@ from pgsync_dossier import config
 from pgsync_dossier.cli import cli
 from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.errors import ConfigError
-
-TOKEN = "T0ken-" + "x" * 40
-GOOD = f"""\
-role: subscriber
-node_name: site-b
-database_url: "postgresql://me@localhost/dossiers"
-sync_token: "{TOKEN}"
-face_model: arcface-v1
-"""
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "node.yaml"
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
+from tests.unit.test_config import GOOD, TOKEN, write
 
 
 @pytest.mark.parametrize(
