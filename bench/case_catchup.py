@@ -61,7 +61,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
     pool = sites.make_list(sites.leader, "catchup pool")
     sites.fill(pool, max(size // 4, 10))
     local = sites.make_list(sites.subscriber, f"catchup replica {size}")
-    sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE)
+    sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE, tty=False)
     lines = []
     for share in shares:
         series = {method: Series(method) for method in METHODS}
@@ -78,7 +78,9 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
                     sites.ok("subscriber", "detach", str(local), "--purge")
                     sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")  # space free again
                     sites.checkpoint()
-                    series[method].values.append(sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE))
+                    series[method].values.append(
+                        sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE, tty=False)
+                    )
                 if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
                     raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
         catchup, idle, fresh = (series[m] for m in METHODS)

@@ -127,9 +127,9 @@ class Sites:
             seconds, done.returncode, done.stdout.decode(), b"".join(drained).decode(errors="replace")
         )
 
-    def attach(self, remote: int, local: int, *extra: str) -> float:
-        """`attach` as a user runs it at a prompt (its own process, the progress bar drawn):
-        its seconds. A failed attach ends the run."""
+    def attach(self, remote: int, local: int, *extra: str, tty: bool = True) -> float:
+        """`attach` as a user runs it, by default at a prompt (its own process, the progress
+        bar drawn); with tty=False as a script runs it. Its seconds; a failure ends the run."""
         timed = self.cli(
             "subscriber",
             "attach",
@@ -140,7 +140,7 @@ class Sites:
             "--local-list",
             str(local),
             *extra,
-            tty=True,
+            tty=tty,
         )
         if timed.exit_code != 0:
             raise RuntimeError(f"attach failed: {timed.stderr.strip()[-500:]}")
