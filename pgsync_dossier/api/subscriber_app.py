@@ -1,4 +1,4 @@
-"""HTTP API (optional extra 'api'): the original product's /sync/dossier-lists/ endpoints.
+"""The Subscriber's HTTP API: the original product's /sync/dossier-lists/ endpoints.
 
 Handlers are plain `def` functions, so FastAPI runs them in its thread pool and the event loop
 never waits on PostgreSQL. POST returns 201 as soon as the link exists; the initial copy runs
@@ -7,55 +7,28 @@ in a background thread and its progress shows in GET (`state` 'copying', then 'r
 
 from __future__ import annotations
 
-import hmac
 import logging
-import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 
-import psycopg
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgsync_dossier import __version__, catalog, links, metrics, pg, scheduler, status
+from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, token_dependency
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import (
-    DeadlineExceeded,
-    OperationFailed,
-    PgsyncError,
-    PreconditionFailed,
-    ServerUnreachable,
-    UsageError,
-)
+from pgsync_dossier.errors import PgsyncError
 
 log = logging.getLogger(__name__)
 
-MAX_INT4 = 2**31 - 1
 ListId = Annotated[int, PathParam(ge=1, le=MAX_INT4, description="The Subscriber's list id")]
 SYNC_TIMEOUT_S = 300.0
-
-#: Machine-readable error code -> HTTP status. Unlisted refusals are 409.
-STATUS_BY_CODE = {
-    "local_list_not_found": 422,
-    "leader_list_not_found": 422,
-    "invalid_url": 422,
-    "invalid_request": 422,
-    "not_a_replica": 404,
-    "not_found": 404,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "node_not_set_up": 503,
-    "not_migrated": 503,
-    "wrong_role": 503,
-}
 
 
 class AttachBody(BaseModel):
@@ -72,11 +45,6 @@ class AttachBody(BaseModel):
     slave_dossier_list: int = Field(
         ge=1, le=MAX_INT4, strict=True, description="This Subscriber's empty list"
     )
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="Stable machine-readable code, e.g. list_not_empty, token_mismatch")
-    message: str
 
 
 class Link(BaseModel):
@@ -130,26 +98,7 @@ class SyncResult(BaseModel):
     finished_at: datetime | None
 
 
-token_header = APIKeyHeader(
-    name="Authorization", auto_error=False, description="`Token <sync_token>`", scheme_name="Token"
-)
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 502, 503, 504)
-}
-
-
-def create_app(config: Config) -> FastAPI:
-    if config.role != "subscriber":
-        raise UsageError("the HTTP API runs on a Subscriber (it manages this node's replica lists)")
-
-    def require_token(authorization: Annotated[str | None, Depends(token_header)]) -> None:
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme != "Token" or not given:
-            raise PreconditionFailed("send 'Authorization: Token <sync_token>'", code="unauthorized")
-        if not hmac.compare_digest(given.strip().encode(), config.sync_token.reveal().encode()):
-            raise PreconditionFailed("the token is not this node's sync token", code="forbidden")
-
+def create_subscriber_app(config: Config) -> FastAPI:
     background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgsync-first-sync")
 
     @asynccontextmanager
@@ -164,32 +113,9 @@ def create_app(config: Config) -> FastAPI:
         "Every endpoint except /healthz needs `Authorization: Token <sync_token>`.",
         lifespan=lifespan,
     )
-    authorized = [Depends(require_token)]
+    authorized = [token_dependency(config)]
 
-    @app.exception_handler(PgsyncError)
-    async def pgsync_error(_request: Request, exc: PgsyncError) -> JSONResponse:
-        return _error(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        return _error(UsageError(f"{where or 'request'}: {first.get('msg')}", code="invalid_request"))
-
-    @app.exception_handler(psycopg.OperationalError)
-    async def server_gone(_request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        reason = exc.diag.message_primary or "the connection was lost"
-        return _error(ServerUnreachable(f"a server stopped answering: {reason}"))
-
-    @app.exception_handler(Exception)
-    async def internal(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error")
-        return JSONResponse({"code": "internal", "message": f"internal error: {type(exc).__name__}"}, 500)
-
-    @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers. No token needed."""
-        return {"status": "ok"}
+    install_common(app)
 
     @app.get("/sync/dossier-lists/", dependencies=authorized, responses=ERRORS, tags=["links"])
     def list_links() -> list[Link]:
@@ -291,26 +217,3 @@ def _record_error(config: Config, list_id: int, message: str) -> None:
             catalog.set_link_error(conn, list_id, message)
     except PgsyncError:
         log.warning("list %s: could not record the error either", list_id)
-
-
-def _error(exc: PgsyncError) -> JSONResponse:
-    if exc.code in STATUS_BY_CODE:
-        code = STATUS_BY_CODE[exc.code]
-    elif isinstance(exc, ServerUnreachable):
-        code = 503
-    elif isinstance(exc, DeadlineExceeded):
-        code = 504
-    elif isinstance(exc, UsageError):
-        code = 422
-    elif isinstance(exc, PreconditionFailed):
-        code = 409
-    elif isinstance(exc, OperationFailed):
-        code = 502
-    else:
-        code = 500
-    headers = {"WWW-Authenticate": "Token"} if code == 401 else None
-    return JSONResponse({"code": exc.code, "message": _one_line(str(exc))}, code, headers=headers)
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()

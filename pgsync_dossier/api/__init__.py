@@ -1,0 +1,18 @@
+"""HTTP APIs (optional extra 'api'): a Subscriber manages its replica lists; a Leader tells
+Subscribers where to stream from and shows what each of them holds."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from pgsync_dossier.config import Config
+from pgsync_dossier.errors import UsageError
+
+
+def create_app(config: Config) -> FastAPI:
+    """The app for this node's role."""
+    if config.role != "subscriber":
+        raise UsageError("the HTTP API runs on a Subscriber (it manages this node's replica lists)")
+    from pgsync_dossier.api.subscriber_app import create_subscriber_app
+
+    return create_subscriber_app(config)

@@ -1,0 +1,124 @@
+"""What the Leader's and the Subscriber's HTTP APIs share: errors as JSON with a stable code,
+the token check, and /healthz."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
+
+from pgsync_dossier.config import Config
+from pgsync_dossier.errors import (
+    DeadlineExceeded,
+    OperationFailed,
+    PgsyncError,
+    PreconditionFailed,
+    ServerUnreachable,
+    UsageError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_INT4 = 2**31 - 1
+
+#: Machine-readable error code -> HTTP status. Unlisted refusals are 409.
+STATUS_BY_CODE = {
+    "local_list_not_found": 422,
+    "leader_list_not_found": 422,
+    "invalid_url": 422,
+    "invalid_request": 422,
+    "not_a_replica": 404,
+    "not_found": 404,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "node_not_set_up": 503,
+    "not_migrated": 503,
+    "wrong_role": 503,
+}
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. list_not_empty, token_mismatch")
+    message: str
+
+
+token_header = APIKeyHeader(
+    name="Authorization", auto_error=False, description="`Token <sync_token>`", scheme_name="Token"
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 502, 503, 504)
+}
+
+
+def token_dependency(config: Config) -> Any:
+    """`Depends` that admits a request carrying `Authorization: Token <this node's sync token>`."""
+
+    def require_token(authorization: Annotated[str | None, Depends(token_header)]) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme != "Token" or not given:
+            raise PreconditionFailed("send 'Authorization: Token <sync_token>'", code="unauthorized")
+        if not hmac.compare_digest(given.strip().encode(), config.sync_token.reveal().encode()):
+            raise PreconditionFailed("the token is not this node's sync token", code="forbidden")
+
+    return Depends(require_token)
+
+
+def install_common(app: FastAPI) -> None:
+    """Error handlers (no traceback ever reaches a client) and the liveness probe."""
+
+    @app.exception_handler(PgsyncError)
+    async def pgsync_error(_request: Request, exc: PgsyncError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return error_response(UsageError(f"{where or 'request'}: {first.get('msg')}", code="invalid_request"))
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def server_gone(_request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        reason = exc.diag.message_primary or "the connection was lost"
+        return error_response(ServerUnreachable(f"a server stopped answering: {reason}"))
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return JSONResponse({"code": "internal", "message": f"internal error: {type(exc).__name__}"}, 500)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers. No token needed."""
+        return {"status": "ok"}
+
+
+def error_response(exc: PgsyncError) -> JSONResponse:
+    if exc.code in STATUS_BY_CODE:
+        code = STATUS_BY_CODE[exc.code]
+    elif isinstance(exc, ServerUnreachable):
+        code = 503
+    elif isinstance(exc, DeadlineExceeded):
+        code = 504
+    elif isinstance(exc, UsageError):
+        code = 422
+    elif isinstance(exc, PreconditionFailed):
+        code = 409
+    elif isinstance(exc, OperationFailed):
+        code = 502
+    else:
+        code = 500
+    headers = {"WWW-Authenticate": "Token"} if code == 401 else None
+    return JSONResponse({"code": exc.code, "message": _one_line(str(exc))}, code, headers=headers)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
