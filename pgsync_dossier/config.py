@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.conninfo import has_password, mask_conninfo
 from pgsync_dossier.errors import ConfigError
 from pgsync_dossier.schedule import Schedule
 from pgsync_dossier.token import Secret, masked, token_problem
@@ -30,7 +30,7 @@ ROLES = ("leader", "subscriber")
 
 Role = Literal["leader", "subscriber"]
 
-_STRING_KEYS = ("node_name", "database_url", "face_model", "sync_token", "sync_token_file")
+_STRING_KEYS = ("node_name", "database_url", "face_model", "sync_token", "sync_token_file", "replication_url")
 _BOOL_KEYS = ("sync_at_startup", "sync_at_creation", "web_ui")
 _BOOL_DEFAULTS = {"sync_at_startup": True, "sync_at_creation": True, "web_ui": False}
 KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS, "wal_retention_budget")
@@ -54,6 +54,9 @@ class Config:
     #: WAL a closed window's slot may hold before status warns, when the Leader sets no
     #: max_slot_wal_keep_size (bytes; None: no warning then)
     wal_retention_budget: int | None = None
+    #: On a Leader: the PostgreSQL URL Subscribers stream from, when it is not database_url
+    #: (a public name, a multi-host URL); what `serve` tells a Subscriber given its web address
+    replication_url: str | None = None
 
     def effective(self) -> dict[str, Any]:
         """The settings as a person should see them: the token masked, never revealed."""
@@ -69,6 +72,7 @@ class Config:
             "sync_at_creation": self.sync_at_creation,
             "web_ui": self.web_ui,
             "wal_retention_budget": self.wal_retention_budget,
+            "replication_url": self.replication_url,
         }
 
 
@@ -198,6 +202,16 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
                 "e.g. 'FREQ=DAILY;BYHOUR=3', or remove the key for continuous sync"
             ) from None
     budget = _size(values["wal_retention_budget"]) if "wal_retention_budget" in values else None
+    replication_url = strings.get("replication_url") or None
+    if replication_url is not None:
+        origin = values["replication_url"][1]
+        if role != "leader":
+            raise ConfigError(f"{origin}: is a Leader setting (where Subscribers stream from); remove it")
+        if has_password(replication_url):
+            raise ConfigError(
+                f"{origin}: holds a password; give only where the Leader is "
+                "(Subscribers log in with the token)"
+            )
     return Config(
         role="leader" if role == "leader" else "subscriber",
         node_name=strings["node_name"],
@@ -210,6 +224,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         source=where,
         web_ui=flags["web_ui"],
         wal_retention_budget=budget,
+        replication_url=replication_url,
     )
 
 

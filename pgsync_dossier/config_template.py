@@ -50,6 +50,11 @@ web_ui: false
 # Subscriber: when a Leader sets no max_slot_wal_keep_size, status warns once a closed
 # window's slot holds more than 80% of this much WAL (e.g. 10GB).
 # wal_retention_budget: 10GB
+
+# Leader: the PostgreSQL URL Subscribers stream from, when it is not database_url (a name
+# they can resolve, a multi-host URL). `serve` hands it to Subscribers given the web address.
+# No user or password here: Subscribers log in with the token.
+# replication_url: "postgresql://leader.example.org:5432/dossiers"
 """
 
 

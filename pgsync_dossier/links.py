@@ -7,17 +7,18 @@ anything is written, so a refused attach leaves nothing behind on either side.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, faults, groups, pg, subscriber
+from pgsync_dossier import catalog, faults, groups, leader_web, pg, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.config import Config
-from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.conninfo import is_web_address, mask_conninfo
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import (
@@ -57,8 +58,9 @@ def _validate_url(url: str) -> None:
         params = {}
     if not url.strip() or not params:
         raise UsageError(
-            f"invalid Leader URL {mask_conninfo(url)!r}: give the Leader's PostgreSQL URL, "
-            "e.g. postgresql://leader.example.org:5432/dossiers",
+            f"invalid Leader URL {mask_conninfo(url)!r}: give the Leader's web address, e.g. "
+            "http://leader.example.org:8800, or its PostgreSQL URL, e.g. "
+            "postgresql://leader.example.org:5432/dossiers",
             code="invalid_url",
         )
 
@@ -100,8 +102,13 @@ def attach(
     """Make the local list a replica. With `defer_first_sync`, return as soon as the link
     exists (state 'attaching') and leave the copy to the caller (the HTTP API runs it in the
     background); otherwise, with the Leader's sync_at_creation, copy now and reach a barrier."""
-    _validate_url(request.leader_url)
     deadline = Deadline(timeout_s)
+    if is_web_address(request.leader_url):
+        endpoint = leader_web.resolve(
+            config, request.leader_url, deadline.at_most(leader_web.DEFAULT_TIMEOUT_S).remaining()
+        )
+        request = dataclasses.replace(request, leader_url=endpoint)
+    _validate_url(request.leader_url)
     with subscriber_session(config, "attach") as s:
         groups.cleanup_orphans(s)
         if not pg.try_advisory_lock(s.conn, "list", request.local_list_id):

@@ -288,6 +288,7 @@ def leader_status(conn: pg.Connection) -> list[dict[str, Any]]:
                     "wal_status": group["wal_status"],
                     "lag_bytes": group["lag_bytes"],
                     "retained_wal_bytes": group["retained_bytes"],
+                    "last_confirmed": group["last_confirmed"],
                 }
                 for group in registered
                 if list_id in group["lists"]

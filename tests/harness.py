@@ -15,7 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgsync_dossier import migrations
 from pgsync_dossier.cli import cli
-from pgsync_dossier.clusters import LocalCluster, find_bindir, server_version
+from pgsync_dossier.clusters import LocalCluster, find_bindir, free_port, server_version
 from pgsync_dossier.faults import FAULT_ENV
 
 ADMIN_USER = 'Sync Admin\'s "Role"'
@@ -395,3 +397,32 @@ def wait_for_same(leader: Node, remote: int, replica: Node, local: int, timeout_
         f"list {local} to match Leader list {remote}",
         timeout_s,
     )
+
+
+@contextmanager
+def serving(config_path: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """`pgsync-dossier serve` in its own process, as a service runs it: its base URL once
+    /healthz answers. On the way out, its log must not hold the sync token."""
+    port = free_port()
+    server = subprocess.Popen(
+        [EXECUTABLE, "--config", str(config_path), "serve", "--host", host, "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310 - loopback
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=30)
+        assert TOKEN not in log

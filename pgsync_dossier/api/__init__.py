@@ -6,13 +6,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import UsageError
 
 
 def create_app(config: Config) -> FastAPI:
     """The app for this node's role."""
-    if config.role != "subscriber":
-        raise UsageError("the HTTP API runs on a Subscriber (it manages this node's replica lists)")
+    if config.role == "leader":
+        from pgsync_dossier.api.leader_app import create_leader_app
+
+        return create_leader_app(config)
     from pgsync_dossier.api.subscriber_app import create_subscriber_app
 
     return create_subscriber_app(config)

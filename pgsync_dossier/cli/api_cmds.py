@@ -14,7 +14,8 @@ from pgsync_dossier.errors import UsageError
 @click.option("--port", type=click.IntRange(1, 65535), default=8800, show_default=True)
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
-    """Serve the /sync/dossier-lists/ API (and the web page when web_ui is on) on a Subscriber."""
+    """Serve the HTTP API: on a Subscriber, /sync/dossier-lists/ (and the web page when web_ui is
+    on); on a Leader, the endpoint Subscribers given its web address ask, its lists and metrics."""
     try:
         import uvicorn
 
@@ -22,7 +23,5 @@ def serve(app: AppContext, host: str, port: int) -> None:
     except ImportError:
         raise UsageError("the HTTP API needs the 'api' extra: pip install 'pgsync-dossier[api]'") from None
     config = app.config
-    if config.role != "subscriber":
-        raise UsageError("serve runs on a Subscriber (the API manages this node's replica lists)")
     render.message(f"serving on http://{host}:{port}/ (OpenAPI at /docs)")
     uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=True)

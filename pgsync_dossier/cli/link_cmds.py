@@ -48,7 +48,13 @@ def setup(app: AppContext, as_json: bool) -> None:
 @click.option(
     "--remote-list", "remote_list", type=LIST_ID, required=True, metavar="L", help="The Leader's list id."
 )
-@click.option("--remote-url", "remote_url", required=True, metavar="URL", help="The Leader's PostgreSQL URL.")
+@click.option(
+    "--remote-url",
+    "remote_url",
+    required=True,
+    metavar="URL",
+    help="The Leader's web address (http[s]://host[:port], where it runs serve) or its PostgreSQL URL.",
+)
 @click.option(
     "--local-list",
     "local_list",

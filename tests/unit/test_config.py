@@ -142,3 +142,17 @@ def test_a_bad_wal_retention_budget_names_the_key(tmp_path: Path, given: str) ->
     path = write(tmp_path, GOOD + f"wal_retention_budget: {given}\n")
     with pytest.raises(ConfigError, match="wal_retention_budget: must be a positive size like 10GB"):
         config.load(path, environ={})
+
+
+def test_replication_url_is_a_leader_setting_without_a_password(tmp_path: Path) -> None:
+    leader = GOOD.replace("role: subscriber", "role: leader")
+    loaded = config.load(
+        write(tmp_path, leader + 'replication_url: "postgresql://db.example.org/dossiers"\n'), environ={}
+    )
+    assert loaded.replication_url == "postgresql://db.example.org/dossiers"
+    with pytest.raises(ConfigError, match="replication_url: holds a password"):
+        config.load(
+            write(tmp_path, leader + 'replication_url: "postgresql://u:pw@db/dossiers"\n'), environ={}
+        )
+    with pytest.raises(ConfigError, match="replication_url: is a Leader setting"):
+        config.load(write(tmp_path, GOOD + 'replication_url: "postgresql://db/dossiers"\n'), environ={})

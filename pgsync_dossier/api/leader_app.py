@@ -1,0 +1,93 @@
+"""The Leader's HTTP API: where Subscribers stream from (for a `remote_url` that is the
+Leader's web address), what it publishes to whom, and its side of every stream as metrics."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+from pgsync_dossier import __version__, handshake, leader_web, metrics, pg, status
+from pgsync_dossier.api.common import ERRORS, install_common, token_dependency
+from pgsync_dossier.config import Config
+from pgsync_dossier.errors import PreconditionFailed
+from pgsync_dossier.node import require_role
+
+
+class StreamView(BaseModel):
+    """One Subscriber group that streams a list, as the Leader sees its slot."""
+
+    subscriber: str = Field(description="the Subscriber's node name")
+    group: str = Field(description="the stream: its publication's and its slot's name")
+    slot_exists: bool
+    active: bool
+    wal_status: str | None
+    lag_bytes: int | None
+    retained_wal_bytes: int | None
+    last_confirmed: datetime | None = Field(
+        description="the Subscriber's last reply while it streams, else when its slot went idle (17+)"
+    )
+
+
+class PublishedList(BaseModel):
+    list: int
+    list_name: str | None
+    dossiers: int | None
+    faces: int | None
+    subscribers: builtins.list[StreamView]
+
+
+def create_leader_app(config: Config) -> FastAPI:
+    app = FastAPI(
+        title="pgsync-dossier (Leader)",
+        version=__version__,
+        description="The Leader's side: Subscribers given its web address ask /sync/leader/ "
+        "where to stream from. /sync/dossier-lists/ and /metrics need `Authorization: Token "
+        "<sync_token>`.",
+    )
+    install_common(app)
+    authorized = [token_dependency(config)]
+
+    @app.get(handshake.PATH, tags=["leader"], responses=ERRORS)
+    def endpoint(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Where Subscribers stream from, signed with the sync token (see handshake.py): the
+        request must be signed with it too, so only a holder of the token learns anything."""
+        try:
+            nonce = handshake.check_request(config.sync_token, authorization, time.time())
+        except handshake.HandshakeRefused as exc:
+            if not authorization:
+                raise PreconditionFailed(str(exc), code="unauthorized") from None
+            return JSONResponse({"code": "token_mismatch", "message": str(exc)}, 403)
+        with pg.connect(config.database_url, what="this Leader's database") as conn:
+            node = require_role(conn, "leader", "the Leader's endpoint")
+        body = json.dumps(leader_web.answer(config, node)).encode()
+        return Response(
+            body,
+            media_type="application/json",
+            headers={handshake.PROOF_HEADER: handshake.response_proof(config.sync_token, nonce, body)},
+        )
+
+    @app.get("/sync/dossier-lists/", dependencies=authorized, responses=ERRORS, tags=["leader"])
+    def published() -> list[PublishedList]:
+        """Each list some Subscriber replicates, with the streams that carry it."""
+        rows: list[dict[str, Any]] = status.status(config)
+        return [PublishedList(**row) for row in rows]
+
+    @app.get(
+        "/metrics",
+        dependencies=authorized,
+        response_class=PlainTextResponse,
+        responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
+        tags=["service"],
+    )
+    def metrics_endpoint() -> PlainTextResponse:
+        """Prometheus text format, one series per Subscriber stream."""
+        return PlainTextResponse(metrics.render_leader(config), media_type=metrics.CONTENT_TYPE)
+
+    return app
