@@ -467,3 +467,23 @@ class Schedule:
 
     def is_finished(self, now: datetime) -> bool:
         return self._next(_utc(now)) is None
+
+    def longest_gap(
+        self, now: datetime, horizon: timedelta = timedelta(days=400), windows: int = 500
+    ) -> timedelta | None:
+        """The longest wait between two windows from the latest one on, over the horizon (or
+        the first `windows` windows): how stale a replica may legitimately get (alerts compare
+        against it). None when fewer than two windows remain."""
+        moment = self._latest(_utc(now)) or self._next(_utc(now))
+        longest: timedelta | None = None
+        end = _utc(now) + horizon
+        for _ in range(windows):
+            if moment is None or moment > end:
+                break
+            following = self._next(moment)
+            if following is None:
+                break
+            gap = following - moment
+            longest = gap if longest is None or gap > longest else longest
+            moment = following
+        return longest

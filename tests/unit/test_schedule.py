@@ -609,3 +609,22 @@ def test_results_are_aware_and_in_the_rule_zone() -> None:
 
 def test_repr_names_the_rule() -> None:
     assert repr(Schedule.parse(" FREQ=HOURLY ", PARIS)) == "Schedule('FREQ=HOURLY')"
+
+
+@pytest.mark.parametrize(
+    ("text", "gap"),
+    [
+        ("FREQ=DAILY;BYHOUR=3", timedelta(days=1)),
+        ("FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=2", timedelta(days=4)),  # Friday to Monday
+        ("FREQ=MINUTELY;INTERVAL=15", timedelta(minutes=15)),
+        ("FREQ=DAILY;COUNT=1", None),  # no second window
+    ],
+)
+def test_longest_gap_is_how_stale_a_replica_may_get(text: str, gap: timedelta | None) -> None:
+    assert Schedule.parse(text, default_tz=UTC).longest_gap(datetime(2026, 11, 30, 12, tzinfo=UTC)) == gap
+
+
+def test_longest_gap_sees_a_zones_long_night() -> None:
+    """03:00 daily in Paris: the night the clocks go back lasts 25 hours."""
+    paris = Schedule.parse("DTSTART;TZID=Europe/Paris:20260101T030000\nRRULE:FREQ=DAILY")
+    assert paris.longest_gap(datetime(2026, 10, 1, tzinfo=UTC)) == timedelta(hours=25)
