@@ -7,7 +7,7 @@ them only by calling one of them, so what a state means is decided here and in s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -110,6 +110,24 @@ class Link:
 class Run:
     id: int
     started_at: datetime
+
+
+@dataclass(frozen=True)
+class SyncDay:
+    """A group's finished syncs on one UTC day."""
+
+    day: date
+    ok: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class LagHour:
+    """A group's greatest lag within one UTC hour (`at`, its start)."""
+
+    at: datetime
+    lag_seconds: float | None
+    lag_bytes: int | None
 
 
 def _query(name: str) -> Any:
@@ -359,8 +377,37 @@ def run_history(conn: pg.Connection) -> dict[int, dict[str, Any]]:
     return {row["group_id"]: row for row in rows}
 
 
-def prune_runs(conn: pg.Connection) -> None:
+def prune_history(conn: pg.Connection) -> None:
+    """Runs and lag samples are kept as long as the history shows them, and no longer."""
     _run(conn, "prune_runs", {"days": HISTORY_DAYS})
+    _run(conn, "prune_lag_samples", {"days": HISTORY_DAYS})
+
+
+def sync_days(conn: pg.Connection, group_id: int) -> list[SyncDay]:
+    """Exactly HISTORY_DAYS days, oldest first, so a chart has one bar per day."""
+    return _all(conn, SyncDay, "sync_days", {"group_id": group_id, "days": HISTORY_DAYS})
+
+
+# -- lag history -----------------------------------------------------------------------------
+def record_lag_sample(
+    conn: pg.Connection, group_id: int, lag_bytes: int | None, lag_seconds: float | None
+) -> None:
+    _run(
+        conn,
+        "record_lag_sample",
+        {"group_id": group_id, "lag_bytes": lag_bytes, "lag_seconds": lag_seconds},
+    )
+
+
+def record_caught_up(conn: pg.Connection, group_id: int) -> None:
+    """A sync that reached its barrier holds everything the Leader had when it started: no lag
+    in time. The bytes the Leader wrote since were not measured."""
+    record_lag_sample(conn, group_id, None, 0.0)
+
+
+def lag_hours(conn: pg.Connection, group_id: int) -> list[LagHour]:
+    """Hourly maxima: a month of probes stays a few hundred points, and a short peak shows."""
+    return _all(conn, LagHour, "lag_hours", {"group_id": group_id, "days": HISTORY_DAYS})
 
 
 # -- orphans ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Computed,
+    Double,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -265,6 +266,19 @@ sync_run = Table(
     Column("note", Text),  # what a heal found and did
     CheckConstraint("reason IN (" + ", ".join(f"'{reason}'" for reason in SYNC_REASONS) + ")", name="reason"),
     Index(None, "group_id", "started_at"),
+    schema=CATALOG_SCHEMA,
+)
+
+#: How far behind a group was when the scheduler probed it (or 0 after a sync): the lag
+#: history the web page charts, kept as long as the sync history.
+lag_sample = Table(
+    "lag_sample",
+    metadata,
+    Column("group_id", Integer, ForeignKey("pgsync.sync_group.id", ondelete="CASCADE"), nullable=False),
+    _timestamp("sampled_at"),
+    Column("lag_bytes", BigInteger),
+    Column("lag_seconds", Double),
+    Index(None, "group_id", "sampled_at"),
     schema=CATALOG_SCHEMA,
 )
 

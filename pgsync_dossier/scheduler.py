@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, groups
+from pgsync_dossier import catalog, groups, pg
 from pgsync_dossier.catalog import Group, LinkState
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
@@ -25,7 +26,7 @@ from pgsync_dossier.errors import OperationFailed, PgsyncError, PreconditionFail
 from pgsync_dossier.schedule import Schedule
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, Reason, SyncOutcome, sync_group
-from pgsync_dossier.window import face_model_message
+from pgsync_dossier.window import face_model_message, lag_seconds
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def tick(
         lambda s, group: _step(s, group, startup, deadline, clock()),
     )
     with subscriber_session(config, "tick") as s:
-        catalog.prune_runs(s.conn)
+        catalog.prune_history(s.conn)
     return [outcome for group_outcome in outcomes for outcome in group_outcome.per_list()]
 
 
@@ -195,7 +196,9 @@ def _probe(s: Session, group: Group) -> str | None:
     try:
         leader = groups.reach(s, group)
         facts = leader.facts()
-        trouble = groups.slot_trouble(s.conn, group, leader.groups_status([group.name]).get(group.name))
+        slot = leader.groups_status([group.name]).get(group.name)
+        trouble = groups.slot_trouble(s.conn, group, slot)
+        _sample_lag(s, group, slot or {})
     except ServerUnreachable:
         facts = None
     except PgsyncError as exc:
@@ -219,6 +222,14 @@ def _probe(s: Session, group: Group) -> str | None:
     if trouble is None and fresh.stopped_at_lsn is None:
         groups.record_stop(s, fresh, leader, Deadline(groups.STOP_WAIT_S))
     return trouble
+
+
+def _sample_lag(s: Session, group: Group, slot: dict[str, Any]) -> None:
+    """The lag history the web page charts: the lag as `status` would show it now."""
+    beat = next(
+        (row for row in s.conn.execute(pg.query("heartbeats")) if row["group_name"] == group.name), None
+    )
+    catalog.record_lag_sample(s.conn, group.id, slot.get("lag_bytes"), lag_seconds(slot, beat))
 
 
 def next_wake(config: Config, clock: Clock = utc_now) -> datetime:

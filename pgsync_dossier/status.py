@@ -20,7 +20,7 @@ from pgsync_dossier.groups import stream_facts
 from pgsync_dossier.leader import LeaderPool
 from pgsync_dossier.node import read_node
 from pgsync_dossier.scheduler import group_schedule
-from pgsync_dossier.window import stream_note
+from pgsync_dossier.window import lag_seconds, stream_note
 
 #: The keys of `status --json` on a Subscriber, in order (documented in the README).
 SUBSCRIBER_FIELDS = (
@@ -205,7 +205,7 @@ def _row(
             item["last_error"] or "the Leader has no slot for this group: run pgsync-dossier sync"
         )
     beat = local.heartbeats.get(group.name)
-    item["lag_seconds"] = _lag_seconds(slot, beat)
+    item["lag_seconds"] = lag_seconds(slot, beat)
     return item
 
 
@@ -235,16 +235,6 @@ def _copy_progress(link: Link, local: _LocalView) -> str:
     if copied is None:
         return "pending"
     return f"{copied}/{link.copy_expected if link.copy_expected is not None else '?'} rows"
-
-
-def _lag_seconds(slot: dict[str, Any], beat: dict[str, Any] | None) -> float | None:
-    """How old the newest Leader state this replica has seen is, when it is behind; else 0."""
-    if slot.get("seq") is None or beat is None:
-        return None
-    if beat["seq"] >= slot["seq"]:
-        return 0.0
-    behind: float = (slot["leader_now"] - beat["beat_at"]).total_seconds()
-    return round(behind, 3)
 
 
 def _orphans(conn: pg.Connection) -> list[dict[str, Any]]:

@@ -184,4 +184,5 @@ def _locked_sync(
             # Close the window (or keep streaming, when continuous); never leave a copy pause.
             groups.settle(s.conn, group, window_open=False, models_match=models_match)
             groups.record_stop(s, group, leader, deadline)
+    catalog.record_caught_up(s.conn, group.id)
     return finish("synced")

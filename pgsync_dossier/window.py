@@ -1,4 +1,5 @@
-"""Whether a group's stream should run now, and how to say why not. Pure: no database code.
+"""Whether a group's stream should run now, how to say why not, and how far behind it is.
+Pure: no database code.
 
 Every command that touches a subscription's enabled flag asks `should_stream`, so "enabled"
 means the same thing after a sync, a copy, a probe or a crash.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,13 @@ def face_model_message(leader_node: str, leader_model: str, own_model: str) -> s
         f"paused: the Leader ({leader_node}) now uses face model {leader_model!r}, this Subscriber "
         f"{own_model!r}; align the models, then sync again"
     )
+
+
+def lag_seconds(slot: dict[str, Any], beat: dict[str, Any] | None) -> float | None:
+    """How old the newest Leader state this replica has seen is, when it is behind; else 0."""
+    if slot.get("seq") is None or beat is None:
+        return None
+    if beat["seq"] >= slot["seq"]:
+        return 0.0
+    behind: float = (slot["leader_now"] - beat["beat_at"]).total_seconds()
+    return round(behind, 3)

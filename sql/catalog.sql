@@ -126,6 +126,39 @@ SELECT g.id AS group_id,
 DELETE FROM pgsync.sync_run WHERE finished_at < now() - make_interval(days => %(days)s)
    AND id NOT IN (SELECT max(id) FROM pgsync.sync_run WHERE ok GROUP BY group_id);
 
+-- name: prune_lag_samples
+DELETE FROM pgsync.lag_sample WHERE sampled_at < pg_catalog.now() - pg_catalog.make_interval(days => %(days)s);
+
+-- name: record_lag_sample
+INSERT INTO pgsync.lag_sample (group_id, lag_bytes, lag_seconds)
+VALUES (%(group_id)s, %(lag_bytes)s, %(lag_seconds)s);
+
+-- A group's syncs per UTC day of the history, today last; days without any too.
+-- name: sync_days
+WITH days AS (
+    SELECT (pg_catalog.now() AT TIME ZONE 'UTC')::date - back AS day
+      FROM pg_catalog.generate_series(%(days)s - 1, 0, -1) AS back
+), runs AS (
+    SELECT (finished_at AT TIME ZONE 'UTC')::date AS day, ok
+      FROM pgsync.sync_run
+     WHERE group_id = %(group_id)s
+       AND finished_at >= pg_catalog.now() - pg_catalog.make_interval(days => %(days)s)
+)
+SELECT d.day, count(*) FILTER (WHERE r.ok) AS ok, count(*) FILTER (WHERE NOT r.ok) AS failed
+  FROM days AS d LEFT JOIN runs AS r USING (day)
+ GROUP BY d.day
+ ORDER BY d.day;
+
+-- A group's greatest lag in each UTC hour of the history that has samples.
+-- name: lag_hours
+SELECT pg_catalog.date_trunc('hour', sampled_at, 'UTC') AS at,
+       max(lag_seconds) AS lag_seconds, max(lag_bytes) AS lag_bytes
+  FROM pgsync.lag_sample
+ WHERE group_id = %(group_id)s
+   AND sampled_at >= pg_catalog.now() - pg_catalog.make_interval(days => %(days)s)
+ GROUP BY 1
+ ORDER BY 1;
+
 -- name: orphans
 SELECT * FROM pgsync.orphan_slot ORDER BY detached_at;
 

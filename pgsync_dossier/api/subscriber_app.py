@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from typing import Annotated
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pgsync_dossier import __version__, catalog, links, metrics, pg, scheduler, status
 from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, token_dependency
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import PgsyncError
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class AttachBody(BaseModel):
         min_length=1,
         max_length=2048,
         pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="The Leader's PostgreSQL URL (without a password: the token login is used)",
+        description="The Leader's web address (http://leader, where it runs `serve`) or its "
+        "PostgreSQL URL (without a password: the token login is used)",
     )
     slave_dossier_list: int = Field(
         ge=1, le=MAX_INT4, strict=True, description="This Subscriber's empty list"
@@ -98,6 +99,26 @@ class SyncResult(BaseModel):
     finished_at: datetime | None
 
 
+class SyncDay(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    day: date = Field(description="a UTC day")
+    ok: int = Field(description="successful syncs of the list's group that day")
+    failed: int
+
+
+class LagHour(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    at: datetime = Field(description="the start of a UTC hour")
+    lag_seconds: float | None = Field(description="the greatest lag sampled in that hour")
+    lag_bytes: int | None
+
+
+class History(BaseModel):
+    local_list: int
+    days: list[SyncDay] = Field(description=f"exactly {catalog.HISTORY_DAYS} days, oldest first, today last")
+    lag: list[LagHour] = Field(description="the hours that have lag samples, oldest first")
+
+
 def create_subscriber_app(config: Config) -> FastAPI:
     background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgsync-first-sync")
 
@@ -142,6 +163,21 @@ def create_subscriber_app(config: Config) -> FastAPI:
     @app.get("/sync/dossier-lists/{list_id}/", dependencies=authorized, responses=ERRORS, tags=["links"])
     def get_link(list_id: ListId) -> Link:
         return _one(list_id)
+
+    @app.get(
+        "/sync/dossier-lists/{list_id}/history/", dependencies=authorized, responses=ERRORS, tags=["links"]
+    )
+    def history(list_id: ListId) -> History:
+        """The last 30 days of the list's syncs (per day) and lag (per hour): which site fell behind."""
+        with pg.connect(config.database_url, what="this Subscriber's database") as conn:
+            link = catalog.link_for_list(conn, list_id)
+            if link is None:
+                raise PreconditionFailed(
+                    f"list {list_id} is not a replica on this Subscriber", code="not_a_replica"
+                )
+            days = [SyncDay.model_validate(day) for day in catalog.sync_days(conn, link.group_id)]
+            lag = [LagHour.model_validate(hour) for hour in catalog.lag_hours(conn, link.group_id)]
+        return History(local_list=list_id, days=days, lag=lag)
 
     @app.delete(
         "/sync/dossier-lists/{list_id}/",

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from pgsync_dossier.clusters import free_port  # noqa: E402
-from tests.harness import TOKEN, Site, add_dossiers, make_list, write_config  # noqa: E402
+from tests.harness import TOKEN, Site, add_dossiers, attach, make_list, write_config  # noqa: E402
 
 
 @pytest.fixture
@@ -151,3 +152,38 @@ def test_operator_attaches_and_detaches_from_the_page(
     )
     assert not sub.node.execute("SELECT * FROM pgsync.link")
     assert not driver.find_elements(By.CSS_SELECTOR, f"tr[data-list='{local}']")  # type: ignore[attr-defined]
+
+
+def test_each_row_charts_its_last_30_days(sites: dict[str, Site], served: str, browser: object) -> None:
+    driver: object = browser
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "Charted"), make_list(sub.node, "Charted <replica>")
+    add_dossiers(leader.node, remote, 2)
+    attach(sub, leader, remote, local)
+    sub.ok("sync", str(local))
+    sub.ok("tick")  # a lag sample
+    driver.get(served + "/")  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "token").send_keys(TOKEN)  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "connect").click()  # type: ignore[attr-defined]
+
+    row = f"tr[data-list='{local}']"
+    days = WebDriverWait(driver, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} svg.syncs-chart rect.day")  # type: ignore[attr-defined]
+    )
+    assert len(days) == 30
+    today = days[-1]
+    ok = int(today.get_attribute("data-ok"))
+    assert ok >= 2 and today.get_attribute("data-failed") == "0"  # the attach's first sync, then ours
+    title = today.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    assert title == f"{datetime.now(UTC).date().isoformat()}: {ok} ok, 0 failed"
+    assert all(day.get_attribute("data-ok") == "0" for day in days[:-1])
+
+    lag = driver.find_element(By.CSS_SELECTOR, f"{row} svg.lag-chart")  # type: ignore[attr-defined]
+    assert float(lag.get_attribute("data-max-lag-seconds")) >= 0
+    assert lag.find_element(By.TAG_NAME, "polyline").get_attribute("points")
+    assert "Greatest lag" in lag.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    # Each chart sits under its own heading.
+    headings = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#links th")]  # type: ignore[attr-defined]
+    cells = driver.find_elements(By.CSS_SELECTOR, f"{row} td")  # type: ignore[attr-defined]
+    assert cells[headings.index("Syncs (30 days)")].find_elements(By.CSS_SELECTOR, "svg.syncs-chart")
+    assert cells[headings.index("Lag (30 days)")].find_elements(By.CSS_SELECTOR, "svg.lag-chart")
