@@ -151,8 +151,23 @@ node = Table(
     _timestamp("updated_at"),
     Column("node_tag", Text, nullable=False, server_default=text(NODE_TAG_DEFAULT)),
     Column("placement", Text),
+    Column("enrollment", Text, nullable=False, server_default=text("'auto'")),
     CheckConstraint("id", name="singleton"),
     CheckConstraint("role IN ('leader', 'subscriber')", name="role"),
+    CheckConstraint("enrollment IN ('auto', 'manual')", name="enrollment"),
+    schema=CATALOG_SCHEMA,
+)
+
+#: Named tokens for the HTTP API and the web page (never the sync token), as SHA-256 hashes.
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("read_only", Boolean, nullable=False, server_default=text("false")),
+    _timestamp("created_at"),
+    _timestamp("last_used_at", nullable=True, default=False),
+    CheckConstraint("name ~ '^[A-Za-z0-9_.-]{1,64}$'", name="name"),
     schema=CATALOG_SCHEMA,
 )
 
@@ -180,6 +195,21 @@ group_registration = Table(
     schema=CATALOG_SCHEMA,
 )
 
+#: One login per Subscriber (role pgsync_s_<node tag>), made by pgsync.api_enroll.
+subscriber_login = Table(
+    "subscriber_login",
+    metadata,
+    Column("login", Text, primary_key=True),
+    Column("node_tag", Text, nullable=False, unique=True),
+    Column("node_name", Text, nullable=False, unique=True),
+    Column("state", Text, nullable=False),
+    _timestamp("requested_at"),
+    _timestamp("approved_at", nullable=True, default=False),
+    _timestamp("revoked_at", nullable=True, default=False),
+    CheckConstraint("state IN ('pending', 'active', 'approved', 'revoked')", name="state"),
+    schema=CATALOG_SCHEMA,
+)
+
 # Version 1's registry (one publication per list), read only to retire version-1 slots.
 publication = Table(
     "publication",
@@ -203,6 +233,16 @@ subscriber_link = Table(
 )
 
 # -- the Subscriber's catalog ------------------------------------------------------------------
+#: This Subscriber's own login on each Leader (its password: a file in the data directory).
+leader_login = Table(
+    "leader_login",
+    metadata,
+    Column("leader_id", Text, primary_key=True),
+    Column("login", Text, nullable=False),
+    _timestamp("enrolled_at"),
+    schema=CATALOG_SCHEMA,
+)
+
 #: One replication stream: (Leader, this Subscriber, schedule override). Its name is the
 #: subscription's, the slot's and the Leader publication's.
 sync_group = Table(
