@@ -1,11 +1,12 @@
 """What the Leader's and the Subscriber's HTTP APIs share: errors as JSON with a stable code,
-the token check, and /healthz."""
+the API token check, and /healthz."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import psycopg
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
+from pgsync_dossier import api_tokens, pg
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import (
     DeadlineExceeded,
@@ -39,6 +41,8 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "unauthorized": 401,
     "forbidden": 403,
+    "sync_token_refused": 403,
+    "read_only_token": 403,
     "node_not_set_up": 503,
     "not_migrated": 503,
     "wrong_role": 503,
@@ -51,7 +55,11 @@ class ErrorBody(BaseModel):
 
 
 token_header = APIKeyHeader(
-    name="Authorization", auto_error=False, description="`Token <sync_token>`", scheme_name="Token"
+    name="Authorization",
+    auto_error=False,
+    description="API token (pgsync-dossier api-token create NAME), sent as `Token <token>` or "
+    "`Bearer <token>`; never the sync token",
+    scheme_name="Token",
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -59,17 +67,44 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def token_dependency(config: Config) -> Any:
-    """`Depends` that admits a request carrying `Authorization: Token <this node's sync token>`."""
+def reader(config: Config) -> Any:
+    """`Depends` for an endpoint that only reads: any valid API token."""
+    return Depends(_token_check(config, writes=False))
 
-    def require_token(authorization: Annotated[str | None, Depends(token_header)]) -> None:
+
+def writer(config: Config) -> Any:
+    """`Depends` for an endpoint that changes something: an API token that is not read-only."""
+    return Depends(_token_check(config, writes=True))
+
+
+def _token_check(config: Config, *, writes: bool) -> Callable[[str | None], None]:
+    """The check behind `reader` and `writer`. The sync token is refused by name, before any
+    SQL: it opens the Leader to Subscribers and must not spread to scripts and browsers."""
+
+    def require_api_token(authorization: Annotated[str | None, Depends(token_header)]) -> None:
         scheme, _, given = (authorization or "").partition(" ")
-        if scheme != "Token" or not given:
-            raise PreconditionFailed("send 'Authorization: Token <sync_token>'", code="unauthorized")
-        if not hmac.compare_digest(given.strip().encode(), config.sync_token.reveal().encode()):
-            raise PreconditionFailed("the token is not this node's sync token", code="forbidden")
+        presented = given.strip()
+        if scheme.lower() not in ("token", "bearer") or not presented:
+            raise PreconditionFailed(
+                "send 'Authorization: Token <API token>' (pgsync-dossier api-token create NAME)",
+                code="unauthorized",
+            )
+        if hmac.compare_digest(presented.encode(), config.sync_token.reveal().encode()):
+            raise PreconditionFailed(
+                "the sync token is not accepted here: create an API token with "
+                "'pgsync-dossier api-token create NAME' and send that",
+                code="sync_token_refused",
+            )
+        with pg.connect(config.database_url, what="this node's database") as conn:
+            token = api_tokens.authenticate(conn, presented)
+        if token is None:
+            raise PreconditionFailed("unknown or revoked API token", code="forbidden")
+        if writes and token.read_only:
+            raise PreconditionFailed(
+                f"API token {token.name} is read-only: it may only read", code="read_only_token"
+            )
 
-    return Depends(require_token)
+    return require_api_token
 
 
 def install_common(app: FastAPI) -> None:

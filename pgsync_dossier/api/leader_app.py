@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from pgsync_dossier import __version__, handshake, leader_web, metrics, pg, status
-from pgsync_dossier.api.common import ERRORS, install_common, token_dependency
+from pgsync_dossier.api.common import ERRORS, install_common, reader
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.node import require_role
@@ -48,11 +48,11 @@ def create_leader_app(config: Config) -> FastAPI:
         title="pgsync-dossier (Leader)",
         version=__version__,
         description="The Leader's side: Subscribers given its web address ask /sync/leader/ "
-        "where to stream from. /sync/dossier-lists/ and /metrics need `Authorization: Token "
-        "<sync_token>`.",
+        "where to stream from (signed with the sync token). /sync/dossier-lists/ and /metrics need "
+        "`Authorization: Token <API token>` (pgsync-dossier api-token create NAME).",
     )
     install_common(app)
-    authorized = [token_dependency(config)]
+    reads = [reader(config)]
 
     @app.get(handshake.PATH, tags=["leader"], responses=ERRORS)
     def endpoint(authorization: Annotated[str | None, Header()] = None) -> Response:
@@ -73,7 +73,7 @@ def create_leader_app(config: Config) -> FastAPI:
             headers={handshake.PROOF_HEADER: handshake.response_proof(config.sync_token, nonce, body)},
         )
 
-    @app.get("/sync/dossier-lists/", dependencies=authorized, responses=ERRORS, tags=["leader"])
+    @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["leader"])
     def published() -> list[PublishedList]:
         """Each list some Subscriber replicates, with the streams that carry it."""
         rows: list[dict[str, Any]] = status.status(config)
@@ -81,7 +81,7 @@ def create_leader_app(config: Config) -> FastAPI:
 
     @app.get(
         "/metrics",
-        dependencies=authorized,
+        dependencies=reads,
         response_class=PlainTextResponse,
         responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
         tags=["service"],

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgsync_dossier import __version__, catalog, links, metrics, pg, scheduler, status
-from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, token_dependency
+from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, reader, writer
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed
 
@@ -131,21 +131,20 @@ def create_subscriber_app(config: Config) -> FastAPI:
         title="pgsync-dossier",
         version=__version__,
         description="Replicate Leader dossier lists into this Subscriber's lists. "
-        "Every endpoint except /healthz needs `Authorization: Token <sync_token>`.",
+        "Every endpoint except /healthz needs `Authorization: Token <API token>` (pgsync-dossier "
+        "api-token create NAME); a read-only token may only GET.",
         lifespan=lifespan,
     )
-    authorized = [token_dependency(config)]
+    reads, writes = [reader(config)], [writer(config)]
 
     install_common(app)
 
-    @app.get("/sync/dossier-lists/", dependencies=authorized, responses=ERRORS, tags=["links"])
+    @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["links"])
     def list_links() -> list[Link]:
         rows = status.status(config)
         return [Link(**row) for row in rows if row["state"] != "orphan-slot"]
 
-    @app.post(
-        "/sync/dossier-lists/", status_code=201, dependencies=authorized, responses=ERRORS, tags=["links"]
-    )
+    @app.post("/sync/dossier-lists/", status_code=201, dependencies=writes, responses=ERRORS, tags=["links"])
     def attach(body: AttachBody, response: Response) -> Link:
         """Attach: Leader list `remote_dossier_list` becomes replicated into `slave_dossier_list`.
 
@@ -160,13 +159,11 @@ def create_subscriber_app(config: Config) -> FastAPI:
             response.status_code = 200
         return _one(body.slave_dossier_list)
 
-    @app.get("/sync/dossier-lists/{list_id}/", dependencies=authorized, responses=ERRORS, tags=["links"])
+    @app.get("/sync/dossier-lists/{list_id}/", dependencies=reads, responses=ERRORS, tags=["links"])
     def get_link(list_id: ListId) -> Link:
         return _one(list_id)
 
-    @app.get(
-        "/sync/dossier-lists/{list_id}/history/", dependencies=authorized, responses=ERRORS, tags=["links"]
-    )
+    @app.get("/sync/dossier-lists/{list_id}/history/", dependencies=reads, responses=ERRORS, tags=["links"])
     def history(list_id: ListId) -> History:
         """The last 30 days of the list's syncs (per day) and lag (per hour): which site fell behind."""
         with pg.connect(config.database_url, what="this Subscriber's database") as conn:
@@ -182,7 +179,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
     @app.delete(
         "/sync/dossier-lists/{list_id}/",
         status_code=204,
-        dependencies=authorized,
+        dependencies=writes,
         responses=ERRORS,
         tags=["links"],
     )
@@ -191,9 +188,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
         links.detach(config, list_id)
         return Response(status_code=204)
 
-    @app.post(
-        "/sync/dossier-lists/{list_id}/sync/", dependencies=authorized, responses=ERRORS, tags=["links"]
-    )
+    @app.post("/sync/dossier-lists/{list_id}/sync/", dependencies=writes, responses=ERRORS, tags=["links"])
     def sync_now(list_id: ListId) -> SyncResult:
         """Sync now: 200 when the list reached its barrier; 409 busy, 502/503/504 otherwise."""
         (outcome,) = scheduler.sync_lists(config, [list_id], "manual", SYNC_TIMEOUT_S)
@@ -208,7 +203,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
 
     @app.get(
         "/metrics",
-        dependencies=authorized,
+        dependencies=reads,
         response_class=PlainTextResponse,
         responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
         tags=["service"],

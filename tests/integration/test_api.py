@@ -18,12 +18,11 @@ from tests.harness import (
     TOKEN,
     Site,
     add_dossiers,
+    make_api_token,
     make_list,
     wait_until,
     write_config,
 )
-
-AUTH = {"Authorization": f"Token {TOKEN}"}
 
 
 @pytest.fixture
@@ -33,37 +32,43 @@ def client(sites: dict[str, Site]) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def auth(sites: dict[str, Site]) -> dict[str, str]:
+    """The header of an API token on the Subscriber."""
+    return {"Authorization": f"Token {make_api_token(sites['subscriber_a'])}"}
+
+
 def seed_body(leader: Site, remote: int, local: int) -> dict[str, Any]:
     return {"remote_dossier_list": remote, "remote_url": leader.leader_url, "slave_dossier_list": local}
 
 
 def test_the_seed_request_attaches_and_copies_in_the_background(
-    sites: dict[str, Site], client: TestClient
+    sites: dict[str, Site], client: TestClient, auth: dict[str, str]
 ) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
     add_dossiers(leader.node, remote, 30)
-    created = client.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=AUTH)
+    created = client.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=auth)
     assert created.status_code == 201, created.text
     link = created.json()
     assert link["local_list"] == local and link["remote_list"] == remote
     assert link["state"] in ("attaching", "copying", "ready") and "copy" in link and "group" in link
     ready = wait_until(
         lambda: (
-            (r := client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).json())["state"] == "ready" and r
+            (r := client.get(f"/sync/dossier-lists/{local}/", headers=auth).json())["state"] == "ready" and r
         ),
         "the background copy",
     )
     assert ready["dossiers"] == 30 and ready["leader_dossiers"] == 30
-    again = client.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=AUTH)
+    again = client.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=auth)
     assert again.status_code == 200 and again.json()["local_list"] == local
-    listed = client.get("/sync/dossier-lists/", headers=AUTH).json()
+    listed = client.get("/sync/dossier-lists/", headers=auth).json()
     assert [item["local_list"] for item in listed] == [local]
 
-    synced = client.post(f"/sync/dossier-lists/{local}/sync/", headers=AUTH)
+    synced = client.post(f"/sync/dossier-lists/{local}/sync/", headers=auth)
     assert synced.status_code == 200 and synced.json()["status"] == "synced"
 
-    metrics = client.get("/metrics", headers=AUTH)
+    metrics = client.get("/metrics", headers=auth)
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     labels = f'local_list="{local}",remote_list="{remote}",leader="leader site"'
     assert f'pgsync_dossier_link_state{{{labels},state="ready"}} 1' in metrics.text
@@ -71,10 +76,10 @@ def test_the_seed_request_attaches_and_copies_in_the_background(
     assert f"pgsync_dossier_link_last_sync_success_timestamp_seconds{{{labels}}}" in metrics.text
     assert "# TYPE pgsync_dossier_link_retained_wal_bytes gauge" in metrics.text
 
-    deleted = client.delete(f"/sync/dossier-lists/{local}/", headers=AUTH)
+    deleted = client.delete(f"/sync/dossier-lists/{local}/", headers=auth)
     assert deleted.status_code == 204 and deleted.content == b""
-    assert client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).status_code == 404
-    gone = client.delete(f"/sync/dossier-lists/{local}/", headers=AUTH)
+    assert client.get(f"/sync/dossier-lists/{local}/", headers=auth).status_code == 404
+    gone = client.delete(f"/sync/dossier-lists/{local}/", headers=auth)
     assert gone.status_code == 404 and gone.json()["code"] == "not_a_replica"
     assert not leader.node.execute("SELECT * FROM pg_replication_slots")
 
@@ -86,7 +91,7 @@ def _error(response: Any) -> tuple[int, str]:
 
 
 def test_errors_have_codes_and_change_nothing(
-    sites: dict[str, Site], client: TestClient, tmp_path: Path
+    sites: dict[str, Site], client: TestClient, auth: dict[str, str], tmp_path: Path
 ) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
@@ -94,7 +99,7 @@ def test_errors_have_codes_and_change_nothing(
     add_dossiers(sub.node, busy, 2)
 
     def post(body: Any, app_client: TestClient = client) -> tuple[int, str]:
-        return _error(app_client.post("/sync/dossier-lists/", json=body, headers=AUTH))
+        return _error(app_client.post("/sync/dossier-lists/", json=body, headers=auth))
 
     assert post(seed_body(leader, remote, busy)) == (409, "list_not_empty")
     assert post(seed_body(leader, remote, 4242)) == (422, "local_list_not_found")
@@ -109,7 +114,7 @@ def test_errors_have_codes_and_change_nothing(
     assert post({**seed_body(leader, remote, local), "slave_dossier_list": "3"}) == (422, "invalid_request")
     assert post({**seed_body(leader, remote, local), "slave_dossier_list": 2**40}) == (422, "invalid_request")
     raw = client.post(
-        "/sync/dossier-lists/", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}
+        "/sync/dossier-lists/", content=b"{not json", headers={**auth, "Content-Type": "application/json"}
     )
     assert _error(raw) == (422, "invalid_request")
 
@@ -118,23 +123,18 @@ def test_errors_have_codes_and_change_nothing(
         ("model", {"face_model": "other-net"}, "face_model_mismatch"),
     ):
         cfg = write_config(tmp_path / f"{name}.yaml", sub.node, "subscriber", **overrides)
-        token = overrides.get("sync_token", TOKEN)
         with TestClient(create_app(config_module.load(cfg))) as other:
-            response = other.post(
-                "/sync/dossier-lists/",
-                json=seed_body(leader, remote, local),
-                headers={"Authorization": f"Token {token}"},
-            )
+            response = other.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=auth)
             assert _error(response) == (409, code)
     assert not sub.node.execute("SELECT * FROM pgsync.link")
     assert not sub.node.execute("SELECT * FROM pg_subscription")
     assert not leader.node.execute("SELECT * FROM pg_replication_slots")
     assert not leader.node.execute("SELECT * FROM pg_publication")
-    assert _error(client.get("/sync/dossier-lists/99/", headers=AUTH)) == (404, "not_a_replica")
-    assert _error(client.post("/sync/dossier-lists/99/sync/", headers=AUTH)) == (404, "not_a_replica")
+    assert _error(client.get("/sync/dossier-lists/99/", headers=auth)) == (404, "not_a_replica")
+    assert _error(client.post("/sync/dossier-lists/99/sync/", headers=auth)) == (404, "not_a_replica")
 
 
-def test_auth(client: TestClient) -> None:
+def test_auth(client: TestClient, auth: dict[str, str]) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     missing = client.get("/sync/dossier-lists/")
     assert _error(missing) == (401, "unauthorized") and missing.headers["WWW-Authenticate"] == "Token"
@@ -142,12 +142,18 @@ def test_auth(client: TestClient) -> None:
         403,
         "forbidden",
     )
-    assert _error(client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})) == (
+    assert _error(client.get("/metrics", headers={"Authorization": f"Basic {TOKEN}"})) == (
         401,
         "unauthorized",
     )
+    assert _error(client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})) == (
+        403,
+        "sync_token_refused",
+    )
+    bearer = auth["Authorization"].replace("Token ", "Bearer ", 1)
+    assert client.get("/metrics", headers={"Authorization": bearer}).status_code == 200
     assert _error(client.delete("/sync/dossier-lists/1/")) == (401, "unauthorized")
-    assert client.get("/", headers=AUTH).status_code == 404  # web_ui is off by default
+    assert client.get("/", headers=auth).status_code == 404  # web_ui is off by default
 
 
 def test_openapi_documents_the_endpoints(client: TestClient) -> None:
@@ -163,9 +169,13 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     assert set(body["properties"]) == {"remote_dossier_list", "remote_url", "slave_dossier_list"}
     assert set(body["required"]) == set(body["properties"])
     assert "201" in spec["paths"]["/sync/dossier-lists/"]["post"]["responses"]
+    (scheme,) = spec["components"]["securitySchemes"].values()
+    assert "API token (pgsync-dossier api-token create NAME)" in scheme["description"]
 
 
-def test_concurrent_posts_make_one_link(sites: dict[str, Site], client: TestClient) -> None:
+def test_concurrent_posts_make_one_link(
+    sites: dict[str, Site], client: TestClient, auth: dict[str, str]
+) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     add_dossiers(leader.node, remote, 10)
@@ -174,7 +184,7 @@ def test_concurrent_posts_make_one_link(sites: dict[str, Site], client: TestClie
     def post() -> None:
         codes.append(
             client.post(
-                "/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=AUTH
+                "/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=auth
             ).status_code
         )
 
@@ -186,7 +196,7 @@ def test_concurrent_posts_make_one_link(sites: dict[str, Site], client: TestClie
     assert 201 in codes and set(codes) <= {200, 201, 409}, codes
     assert len(sub.node.execute("SELECT * FROM pgsync.link")) == 1
     wait_until(
-        lambda: client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).json()["state"] == "ready",
+        lambda: client.get(f"/sync/dossier-lists/{local}/", headers=auth).json()["state"] == "ready",
         "the copy",
     )
     slots = leader.node.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgsync%'")

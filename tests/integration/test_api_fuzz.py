@@ -16,9 +16,12 @@ from schemathesis import GenerationMode  # noqa: E402
 
 from pgsync_dossier import config as config_module  # noqa: E402
 from pgsync_dossier.api import create_app  # noqa: E402
-from tests.harness import TOKEN, Site, add_dossiers, make_list  # noqa: E402
+from tests.harness import TOKEN, Site, add_dossiers, make_api_token, make_list  # noqa: E402
 
-AUTH = {"Authorization": f"Token {TOKEN}"}
+
+@pytest.fixture
+def api_token(sites: dict[str, Site]) -> str:
+    return make_api_token(sites["subscriber_a"])
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def _snapshot(sites: dict[str, Site]) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_api_fuzz(fuzz_sites: dict[str, Site], mode: str) -> None:
+def test_api_fuzz(fuzz_sites: dict[str, Site], api_token: str, mode: str) -> None:
     """Every operation, with data valid per the schema (positive) and invalid (negative)."""
     app = create_app(config_module.load(fuzz_sites["subscriber_a"].config_path))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -64,10 +67,11 @@ def test_api_fuzz(fuzz_sites: dict[str, Site], mode: str) -> None:
         )
         def check(case: Any) -> None:
             before = _snapshot(fuzz_sites)
-            response = case.call(headers=AUTH if random_auth(case) else None)
+            auth = {"Authorization": f"Token {api_token}"}
+            response = case.call(headers=auth if random_auth(case) else None)
             where = f"{case.method} {case.formatted_path}"
             assert response.status_code < 500, f"{where}: {response.status_code} {response.text}"
-            assert TOKEN not in response.text
+            assert TOKEN not in response.text and api_token not in response.text
             if response.status_code >= 400:
                 assert _snapshot(fuzz_sites) == before, f"a rejected {where} changed state"
 
@@ -82,5 +86,5 @@ def test_api_fuzz(fuzz_sites: dict[str, Site], mode: str) -> None:
 
 
 def random_auth(case: Any) -> bool:
-    """Most cases carry the token; the ones without it must be refused (and change nothing)."""
+    """Most cases carry the API token; the ones without it must be refused (and change nothing)."""
     return hash(repr(case.body)) % 5 != 0

@@ -13,9 +13,7 @@ from fastapi.testclient import TestClient
 
 from pgsync_dossier import config as config_module
 from pgsync_dossier.api import create_app
-from tests.harness import TOKEN, Site, add_dossiers, attach, make_list
-
-AUTH = {"Authorization": f"Token {TOKEN}"}
+from tests.harness import Site, add_dossiers, attach, make_api_token, make_list
 
 
 @pytest.fixture
@@ -25,8 +23,14 @@ def client(sites: dict[str, Site]) -> Iterator[TestClient]:
         yield test_client
 
 
-def _history(client: TestClient, local: int) -> dict[str, Any]:
-    response = client.get(f"/sync/dossier-lists/{local}/history/", headers=AUTH)
+@pytest.fixture
+def auth(sites: dict[str, Site]) -> dict[str, str]:
+    """A read-only API token on the Subscriber: the history only reads."""
+    return {"Authorization": f"Token {make_api_token(sites['subscriber_a'], read_only=True)}"}
+
+
+def _history(client: TestClient, auth: dict[str, str], local: int) -> dict[str, Any]:
+    response = client.get(f"/sync/dossier-lists/{local}/history/", headers=auth)
     assert response.status_code == 200, response.text
     history: dict[str, Any] = response.json()
     return history
@@ -40,12 +44,14 @@ def _attached(sites: dict[str, Site]) -> tuple[Site, Site, int]:
     return leader, sub, local
 
 
-def test_history_shows_each_day_the_failures_and_the_lag(sites: dict[str, Site], client: TestClient) -> None:
+def test_history_shows_each_day_the_failures_and_the_lag(
+    sites: dict[str, Site], client: TestClient, auth: dict[str, str]
+) -> None:
     leader, sub, local = _attached(sites)
     sub.ok("sync", str(local))
     sub.ok("tick")  # probes the group: a lag sample
 
-    history = _history(client, local)
+    history = _history(client, auth, local)
     today = datetime.now(UTC).date()
     assert history["local_list"] == local
     days = history["days"]
@@ -67,23 +73,25 @@ def test_history_shows_each_day_the_failures_and_the_lag(sites: dict[str, Site],
         sub.ok("tick")  # the Leader does not answer: no sample, nothing to measure
     finally:
         leader.node.cluster.start()
-    after = _history(client, local)
+    after = _history(client, auth, local)
     assert after["days"][-1]["failed"] == 1 and after["days"][-1]["ok"] == days[-1]["ok"]
     assert len(sub.node.execute("SELECT 1 FROM pgsync.lag_sample")) == len(samples)
 
 
 def test_history_refuses_a_list_that_is_not_a_replica_and_a_missing_token(
-    sites: dict[str, Site], client: TestClient
+    sites: dict[str, Site], client: TestClient, auth: dict[str, str]
 ) -> None:
     plain = make_list(sites["subscriber_a"].node, "Plain")
     for list_id in (plain, 4242):
-        refused = client.get(f"/sync/dossier-lists/{list_id}/history/", headers=AUTH)
+        refused = client.get(f"/sync/dossier-lists/{list_id}/history/", headers=auth)
         assert refused.status_code == 404 and refused.json()["code"] == "not_a_replica"
     missing = client.get(f"/sync/dossier-lists/{plain}/history/")
     assert missing.status_code == 401 and missing.json()["code"] == "unauthorized"
 
 
-def test_tick_prunes_lag_samples_older_than_30_days(sites: dict[str, Site], client: TestClient) -> None:
+def test_tick_prunes_lag_samples_older_than_30_days(
+    sites: dict[str, Site], client: TestClient, auth: dict[str, str]
+) -> None:
     _, sub, local = _attached(sites)
     (group,) = sub.node.execute("SELECT group_id FROM pgsync.link WHERE local_list_id = %s", [local])
     for age, lag in (("31 days", 111.0), ("29 days", 29.0)):
@@ -95,5 +103,5 @@ def test_tick_prunes_lag_samples_older_than_30_days(sites: dict[str, Site], clie
     sub.ok("tick")
     kept = sub.node.execute("SELECT lag_seconds FROM pgsync.lag_sample")
     assert 111.0 not in [row["lag_seconds"] for row in kept] and 29.0 in [row["lag_seconds"] for row in kept]
-    lag = _history(client, local)["lag"]
+    lag = _history(client, auth, local)["lag"]
     assert lag[0]["lag_seconds"] == 29.0 and max(hour["lag_seconds"] for hour in lag) == 29.0

@@ -27,7 +27,15 @@ from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from pgsync_dossier.clusters import free_port  # noqa: E402
-from tests.harness import TOKEN, Site, add_dossiers, attach, make_list, write_config  # noqa: E402
+from tests.harness import (  # noqa: E402
+    TOKEN,
+    Site,
+    add_dossiers,
+    attach,
+    make_api_token,
+    make_list,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -101,14 +109,24 @@ def test_operator_attaches_and_detaches_from_the_page(
     driver.get(served + "/")  # type: ignore[attr-defined]
     find = driver.find_element  # type: ignore[attr-defined]
 
+    assert "API token" in find(By.TAG_NAME, "fieldset").text
     find(By.ID, "token").send_keys("wrong token")
     find(By.ID, "connect").click()
     wait.until(
-        expected_conditions.text_to_be_present_in_element((By.ID, "message"), "not this node's sync token")
+        expected_conditions.text_to_be_present_in_element((By.ID, "message"), "unknown or revoked API token")
+    )
+    # The sync token is refused, with what to do instead.
+    find(By.ID, "token").clear()
+    find(By.ID, "token").send_keys(TOKEN)
+    find(By.ID, "connect").click()
+    wait.until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.ID, "message"), "pgsync-dossier api-token create NAME"
+        )
     )
 
     find(By.ID, "token").clear()
-    find(By.ID, "token").send_keys(TOKEN)
+    find(By.ID, "token").send_keys(make_api_token(sub))
     find(By.ID, "connect").click()
     wait.until(
         expected_conditions.text_to_be_present_in_element((By.ID, "message"), "No replicated lists yet")
@@ -163,7 +181,7 @@ def test_each_row_charts_its_last_30_days(sites: dict[str, Site], served: str, b
     sub.ok("sync", str(local))
     sub.ok("tick")  # a lag sample
     driver.get(served + "/")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "token").send_keys(TOKEN)  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "token").send_keys(make_api_token(sub, read_only=True))  # type: ignore[attr-defined]
     driver.find_element(By.ID, "connect").click()  # type: ignore[attr-defined]
 
     row = f"tr[data-list='{local}']"
