@@ -239,6 +239,9 @@ class LocalCluster:
                 f"local all {BOOTSTRAP_SUPERUSER} trust",
                 "local all all scram-sha-256",
                 "host all all 127.0.0.1/32 scram-sha-256",
+                "# pgsync-dossier's logins stream logically (a database line), never physically:",
+                "# a physical copy (pg_basebackup) would hold the whole cluster, pg_authid included.",
+                "host replication pgsync_enroll,+pgsync_subscriber 127.0.0.1/32 reject",
                 "host replication all 127.0.0.1/32 scram-sha-256",
                 "",
             ]
@@ -309,7 +312,10 @@ class LocalCluster:
         if not _running_as_root():
             return {}
         user = ensure_server_user()
-        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/"}
+        # Its own HOME: libpq in the server (a subscription's walreceiver) looks for client
+        # certificates under ~/.postgresql, and root's is not readable.
+        env = {**os.environ, "HOME": user.pw_dir}
+        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/", "env": env}
 
     def _hand_over(self, *paths: Path) -> None:
         """As root, give the server user its directories and make sure it can reach them."""

@@ -30,10 +30,19 @@ ROLES = ("leader", "subscriber")
 
 Role = Literal["leader", "subscriber"]
 
-_STRING_KEYS = ("node_name", "database_url", "face_model", "sync_token", "sync_token_file", "replication_url")
+_STRING_KEYS = (
+    "node_name",
+    "database_url",
+    "face_model",
+    "sync_token",
+    "sync_token_file",
+    "replication_url",
+    "leader_sslrootcert",
+)
 _BOOL_KEYS = ("sync_at_startup", "sync_at_creation", "web_ui")
 _BOOL_DEFAULTS = {"sync_at_startup": True, "sync_at_creation": True, "web_ui": False}
-KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS, "wal_retention_budget")
+KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS, "wal_retention_budget", "enrollment")
+ENROLLMENT_MODES = ("auto", "manual")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
 _REQUIRED_KEYS = ("role", "node_name", "database_url", "face_model")
@@ -57,6 +66,11 @@ class Config:
     #: On a Leader: the PostgreSQL URL Subscribers stream from, when it is not database_url
     #: (a public name, a multi-host URL); what `serve` tells a Subscriber given its web address
     replication_url: str | None = None
+    #: On a Leader: 'manual' makes each new Subscriber wait for `pgsync-dossier approve NODE`
+    enrollment: str = "auto"
+    #: On a Subscriber: the CA that signs its Leaders' server certificates; every Leader
+    #: connection is then verify-full (unless its URL names an sslmode of its own)
+    leader_sslrootcert: str | None = None
 
     def effective(self) -> dict[str, Any]:
         """The settings as a person should see them: the token masked, never revealed."""
@@ -73,6 +87,8 @@ class Config:
             "web_ui": self.web_ui,
             "wal_retention_budget": self.wal_retention_budget,
             "replication_url": self.replication_url,
+            "enrollment": self.enrollment,
+            "leader_sslrootcert": self.leader_sslrootcert,
         }
 
 
@@ -172,7 +188,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         if key not in values or values[key][0] in (None, ""):
             raise ConfigError(f"{where}: {key} is required; {_HINTS[key]}")
     strings: dict[str, str] = {}
-    for key in (*_STRING_KEYS, "role", "sync_schedule"):
+    for key in (*_STRING_KEYS, "role", "sync_schedule", "enrollment"):
         if key in values and values[key][0] is not None:
             value, origin = values[key]
             if not isinstance(value, str):
@@ -212,6 +228,24 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
                 f"{origin}: holds a password; give only where the Leader is "
                 "(Subscribers log in with the token)"
             )
+    enrollment = strings.get("enrollment") or "auto"
+    if "enrollment" in strings:
+        origin = values["enrollment"][1]
+        if role != "leader":
+            raise ConfigError(f"{origin}: is a Leader setting (who may enroll); remove it")
+        if enrollment not in ENROLLMENT_MODES:
+            raise ConfigError(f"{origin}: must be 'auto' or 'manual', not {enrollment!r}")
+    rootcert = None
+    if strings.get("leader_sslrootcert"):
+        origin = values["leader_sslrootcert"][1]
+        if role != "subscriber":
+            raise ConfigError(f"{origin}: is a Subscriber setting (the CA of its Leaders); remove it")
+        path = (base_dir / Path(strings["leader_sslrootcert"]).expanduser()).resolve()
+        if not path.is_file():
+            raise ConfigError(
+                f"{origin}: {path} is not a file; give the CA certificate that signs the Leader's"
+            )
+        rootcert = str(path)
     return Config(
         role="leader" if role == "leader" else "subscriber",
         node_name=strings["node_name"],
@@ -225,6 +259,8 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         web_ui=flags["web_ui"],
         wal_retention_budget=budget,
         replication_url=replication_url,
+        enrollment=enrollment,
+        leader_sslrootcert=rootcert,
     )
 
 

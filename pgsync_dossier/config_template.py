@@ -55,6 +55,10 @@ web_ui: false
 # they can resolve, a multi-host URL). `serve` hands it to Subscribers given the web address.
 # No user or password here: Subscribers log in with the token.
 # replication_url: "postgresql://leader.example.org:5432/dossiers"
+
+# Leader: 'manual' makes each new Subscriber wait for `pgsync-dossier approve NODE` before it
+# gets its login; 'auto' lets any node with the sync token enroll.
+# enrollment: auto
 """
 
 

@@ -89,7 +89,7 @@ def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
     catalog.ensure_heartbeat(s.conn, group)
     if subscriber.subscription(s.conn, group.name) is not None:
         if not subscriber.has_passfile(s.conn, group.name):  # a restore without it, say
-            subscriber.set_connection(s.conn, group.name, group.leader_url, s.config.sync_token)
+            subscriber.set_connection(s.conn, group.name, leader.url, leader.login)
         return
     subscriber.refuse_without_capacity(s.conn)
     leader.set_group_lists(group.name, s.node.node_name, mapped)
@@ -98,8 +98,8 @@ def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
     subscriber.create_subscription(
         s.conn,
         group.name,
-        group.leader_url,
-        s.config.sync_token,
+        leader.url,
+        leader.login,
         enabled=False,
         leader_version=leader.version,
     )

@@ -1,14 +1,15 @@
 """What happens on the Leader: its setup, and its SQL API as seen from a Subscriber.
 
 A Subscriber never owns the Leader's tables; it calls the SECURITY DEFINER functions that
-`setup` installed (sql/leader_api.sql) over the replication login, whose password is derived
-from the sync token, so a Subscriber with another token cannot even log in.
+`setup` installed (sql/leader_api.sql). It logs in with a login of its own, which it got by
+enrolling (enrollment.py) through a login whose password is derived from the sync token: a
+Subscriber with another token cannot even enroll, and the token alone opens no stream.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import psycopg
 from psycopg import sql
@@ -23,35 +24,67 @@ from pgsync_dossier.errors import (
     PreconditionFailed,
     ServerUnreachable,
 )
-from pgsync_dossier.token import Secret, replication_password
+from pgsync_dossier.token import Secret, enrollment_password
 
-REPLICATION_ROLE = "pgsync_replicator"
+#: The login the sync token opens: it may read the public facts and enroll, nothing else.
+ENROLL_ROLE = "pgsync_enroll"
+#: The group role of every Subscriber's own login (EXECUTE on the group API, SELECT on the
+#: dossier tables); REPLICATION is an attribute, never inherited, so each login has its own.
+SUBSCRIBER_ROLE = "pgsync_subscriber"
+#: Before enrollment, one replication login shared by every Subscriber (its password derived
+#: from the token): retired at the Leader's next setup.
+LEGACY_ROLE = "pgsync_replicator"
+#: libpq (16+) then refuses to hand a password to a server that asks for it in clear or as
+#: MD5, or that skips authentication: a fake or downgraded server learns nothing.
+SCRAM_ONLY = {"require_auth": "scram-sha-256"} if psycopg.pq.version() >= 160000 else {}
 
 
-def install(conn: pg.Connection, token: Secret) -> None:
-    """Create or update the replication login and (re)install the API. Inside a transaction."""
-    password = replication_password(token).reveal()
+def install(conn: pg.Connection, token: Secret, enrollment: str) -> None:
+    """Create or update the logins and (re)install the API. Inside a transaction."""
+    for role in (SUBSCRIBER_ROLE, ENROLL_ROLE):
+        if not conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [role]).fetchone():
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
     # Send a SCRAM verifier, never the password itself: statement logs must not hold it.
     verifier = conn.pgconn.encrypt_password(
-        password.encode(), REPLICATION_ROLE.encode(), b"scram-sha-256"
+        enrollment_password(token).reveal().encode(), ENROLL_ROLE.encode(), b"scram-sha-256"
     ).decode()
-    role = sql.Identifier(REPLICATION_ROLE)
-    exists = conn.execute(
-        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [REPLICATION_ROLE]
-    ).fetchone()
-    if not exists:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION").format(role))
     conn.execute(
         sql.SQL(
-            "ALTER ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
-        ).format(role, sql.Literal(verifier))
+            "ALTER ROLE {} LOGIN NOREPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
+        ).format(sql.Identifier(ENROLL_ROLE), sql.Literal(verifier))
     )
+    conn.execute(
+        sql.SQL("ALTER ROLE {} NOLOGIN NOREPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS").format(
+            sql.Identifier(SUBSCRIBER_ROLE)
+        )
+    )
+    _retire_legacy_login(conn)
+    conn.execute("UPDATE pgsync.node SET enrollment = %s", [enrollment])
     conn.execute(
         "ALTER TABLE public.dossier REPLICA IDENTITY USING INDEX dossier_id_dossier_list_id_key;"
         "ALTER TABLE public.dossier_face REPLICA IDENTITY USING INDEX dossier_face_id_dossier_list_id_key;"
         "ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT"
     )
     conn.execute(pg.sql_file("leader_api.sql").encode())
+
+
+def _retire_legacy_login(conn: pg.Connection) -> None:
+    """The shared replication login goes: its streams end now, and each Subscriber enrolls
+    and points its subscriptions at its own login at its next sync or tick."""
+    if not conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [LEGACY_ROLE]).fetchone():
+        return
+    role = sql.Identifier(LEGACY_ROLE)
+    conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN NOREPLICATION").format(role))
+    conn.execute(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = %s",
+        [LEGACY_ROLE],
+    )
+    conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP ROLE {}").format(role))
+    except psycopg.errors.DependentObjectsStillExist:
+        pass  # it holds privileges in another database: disabled, it can do nothing
 
 
 def registered_groups(conn: pg.Connection) -> list[dict[str, Any]]:
@@ -78,42 +111,72 @@ class LeaderFacts:
     server_version: int
 
 
-def login_params(url: str, token: Secret) -> dict[str, str]:
-    """libpq keywords to log in to the Leader: the URL's own password, else the token login."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return {}
-    if params.get("password"):
-        return {}
-    return {"user": REPLICATION_ROLE, "password": replication_password(token).reveal()}
+@dataclass(frozen=True)
+class Login:
+    """Who a Subscriber is on a Leader: the URL's own user and password ('url'), the
+    token-derived enrollment login ('enrollment') or its own login ('own')."""
+
+    kind: Literal["url", "enrollment", "own"]
+    user: str | None = None
+    password: Secret | None = None
+
+    @classmethod
+    def enrollment(cls, token: Secret) -> Login:
+        return cls("enrollment", ENROLL_ROLE, enrollment_password(token))
+
+    def keywords(self) -> dict[str, str]:
+        """libpq keywords merged over the URL's."""
+        if self.user is None or self.password is None:
+            return {}
+        return {"user": self.user, "password": self.password.reveal(), **SCRAM_ONLY}
 
 
-def stream_login(url: str, token: Secret) -> tuple[str, Secret]:
+def with_tls(url: str, rootcert: str | None) -> str:
+    """The URL to connect with: verify-full against the configured CA, unless the URL itself
+    says which sslmode it wants."""
+    if rootcert is None or "sslmode" in psycopg.conninfo.conninfo_to_dict(url):
+        return url
+    return psycopg.conninfo.make_conninfo(url, sslmode="verify-full", sslrootcert=rootcert)
+
+
+def own_login_name(node_tag: str) -> str:
+    return f"pgsync_s_{node_tag}"
+
+
+class LoginSource(Protocol):
+    def client(self, url: str) -> LeaderClient: ...
+
+
+class LoginRefused(PreconditionFailed):
+    """The Leader refused this Subscriber's own login: revoked, pending, or a lost password."""
+
+    default_code = "login_refused"
+
+
+def stream_login(url: str, login: Login) -> tuple[str, Secret]:
     """What the Subscriber's server uses to stream from the Leader: the connection string
     without any password, and the password, which goes to a password file instead (no SQL
     text ever holds it: see subscriber.write_passfile)."""
     params = dict(psycopg.conninfo.conninfo_to_dict(url))
     password = params.pop("password", None)
-    if password is None:
-        derived = login_params(url, token)
-        params["user"] = derived["user"]
-        password = derived["password"]
-    return psycopg.conninfo.make_conninfo("", **params), Secret(str(password))
+    if login.user is not None and login.password is not None:
+        params["user"] = login.user
+        password = login.password.reveal()
+    return psycopg.conninfo.make_conninfo("", **params), Secret(str(password or ""))
 
 
 class LeaderClient:
-    """One connection to the Leader's API, opened with the token-derived login."""
+    """One connection to the Leader's API."""
 
-    def __init__(self, url: str, token: Secret) -> None:
+    def __init__(self, url: str, login: Login) -> None:
         self.url = url
-        self.token = token
+        self.login = login
         self.shown_url = mask_conninfo(url)
         self.conn = self.connect()
         #: The Leader asked for the token-derived password and accepted it: the tokens are
-        #: the same (its password was derived from its token at its setup). Under `trust`
-        #: authentication nothing was proven, and the verifier must be checked instead.
-        self.token_proven = bool(login_params(url, token)) and self.conn.pgconn.used_password
+        #: the same (its password was derived from its token at its setup). A Subscriber's own
+        #: login proves nothing about today's tokens: attach checks the verifier then.
+        self.token_proven = login.kind == "enrollment" and self.conn.pgconn.used_password
 
     @property
     def version(self) -> int:
@@ -129,23 +192,24 @@ class LeaderClient:
         self, autocommit: bool = True, statement_timeout_ms: int = pg.DEFAULT_STATEMENT_TIMEOUT_MS
     ) -> pg.Connection:
         """A connection with this client's login: the API's own, or another for a copy."""
-        uses_token_login = bool(login_params(self.url, self.token))
         try:
             return pg.connect(
                 self.url,
                 what="the Leader",
                 autocommit=autocommit,
                 statement_timeout_ms=statement_timeout_ms,
-                login=login_params(self.url, self.token),
+                login=self.login.keywords(),
             )
         except pg.AuthenticationFailed as exc:
-            if uses_token_login:
+            if self.login.kind == "enrollment":
                 raise PreconditionFailed(
-                    f"the Leader ({self.shown_url}) refused the replication login: the sync "
+                    f"the Leader ({self.shown_url}) refused the enrollment login: the sync "
                     "tokens of this Subscriber and the Leader differ (or the Leader's setup has "
                     "not run); use the Leader's sync_token here",
                     code="token_mismatch",
                 ) from None
+            if self.login.kind == "own":
+                raise LoginRefused(f"the Leader ({self.shown_url}) refused this Subscriber's login") from None
             raise PreconditionFailed(str(exc), code="leader_login_refused") from None
 
     def close(self) -> None:
@@ -173,9 +237,13 @@ class LeaderClient:
                 code="leader_not_set_up",
             )
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            hint = (
+                "omit the password from the URL, so that this Subscriber's own login is used"
+                if self.login.kind == "url"
+                else "a Subscriber acts on its own streams only"
+            )
             return PreconditionFailed(
-                f"the login used for the Leader ({self.shown_url}) may not call its pgsync API: "
-                "omit the password from the URL so the token-derived replication login is used",
+                f"the Leader ({self.shown_url}) refused the call: {exc.diag.message_primary}; {hint}",
                 code="leader_login_refused",
             )
         reason = exc.diag.message_primary or pg.first_line(str(exc))
@@ -197,6 +265,39 @@ class LeaderClient:
                 code="leader_not_set_up",
             )
         return LeaderFacts(**rows[0])
+
+    def enrollment_state(self, node_tag: str) -> str | None:
+        """pending, active, approved, revoked, or None when the Leader never saw this tag."""
+        rows = self._call("SELECT pgsync.api_enrollment_state(%s) AS state", [node_tag])
+        return rows[0]["state"] if rows else None
+
+    def enroll(self, node_tag: str, node_name: str, password: Secret) -> str:
+        """Ask for this Subscriber's own login with this password (sent as a SCRAM verifier,
+        so the password never leaves this host); returns its state, active or pending."""
+        login = own_login_name(node_tag)
+        verifier = self.conn.pgconn.encrypt_password(
+            password.reveal().encode(), login.encode(), b"scram-sha-256"
+        ).decode()
+        try:
+            cur = self.conn.execute(
+                "SELECT pgsync.api_enroll(%s, %s, %s) AS state", [node_tag, node_name, verifier]
+            )
+        except (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.DuplicateObject,
+            psycopg.errors.InsufficientPrivilege,
+        ) as exc:
+            hint = f"; {exc.diag.message_hint}" if exc.diag.message_hint else ""
+            raise PreconditionFailed(
+                f"the Leader ({self.shown_url}) refused to enroll this Subscriber: "
+                f"{exc.diag.message_primary}{hint}",
+                code="enrollment_refused",
+            ) from None
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
+        row = cur.fetchone()
+        assert row is not None
+        return str(row["state"])
 
     def lists_info(self, list_ids: list[int]) -> dict[int, dict[str, Any]]:
         """Name and rows of each Leader list named (missing lists are absent)."""
@@ -250,14 +351,15 @@ class LeaderClient:
 
 
 class LeaderPool:
-    """One connection per Leader for a whole command, reused across its groups and lists.
+    """One connection per Leader for a whole command, reused across its groups and lists,
+    logged in as this Subscriber (see enrollment.Logins, which also enrolls it if need be).
 
     A Leader that could not be reached is not tried again within the same command: its
     groups fail at once with the same error instead of each waiting for a connect timeout.
     """
 
-    def __init__(self, token: Secret) -> None:
-        self.token = token
+    def __init__(self, logins: LoginSource) -> None:
+        self.logins = logins
         self._clients: dict[str, LeaderClient] = {}
         self._failures: dict[str, PgsyncError] = {}
 
@@ -270,7 +372,7 @@ class LeaderPool:
             client = None
         if client is None:
             try:
-                client = LeaderClient(url, self.token)
+                client = self.logins.client(url)
             except ServerUnreachable as exc:
                 self._failures[url] = exc
                 raise

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, leader, pg, standby, subscriber
+from pgsync_dossier import catalog, exposure, leader, pg, standby, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.token import make_verifier, matches_verifier
@@ -157,15 +157,13 @@ def setup(config: Config) -> dict[str, Any]:
                 },
             )
             if config.role == "leader":
-                leader.install(conn, config.sync_token)
+                leader.install(conn, config.sync_token, config.enrollment)
             else:
                 subscriber.install(conn)
         reidentified = _settle_identity(conn, config.role)
-        warnings = standby.failover_warnings(conn) if config.role == "leader" else []
-        if config.role == "subscriber" and token_changed and existing:
-            for group in catalog.groups(conn):
-                if subscriber.subscription(conn, group.name) is not None:
-                    subscriber.set_connection(conn, group.name, group.leader_url, config.sync_token)
+        warnings = (
+            standby.failover_warnings(conn) + exposure.warnings(conn) if config.role == "leader" else []
+        )
         legacy = (
             [link.local_list_id for link in catalog.links(conn) if link.legacy_subscription]
             if config.role == "subscriber"

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgsync_dossier.conninfo import mask_conninfo
-from pgsync_dossier.errors import PgsyncError, ServerUnreachable, UsageError
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError
 from pgsync_dossier.resources import sql_dir
 
 APPLICATION_NAME = "pgsync-dossier"
@@ -69,7 +69,13 @@ def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> P
     where = mask_conninfo(conninfo)
     if re.search(r"invalid (\S+ value|connection option|integer value|port number)", reason):
         return UsageError(f"invalid connection string for {what} ({where}): {reason}")
-    if "password authentication failed" in reason or "no password supplied" in reason:
+    if "authentication method requirement" in reason:
+        return PreconditionFailed(
+            f"{what} ({where}) asked for the password in clear, as MD5 or not at all: nothing was "
+            "sent; its pg_hba.conf must use scram-sha-256 for this login",
+            code="insecure_authentication",
+        )
+    if re.search(r"password authentication failed|no password supplied|is not permitted to log in", reason):
         return AuthenticationFailed(f"{what} ({where}) refused the login: {reason}")
     if re.search(r'database ".*" does not exist', reason):
         return ServerUnreachable(f"{what} ({where}): {reason}; check the database name")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from pgsync_dossier import catalog, pg
 from pgsync_dossier.config import Config
+from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.leader import LeaderPool
 from pgsync_dossier.node import require_role
@@ -37,5 +38,5 @@ def subscriber_session(config: Config, command: str) -> Iterator[Session]:
                 "run pgsync-dossier setup here first, to give it its own identity and streams",
                 code="node_copied",
             )
-        with LeaderPool(config.sync_token) as leaders:
+        with LeaderPool(Logins(conn, node, config)) as leaders:
             yield Session(config, conn, node, leaders)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pgsync_dossier import catalog, copier, pg, standby, subscriber
+from pgsync_dossier import catalog, copier, exposure, pg, standby, subscriber
 from pgsync_dossier import leader as leader_module
 from pgsync_dossier.catalog import Group, Link
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed
 from pgsync_dossier.groups import stream_facts
 from pgsync_dossier.leader import LeaderPool
@@ -73,7 +74,9 @@ def status(config: Config, local_list_id: int | None = None) -> list[dict[str, A
         by_id = {group.id: group for group in catalog.groups(conn)}
         shown = {link.group_id: by_id[link.group_id] for link in links}
         local = _LocalView(conn, links)
-        remote = _leader_views(config, links, shown)
+        this = catalog.node(conn)
+        assert this is not None
+        remote = _leader_views(Logins(conn, this, config, may_enroll=False), links, shown)
         states = {link.local_list_id: link.state for link in links}
         result = [
             _row(
@@ -115,9 +118,9 @@ class _LeaderView:
         self.error: str | None = None
 
 
-def _leader_views(config: Config, links: list[Link], shown: dict[int, Group]) -> dict[str, _LeaderView]:
+def _leader_views(logins: Logins, links: list[Link], shown: dict[int, Group]) -> dict[str, _LeaderView]:
     views: dict[str, _LeaderView] = {}
-    with LeaderPool(config.sync_token) as leaders:
+    with LeaderPool(logins) as leaders:
         for url in {group.leader_url for group in shown.values()}:
             view = views[url] = _LeaderView()
             mine = [group for group in shown.values() if group.leader_url == url]
@@ -253,9 +256,10 @@ def _orphans(conn: pg.Connection) -> list[dict[str, Any]]:
 
 
 def leader_warnings(config: Config) -> list[str]:
-    """On the Leader: what its standbys lack for the streams to survive a failover."""
+    """On the Leader: what its standbys lack for the streams to survive a failover, and what
+    Subscriber logins could reach beyond their streams."""
     with pg.connect(config.database_url, what="this node's database") as conn:
-        return standby.failover_warnings(conn)
+        return standby.failover_warnings(conn) + exposure.warnings(conn)
 
 
 def leader_status(conn: pg.Connection) -> list[dict[str, Any]]:

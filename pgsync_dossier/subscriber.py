@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from psycopg import sql
 from pgsync_dossier import pg
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
-from pgsync_dossier.leader import LeaderClient, stream_login
+from pgsync_dossier.leader import LeaderClient, Login, stream_login
 from pgsync_dossier.standby import FAILOVER_SLOTS_SINCE
 from pgsync_dossier.token import Secret
 
@@ -119,6 +120,12 @@ def write_passfile(conn: pg.Connection, name: str, password: Secret) -> str:
     return path
 
 
+def passfile_password(line: str) -> str:
+    """The password of a line write_passfile wrote (its escapes undone)."""
+    escaped = line.rstrip("\n").split(":", 4)[4]
+    return re.sub(r"\\(.)", r"\1", escaped)
+
+
 def has_passfile(conn: pg.Connection, name: str) -> bool:
     row = conn.execute(
         "SELECT pg_catalog.pg_stat_file(%s, true) IS NOT NULL AS present", [passfile_path(conn, name)]
@@ -134,8 +141,17 @@ def remove_passfile(conn: pg.Connection, name: str) -> None:
     )
 
 
+def _stream_conninfo(conn: pg.Connection, name: str, leader_url: str, login: Login) -> str:
+    """The subscription's connection string: the password file, never the password; and, where
+    the Subscriber's server has libpq 16 or later, SCRAM required (no cleartext downgrade)."""
+    conninfo, password = stream_login(leader_url, login)
+    passfile = write_passfile(conn, name, password)
+    scram_only = {"require_auth": "scram-sha-256"} if pg.server_version(conn) >= 160000 else {}
+    return psycopg.conninfo.make_conninfo(conninfo, passfile=passfile, **scram_only)
+
+
 def create_subscription(
-    conn: pg.Connection, name: str, leader_url: str, token: Secret, enabled: bool, leader_version: int
+    conn: pg.Connection, name: str, leader_url: str, login: Login, enabled: bool, leader_version: int
 ) -> None:
     """The group's subscription and its slot on the Leader (publication, subscription and slot
     share the group's name). No initial copy: the orchestrator copies each list itself. Its
@@ -146,8 +162,7 @@ def create_subscription(
     synchronizes slots keeps it, and the stream goes on from the promoted standby. The
     connection string keeps every host of a multi-host Leader URL, so the worker reconnects to
     whichever is the primary."""
-    conninfo, password = stream_login(leader_url, token)
-    passfile = write_passfile(conn, name, password)
+    conninfo = _stream_conninfo(conn, name, leader_url, login)
     failover = min(pg.server_version(conn), leader_version) >= FAILOVER_SLOTS_SINCE
     conn.execute("SET statement_timeout = 0")
     try:
@@ -159,7 +174,7 @@ def create_subscription(
             ).format(
                 failover=sql.SQL(", failover = true" if failover else ""),
                 name=sql.Identifier(name),
-                conninfo=sql.Literal(psycopg.conninfo.make_conninfo(conninfo, passfile=passfile)),
+                conninfo=sql.Literal(conninfo),
                 slot=sql.Literal(name),
                 enabled=sql.Literal(enabled),
             )
@@ -173,15 +188,12 @@ def create_subscription(
         conn.execute("RESET statement_timeout")
 
 
-def set_connection(conn: pg.Connection, name: str, leader_url: str, token: Secret) -> None:
-    """Point the group's subscription at this Leader URL and rewrite its password file (after a
-    token change, or when the file went missing)."""
-    conninfo, password = stream_login(leader_url, token)
-    passfile = write_passfile(conn, name, password)
+def set_connection(conn: pg.Connection, name: str, leader_url: str, login: Login) -> None:
+    """Point the group's subscription at this Leader URL and login, and rewrite its password
+    file (after an enrollment, or when the file went missing)."""
+    conninfo = _stream_conninfo(conn, name, leader_url, login)
     conn.execute(
-        sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
-            sql.Identifier(name), sql.Literal(psycopg.conninfo.make_conninfo(conninfo, passfile=passfile))
-        )
+        sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo))
     )
 
 

@@ -3,8 +3,9 @@
 The token itself never leaves the node. What other nodes see are derivations:
 - a salted, slow *verifier* stored in the catalog, so a Subscriber can check that its token is
   the Leader's without either side revealing it;
-- the *replication password* of the Leader's `pgsync_replicator` login, so that a Subscriber
-  with a different token simply fails to authenticate;
+- the *enrollment password* of the Leader's `pgsync_enroll` login (no REPLICATION: it can only
+  ask for a Subscriber login of its own), so that a Subscriber with a different token simply
+  fails to authenticate;
 - a short *fingerprint* that operators may compare across nodes in logs and status output.
 Each derivation uses its own label, so one leaking says nothing about the others.
 """
@@ -64,9 +65,9 @@ def _derive(token: Secret, label: str) -> str:
     return hmac.new(token.reveal().encode(), label.encode(), hashlib.sha256).hexdigest()
 
 
-def replication_password(token: Secret) -> Secret:
-    """Password of the Leader's replication login; identical on every node with the same token."""
-    return Secret(_derive(token, "pgsync-dossier/replication-password/v1"))
+def enrollment_password(token: Secret) -> Secret:
+    """Password of the Leader's enrollment login; identical on every node with the same token."""
+    return Secret(_derive(token, "pgsync-dossier/enrollment-password/v1"))
 
 
 def fingerprint(token: Secret) -> str:

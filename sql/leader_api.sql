@@ -1,9 +1,16 @@
--- The Leader's API: what a Subscriber may do on the Leader, over its replication login.
+-- The Leader's API: what a Subscriber may do on the Leader, over its own login.
 --
--- Creating or altering a publication needs ownership of the tables, which the replication
--- login must not have, so these functions run as their owner (SECURITY DEFINER) with a pinned
+-- Creating or altering a publication needs ownership of the tables, which a Subscriber's login
+-- must not have, so these functions run as their owner (SECURITY DEFINER) with a pinned
 -- search_path and every name schema-qualified. `setup` installs them (CREATE OR REPLACE:
--- idempotent) and grants EXECUTE to pgsync_replicator only.
+-- idempotent).
+--
+-- Logins (least privilege):
+-- - pgsync_enroll: its password is derived from the sync token; no REPLICATION. It may read
+--   the Leader's public facts and enroll a Subscriber (api_enroll), nothing else.
+-- - pgsync_s_<node tag>: one per Subscriber, made by api_enroll, member of pgsync_subscriber
+--   (REPLICATION, SELECT on the dossier tables, EXECUTE on the group API). Every group
+--   function acts only on the caller's own groups, whose names carry its node tag.
 --
 -- One Subscriber stream is a *group*: one publication and one slot, both named after the
 -- group, whose row filter names every list the group replicates (design.md section 2).
@@ -32,6 +39,103 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Whether the session's login may act on a group: a superuser may act on any; a Subscriber's
+-- login only on its own (named 'pgsync_<its node tag>_g<id>', or a version-1 slot registered
+-- under its node name). session_user, not current_user: inside a SECURITY DEFINER function
+-- current_user is the owner.
+CREATE OR REPLACE FUNCTION pgsync.may_access_group(p_name text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog AS
+$$
+    SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user), false)
+        OR EXISTS (SELECT 1 FROM pgsync.subscriber_login AS l
+                    WHERE l.login = session_user AND l.state = 'active'
+                      AND (pg_catalog.starts_with(p_name, 'pgsync_' || l.node_tag || '_g')
+                           OR EXISTS (SELECT 1 FROM pgsync.subscriber_link AS v
+                                       WHERE v.slot_name = p_name AND v.subscriber_node = l.node_name)))
+$$;
+REVOKE ALL ON FUNCTION pgsync.may_access_group(text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION pgsync.check_group_access(p_name text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS
+$$
+BEGIN
+    PERFORM pgsync.check_group_name(p_name);
+    IF NOT pgsync.may_access_group(p_name) THEN
+        RAISE EXCEPTION 'group % does not belong to this Subscriber', p_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION pgsync.check_group_access(text) FROM PUBLIC;
+
+-- A Subscriber's own login (pgsync_s_<tag>), created or, once an operator allowed it
+-- (`approve`), given a new password. The Subscriber sends a SCRAM verifier of a password it
+-- drew itself: the password never leaves it. Under `enrollment: manual` a new login waits
+-- (NOLOGIN) for `pgsync-dossier approve NODE`. An active login is never taken over through
+-- this function (whoever holds the token could otherwise become another Subscriber).
+CREATE OR REPLACE FUNCTION pgsync.api_enroll(p_tag text, p_node_name text, p_verifier text)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+DECLARE
+    v_login text := 'pgsync_s_' || p_tag;
+    v_state text;
+    v_new_state text;
+BEGIN
+    IF p_tag IS NULL OR p_tag !~ '^[a-z0-9]{6,32}$' THEN
+        RAISE EXCEPTION 'invalid node tag' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_node_name IS NULL OR p_node_name = '' OR pg_catalog.length(p_node_name) > 200
+       OR p_node_name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid node name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_verifier IS NULL OR p_verifier !~ '^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$' THEN
+        RAISE EXCEPTION 'a SCRAM-SHA-256 verifier is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885827942, 0);
+    IF EXISTS (SELECT 1 FROM pgsync.subscriber_login
+                WHERE node_name = p_node_name AND node_tag <> p_tag AND state <> 'revoked') THEN
+        RAISE EXCEPTION 'node name "%" is already enrolled by another Subscriber', p_node_name
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'give this Subscriber another node_name';
+    END IF;
+    SELECT state INTO v_state FROM pgsync.subscriber_login WHERE node_tag = p_tag;
+    IF v_state = 'active' THEN
+        RAISE EXCEPTION 'this Subscriber is enrolled already'
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'if it lost its login, run pgsync-dossier revoke and approve for it on the Leader';
+    ELSIF v_state = 'revoked' THEN
+        RAISE EXCEPTION 'this Subscriber was revoked on the Leader'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'pgsync-dossier approve NODE on the Leader lets it enroll again';
+    END IF;
+    v_new_state := CASE
+        WHEN v_state = 'approved' THEN 'active'
+        WHEN v_state = 'pending' THEN 'pending'
+        WHEN (SELECT n.enrollment FROM pgsync.node AS n) = 'manual' THEN 'pending'
+        ELSE 'active' END;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_login) THEN
+        EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN REPLICATION IN ROLE pgsync_subscriber', v_login);
+    END IF;
+    EXECUTE pg_catalog.format('ALTER ROLE %I %s REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                              'NOBYPASSRLS PASSWORD %L',
+                              v_login, CASE v_new_state WHEN 'active' THEN 'LOGIN' ELSE 'NOLOGIN' END,
+                              p_verifier);
+    INSERT INTO pgsync.subscriber_login AS l (login, node_tag, node_name, state, approved_at)
+    VALUES (v_login, p_tag, p_node_name, v_new_state,
+            CASE v_new_state WHEN 'active' THEN pg_catalog.now() END)
+    ON CONFLICT (node_tag) DO UPDATE
+        SET node_name = EXCLUDED.node_name, state = EXCLUDED.state,
+            approved_at = coalesce(EXCLUDED.approved_at, l.approved_at), requested_at = pg_catalog.now();
+    RETURN v_new_state;
+END
+$$;
+
+-- Where this Subscriber's enrollment stands: NULL (unknown), pending, active, approved, revoked.
+CREATE OR REPLACE FUNCTION pgsync.api_enrollment_state(p_tag text) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT state FROM pgsync.subscriber_login WHERE node_tag = p_tag $$;
 
 -- Public facts a Subscriber checks before attaching: the token verifier, never the token.
 CREATE OR REPLACE FUNCTION pgsync.api_node_facts()
@@ -79,7 +183,10 @@ DECLARE
     v_filter text;
     v_registered integer[];
 BEGIN
-    PERFORM pgsync.check_group_name(p_name);
+    PERFORM pgsync.check_group_access(p_name);
+    -- A Subscriber registers under its own enrolled name, whatever it passes.
+    p_subscriber_node := coalesce(
+        (SELECT node_name FROM pgsync.subscriber_login WHERE login = session_user), p_subscriber_node);
     SELECT pg_catalog.array_agg(DISTINCT l ORDER BY l) INTO v_lists
       FROM pg_catalog.unnest(p_lists) AS l WHERE l IS NOT NULL;
     IF v_lists IS NULL THEN
@@ -157,7 +264,7 @@ $$
 DECLARE
     v_legacy_list integer;
 BEGIN
-    PERFORM pgsync.check_group_name(p_name);
+    PERFORM pgsync.check_group_access(p_name);
     PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
     PERFORM pgsync.drop_group_slot(p_name);
     EXECUTE pg_catalog.format('DROP PUBLICATION IF EXISTS %I', p_name);
@@ -181,7 +288,7 @@ CREATE OR REPLACE FUNCTION pgsync.api_drop_stale_slot(p_name text) RETURNS boole
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 BEGIN
-    PERFORM pgsync.check_group_name(p_name);
+    PERFORM pgsync.check_group_access(p_name);
     IF NOT EXISTS (SELECT 1 FROM pgsync.group_registration WHERE name = p_name) THEN
         RETURN false;
     END IF;
@@ -201,7 +308,7 @@ CREATE OR REPLACE FUNCTION pgsync.api_recreate_slot(p_name text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 BEGIN
-    PERFORM pgsync.check_group_name(p_name);
+    PERFORM pgsync.check_group_access(p_name);
     IF NOT EXISTS (SELECT 1 FROM pgsync.group_registration WHERE name = p_name) THEN
         RAISE EXCEPTION 'no group % is registered on this Leader', p_name USING ERRCODE = 'undefined_object';
     END IF;
@@ -222,7 +329,7 @@ CREATE OR REPLACE FUNCTION pgsync.api_heartbeat(p_name text) RETURNS bigint
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
     UPDATE pgsync.heartbeat SET seq = seq + 1, beat_at = pg_catalog.clock_timestamp()
-     WHERE group_name = p_name
+     WHERE group_name = p_name AND pgsync.may_access_group(p_name)
     RETURNING seq
 $$;
 
@@ -248,20 +355,48 @@ $$
       LEFT JOIN pgsync.group_registration AS r ON r.name = g.name
       LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = g.name
       LEFT JOIN pgsync.heartbeat AS h ON h.group_name = g.name
+     WHERE pgsync.may_access_group(g.name)
 $$;
 
+-- Who may call what: the enrollment login its three functions, Subscriber logins the rest.
+DO $$
+DECLARE
+    f regprocedure;
+    v_name text;
+BEGIN
+    FOR f, v_name IN SELECT p.oid::regprocedure, p.proname FROM pg_catalog.pg_proc AS p
+                      WHERE p.pronamespace = 'pgsync'::regnamespace AND p.proname LIKE 'api\_%'
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        IF v_name IN ('api_enroll', 'api_enrollment_state', 'api_node_facts') THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgsync_enroll', f);
+        END IF;
+        IF v_name NOT IN ('api_enroll', 'api_enrollment_state') THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgsync_subscriber', f);
+        END IF;
+    END LOOP;
+END
+$$;
+GRANT USAGE ON SCHEMA pgsync TO pgsync_enroll, pgsync_subscriber;
+-- The orchestrator's copy and compare read the published tables as the Subscriber's login.
+GRANT SELECT ON public.dossier, public.dossier_face, pgsync.heartbeat TO pgsync_subscriber;
+
+-- A login with REPLICATION could otherwise create, read, advance or drop any slot of this
+-- database through these functions (PUBLIC may call them, and they only check the REPLICATION
+-- attribute). The group functions above still can: they run as their owner.
 DO $$
 DECLARE
     f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
-              WHERE p.pronamespace = 'pgsync'::regnamespace AND p.proname LIKE 'api\_%'
+              WHERE p.pronamespace = 'pg_catalog'::regnamespace
+                AND p.proname IN ('pg_create_logical_replication_slot', 'pg_create_physical_replication_slot',
+                                  'pg_drop_replication_slot', 'pg_replication_slot_advance',
+                                  'pg_logical_slot_get_changes', 'pg_logical_slot_get_binary_changes',
+                                  'pg_logical_slot_peek_changes', 'pg_logical_slot_peek_binary_changes',
+                                  'pg_copy_logical_replication_slot', 'pg_copy_physical_replication_slot')
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgsync_replicator', f);
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
 END
 $$;
-GRANT USAGE ON SCHEMA pgsync TO pgsync_replicator;
--- The orchestrator's copy reads the published tables as the replication login.
-GRANT SELECT ON public.dossier, public.dossier_face, pgsync.heartbeat TO pgsync_replicator;

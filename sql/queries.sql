@@ -157,3 +157,58 @@ SELECT count(*) AS n
    AND pid <> pg_catalog.pg_backend_pid()  -- this very query holds the text it looks for
    AND (application_name LIKE '%%slotsync worker'
         OR query LIKE '%%FROM pg_catalog.pg_replication_slots WHERE failover and NOT temporary%%');
+
+-- On a Subscriber: its own login on a Leader (the password is in a file, see enrollment.py).
+-- name: leader_login
+SELECT login FROM pgsync.leader_login WHERE leader_id = %(leader_id)s;
+
+-- name: store_leader_login
+INSERT INTO pgsync.leader_login (leader_id, login) VALUES (%(leader_id)s, %(login)s)
+ON CONFLICT (leader_id) DO UPDATE SET login = EXCLUDED.login, enrolled_at = now();
+
+-- Which Leader a URL names, as far as this Subscriber knows (its groups, its orphan slots).
+-- name: leader_id_for_url
+SELECT leader_id FROM pgsync.sync_group WHERE leader_url = %(url)s
+UNION ALL
+SELECT leader_id FROM pgsync.orphan_slot WHERE leader_url = %(url)s
+LIMIT 1;
+
+-- On a Leader: every enrolled Subscriber with its streams (groups) and how many stream now.
+-- name: enrolled_subscribers
+SELECT l.node_name, l.login, l.state, l.requested_at, l.approved_at, l.revoked_at,
+       count(r.name) AS streams, count(s.slot_name) FILTER (WHERE s.active) AS streaming
+  FROM pgsync.subscriber_login AS l
+  LEFT JOIN pgsync.group_registration AS r ON pg_catalog.starts_with(r.name, 'pgsync_' || l.node_tag || '_g')
+  LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = r.name
+ GROUP BY l.login
+ ORDER BY l.node_name;
+
+-- name: subscriber_by_name
+SELECT * FROM pgsync.subscriber_login
+ WHERE node_name = %(node)s OR login = %(node)s OR node_tag = %(node)s
+ FOR UPDATE;
+
+-- name: set_subscriber_state
+UPDATE pgsync.subscriber_login
+   SET state = %(state)s,
+       approved_at = CASE WHEN %(state)s IN ('active', 'approved') THEN now() ELSE approved_at END,
+       revoked_at = CASE WHEN %(state)s = 'revoked' THEN now() ELSE revoked_at END
+ WHERE login = %(login)s
+RETURNING *;
+
+-- name: streams_of_subscriber
+SELECT r.name, pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained_bytes
+  FROM pgsync.group_registration AS r
+  LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = r.name
+ WHERE pg_catalog.starts_with(r.name, 'pgsync_' || %(tag)s || '_g')
+ ORDER BY r.name;
+
+-- On a Leader: tables of this database outside the dossier schema and the pgsync catalog.
+-- name: foreign_tables
+SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname) AS name
+  FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgsync')
+   AND n.nspname !~ '^pg_(toast|temp)'
+   AND pg_catalog.format('%%s.%%s', n.nspname, c.relname) <> ALL (%(dossier)s)
+ ORDER BY 1;

@@ -203,7 +203,12 @@ def _reset(nodes: dict[str, Node]) -> None:
             node.cluster.start()
         node.janitor(node.dbname).drop()
     with psycopg.connect(leader.conninfo(), autocommit=True) as conn:
-        conn.execute("DROP ROLE IF EXISTS pgsync_replicator")
+        for (role,) in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname IN ('pgsync_replicator', 'pgsync_enroll') "
+            "OR rolname LIKE 'pgsync\\_s\\_%' ORDER BY rolname"
+        ).fetchall():
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        conn.execute("DROP ROLE IF EXISTS pgsync_subscriber")
 
 
 @pytest.fixture
@@ -296,6 +301,17 @@ class Site:
     def leader_url(self) -> str:
         """The URL a Subscriber is given for this node: no password, the token login is used."""
         return self.node.cluster.tcp_url(self.node.dbname, "unused").replace("unused@", "")
+
+
+def own_login_passwords(sub: Site) -> list[str]:
+    """The passwords of a Subscriber's own Leader logins, as its server keeps them (to prove
+    that none of them ever leaks)."""
+    rows = sub.node.execute(
+        "SELECT pg_read_file(current_setting('data_directory') || '/' || f) AS line "
+        "FROM pg_ls_dir(current_setting('data_directory')) AS f "
+        "WHERE f LIKE '%.pgpass' AND strpos(f, (SELECT node_tag FROM pgsync.node)) > 0"
+    )
+    return sorted({row["line"].rstrip("\n").split(":", 4)[4] for row in rows})
 
 
 def write_config(path: Path, node: Node, role: str, **overrides: Any) -> Path:
@@ -426,3 +442,11 @@ def serving(config_path: Path, host: str = "127.0.0.1") -> Iterator[str]:
         server.terminate()
         _, log = server.communicate(timeout=30)
         assert TOKEN not in log
+
+
+def make_api_token(site: Site, name: str = "ops", read_only: bool = False) -> str:
+    """A named API token on this site, made through the CLI as an operator does: the HTTP API
+    and the web page take it, never the sync token."""
+    flags = ["--read-only"] if read_only else []
+    token: str = site.ok("api-token", "create", name, *flags, "--json").json()["token"]
+    return token

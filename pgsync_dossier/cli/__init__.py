@@ -39,6 +39,10 @@ COMMANDS = {
     "verify": "sync_cmds:verify",
     "systemd-units": "sync_cmds:systemd_units",
     "serve": "api_cmds:serve",
+    "api-token": "token_cmds:api_token",
+    "subscribers": "leader_cmds:subscribers",
+    "approve": "leader_cmds:approve",
+    "revoke": "leader_cmds:revoke",
     "demo": "demo_cmds:demo",
 }
 

@@ -23,7 +23,7 @@ from pgsync_dossier import config as config_module
 from pgsync_dossier import handshake, metrics
 from pgsync_dossier.api import create_app
 from pgsync_dossier.clusters import free_port
-from pgsync_dossier.token import Secret, replication_password
+from pgsync_dossier.token import Secret, enrollment_password
 from tests.harness import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -31,13 +31,13 @@ from tests.harness import (
     Site,
     add_dossiers,
     group_names,
+    make_api_token,
     make_list,
     serving,
     wait_until,
     write_config,
 )
 
-AUTH = {"Authorization": f"Token {TOKEN}"}
 OTHER_TOKEN = "Another-Token-Entirely-" + "fedcba9876543210" * 3
 
 
@@ -50,8 +50,10 @@ def leader_web(sites: dict[str, Site]) -> Iterator[str]:
 
 @pytest.fixture
 def client(sites: dict[str, Site]) -> Iterator[TestClient]:
+    """The Subscriber's API, every request carrying an API token of the Subscriber."""
     app = create_app(config_module.load(sites["subscriber_a"].config_path))
     with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers["Authorization"] = f"Token {make_api_token(sites['subscriber_a'])}"
         yield test_client
 
 
@@ -78,18 +80,16 @@ def test_the_seed_body_with_a_web_address_attaches_through_the_api(
     remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
     add_dossiers(leader.node, remote, 20)
     body = {"remote_dossier_list": remote, "remote_url": leader_web, "slave_dossier_list": local}
-    created = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+    created = client.post("/sync/dossier-lists/", json=body)
     assert created.status_code == 201, created.text
     ready = wait_until(
-        lambda: (
-            (r := client.get(f"/sync/dossier-lists/{local}/", headers=AUTH).json())["state"] == "ready" and r
-        ),
+        lambda: (r := client.get(f"/sync/dossier-lists/{local}/").json())["state"] == "ready" and r,
         "the background copy",
     )
     assert ready["dossiers"] == 20 and ready["leader"] == "leader site"
     assert ready["leader_url"].startswith("postgresql://127.0.0.1:")  # where it streams from
     # The same body again is the same link (the web address resolves to the same Leader).
-    again = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+    again = client.post("/sync/dossier-lists/", json=body)
     assert again.status_code == 200, again.text
     sub.verified()
 
@@ -114,7 +114,7 @@ def test_the_answer_names_where_to_stream_and_nothing_secret(sites: dict[str, Si
     assert answer["role"] == "leader" and answer["face_model"] == "arcface-r100 v2"
     assert answer["replication_url"].startswith("postgresql://127.0.0.1:")
     text = body.decode()
-    for secret in (TOKEN, ADMIN_PASSWORD, ADMIN_USER, replication_password(Secret(TOKEN)).reveal()):
+    for secret in (TOKEN, ADMIN_PASSWORD, ADMIN_USER, enrollment_password(Secret(TOKEN)).reveal()):
         assert secret not in text
 
 
@@ -138,7 +138,7 @@ def test_a_leader_with_another_token_is_refused_and_nothing_changes(
     foreign = write_config(tmp_path / "foreign-leader.yaml", leader.node, "leader", sync_token=OTHER_TOKEN)
     with serving(foreign) as url:
         body = {"remote_dossier_list": remote, "remote_url": url, "slave_dossier_list": local}
-        refused = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+        refused = client.post("/sync/dossier-lists/", json=body)
         cli = sub.run("attach", "--remote-list", str(remote), "--remote-url", url, "--local-list", str(local))
     assert refused.status_code == 409 and refused.json()["code"] == "token_mismatch", refused.text
     assert cli.exit_code == 3 and "sync token" in cli.stderr
@@ -150,7 +150,7 @@ def test_a_web_address_that_is_not_a_leader(sites: dict[str, Site], client: Test
     remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
     with serving(other.config_path) as subscriber_web:  # a pgsync-dossier Subscriber
         body = {"remote_dossier_list": remote, "remote_url": subscriber_web, "slave_dossier_list": local}
-        refused = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+        refused = client.post("/sync/dossier-lists/", json=body)
         cli = sub.run(
             "attach", "--remote-list", str(remote), "--remote-url", subscriber_web, "--local-list", str(local)
         )
@@ -158,11 +158,11 @@ def test_a_web_address_that_is_not_a_leader(sites: dict[str, Site], client: Test
     assert cli.exit_code == 3 and "not a pgsync-dossier Leader" in cli.stderr
     with _fake_server(200, b'{"role": "leader", "replication_url": "postgresql://evil/x"}') as forged:
         body["remote_url"] = forged
-        unsigned = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+        unsigned = client.post("/sync/dossier-lists/", json=body)
     assert unsigned.status_code == 409 and unsigned.json()["code"] == "token_mismatch", unsigned.text
     with _fake_server(200, b"<html>a router's login page</html>") as page:
         body["remote_url"] = page
-        html = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+        html = client.post("/sync/dossier-lists/", json=body)
     assert html.status_code == 409 and html.json()["code"] == "not_a_leader"
     _nothing_changed(sub, local)
 
@@ -172,7 +172,7 @@ def test_an_unreachable_web_address(sites: dict[str, Site], client: TestClient) 
     remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
     nowhere = f"http://127.0.0.1:{free_port()}"
     body = {"remote_dossier_list": remote, "remote_url": nowhere, "slave_dossier_list": local}
-    refused = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+    refused = client.post("/sync/dossier-lists/", json=body)
     assert refused.status_code == 503 and refused.json()["code"] == "unreachable", refused.text
     cli = sub.run("attach", "--remote-list", str(remote), "--remote-url", nowhere, "--local-list", str(local))
     assert cli.exit_code == 4 and "does not answer" in cli.stderr and "Traceback" not in cli.stderr
@@ -196,7 +196,7 @@ def test_a_web_address_with_something_smuggled_in_is_refused(
     remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
     url = smuggled.format(host=leader_web.removeprefix("http://"))
     body = {"remote_dossier_list": remote, "remote_url": url, "slave_dossier_list": local}
-    refused = client.post("/sync/dossier-lists/", json=body, headers=AUTH)
+    refused = client.post("/sync/dossier-lists/", json=body)
     assert refused.status_code == 422 and refused.json()["code"] in ("invalid_url", "invalid_request"), (
         refused.text
     )
@@ -227,16 +227,17 @@ def test_the_leader_lists_what_it_publishes_and_exports_its_streams(
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
+    auth = {"Authorization": f"Token {make_api_token(leader, read_only=True)}"}
     assert get("/sync/dossier-lists/")[0] == 401
     assert get("/metrics", {"Authorization": f"Token {OTHER_TOKEN}"})[0] == 403
-    status, body = get("/sync/dossier-lists/", AUTH)
+    status, body = get("/sync/dossier-lists/", auth)
     (published,) = json.loads(body)
     assert status == 200 and published["list"] == remote and published["dossiers"] == 3
     (stream,) = published["subscribers"]
     assert stream["subscriber"] == "subscriber_a site" and stream["slot_exists"]
     exposition = wait_until(
         lambda: (
-            (text := get("/metrics", AUTH)[1].decode()) and "slot_active{" in text and " 1\n" in text and text
+            (text := get("/metrics", auth)[1].decode()) and "slot_active{" in text and " 1\n" in text and text
         ),
         "the stream to show as active",
     )
@@ -267,7 +268,7 @@ def test_every_subscriber_metric_family_is_exported(sites: dict[str, Site], clie
         "FREQ=DAILY;BYHOUR=3",
     )
     sub.ok("sync", str(local))
-    exposition = client.get("/metrics", headers=AUTH).text
+    exposition = client.get("/metrics").text
     assert {_family(line) for line in exposition.splitlines() if line.startswith("# TYPE")} == set(
         metrics.SUBSCRIBER_METRICS
     )

@@ -11,8 +11,8 @@ import pytest
 
 from pgsync_dossier import catalog, links, subscriber
 from pgsync_dossier import config as config_module
-from pgsync_dossier.leader import LeaderClient
-from pgsync_dossier.token import Secret, replication_password
+from pgsync_dossier.leader import LeaderClient, Login
+from pgsync_dossier.token import Secret, enrollment_password
 from tests.harness import (
     TOKEN,
     Site,
@@ -20,6 +20,7 @@ from tests.harness import (
     attach,
     list_rows,
     make_list,
+    own_login_passwords,
     wait_for_same,
     write_config,
 )
@@ -136,7 +137,7 @@ def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Si
             worker.start()
             time.sleep(0.5)
             assert worker.is_alive()  # the guard waits for the list row
-            with LeaderClient(leader.leader_url, cfg.sync_token) as client:
+            with LeaderClient(leader.leader_url, Login.enrollment(cfg.sync_token)) as client:
                 facts = client.facts()
             group = catalog.find_or_make_group(
                 conn,
@@ -155,7 +156,7 @@ def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Si
 
 def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
-    password = replication_password(Secret(TOKEN)).reveal()
+    password = enrollment_password(Secret(TOKEN)).reveal()
     for site in (leader, sub):
         with psycopg.connect(site.node.cluster.conninfo(), autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET log_statement = 'all'")
@@ -196,8 +197,9 @@ def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
                 str(local),
             )
         )
+        secrets = [TOKEN, password, *own_login_passwords(sub)]
         for result in outputs:
-            for secret in (TOKEN, password):
+            for secret in secrets:
                 assert secret not in result.stdout and secret not in result.stderr
         time.sleep(0.5)
         logs = {
@@ -205,7 +207,7 @@ def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
         }
         assert "api_node_facts" in logs["leader"] and "pgsync.link" in logs["subscriber_a"]  # logging is on
         for log in logs.values():
-            assert TOKEN not in log and password not in log
+            assert not [secret for secret in secrets if secret in log]
     finally:
         for site in (leader, sub):
             with psycopg.connect(site.node.cluster.conninfo(), autocommit=True) as conn:
@@ -213,9 +215,18 @@ def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
                 conn.execute("SELECT pg_reload_conf()")
 
 
-def test_setup_with_a_new_token_rotates_the_login(sites: dict[str, Site], tmp_path: Path) -> None:
+def test_a_new_token_refuses_new_attaches_and_leaves_streams_alone(
+    sites: dict[str, Site], tmp_path: Path
+) -> None:
+    """The token only enrolls: rotating it on the Leader refuses a Subscriber with the old one
+    at its next attach, while the streams of its own login go on; once the Subscriber has the
+    new token too, it attaches again."""
     leader, sub = sites["leader"], sites["subscriber_a"]
-    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    remote, second, local = (
+        make_list(leader.node, "L"),
+        make_list(leader.node, "L2"),
+        make_list(sub.node, "T"),
+    )
     attach(sub, leader, remote, local)
     new_token = "N" * 48
     rotated_leader = Site(
@@ -224,14 +235,16 @@ def test_setup_with_a_new_token_rotates_the_login(sites: dict[str, Site], tmp_pa
     assert rotated_leader.ok("setup", "--json").json()["token_rotated"] is True
     other = make_list(sub.node, "T2")
     result = sub.cli(
-        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url, "--local-list", str(other)
+        "attach", "--remote-list", str(second), "--remote-url", leader.leader_url, "--local-list", str(other)
     )
-    assert result.exit_code == 3 and "tokens" in result.stderr
+    assert result.exit_code == 3 and "sync token differs" in result.stderr
+    add_dossiers(leader.node, remote, 1)
+    wait_for_same(leader.node, remote, sub.node, local, timeout_s=30)
     rotated_sub = Site(
         sub.node, write_config(tmp_path / "s.yaml", sub.node, "subscriber", sync_token=new_token)
     )
     assert rotated_sub.ok("setup", "--json").json()["token_rotated"] is True
-    # The existing subscription logs in with the new derived password.
+    attach(rotated_sub, leader, second, other)
     add_dossiers(leader.node, remote, 1)
     wait_for_same(leader.node, remote, sub.node, local, timeout_s=30)
 
@@ -268,8 +281,7 @@ def test_concurrent_attaches_make_one_link(sites: dict[str, Site]) -> None:
 
 def test_a_failing_create_subscription_keeps_the_password_out_of_the_log(sites: dict[str, Site]) -> None:
     sub = sites["subscriber_a"]
-    cfg = config_module.load(sub.config_path)
-    password = replication_password(cfg.sync_token).reveal()
+    password = "A-Password-That-Must-Not-Be-Logged-" + "x" * 20
     from pgsync_dossier import pg
     from pgsync_dossier.clusters import free_port
     from pgsync_dossier.errors import OperationFailed
@@ -281,7 +293,7 @@ def test_a_failing_create_subscription_keeps_the_password_out_of_the_log(sites: 
                 conn,
                 "pgsync_doomed",
                 f"postgresql://127.0.0.1:{free_port()}/x",
-                cfg.sync_token,
+                Login("own", "pgsync_s_doomed", Secret(password)),
                 True,
                 leader_version=conn.info.server_version,
             )

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgsync_dossier.token import Secret, replication_password
-from tests.harness import TOKEN, Site, add_dossiers, attach, make_list, write_config
+from pgsync_dossier.token import Secret, enrollment_password
+from tests.harness import TOKEN, Site, add_dossiers, attach, make_list, own_login_passwords, write_config
 
 NEW_TOKEN = "Rotated-Token-" + "fedcba9876543210" * 3
 MONITOR, MONITOR_PASSWORD = "watching_monitor", "monitor-password"
@@ -67,12 +67,13 @@ def logging_everything(sites: dict[str, Site]) -> Iterator[None]:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(MONITOR)))
 
 
-def _secrets() -> list[str]:
+def _secrets(sub: Site) -> list[str]:
     return [
         TOKEN,
         NEW_TOKEN,
-        replication_password(Secret(TOKEN)).reveal(),
-        replication_password(Secret(NEW_TOKEN)).reveal(),
+        enrollment_password(Secret(TOKEN)).reveal(),
+        enrollment_password(Secret(NEW_TOKEN)).reveal(),
+        *own_login_passwords(sub),
     ]
 
 
@@ -88,7 +89,7 @@ def test_no_sql_text_holds_the_password(
     with ActivityWatch(leader) as on_leader, ActivityWatch(sub) as on_subscriber:
         outputs.append(attach(sub, leader, remote, local))
         outputs.append(sub.run("repair", str(local), "--confirm", "--json").stdout)
-        # Token rotation: the Leader, then the Subscriber (its password file is rewritten).
+        # Token rotation: the Leader, then the Subscriber (its own login stays; only enrolling changes).
         for site, role in ((leader, "leader"), (sub, "subscriber")):
             rotated = Site(
                 site.node, write_config(tmp_path / f"{role}.yaml", site.node, role, sync_token=NEW_TOKEN)
@@ -127,7 +128,7 @@ def test_no_sql_text_holds_the_password(
         "pg_subscription": str(sub.node.execute("SELECT subconninfo FROM pg_subscription")),
     }
     for where, text in haystacks.items():
-        for secret in _secrets():
+        for secret in _secrets(sub):
             assert secret not in text, f"a secret appears in the {where}"
     # The password file is the server's alone.
     (row,) = sub.node.execute("SELECT subconninfo FROM pg_subscription")

@@ -33,7 +33,7 @@ def test_verifier_checks_the_token_without_containing_it() -> None:
 
 def test_derivations_are_stable_and_distinct() -> None:
     secret = tk.Secret("a" * 40)
-    password = tk.replication_password(secret).reveal()
-    assert password == tk.replication_password(tk.Secret("a" * 40)).reveal()
-    assert password != tk.replication_password(tk.Secret("b" * 40)).reveal()
+    password = tk.enrollment_password(secret).reveal()
+    assert password == tk.enrollment_password(tk.Secret("a" * 40)).reveal()
+    assert password != tk.enrollment_password(tk.Secret("b" * 40)).reveal()
     assert tk.fingerprint(secret) not in password and len(tk.fingerprint(secret)) == 8

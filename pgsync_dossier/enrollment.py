@@ -1,0 +1,144 @@
+"""A Subscriber's own login on each Leader: found, or made by enrolling.
+
+The sync token opens only the Leader's enrollment login, which can do one thing: give this
+Subscriber a login of its own (`pgsync_s_<node tag>`, with REPLICATION and the group API,
+acting on this Subscriber's streams only). The password is drawn here and only its SCRAM
+verifier is sent; it is kept in a file in the Subscriber's data directory (written by the
+server itself, see subscriber.write_passfile), which only the server's user and the
+orchestrator's superuser login can read. `pgsync.leader_login` says which login goes with
+which Leader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+
+from pgsync_dossier import catalog, pg, subscriber
+from pgsync_dossier.catalog import Node
+from pgsync_dossier.config import Config
+from pgsync_dossier.conninfo import has_password
+from pgsync_dossier.errors import PreconditionFailed
+from pgsync_dossier.leader import LeaderClient, Login, LoginRefused, own_login_name, with_tls
+from pgsync_dossier.token import Secret
+
+log = logging.getLogger(__name__)
+
+
+class Logins:
+    """The login a command uses for each Leader, enrolling when this Subscriber has none yet
+    (unless `may_enroll` is off: `status` only reads)."""
+
+    def __init__(self, conn: pg.Connection, node: Node, config: Config, *, may_enroll: bool = True) -> None:
+        self.conn = conn
+        self.node = node
+        self.token = config.sync_token
+        self.rootcert = config.leader_sslrootcert
+        self.may_enroll = may_enroll
+
+    def client(self, url: str) -> LeaderClient:
+        """A client for the Leader this URL names (keyed by the URL as given; it connects with
+        TLS settings added, and the subscriptions made through it stream with them too)."""
+        target = with_tls(url, self.rootcert)
+        if has_password(url):  # the URL's own login, as the user asked
+            return LeaderClient(target, Login("url"))
+        own = self._stored(_leader_id_for_url(self.conn, url))
+        if own is not None:
+            try:
+                return LeaderClient(target, own)
+            except LoginRefused:
+                pass  # revoked, approved again, or its password lost: ask the Leader why
+        return self._enrolled_client(target)
+
+    def _enrolled_client(self, url: str) -> LeaderClient:
+        """Through the enrollment login: learn which Leader this is, then use the login this
+        Subscriber has there, or enroll for one."""
+        tag = self.node.node_tag
+        with LeaderClient(url, Login.enrollment(self.token)) as enroller:
+            leader_id = enroller.facts().leader_id
+            own = self._stored(leader_id)
+            if own is not None:
+                try:
+                    client = LeaderClient(url, own)
+                except LoginRefused:
+                    pass
+                else:
+                    client.token_proven = True  # the enrollment login just proved it
+                    return client
+            state = enroller.enrollment_state(tag)
+            if state in ("pending", "revoked", "active"):
+                raise _refusal(state, self.node.node_name, enroller.shown_url)
+            if not self.may_enroll:
+                raise PreconditionFailed(
+                    f"this Subscriber has no login on the Leader ({enroller.shown_url}) yet: "
+                    "the next attach, sync or tick enrolls it",
+                    code="not_enrolled",
+                )
+            password = Secret(secrets.token_urlsafe(32))
+            # Kept before the Leader knows it: a crash in between leaves a password that is
+            # simply replaced at the next enrollment, never a login nobody can use.
+            self._store(leader_id, own_login_name(tag), password)
+            state = enroller.enroll(tag, self.node.node_name, password)
+            log.info("enrolled on the Leader %s as %s (%s)", enroller.shown_url, own_login_name(tag), state)
+            if state == "pending":
+                raise _refusal(state, self.node.node_name, enroller.shown_url)
+        client = LeaderClient(url, Login("own", own_login_name(tag), password))
+        client.token_proven = True
+        self._repoint_streams(leader_id, client)
+        return client
+
+    def _stored(self, leader_id: str | None) -> Login | None:
+        if leader_id is None:
+            return None
+        row = self.conn.execute(pg.query("leader_login"), {"leader_id": leader_id}).fetchone()
+        if row is None or row["login"] != own_login_name(self.node.node_tag):
+            return None  # a copy of another Subscriber's database: it enrolls as itself
+        path = subscriber.passfile_path(self.conn, self._passfile_name(leader_id))
+        line = self.conn.execute(
+            "SELECT pg_catalog.pg_read_file(%s, 0, 4096, true) AS line", [path]
+        ).fetchone()
+        if line is None or not line["line"]:
+            return None
+        return Login("own", row["login"], Secret(subscriber.passfile_password(line["line"])))
+
+    def _store(self, leader_id: str, login: str, password: Secret) -> None:
+        subscriber.write_passfile(self.conn, self._passfile_name(leader_id), password)
+        self.conn.execute(pg.query("store_leader_login"), {"leader_id": leader_id, "login": login})
+
+    def _passfile_name(self, leader_id: str) -> str:
+        """Per node and Leader: a copy of this database on the same server never reads it."""
+        return f"pgsync_login_{self.node.node_tag}_" + hashlib.sha256(leader_id.encode()).hexdigest()[:16]
+
+    def _repoint_streams(self, leader_id: str, client: LeaderClient) -> None:
+        """Subscriptions made under an earlier login (the shared one of older versions, or a
+        login re-enrolled after a revoke) stream with the new one from now on."""
+        for group in catalog.groups(self.conn):
+            if group.leader_id == leader_id and subscriber.subscription(self.conn, group.name) is not None:
+                subscriber.set_connection(self.conn, group.name, client.url, client.login)
+
+
+def _refusal(state: str, node_name: str, leader: str) -> PreconditionFailed:
+    if state == "pending":
+        return PreconditionFailed(
+            f"the Leader ({leader}) has not approved this Subscriber yet: run "
+            f"'pgsync-dossier approve {node_name}' there, then run this again",
+            code="enrollment_pending",
+        )
+    if state == "revoked":
+        return PreconditionFailed(
+            f"the Leader ({leader}) revoked this Subscriber: 'pgsync-dossier approve {node_name}' "
+            "there lets it enroll again",
+            code="revoked",
+        )
+    return PreconditionFailed(
+        f"the Leader ({leader}) has a login for this Subscriber whose password is lost here (a "
+        f"restored database, say): run 'pgsync-dossier revoke {node_name}' and then "
+        f"'pgsync-dossier approve {node_name}' on the Leader, then run this again",
+        code="login_lost",
+    )
+
+
+def _leader_id_for_url(conn: pg.Connection, url: str) -> str | None:
+    row = conn.execute(pg.query("leader_id_for_url"), {"url": url}).fetchone()
+    return None if row is None else str(row["leader_id"])
