@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
 
 from pgsync_dossier import pg
-from pgsync_dossier.config import Config
+from pgsync_dossier.config import Config, read_small_text
 from pgsync_dossier.errors import PreconditionFailed, UsageError
 
 PREFIX = "pgsd_"
@@ -68,11 +69,26 @@ def check_name(name: str) -> None:
         )
 
 
-def create(config: Config, name: str, read_only: bool = False) -> NewToken:
-    """A new token named `name`; an existing name is refused rather than replaced, so a typo
-    cannot silently cut off whoever uses the old token."""
+def read_token_file(path: Path) -> str:
+    """A token made elsewhere, to install the same one on several nodes (a Prometheus that
+    scrapes them all with one credentials file). Only this project's tokens are taken: a
+    guessable string, or the sync token copied by mistake, is refused."""
+    try:
+        token = read_small_text(path).strip()
+    except (OSError, UnicodeDecodeError):
+        raise UsageError(f"cannot read the token file {path}: check the path and its permissions") from None
+    if not re.fullmatch(rf"{PREFIX}[A-Za-z0-9_-]{{43}}", token):
+        raise UsageError(
+            f"{path} does not hold an API token (pgsd_ and 43 more characters, as api-token create prints)"
+        )
+    return token
+
+
+def create(config: Config, name: str, read_only: bool = False, token: str | None = None) -> NewToken:
+    """A new token named `name` (drawn here, or given); an existing name is refused rather
+    than replaced, so a typo cannot silently cut off whoever uses the old token."""
     check_name(name)
-    token = generate()
+    token = token or generate()
     params = {"name": name, "token_hash": token_hash(token), "read_only": read_only}
     with _catalog(config) as conn:
         made = _rows(conn, "api_token_create", params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
@@ -20,11 +21,22 @@ def api_token() -> None:
 @api_token.command()
 @click.argument("name")
 @click.option("--read-only", is_flag=True, help="The token may only read (GET), never change anything.")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Take the token from this file (made by create on another node) instead of drawing one: "
+    "one token for a scraper of every node.",
+)
 @json_option
 @pass_app
-def create(app: AppContext, name: str, read_only: bool, as_json: bool) -> None:
+def create(app: AppContext, name: str, read_only: bool, from_file: Path | None, as_json: bool) -> None:
     """Make an API token called NAME and print it, once: only its hash is kept."""
-    made = api_tokens.create(app.config, name, read_only)
+    given = api_tokens.read_token_file(from_file) if from_file is not None else None
+    made = api_tokens.create(app.config, name, read_only, token=given)
+    if given is not None:
+        render.emit({**asdict(made), "token": None}, as_json, f"API token {name} installed from {from_file}")
+        return
     render.emit(asdict(made), as_json, made.token)
     if not as_json:
         render.message("store it now: it cannot be shown again")

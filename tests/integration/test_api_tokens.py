@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +193,30 @@ def test_cli_refusals_are_one_line_and_change_nothing(sites: dict[str, Site]) ->
         assert (entry_point.exit_code, entry_point.stdout) == (exit_code, ""), entry_point.stderr
         assert len(entry_point.stderr.strip().splitlines()) == 1 and "Traceback" not in entry_point.stderr
     assert _tokens(sub) == before
+
+
+def test_one_read_only_token_installed_on_every_node_for_a_scraper(
+    sites: dict[str, Site], apps: dict[str, TestClient], tmp_path: Path
+) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    token = make_api_token(leader, "prometheus", read_only=True)
+    token_file = tmp_path / "prometheus.token"
+    token_file.write_text(token + "\n")
+    installed = sub.ok(
+        "api-token", "create", "prometheus", "--read-only", "--from-file", str(token_file), "--json"
+    )
+    assert installed.json()["token"] is None and token not in installed.stdout + installed.stderr
+    for client in apps.values():
+        assert client.get("/metrics", headers=_auth(token)).status_code == 200
+    assert _refusal(apps["subscriber_a"].delete("/sync/dossier-lists/1/", headers=_auth(token))) == (
+        403,
+        "read_only_token",
+    )
+    token_file.write_text(TOKEN)  # the sync token, copied by mistake
+    refused = sub.cli("api-token", "create", "oops", "--from-file", str(token_file))
+    assert (
+        refused.exit_code == 2
+        and "does not hold an API token" in refused.stderr
+        and TOKEN not in refused.stderr
+    )
+    assert [row["name"] for row in _tokens(sub)] == ["prometheus"]
