@@ -20,6 +20,7 @@ import click
 
 from pgsync_dossier import __version__
 from pgsync_dossier.cli.context import AppContext
+from pgsync_dossier.cli.render import printable
 from pgsync_dossier.errors import PgsyncError, ServerUnreachable
 
 #: command name -> "module:attribute" of its click command.
@@ -72,7 +73,7 @@ class PgsyncGroup(click.Group):
         except PgsyncError as exc:
             if _debug(ctx):
                 traceback.print_exc()
-            click.secho(f"error: {exc}", err=True, fg="red")
+            click.secho(f"error: {printable(str(exc), keep_newlines=False)}", err=True, fg="red")
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import click
+
+
+def printable(text: str, *, keep_newlines: bool = True) -> str:
+    """Control characters escaped (\\x1b, \\n): a name from another node (or a hostile
+    one) must not move the cursor, recolour the terminal or fake a line of output."""
+    return "".join(
+        f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" and not (keep_newlines and ch == "\n") else ch
+        for ch in text
+    )
 
 
 def _cell(value: Any) -> str:
@@ -17,7 +27,7 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
-    return str(value)
+    return printable(str(value), keep_newlines=False)
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -48,14 +58,14 @@ def _json_default(value: Any) -> Any:
 
 def emit(data: Any, as_json: bool, human: str) -> None:
     """Write the result to stdout, in JSON when asked."""
-    click.echo(to_json(data) if as_json else human)
+    click.echo(to_json(data) if as_json else printable(human))
 
 
 def warn(text: str) -> None:
     """A warning for people, one line on stderr: stdout stays data (JSON included)."""
-    click.echo(f"warning: {text}", err=True)
+    click.echo(f"warning: {printable(text)}", err=True)
 
 
 def message(text: str) -> None:
     """A progress or informational line for people: stderr, so stdout stays data."""
-    click.echo(text, err=True)
+    click.echo(printable(text), err=True)

@@ -70,3 +70,14 @@ def test_control_characters_in_names_are_refused_but_a_schedule_may_span_lines(t
 )
 def test_masking_works_whatever_the_urls_form(given: str) -> None:
     assert "s3cret" not in mask_conninfo(given)
+
+
+def test_names_from_elsewhere_are_printed_with_control_characters_escaped() -> None:
+    """A node name that reached the catalog from another node (or an older version) cannot
+    recolour the terminal, move the cursor or fake a line of output."""
+    from pgsync_dossier.cli.render import printable, table
+
+    hostile = "site-b\n\x1b[2Jfake: all good\x1b[0m"
+    shown = table([{"leader": hostile, "state": "ready"}])
+    assert "\x1b" not in shown and len(shown.splitlines()) == 2 and "\\x1b[2J" in shown
+    assert printable("two\nlines\x07") == "two\nlines\\x07"
