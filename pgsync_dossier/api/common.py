@@ -12,11 +12,11 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
-from pgsync_dossier import api_tokens, pg
+from pgsync_dossier import api_tokens, metrics, pg
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import (
     DeadlineExceeded,
@@ -107,8 +107,9 @@ def _token_check(config: Config, *, writes: bool) -> Callable[[str | None], None
     return require_api_token
 
 
-def install_common(app: FastAPI) -> None:
-    """Error handlers (no traceback ever reaches a client) and the liveness probe."""
+def install_common(app: FastAPI, config: Config) -> None:
+    """Error handlers (no traceback ever reaches a client), the liveness probe and /metrics
+    (a Subscriber's links, or a Leader's Subscriber streams)."""
 
     @app.exception_handler(PgsyncError)
     async def pgsync_error(_request: Request, exc: PgsyncError) -> JSONResponse:
@@ -134,6 +135,17 @@ def install_common(app: FastAPI) -> None:
     def healthz() -> dict[str, str]:
         """Liveness: the process answers. No token needed."""
         return {"status": "ok"}
+
+    @app.get(
+        "/metrics",
+        dependencies=[reader(config)],
+        response_class=PlainTextResponse,
+        responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
+        tags=["service"],
+    )
+    def metrics_endpoint() -> PlainTextResponse:
+        """Prometheus text format: one series per link on a Subscriber, per stream on a Leader."""
+        return PlainTextResponse(metrics.render(config), media_type=metrics.CONTENT_TYPE)
 
 
 def error_response(exc: PgsyncError) -> JSONResponse:

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from pgsync_dossier import __version__, handshake, leader_web, metrics, pg, status
+from pgsync_dossier import __version__, handshake, leader_web, pg, status
 from pgsync_dossier.api.common import ERRORS, install_common, reader
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
@@ -51,7 +51,7 @@ def create_leader_app(config: Config) -> FastAPI:
         "where to stream from (signed with the sync token). /sync/dossier-lists/ and /metrics need "
         "`Authorization: Token <API token>` (pgsync-dossier api-token create NAME).",
     )
-    install_common(app)
+    install_common(app, config)
     reads = [reader(config)]
 
     @app.get(handshake.PATH, tags=["leader"], responses=ERRORS)
@@ -78,16 +78,5 @@ def create_leader_app(config: Config) -> FastAPI:
         """Each list some Subscriber replicates, with the streams that carry it."""
         rows: list[dict[str, Any]] = status.status(config)
         return [PublishedList(**row) for row in rows]
-
-    @app.get(
-        "/metrics",
-        dependencies=reads,
-        response_class=PlainTextResponse,
-        responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
-        tags=["service"],
-    )
-    def metrics_endpoint() -> PlainTextResponse:
-        """Prometheus text format, one series per Subscriber stream."""
-        return PlainTextResponse(metrics.render_leader(config), media_type=metrics.CONTENT_TYPE)
 
     return app

@@ -17,10 +17,10 @@ from typing import Annotated
 
 from fastapi import FastAPI
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgsync_dossier import __version__, catalog, links, metrics, pg, scheduler, status
+from pgsync_dossier import __version__, catalog, links, pg, scheduler, status
 from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, reader, writer
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed
@@ -137,7 +137,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
     )
     reads, writes = [reader(config)], [writer(config)]
 
-    install_common(app)
+    install_common(app, config)
 
     @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["links"])
     def list_links() -> list[Link]:
@@ -200,17 +200,6 @@ def create_subscriber_app(config: Config) -> FastAPI:
         return JSONResponse(  # type: ignore[return-value]
             {"code": outcome.code or outcome.status, "message": outcome.error or outcome.status}, status_code
         )
-
-    @app.get(
-        "/metrics",
-        dependencies=reads,
-        response_class=PlainTextResponse,
-        responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
-        tags=["service"],
-    )
-    def metrics_endpoint() -> PlainTextResponse:
-        """Prometheus text format, one series per link."""
-        return PlainTextResponse(metrics.render(config), media_type=metrics.CONTENT_TYPE)
 
     if config.web_ui:
         page = resources.files("pgsync_dossier").joinpath("web/index.html").read_text(encoding="utf-8")
