@@ -214,7 +214,8 @@ def _cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
         settings["shared_preload_libraries"] = "pglogical"
     if int(server_version(bindir).split(".")[0]) >= 18:
         settings["max_active_replication_origins"] = "48"  # 18 caps subscriptions apart (default 10)
-    cluster = LocalCluster(root / name, bindir=bindir, settings=settings).init().start()
+    cluster = LocalCluster(root / name, bindir=bindir, settings=settings, dossier_database="dossiers")
+    cluster.init().start()
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(

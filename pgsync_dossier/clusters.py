@@ -123,6 +123,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _hba_quote(name: str) -> str:
+    if '"' in name or "\n" in name:
+        raise ClusterError(f"a database name for pg_hba.conf cannot hold a double quote: {name!r}")
+    return f'"{name}"'
+
+
 def _running_as_root() -> bool:
     return os.geteuid() == 0
 
@@ -162,6 +168,10 @@ class LocalCluster:
     port: int = 0
     settings: dict[str, str] = field(default_factory=dict)
     socket_dir: Path | None = None
+    #: When set, pgsync-dossier's logins (enrollment, Subscribers) may connect to this
+    #: database only, as the runbook's pg_hba.conf lines have it; else to any (the tests'
+    #: databases have names pg_hba.conf cannot quote)
+    dossier_database: str | None = None
 
     @property
     def datadir(self) -> Path:
@@ -233,15 +243,27 @@ class LocalCluster:
         conf = self.datadir / "postgresql.auto.conf"
         # postgresql.auto.conf is ours alone (ALTER SYSTEM writes there too; it is rewritten here).
         self._write_as_owner(conf, "\n".join(["# written by pgsync-dossier", *lines, ""]))
+        logins = "pgsync_enroll,+pgsync_subscriber"
+        only_dossiers = (
+            [
+                "# pgsync-dossier's logins: on the dossier database only, over TCP",
+                f"host {_hba_quote(self.dossier_database)} {logins} 127.0.0.1/32 scram-sha-256",
+                f"host all {logins} 127.0.0.1/32 reject",
+                f"local all {logins} reject",
+            ]
+            if self.dossier_database
+            else []
+        )
         hba = "\n".join(
             [
                 "# written by pgsync-dossier: the bootstrap superuser on the socket; passwords elsewhere",
                 f"local all {BOOTSTRAP_SUPERUSER} trust",
+                *only_dossiers,
                 "local all all scram-sha-256",
                 "host all all 127.0.0.1/32 scram-sha-256",
                 "# pgsync-dossier's logins stream logically (a database line), never physically:",
                 "# a physical copy (pg_basebackup) would hold the whole cluster, pg_authid included.",
-                "host replication pgsync_enroll,+pgsync_subscriber 127.0.0.1/32 reject",
+                f"host replication {logins} 127.0.0.1/32 reject",
                 "host replication all 127.0.0.1/32 scram-sha-256",
                 "",
             ]

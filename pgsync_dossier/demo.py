@@ -241,7 +241,7 @@ def _start_sites(base: Path, bindir: Path) -> list[DemoSite]:
     token = generate_token()
     sites = []
     for name, role, node_name in SITES:
-        cluster = LocalCluster(base / name, bindir=bindir).init().start()
+        cluster = LocalCluster(base / name, bindir=bindir, dossier_database=DATABASE).init().start()
         password = secrets.token_urlsafe(24)
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             conn.execute(
