@@ -339,16 +339,15 @@ def sites(nodes: dict[str, Node], tmp_path: Path) -> dict[str, Site]:
     return made
 
 
+def attach_args(url: str, remote: int, local: int) -> tuple[str, ...]:
+    """The arguments of `attach`: Leader list `remote` at `url` into local list `local`."""
+    return ("attach", "--remote-list", str(remote), "--remote-url", url, "--local-list", str(local))
+
+
 def attach(sub: Site, leader: Site, remote: int, local: int, *extra: str) -> dict[str, Any]:
     """`attach` through the CLI, as a user runs it; its JSON result."""
     result = sub.ok(
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        leader.leader_url,
-        "--local-list",
-        str(local),
+        *attach_args(leader.leader_url, remote, local),
         "--json",
         *extra,
     )

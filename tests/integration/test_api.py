@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,6 @@ from tests.harness import (
     wait_until,
     write_config,
 )
-
-
-@pytest.fixture
-def client(sites: dict[str, Site]) -> Iterator[TestClient]:
-    app = create_app(config_module.load(sites["subscriber_a"].config_path))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 @pytest.fixture

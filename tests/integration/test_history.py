@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,16 +10,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the optional 'api' extra is not installed")
 from fastapi.testclient import TestClient
 
-from pgsync_dossier import config as config_module
-from pgsync_dossier.api import create_app
 from tests.harness import Site, add_dossiers, attach, make_api_token, make_list
-
-
-@pytest.fixture
-def client(sites: dict[str, Site]) -> Iterator[TestClient]:
-    app = create_app(config_module.load(sites["subscriber_a"].config_path))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 @pytest.fixture

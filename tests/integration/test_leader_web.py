@@ -19,9 +19,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the optional 'api' extra is not installed")
 from fastapi.testclient import TestClient
 
-from pgsync_dossier import config as config_module
 from pgsync_dossier import handshake, metrics
-from pgsync_dossier.api import create_app
 from pgsync_dossier.clusters import free_port
 from pgsync_dossier.token import Secret, enrollment_password
 from tests.harness import (
@@ -30,6 +28,7 @@ from tests.harness import (
     TOKEN,
     Site,
     add_dossiers,
+    attach_args,
     group_names,
     make_api_token,
     make_list,
@@ -49,12 +48,10 @@ def leader_web(sites: dict[str, Site]) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(sites: dict[str, Site]) -> Iterator[TestClient]:
+def client(client: TestClient, sites: dict[str, Site]) -> TestClient:
     """The Subscriber's API, every request carrying an API token of the Subscriber."""
-    app = create_app(config_module.load(sites["subscriber_a"].config_path))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        test_client.headers["Authorization"] = f"Token {make_api_token(sites['subscriber_a'])}"
-        yield test_client
+    client.headers["Authorization"] = f"Token {make_api_token(sites['subscriber_a'])}"
+    return client
 
 
 def _signed_get(url: str, token: str, *, skew_s: float = 0) -> tuple[int, bytes, str | None, str]:
@@ -99,7 +96,7 @@ def test_attach_from_the_cli_with_a_web_address(sites: dict[str, Site], leader_w
     remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
     add_dossiers(leader.node, remote, 10)
     result = sub.run(
-        "attach", "--remote-list", str(remote), "--remote-url", leader_web + "/", "--local-list", str(local)
+        *attach_args(leader_web + "/", remote, local),
     )
     assert result.exit_code == 0, result.stderr
     sub.verified()
@@ -139,7 +136,9 @@ def test_a_leader_with_another_token_is_refused_and_nothing_changes(
     with serving(foreign) as url:
         body = {"remote_dossier_list": remote, "remote_url": url, "slave_dossier_list": local}
         refused = client.post("/sync/dossier-lists/", json=body)
-        cli = sub.run("attach", "--remote-list", str(remote), "--remote-url", url, "--local-list", str(local))
+        cli = sub.run(
+            *attach_args(url, remote, local),
+        )
     assert refused.status_code == 409 and refused.json()["code"] == "token_mismatch", refused.text
     assert cli.exit_code == 3 and "sync token" in cli.stderr
     _nothing_changed(sub, local)
@@ -152,7 +151,7 @@ def test_a_web_address_that_is_not_a_leader(sites: dict[str, Site], client: Test
         body = {"remote_dossier_list": remote, "remote_url": subscriber_web, "slave_dossier_list": local}
         refused = client.post("/sync/dossier-lists/", json=body)
         cli = sub.run(
-            "attach", "--remote-list", str(remote), "--remote-url", subscriber_web, "--local-list", str(local)
+            *attach_args(subscriber_web, remote, local),
         )
     assert refused.status_code == 409 and refused.json()["code"] == "not_a_leader", refused.text
     assert cli.exit_code == 3 and "not a pgsync-dossier Leader" in cli.stderr
@@ -174,7 +173,9 @@ def test_an_unreachable_web_address(sites: dict[str, Site], client: TestClient) 
     body = {"remote_dossier_list": remote, "remote_url": nowhere, "slave_dossier_list": local}
     refused = client.post("/sync/dossier-lists/", json=body)
     assert refused.status_code == 503 and refused.json()["code"] == "unreachable", refused.text
-    cli = sub.run("attach", "--remote-list", str(remote), "--remote-url", nowhere, "--local-list", str(local))
+    cli = sub.run(
+        *attach_args(nowhere, remote, local),
+    )
     assert cli.exit_code == 4 and "does not answer" in cli.stderr and "Traceback" not in cli.stderr
     _nothing_changed(sub, local)
 
@@ -201,7 +202,9 @@ def test_a_web_address_with_something_smuggled_in_is_refused(
         refused.text
     )
     assert "secret-pw" not in refused.text
-    cli = sub.run("attach", "--remote-list", str(remote), "--remote-url", url, "--local-list", str(local))
+    cli = sub.run(
+        *attach_args(url, remote, local),
+    )
     assert cli.exit_code == 2 and "secret-pw" not in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
     _nothing_changed(sub, local)
 
@@ -214,7 +217,7 @@ def test_the_leader_lists_what_it_publishes_and_exports_its_streams(
     add_dossiers(leader.node, remote, 3)
     assert (
         sub.run(
-            "attach", "--remote-list", str(remote), "--remote-url", leader_web, "--local-list", str(local)
+            *attach_args(leader_web, remote, local),
         ).exit_code
         == 0
     )
@@ -257,13 +260,7 @@ def test_every_subscriber_metric_family_is_exported(sites: dict[str, Site], clie
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Replica")
     sub.ok(
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        leader.leader_url,
-        "--local-list",
-        str(local),
+        *attach_args(leader.leader_url, remote, local),
         "--schedule",
         "FREQ=DAILY;BYHOUR=3",
     )

@@ -28,6 +28,7 @@ from tests.harness import (
     Site,
     add_dossiers,
     attach,
+    attach_args,
     group_names,
     make_list,
     own_login_passwords,
@@ -195,7 +196,7 @@ def test_manual_enrollment_waits_for_approval(sites: dict[str, Site], tmp_path: 
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     add_dossiers(leader.node, remote, 2)
     first = sub.cli(
-        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url, "--local-list", str(local)
+        *attach_args(leader.leader_url, remote, local),
     )
     assert first.exit_code == 3 and "approve subscriber_a site" in first.stderr, first.stderr
     assert not sub.node.execute("SELECT * FROM pgsync.link")
@@ -217,7 +218,7 @@ def test_two_subscribers_with_one_node_name_do_not_collide(sites: dict[str, Site
     twin.ok("setup")
     local = make_list(sub_b.node, "B")
     result = twin.cli(
-        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url, "--local-list", str(local)
+        *attach_args(leader.leader_url, remote, local),
     )
     assert result.exit_code == 3 and "already enrolled by another Subscriber" in result.stderr, result.stderr
     assert not sub_b.node.execute("SELECT * FROM pgsync.link")
@@ -384,15 +385,7 @@ def test_a_configured_root_certificate_makes_every_leader_connection_verify_full
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     add_dossiers(leader.node, remote, 3)
-    args = (
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        leader.leader_url,
-        "--local-list",
-        str(local),
-    )
+    args = attach_args(leader.leader_url, remote, local)
     wrong = Site(
         sub.node,
         write_config(

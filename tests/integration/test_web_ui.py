@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +22,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from pgsync_dossier.clusters import free_port  # noqa: E402
 from tests.harness import (  # noqa: E402
     TOKEN,
     Site,
@@ -34,6 +29,7 @@ from tests.harness import (  # noqa: E402
     attach,
     make_api_token,
     make_list,
+    serving,
     write_config,
 )
 
@@ -41,37 +37,8 @@ from tests.harness import (  # noqa: E402
 @pytest.fixture
 def served(sites: dict[str, Site], tmp_path: Path) -> Iterator[str]:
     sub = sites["subscriber_a"]
-    config = write_config(tmp_path / "web.yaml", sub.node, "subscriber", web_ui=True)
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("pgsync-dossier")),
-            "--config",
-            str(config),
-            "serve",
-            "--port",
-            str(port),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310 - loopback
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
+    with serving(write_config(tmp_path / "web.yaml", sub.node, "subscriber", web_ui=True)) as url:
         yield url
-    finally:
-        server.terminate()
-        _, log = server.communicate(timeout=30)
-        assert TOKEN not in log
 
 
 @pytest.fixture
