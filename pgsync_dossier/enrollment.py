@@ -1,7 +1,7 @@
 """A Subscriber's own login on each Leader: found, or made by enrolling.
 
 The sync token opens only the Leader's enrollment login, which can do one thing: give this
-Subscriber a login of its own (`pgsync_s_<node tag>`, with REPLICATION and the group API,
+Subscriber a login of its own (`pgsync_s_<node tag>_<Leader>`, with REPLICATION and the group API,
 acting on this Subscriber's streams only). The password is drawn here and only its SCRAM
 verifier is sent; it is kept in a file in the Subscriber's data directory (written by the
 server itself, see subscriber.write_passfile), which only the server's user and the
@@ -49,22 +49,26 @@ class Logins:
                 return LeaderClient(target, own)
             except LoginRefused:
                 pass  # revoked, approved again, or its password lost: ask the Leader why
-        return self._enrolled_client(target)
+        return self._enrolled_client(url, target)
 
-    def _enrolled_client(self, url: str) -> LeaderClient:
+    def _enrolled_client(self, url: str, target: str) -> LeaderClient:
         """Through the enrollment login: learn which Leader this is, then use the login this
         Subscriber has there, or enroll for one."""
         tag = self.node.node_tag
-        with LeaderClient(url, Login.enrollment(self.token)) as enroller:
+        with LeaderClient(target, Login.enrollment(self.token)) as enroller:
             leader_id = enroller.facts().leader_id
             own = self._stored(leader_id)
             if own is not None:
                 try:
-                    client = LeaderClient(url, own)
+                    client = LeaderClient(target, own)
                 except LoginRefused:
                     pass
                 else:
                     client.token_proven = True  # the enrollment login just proved it
+                    if self.may_enroll:  # (status only reads) the next command goes straight in
+                        self.conn.execute(
+                            pg.query("set_leader_login_url"), {"leader_id": leader_id, "url": url}
+                        )
                     return client
             state = enroller.enrollment_state(tag)
             if state in ("pending", "revoked", "active"):
@@ -78,12 +82,13 @@ class Logins:
             password = Secret(secrets.token_urlsafe(32))
             # Kept before the Leader knows it: a crash in between leaves a password that is
             # simply replaced at the next enrollment, never a login nobody can use.
-            self._store(leader_id, own_login_name(tag), password)
-            state = enroller.enroll(tag, self.node.node_name, password)
-            log.info("enrolled on the Leader %s as %s (%s)", enroller.shown_url, own_login_name(tag), state)
+            login = own_login_name(tag, leader_id)
+            self._store(leader_id, login, password, url)
+            state = enroller.enroll(tag, self.node.node_name, password, login)
+            log.info("enrolled on the Leader %s as %s (%s)", enroller.shown_url, login, state)
             if state == "pending":
                 raise _refusal(state, self.node.node_name, enroller.shown_url)
-        client = LeaderClient(url, Login("own", own_login_name(tag), password))
+        client = LeaderClient(target, Login("own", login, password))
         client.token_proven = True
         self._repoint_streams(leader_id, client)
         return client
@@ -92,7 +97,7 @@ class Logins:
         if leader_id is None:
             return None
         row = self.conn.execute(pg.query("leader_login"), {"leader_id": leader_id}).fetchone()
-        if row is None or row["login"] != own_login_name(self.node.node_tag):
+        if row is None or row["login"] != own_login_name(self.node.node_tag, leader_id):
             return None  # a copy of another Subscriber's database: it enrolls as itself
         path = subscriber.passfile_path(self.conn, self._passfile_name(leader_id))
         line = self.conn.execute(
@@ -102,9 +107,11 @@ class Logins:
             return None
         return Login("own", row["login"], Secret(subscriber.passfile_password(line["line"])))
 
-    def _store(self, leader_id: str, login: str, password: Secret) -> None:
+    def _store(self, leader_id: str, login: str, password: Secret, url: str) -> None:
         subscriber.write_passfile(self.conn, self._passfile_name(leader_id), password)
-        self.conn.execute(pg.query("store_leader_login"), {"leader_id": leader_id, "login": login})
+        self.conn.execute(
+            pg.query("store_leader_login"), {"leader_id": leader_id, "login": login, "url": url}
+        )
 
     def _passfile_name(self, leader_id: str) -> str:
         """Per node and Leader: a copy of this database on the same server never reads it."""

@@ -8,6 +8,7 @@ Subscriber with another token cannot even enroll, and the token alone opens no s
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -139,8 +140,10 @@ def with_tls(url: str, rootcert: str | None) -> str:
     return psycopg.conninfo.make_conninfo(url, sslmode="verify-full", sslrootcert=rootcert)
 
 
-def own_login_name(node_tag: str) -> str:
-    return f"pgsync_s_{node_tag}"
+def own_login_name(node_tag: str, leader_id: str) -> str:
+    """A Subscriber's login on one Leader database. Roles belong to the cluster: a Subscriber of
+    two Leader databases on one cluster has one login for each (pgsync.api_enroll agrees)."""
+    return f"pgsync_s_{node_tag}_{hashlib.sha256(leader_id.encode()).hexdigest()[:8]}"
 
 
 class LoginSource(Protocol):
@@ -271,10 +274,9 @@ class LeaderClient:
         rows = self._call("SELECT pgsync.api_enrollment_state(%s) AS state", [node_tag])
         return rows[0]["state"] if rows else None
 
-    def enroll(self, node_tag: str, node_name: str, password: Secret) -> str:
+    def enroll(self, node_tag: str, node_name: str, password: Secret, login: str) -> str:
         """Ask for this Subscriber's own login with this password (sent as a SCRAM verifier,
         so the password never leaves this host); returns its state, active or pending."""
-        login = own_login_name(node_tag)
         verifier = self.conn.pgconn.encrypt_password(
             password.reveal().encode(), login.encode(), b"scram-sha-256"
         ).decode()

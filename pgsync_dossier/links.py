@@ -8,6 +8,7 @@ anything is written, so a refused attach leaves nothing behind on either side.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from pgsync_dossier.errors import (
 from pgsync_dossier.leader import LeaderClient, LeaderFacts
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, sync_group
-from pgsync_dossier.token import matches_verifier
+from pgsync_dossier.token import matches_verifier, verifier_check
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,13 @@ def _validate_url(url: str) -> None:
         )
 
 
-def _check_leader(facts: LeaderFacts, config: Config, leader: LeaderClient) -> None:
+def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
+    config = s.config
     if facts.role != "leader":
         raise PreconditionFailed(
             f"{leader.shown_url} is a {facts.role}, not a Leader: attach to the Leader", code="not_a_leader"
         )
-    if not leader.token_proven and not matches_verifier(config.sync_token, facts.token_verifier):
+    if not _same_token(s, facts, leader):
         raise PreconditionFailed(
             f"the sync token differs from the Leader's ({facts.node_name}): "
             "use the Leader's sync_token on this Subscriber",
@@ -82,6 +84,20 @@ def _check_leader(facts: LeaderFacts, config: Config, leader: LeaderClient) -> N
             f"this Subscriber {config.face_model!r}; both must use the same neural network",
             code="face_model_mismatch",
         )
+
+
+def _same_token(s: Session, facts: LeaderFacts, leader: LeaderClient) -> bool:
+    """Whether this node's token is the Leader's. The slow verifier (PBKDF2) is checked once per
+    Leader verifier and token: the outcome is kept as a keyed hash, which only the same token
+    reproduces and which tells nothing about it."""
+    check = verifier_check(s.config.sync_token, facts.token_verifier)
+    row = s.conn.execute(pg.query("leader_token_check"), {"leader_id": facts.leader_id}).fetchone()
+    if row is not None and row["token_check"] is not None and hmac.compare_digest(row["token_check"], check):
+        return True
+    if not leader.token_proven and not matches_verifier(s.config.sync_token, facts.token_verifier):
+        return False
+    s.conn.execute(pg.query("set_leader_token_check"), {"leader_id": facts.leader_id, "check": check})
+    return True
 
 
 def _busy(local_list_id: int) -> PreconditionFailed:
@@ -116,7 +132,7 @@ def attach(
         existing = _check_local(s.conn, request)
         leader = s.leaders.get(request.leader_url)
         facts = leader.facts()
-        _check_leader(facts, config, leader)
+        _check_leader(s, facts, leader)
         if request.remote_list_id not in leader.lists_info([request.remote_list_id]):
             raise PreconditionFailed(
                 f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})",
@@ -439,7 +455,7 @@ def repair(
         assert group is not None
         leader = s.leaders.get(group.leader_url)
         facts = leader.facts()
-        _check_leader(facts, config, leader)
+        _check_leader(s, facts, leader)
         deadline = Deadline(timeout_s)
         groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
         try:

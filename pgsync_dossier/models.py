@@ -195,7 +195,7 @@ group_registration = Table(
     schema=CATALOG_SCHEMA,
 )
 
-#: One login per Subscriber (role pgsync_s_<node tag>), made by pgsync.api_enroll.
+#: One login per Subscriber (role pgsync_s_<node tag>_<Leader>), made by pgsync.api_enroll.
 subscriber_login = Table(
     "subscriber_login",
     metadata,
@@ -239,6 +239,8 @@ leader_login = Table(
     metadata,
     Column("leader_id", Text, primary_key=True),
     Column("login", Text, nullable=False),
+    Column("leader_url", Text, nullable=False),  # the last URL it answered at: no lookup needed
+    Column("token_check", Text),  # token.verifier_check of the Leader's verifier: checked once
     _timestamp("enrolled_at"),
     schema=CATALOG_SCHEMA,
 )

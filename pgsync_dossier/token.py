@@ -95,6 +95,12 @@ def matches_verifier(token: Secret, verifier: str) -> bool:
     return hmac.compare_digest(digest.hex(), expected)
 
 
+def verifier_check(token: Secret, verifier: str) -> str:
+    """A keyed hash saying "this token matched this verifier", kept so that the slow check
+    runs once: only the same token reproduces it, and it reveals nothing about the token."""
+    return _derive(token, "pgsync-dossier/verifier-check/v1\0" + verifier)
+
+
 def masked(token: Secret) -> str:
     """How a token is shown to people: never the value, only its length and fingerprint."""
     return f"******** ({len(token.reveal())} characters, fingerprint {fingerprint(token)})"

@@ -8,7 +8,7 @@
 -- Logins (least privilege):
 -- - pgsync_enroll: its password is derived from the sync token; no REPLICATION. It may read
 --   the Leader's public facts and enroll a Subscriber (api_enroll), nothing else.
--- - pgsync_s_<node tag>: one per Subscriber, made by api_enroll, member of pgsync_subscriber
+-- - pgsync_s_<node tag>_<Leader>: one per Subscriber, made by api_enroll, member of pgsync_subscriber
 --   (REPLICATION, SELECT on the dossier tables, EXECUTE on the group API). Every group
 --   function acts only on the caller's own groups, whose names carry its node tag.
 --
@@ -69,7 +69,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pgsync.check_group_access(text) FROM PUBLIC;
 
--- A Subscriber's own login (pgsync_s_<tag>), created or, once an operator allowed it
+-- A Subscriber's own login (pgsync_s_<tag>_<Leader>), created or, once an operator allowed it
 -- (`approve`), given a new password. The Subscriber sends a SCRAM verifier of a password it
 -- drew itself: the password never leaves it. Under `enrollment: manual` a new login waits
 -- (NOLOGIN) for `pgsync-dossier approve NODE`. An active login is never taken over through
@@ -79,13 +79,18 @@ RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 DECLARE
-    v_login text := 'pgsync_s_' || p_tag;
+    v_login text;
     v_state text;
     v_new_state text;
 BEGIN
     IF p_tag IS NULL OR p_tag !~ '^[a-z0-9]{6,32}$' THEN
         RAISE EXCEPTION 'invalid node tag' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Roles belong to the cluster, enrollments to this database: a Subscriber of two Leader
+    -- databases on one cluster has a login for each (leader.own_login_name computes the same).
+    v_login := 'pgsync_s_' || p_tag || '_' || pg_catalog.substr(pg_catalog.encode(pg_catalog.sha256(
+        pg_catalog.convert_to((SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() AS c)
+                              || '/' || pg_catalog.current_database(), 'UTF8')), 'hex'), 1, 8);
     IF p_node_name IS NULL OR p_node_name = '' OR pg_catalog.length(p_node_name) > 200
        OR p_node_name ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'invalid node name' USING ERRCODE = 'invalid_parameter_value';

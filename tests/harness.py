@@ -179,15 +179,9 @@ def drop_subscriptions(node: Node) -> None:
             conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
 
 
-def _reset(nodes: dict[str, Node]) -> None:
-    """Drop what replication left behind, in the only order PostgreSQL allows."""
-    for name, node in nodes.items():
-        if name != "leader":
-            drop_subscriptions(node)
-    leader = nodes["leader"].cluster
-    if not leader.is_running():
-        leader.start()
-    with psycopg.connect(leader.conninfo(), autocommit=True) as conn:
+def drop_slots(cluster: LocalCluster) -> None:
+    """Every slot of the cluster, the streams that hold them ended first."""
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active_pid IS NOT NULL"
         )
@@ -198,6 +192,17 @@ def _reset(nodes: dict[str, Node]) -> None:
                     break
                 except psycopg.errors.ObjectInUse:
                     time.sleep(0.1)
+
+
+def _reset(nodes: dict[str, Node]) -> None:
+    """Drop what replication left behind, in the only order PostgreSQL allows."""
+    for name, node in nodes.items():
+        if name != "leader":
+            drop_subscriptions(node)
+    leader = nodes["leader"].cluster
+    if not leader.is_running():
+        leader.start()
+    drop_slots(leader)
     for node in nodes.values():
         if not node.cluster.is_running():
             node.cluster.start()

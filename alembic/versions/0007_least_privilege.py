@@ -47,6 +47,8 @@ def upgrade() -> None:
         CREATE TABLE pgsync.leader_login (
             leader_id text PRIMARY KEY,
             login text NOT NULL,
+            leader_url text NOT NULL,
+            token_check text,
             enrolled_at timestamptz NOT NULL DEFAULT now()
         );
 

@@ -24,11 +24,15 @@ from pgsync_dossier.clusters import find_bindir
 from pgsync_dossier.leader import ENROLL_ROLE
 from pgsync_dossier.token import Secret, enrollment_password
 from tests.harness import (
+    TEMPLATE_DB,
     TOKEN,
+    Node,
     Site,
     add_dossiers,
     attach,
     attach_args,
+    drop_slots,
+    drop_subscriptions,
     group_names,
     make_list,
     own_login_passwords,
@@ -419,3 +423,33 @@ def test_a_configured_root_certificate_makes_every_leader_connection_verify_full
     wait_for_same(leader.node, remote, sub.node, local)
     (conninfo,) = sub.node.execute("SELECT subconninfo FROM pg_subscription")
     assert "sslmode=verify-full" in conninfo["subconninfo"]
+
+
+def test_one_subscriber_of_two_leader_databases_on_one_cluster(
+    sites: dict[str, Site], tmp_path: Path
+) -> None:
+    """Roles belong to the cluster, enrollments to a database: enrolling on a second Leader
+    database of the same cluster must not change the first one's login."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    second_node = Node("leader", leader.node.cluster, "Second Leader DB")
+    second_node.janitor(second_node.dbname).drop()
+    second_node.janitor(second_node.dbname, template=TEMPLATE_DB).init()
+    try:
+        second = Site(
+            second_node, write_config(tmp_path / "second.yaml", second_node, "leader", node_name="second")
+        )
+        second.ok("setup")
+        remote_1, remote_2 = make_list(leader.node, "L1"), make_list(second_node, "L2")
+        local_1, local_2 = make_list(sub.node, "T1"), make_list(sub.node, "T2")
+        attach(sub, leader, remote_1, local_1)
+        attach(sub, second, remote_2, local_2)
+        assert len({row["login"] for row in sub.node.execute("SELECT login FROM pgsync.leader_login")}) == 2
+        add_dossiers(leader.node, remote_1, 2)
+        add_dossiers(second_node, remote_2, 2)
+        sub.ok("sync", "--all")
+        wait_for_same(leader.node, remote_1, sub.node, local_1)
+        wait_for_same(second_node, remote_2, sub.node, local_2)
+    finally:
+        drop_subscriptions(sub.node)
+        drop_slots(leader.node.cluster)
+        second_node.janitor(second_node.dbname).drop()
