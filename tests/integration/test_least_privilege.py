@@ -357,24 +357,24 @@ def leader_with_tls(sites: dict[str, Site]) -> Iterator[Path]:
         if not conn.execute("SHOW ssl_library").fetchone()[0]:  # type: ignore[index]
             pytest.skip("this PostgreSQL build has no TLS (CI runs this test on Debian's 15)")
     directory = Path(tempfile.mkdtemp(prefix="pgsd-ca-"))
-    directory.chmod(0o755)
-    for name in ("ca", "another-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                 "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}", cwd=directory)  # fmt: skip
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=127.0.0.1", cwd=directory)  # fmt: skip
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=directory)  # fmt: skip
-    for path in directory.iterdir():
-        path.chmod(0o644)
-    cluster._write_as_owner(cluster.datadir / "server.crt", (directory / "server.crt").read_text())
-    cluster._write_as_owner(cluster.datadir / "server.key", (directory / "server.key").read_text())
-    (cluster.datadir / "server.key").chmod(0o600)
-    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET ssl = on")
-        conn.execute("SELECT pg_reload_conf()")
     try:
+        directory.chmod(0o755)
+        for name in ("ca", "another-ca"):
+            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                     "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}", cwd=directory)  # fmt: skip
+        (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+                 "-subj", "/CN=127.0.0.1", cwd=directory)  # fmt: skip
+        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=directory)  # fmt: skip
+        for path in directory.iterdir():
+            path.chmod(0o644)
+        cluster._write_as_owner(cluster.datadir / "server.crt", (directory / "server.crt").read_text())
+        cluster._write_as_owner(cluster.datadir / "server.key", (directory / "server.key").read_text())
+        (cluster.datadir / "server.key").chmod(0o600)
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET ssl = on")
+            conn.execute("SELECT pg_reload_conf()")
         yield directory
     finally:
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
