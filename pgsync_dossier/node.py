@@ -161,9 +161,7 @@ def setup(config: Config) -> dict[str, Any]:
             else:
                 subscriber.install(conn)
         reidentified = _settle_identity(conn, config.role)
-        warnings = (
-            standby.failover_warnings(conn) + exposure.warnings(conn) if config.role == "leader" else []
-        )
+        warnings = leader_warnings(conn) if config.role == "leader" else []
         legacy = (
             [link.local_list_id for link in catalog.links(conn) if link.legacy_subscription]
             if config.role == "subscriber"
@@ -182,6 +180,12 @@ def setup(config: Config) -> dict[str, Any]:
         "new_identity": reidentified,
         "warnings": warnings,
     }
+
+
+def leader_warnings(conn: pg.Connection) -> list[str]:
+    """On a Leader: what its standbys lack for the streams to survive a failover, and what
+    Subscriber logins could reach beyond their streams (setup and status both say it)."""
+    return standby.failover_warnings(conn) + exposure.warnings(conn)
 
 
 def _settle_identity(conn: pg.Connection, role: str) -> bool:

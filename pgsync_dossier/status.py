@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pgsync_dossier import catalog, copier, exposure, pg, standby, subscriber
+from pgsync_dossier import catalog, copier, pg, subscriber
 from pgsync_dossier import leader as leader_module
+from pgsync_dossier import node as node_module
 from pgsync_dossier.catalog import Group, Link
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
@@ -256,10 +257,9 @@ def _orphans(conn: pg.Connection) -> list[dict[str, Any]]:
 
 
 def leader_warnings(config: Config) -> list[str]:
-    """On the Leader: what its standbys lack for the streams to survive a failover, and what
-    Subscriber logins could reach beyond their streams."""
+    """On the Leader: node.leader_warnings, on a connection of its own."""
     with pg.connect(config.database_url, what="this node's database") as conn:
-        return standby.failover_warnings(conn) + exposure.warnings(conn)
+        return node_module.leader_warnings(conn)
 
 
 def leader_status(conn: pg.Connection) -> list[dict[str, Any]]:
