@@ -37,7 +37,13 @@ SUBSCRIBER_ROLE = "pgsync_subscriber"
 LEGACY_ROLE = "pgsync_replicator"
 #: libpq (16+) then refuses to hand a password to a server that asks for it in clear or as
 #: MD5, or that skips authentication: a fake or downgraded server learns nothing.
-SCRAM_ONLY = {"require_auth": "scram-sha-256"} if psycopg.pq.version() >= 160000 else {}
+REQUIRE_SCRAM = {"require_auth": "scram-sha-256"}
+REQUIRE_AUTH_SINCE = 160000
+
+
+def scram_only(libpq_version: int) -> dict[str, str]:
+    """REQUIRE_SCRAM for a libpq that knows the keyword (an older one refuses to connect)."""
+    return REQUIRE_SCRAM if libpq_version >= REQUIRE_AUTH_SINCE else {}
 
 
 def install(conn: pg.Connection, token: Secret, enrollment: str) -> None:
@@ -129,7 +135,7 @@ class Login:
         """libpq keywords merged over the URL's."""
         if self.user is None or self.password is None:
             return {}
-        return {"user": self.user, "password": self.password.reveal(), **SCRAM_ONLY}
+        return {"user": self.user, "password": self.password.reveal(), **scram_only(psycopg.pq.version())}
 
 
 def with_tls(url: str, rootcert: str | None) -> str:

@@ -15,7 +15,7 @@ from psycopg import sql
 from pgsync_dossier import pg
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
-from pgsync_dossier.leader import LeaderClient, Login, stream_login
+from pgsync_dossier.leader import LeaderClient, Login, scram_only, stream_login
 from pgsync_dossier.standby import FAILOVER_SLOTS_SINCE
 from pgsync_dossier.token import Secret
 
@@ -146,8 +146,8 @@ def _stream_conninfo(conn: pg.Connection, name: str, leader_url: str, login: Log
     the Subscriber's server has libpq 16 or later, SCRAM required (no cleartext downgrade)."""
     conninfo, password = stream_login(leader_url, login)
     passfile = write_passfile(conn, name, password)
-    scram_only = {"require_auth": "scram-sha-256"} if pg.server_version(conn) >= 160000 else {}
-    return psycopg.conninfo.make_conninfo(conninfo, passfile=passfile, **scram_only)
+    # The subscription's connection is made by the server, with its own libpq.
+    return psycopg.conninfo.make_conninfo(conninfo, passfile=passfile, **scram_only(pg.server_version(conn)))
 
 
 def create_subscription(
