@@ -49,16 +49,16 @@ class Logins:
                 return LeaderClient(target, own)
             except LoginRefused:
                 pass  # revoked, approved again, or its password lost: ask the Leader why
-        return self._enrolled_client(url, target)
+        return self._enrolled_client(url, target, refused=own)
 
-    def _enrolled_client(self, url: str, target: str) -> LeaderClient:
+    def _enrolled_client(self, url: str, target: str, refused: Login | None) -> LeaderClient:
         """Through the enrollment login: learn which Leader this is, then use the login this
         Subscriber has there, or enroll for one."""
         tag = self.node.node_tag
         with LeaderClient(target, Login.enrollment(self.token)) as enroller:
             leader_id = enroller.facts().leader_id
             own = self._stored(leader_id)
-            if own is not None:
+            if own is not None and own != refused:  # (a login refused a moment ago: not again)
                 try:
                     client = LeaderClient(target, own)
                 except LoginRefused:
