@@ -41,7 +41,7 @@ class AttachBody(BaseModel):
         max_length=2048,
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="The Leader's web address (http://leader, where it runs `serve`) or its "
-        "PostgreSQL URL (without a password: the token login is used)",
+        "PostgreSQL URL (without a password: this Subscriber's own login is used)",
     )
     slave_dossier_list: int = Field(
         ge=1, le=MAX_INT4, strict=True, description="This Subscriber's empty list"
