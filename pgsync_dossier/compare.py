@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from pgsync_dossier import copier, pg, subscriber
 from pgsync_dossier.deadline import Deadline
@@ -50,8 +51,6 @@ class Comparison:
     tables: dict[str, TableDifference]
     leader_rows: dict[str, int]
     local_rows: dict[str, int]
-    chunks_compared: int = 0
-    chunks_differing: int = 0
 
     @property
     def equal(self) -> bool:
@@ -74,9 +73,20 @@ def chunk_shift(rows: int) -> int:
     return MAX_CHUNK_BITS - bits
 
 
-def _digests(conn: pg.Connection, table: str, list_id: int, shift: int) -> dict[int, tuple[int, int]]:
-    rows = conn.execute(pg.query("chunk_digests", table=table), {"list": list_id, "shift": shift}).fetchall()
-    return {int(row["chunk"]): (int(row["n"]), int(row["x"])) for row in rows}
+#: (table's index in TABLES, chunk, rows, XOR of their content hashes)
+Digest = tuple[int, int, int, int]
+#: (table's index in TABLES, id, content hash)
+RowHash = tuple[int, uuid.UUID, int]
+Ranges = dict[int, tuple[list[uuid.UUID], list[uuid.UUID]]]
+
+
+def _digests(conn: pg.Connection, list_id: int, shifts: list[int]) -> set[Digest]:
+    params = {
+        "list": list_id,
+        **{f"{table}_shift": shift for table, shift in zip(TABLES, shifts, strict=True)},
+    }
+    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
+        return set(cur.execute(pg.query("chunk_digests"), params).fetchall())
 
 
 def id_ranges(chunks: list[int], shift: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
@@ -95,47 +105,53 @@ def id_ranges(chunks: list[int], shift: int) -> tuple[list[uuid.UUID], list[uuid
     return lows, highs
 
 
-def _rows(
-    conn: pg.Connection, table: str, list_id: int, ranges: tuple[list[uuid.UUID], list[uuid.UUID]]
-) -> dict[uuid.UUID, int]:
-    lows, highs = ranges
-    rows = conn.execute(
-        pg.query("range_rows", table=table), {"list": list_id, "lows": lows, "highs": highs}
-    ).fetchall()
-    return {row["id"]: int(row["content_hash"]) for row in rows}
+def _rows(conn: pg.Connection, list_id: int, ranges: Ranges) -> set[RowHash]:
+    params: dict[str, Any] = {"list": list_id}
+    for index, table in enumerate(TABLES):
+        params[f"{table}_lows"], params[f"{table}_highs"] = ranges.get(index, ([], []))
+    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
+        return set(cur.execute(pg.query("range_rows"), params).fetchall())
 
 
 def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local_list: int) -> Comparison:
     """Compare at `source`'s snapshot (a repeatable-read transaction on the Leader) with what
-    `local` sees now. The two sides are read at the same time, each by its own server."""
-    result = Comparison({}, {}, {})
+    `local` sees now. The two sides are read at the same time, each by its own server, both
+    tables in one statement; what differs is found with set operations on whole results, so
+    the Python side costs little next to the scans."""
+    sizes = source.execute(pg.query("list_sizes"), {"list": remote_list}).fetchone() or {}
+    # The chunking follows the Leader's size; both sides use the same.
+    shifts = [chunk_shift(int(sizes.get(table) or 0)) for table in TABLES]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-compare") as pool:
-        for table in TABLES:
-            # The chunking follows the Leader's size; both sides use the same.
-            size = sum(n for n, _x in _digests(source, table, remote_list, MAX_CHUNK_BITS).values())
-            shift = chunk_shift(size)
-            mine = pool.submit(_digests, local, table, local_list, shift)
-            theirs = _digests(source, table, remote_list, shift)
-            ours = mine.result()
-            differing = sorted(
-                chunk for chunk in theirs.keys() | ours.keys() if theirs.get(chunk) != ours.get(chunk)
-            )
-            result.chunks_compared += len(theirs.keys() | ours.keys())
-            result.chunks_differing += len(differing)
-            result.leader_rows[table] = sum(n for n, _x in theirs.values())
-            result.local_rows[table] = sum(n for n, _x in ours.values())
-            difference = TableDifference()
-            if differing:
-                ranges = id_ranges(differing, shift)
-                mine_rows = pool.submit(_rows, local, table, local_list, ranges)
-                their_rows = _rows(source, table, remote_list, ranges)
-                our_rows = mine_rows.result()
-                difference.missing = sorted(their_rows.keys() - our_rows.keys())
-                difference.extra = sorted(our_rows.keys() - their_rows.keys())
-                difference.changed = sorted(
-                    i for i in their_rows.keys() & our_rows.keys() if their_rows[i] != our_rows[i]
-                )
-            result.tables[table] = difference
+        mine = pool.submit(_digests, local, local_list, shifts)
+        theirs = _digests(source, remote_list, shifts)
+        ours = mine.result()
+        differing: dict[int, set[int]] = {}
+        for t, chunk, _rows_in_chunk, _xor in theirs ^ ours:
+            differing.setdefault(t, set()).add(chunk)
+        ranges = {t: id_ranges(sorted(chunks), shifts[t]) for t, chunks in differing.items()}
+        their_rows: set[RowHash] = set()
+        our_rows: set[RowHash] = set()
+        if ranges:
+            mine_rows = pool.submit(_rows, local, local_list, ranges)
+            their_rows = _rows(source, remote_list, ranges)
+            our_rows = mine_rows.result()
+    local_counts = [0] * len(TABLES)
+    for t, _chunk, rows_in_chunk, _xor in ours:
+        local_counts[t] += rows_in_chunk
+    # Rows that are not on both sides with the same content, as (table, id).
+    leader_only = {(t, row_id) for t, row_id, _hash in their_rows - our_rows}
+    local_only = {(t, row_id) for t, row_id, _hash in our_rows - their_rows}
+    result = Comparison({}, {}, {})
+    for index, table in enumerate(TABLES):
+        theirs_here = {row_id for t, row_id in leader_only if t == index}
+        ours_here = {row_id for t, row_id in local_only if t == index}
+        result.tables[table] = TableDifference(
+            missing=sorted(theirs_here - ours_here),
+            extra=sorted(ours_here - theirs_here),
+            changed=sorted(theirs_here & ours_here),
+        )
+        result.leader_rows[table] = int(sizes.get(table) or 0)
+        result.local_rows[table] = local_counts[index]
     return result
 
 
@@ -179,13 +195,21 @@ def repair_list(
 ) -> Repair:
     """Make the replica equal to the Leader list at one snapshot, in one local transaction.
 
-    The caller has paused the group's stream."""
+    The caller has paused the group's stream. One local connection compares and then fixes,
+    under the command's deadline."""
     source = snapshot(leader)
     try:
-        with pg.connect(database_url, what="this Subscriber's database") as local:
+        with pg.connect(
+            database_url,
+            what="this Subscriber's database",
+            autocommit=False,
+            statement_timeout_ms=max(int(deadline.remaining() * 1000), 1),
+            application_name=copier.application_name(local_list),
+        ) as local:
             found = compare(source, local, remote_list, local_list)
-        if not found.equal:
-            _fix(source, database_url, found, remote_list, local_list, group_id, deadline)
+            if not found.equal:
+                _fix(source, local, found, remote_list, local_list, group_id)
+            local.commit()
         return Repair(found.counts(), found.leader_rows["dossier"], found.leader_rows["dossier_face"])
     except psycopg.errors.QueryCanceled:
         raise DeadlineExceeded(f"the repair of list {local_list} ran out of time") from None
@@ -197,39 +221,32 @@ def repair_list(
 
 def _fix(
     source: pg.Connection,
-    database_url: str,
+    writer: pg.Connection,
     found: Comparison,
     remote_list: int,
     local_list: int,
     group_id: int,
-    deadline: Deadline,
 ) -> None:
-    with pg.connect(
-        database_url,
-        what="this Subscriber's database",
-        autocommit=False,
-        statement_timeout_ms=max(int(deadline.remaining() * 1000), 1),
-        application_name=copier.application_name(local_list),
-    ) as writer:
-        subscriber.write_as_apply(writer)
-        for table in TABLES:
-            difference = found.tables[table]
-            wanted = difference.missing + difference.changed
-            if wanted:
-                stage = sql.Identifier(f"stage_{table}")
-                writer.execute(
-                    sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
-                        stage, sql.Identifier("public", table)
-                    )
+    """Within the caller's transaction: the Leader's rows that are missing or changed here,
+    staged and upserted; the rows the Leader does not have, deleted."""
+    subscriber.write_as_apply(writer)
+    for table in TABLES:
+        difference = found.tables[table]
+        wanted = difference.missing + difference.changed
+        if wanted:
+            stage = sql.Identifier(f"stage_{table}")
+            writer.execute(
+                sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
+                    stage, sql.Identifier("public", table)
                 )
-                select = copier.select_rows(table, remote_list, local_list, wanted)
-                copier.pipe(source, writer, select, copier.copy_in(stage, table))
-                writer.execute(copier.upsert(table), {"local": local_list, "group": group_id})
-            if difference.extra:
-                writer.execute(
-                    pg.query("delete_rows", table=table), {"list": local_list, "ids": difference.extra}
-                )
-        writer.commit()
+            )
+            select = copier.select_rows(table, remote_list, local_list, wanted)
+            copier.pipe(source, writer, select, copier.copy_in(stage, table))
+            writer.execute(copier.upsert(table), {"local": local_list, "group": group_id})
+        if difference.extra:
+            writer.execute(
+                pg.query("delete_rows", table=table), {"list": local_list, "ids": difference.extra}
+            )
 
 
 def describe(found: Comparison) -> dict[str, Any]:

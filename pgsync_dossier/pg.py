@@ -142,7 +142,16 @@ _QUERY_HEADER = re.compile(r"^--\s*name:\s*(\S+)\s*$", re.MULTILINE)
 def _queries(filename: str) -> dict[str, str]:
     text = (sql_dir() / filename).read_text(encoding="utf-8")
     parts = _QUERY_HEADER.split(text)
-    return {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return {name: _statement(body) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _statement(body: str) -> str:
+    """A query's text without the comment that introduces the next query, which would
+    otherwise trail it into pg_stat_activity and the server log."""
+    lines = body.strip().splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
+        lines.pop()
+    return "\n".join(lines).rstrip().rstrip(";")
 
 
 def query(name: str, filename: str = "queries.sql", **identifiers: str) -> sql.Composed:

@@ -106,30 +106,56 @@ DELETE FROM public.dossier_face WHERE dossier_list_id = %(list)s;
 -- name: purge_dossiers
 DELETE FROM public.dossier WHERE dossier_list_id = %(list)s;
 
--- Content of one list per chunk of ids: rows and the XOR of their content hashes, from an
--- index-only scan of (dossier_list_id, id) INCLUDE (content_hash). Both sides run it (the
--- Leader inside the comparison's snapshot); a chunk is the top bits of the id (2^(16-shift)
--- chunks), so a row lands in the same chunk on both sides whatever its list id.
--- name: chunk_digests
-SELECT (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
-        + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(shift)s AS chunk,
-       count(*) AS n, bit_xor(content_hash) AS x
-  FROM public.{table}
- WHERE dossier_list_id = %(list)s
- GROUP BY 1;
+-- The size of one list on the Leader, both tables, from index-only scans: it sets the
+-- chunking both sides then use.
+-- name: list_sizes
+SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(list)s) AS dossier,
+       (SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(list)s) AS dossier_face;
 
--- The rows of some id ranges of one list (the chunks that differ), with their content hashes:
--- one index range scan per range. OFFSET 0 keeps the subquery a per-range scan even where
--- the table has no statistics yet (a replica just copied), which would otherwise invite a
--- join that scans the whole list once per range.
+-- Content of one list per chunk of ids, both tables (0: dossier, 1: dossier_face): rows and
+-- the XOR of their content hashes, from an index-only scan of (dossier_list_id, id) INCLUDE
+-- (content_hash). Both sides run it (the Leader inside the comparison's snapshot); a chunk
+-- is the top bits of the id (2^(16-shift) chunks), so a row lands in the same chunk on both
+-- sides whatever its list id.
+-- name: chunk_digests
+SELECT 0 AS t,
+       (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
+        + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(dossier_shift)s AS chunk,
+       count(*) AS n, bit_xor(content_hash) AS x
+  FROM public.dossier
+ WHERE dossier_list_id = %(list)s
+ GROUP BY 2
+ UNION ALL
+SELECT 1,
+       (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
+        + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(dossier_face_shift)s,
+       count(*), bit_xor(content_hash)
+  FROM public.dossier_face
+ WHERE dossier_list_id = %(list)s
+ GROUP BY 2;
+
+-- The rows of some id ranges of one list (the chunks that differ), both tables (0, 1 as
+-- above), with their content hashes: one index range scan per range. OFFSET 0 keeps each
+-- subquery a per-range scan even where the table has no statistics yet (a replica just
+-- copied), which would otherwise invite a join that scans the whole list once per range.
 -- name: range_rows
-SELECT t.id, t.content_hash
-  FROM ROWS FROM (pg_catalog.unnest(%(lows)s::uuid[]), pg_catalog.unnest(%(highs)s::uuid[])) AS r (low, high)
+SELECT 0 AS t, d.id, d.content_hash
+  FROM ROWS FROM (pg_catalog.unnest(%(dossier_lows)s::uuid[]),
+                  pg_catalog.unnest(%(dossier_highs)s::uuid[])) AS r (low, high)
  CROSS JOIN LATERAL (
        SELECT id, content_hash
-         FROM public.{table}
+         FROM public.dossier
         WHERE dossier_list_id = %(list)s AND id BETWEEN r.low AND r.high
-       OFFSET 0) AS t;
+       OFFSET 0) AS d
+ UNION ALL
+SELECT 1, f.id, f.content_hash
+  FROM ROWS FROM (pg_catalog.unnest(%(dossier_face_lows)s::uuid[]),
+                  pg_catalog.unnest(%(dossier_face_highs)s::uuid[])) AS r (low, high)
+ CROSS JOIN LATERAL (
+       SELECT id, content_hash
+         FROM public.dossier_face
+        WHERE dossier_list_id = %(list)s AND id BETWEEN r.low AND r.high
+       OFFSET 0) AS f;
 
 -- name: delete_rows
 DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);
