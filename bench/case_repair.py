@@ -6,9 +6,10 @@ embeddings changed, stray rows added). Then, in rotated order:
 - repair in place: `repair T --confirm`, as a user runs it;
 - a fresh attach of the same list: the list detached with --purge and the tables vacuumed (not
   timed), then attached.
-A reader polls the list's row count during every repair: the smallest count it saw is
-reported (the list must never go empty). Every result is checked: the replica equals its
-Leader list afterwards.
+Then one more repair, untimed, while a reader polls the list's row count: the smallest count
+it saw is reported (the list must never go empty). The reader is kept out of the timed runs:
+on a small machine its polling takes a core from the repair, and the fresh attach would run
+without it. Every result is checked: the replica equals its Leader list afterwards.
 """
 
 from __future__ import annotations
@@ -80,17 +81,15 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
         sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
         expected = sites.content(sites.leader, remote)
         series = {method: Series(method) for method in METHODS}
-        lowest_seen: list[int] = []
         for order in rotations(METHODS, reps):
             for method in order:
                 if method.startswith("repair"):
                     _damage(sites, local, size)
                     sites.checkpoint()
-                    timed, fewest = _watching(sites, local, "repair", str(local), "--confirm")
+                    timed = sites.cli("subscriber", "repair", str(local), "--confirm", tty=True)
                     if timed.exit_code != 0:
                         raise RuntimeError(f"repair failed: {timed.stderr.strip()[-400:]}")
                     series[method].values.append(timed.seconds)
-                    lowest_seen.append(fewest)
                 else:
                     sites.ok("subscriber", "detach", str(local), "--purge")
                     # The purged rows' space is free again (other cases' replicas forbid TRUNCATE).
@@ -100,13 +99,17 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
                     sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
                 if sites.content(sites.subscriber, local) != expected:
                     raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
+        _damage(sites, local, size)
+        watched, fewest = _watching(sites, local, "repair", str(local), "--confirm")
+        if watched.exit_code != 0 or sites.content(sites.subscriber, local) != expected:
+            raise RuntimeError(f"the watched repair failed: {watched.stderr.strip()[-400:]}")
         fresh = series["fresh attach (CLI)"]
         repair = series["repair in place (CLI)"]
         speedup = ratio(fresh, repair)
         results["sizes"][size] = {
             "series": [s.as_dict() for s in series.values()],
             "fresh_attach_over_repair": speedup,
-            "fewest_dossiers_a_reader_saw_during_repairs": min(lowest_seen),
+            "fewest_dossiers_a_reader_saw_during_a_repair": fewest,
         }
         lines.append(
             [
@@ -117,7 +120,7 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
             ]
         )
         lines.append([f"{size:,}", "fresh attach (CLI)", fresh.cell(), "1.0x"])
-        print(f"(a reader polling the list during the repairs saw {min(lowest_seen)} dossiers at the fewest)")
+        print(f"(a reader polling the list during a repair of {size:,} saw {fewest:,} dossiers at least)")
     print(table(["dossiers + faces", "method", "median (min-max)", "vs fresh attach"], lines))
     return results
 

@@ -4,6 +4,9 @@ Starts its own Leader and Subscriber clusters (fsync on) for each PostgreSQL ver
 runs each case with its methods in rotated order, a CHECKPOINT before each run and 3
 repetitions or more, checks every copy, prints medians (min-max) and ratios against the
 baseline measured in the same run, and writes the same as JSON under bench/results/.
+pgsync-dossier's own modules are compiled to bytecode first, as an installed package's are
+(pip compiles them; a checkout run with PYTHONDONTWRITEBYTECODE would compile them again in
+every command, ~40 ms each).
 
     ./run bench                       every case, every PostgreSQL found (15 and 18 here)
     ./run bench attach --reps 5       one case
@@ -13,6 +16,7 @@ baseline measured in the same run, and writes the same as JSON under bench/resul
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import platform
 import sys
@@ -24,6 +28,7 @@ from typing import Any
 
 from bench import case_attach, case_catchup, case_freshness, case_leader, case_overhead, case_repair
 from bench.sites import Sites, started
+from pgsync_dossier import __file__ as package_init
 from pgsync_dossier.clusters import find_bindir, server_version
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,7 +45,7 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
         ),
         "freshness": lambda s: case_freshness.run(s, 1000, 2.0 if smoke else 60.0, reps),
         "overhead": lambda s: case_overhead.run(s, [1, 3] if smoke else [1, 20, 100], 1 if smoke else 5),
-        "repair": lambda s: case_repair.run(s, [5000] if smoke else [100_000], reps),
+        "repair": lambda s: case_repair.run(s, [5000] if smoke else args.sizes, reps),
         "leader": lambda s: case_leader.run(
             s, [1, 2] if smoke else [1, 8, 32], reps, 2.0 if smoke else 15.0, 100 if smoke else 500
         ),
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes",
         type=lambda v: [int(x) for x in v.split(",")],
         default=[100_000, 300_000],
-        help="attach sizes",
+        help="attach and repair sizes",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes, one repetition (checks the harness)"
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 3 and not args.smoke:
         parser.error("--reps must be at least 3 (medians of fewer runs say little)")
     RESULTS.mkdir(exist_ok=True)
+    compileall.compile_dir(Path(package_init).parent, quiet=1)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for bindir in _bindirs(args.pg_bin):
         version = server_version(bindir)

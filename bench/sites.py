@@ -118,14 +118,12 @@ class Sites:
         reader = threading.Thread(target=_drain, args=(primary, drained), daemon=True)
         reader.start()
         start = time.perf_counter()
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, env=full_env, check=False)
+        ran = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, env=full_env, check=False)
         seconds = time.perf_counter() - start
         os.close(secondary)
         reader.join(5)
         os.close(primary)
-        return Timed(
-            seconds, done.returncode, done.stdout.decode(), b"".join(drained).decode(errors="replace")
-        )
+        return Timed(seconds, ran.returncode, ran.stdout.decode(), b"".join(drained).decode(errors="replace"))
 
     def attach(self, remote: int, local: int, *extra: str, tty: bool = True) -> float:
         """`attach` as a user runs it, by default at a prompt (its own process, the progress
