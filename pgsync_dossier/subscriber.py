@@ -127,8 +127,11 @@ def passfile_password(line: str) -> str:
 
 
 def has_passfile(conn: pg.Connection, name: str) -> bool:
+    # One field, not the record: a record IS NOT NULL only when every field is, and
+    # `creation` is NULL on Linux.
     row = conn.execute(
-        "SELECT pg_catalog.pg_stat_file(%s, true) IS NOT NULL AS present", [passfile_path(conn, name)]
+        "SELECT (pg_catalog.pg_stat_file(%s, true)).modification IS NOT NULL AS present",
+        [passfile_path(conn, name)],
     ).fetchone()
     return bool(row and row["present"])
 

@@ -81,6 +81,37 @@ def test_three_lists_share_one_slot_and_one_subscription(sites: dict[str, Site])
     _synced_and_equal(sub)
 
 
+def test_a_sync_leaves_a_streaming_subscription_alone(sites: dict[str, Site]) -> None:
+    """Nothing is rewritten while the stream's password file is there: no ALTER SUBSCRIPTION
+    (which restarts the apply worker) and no new file. Without the file (a restore, say) the
+    next sync writes it again."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    ((remote, local),) = _attached_lists(sites, 1)
+    (row,) = sub.node.execute("SELECT subconninfo FROM pg_subscription")
+    passfile = Path(row["subconninfo"].split("passfile=")[1].split()[0].strip("'"))
+
+    def worker() -> int | None:
+        rows = sub.node.execute(
+            "SELECT pid FROM pg_stat_subscription WHERE relid IS NULL AND pid IS NOT NULL"
+        )
+        return rows[0]["pid"] if rows else None
+
+    deadline = time.monotonic() + 30
+    while worker() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid, written = worker(), passfile.stat().st_mtime_ns
+    assert pid is not None
+    for _ in range(2):
+        sub.ok("sync", str(local))
+        sub.ok("tick")
+    assert worker() == pid and passfile.stat().st_mtime_ns == written
+    passfile.unlink()
+    sub.ok("sync", str(local))
+    assert passfile.stat().st_mode & 0o777 == 0o600
+    add_dossiers(leader.node, remote, 2, prefix="after-restore-")
+    _synced_and_equal(sub)
+
+
 @pytest.mark.parametrize("schedule", [None, NIGHTLY], ids=["continuous", "windowed"])
 def test_a_swap_between_two_replicated_lists_in_one_transaction(
     sites: dict[str, Site], schedule: str | None
