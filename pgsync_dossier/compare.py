@@ -32,8 +32,10 @@ from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
 
 TABLES = ("dossier", "dossier_face")
-#: About this many rows per chunk: few enough that a difference costs a handful of rows.
-ROWS_PER_CHUNK = 8
+#: About this many rows per chunk (8 to 16, as chunks come in powers of two): few enough that
+#: a difference costs a handful of rows, many enough that the digests stay a fraction of the
+#: list (measured at 100,000 and 300,000 rows against 8 and 32).
+ROWS_PER_CHUNK = 16
 MAX_CHUNK_BITS = 16
 
 
@@ -118,8 +120,9 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
     `local` sees now. The two sides are read at the same time, each by its own server, both
     tables in one statement; what differs is found with set operations on whole results, so
     the Python side costs little next to the scans."""
+    # The chunking follows the Leader's size (the replica's may be anything); both sides use
+    # the same. The count also opens the Leader's snapshot.
     sizes = source.execute(pg.query("list_sizes"), {"list": remote_list}).fetchone() or {}
-    # The chunking follows the Leader's size; both sides use the same.
     shifts = [chunk_shift(int(sizes.get(table) or 0)) for table in TABLES]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-compare") as pool:
         mine = pool.submit(_digests, local, local_list, shifts)

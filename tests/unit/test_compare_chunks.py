@@ -13,10 +13,12 @@ def chunk_of(value: uuid.UUID, shift: int) -> int:
     return (value.int >> (128 - MAX_CHUNK_BITS)) >> shift
 
 
-def test_a_small_list_is_one_chunk_and_a_large_one_about_eight_rows_per_chunk() -> None:
+def test_a_small_list_is_one_chunk_and_a_large_one_eight_to_sixteen_rows_per_chunk() -> None:
     assert chunk_shift(1) == MAX_CHUNK_BITS
-    assert 2 ** (MAX_CHUNK_BITS - chunk_shift(100_000)) == 16_384
-    assert chunk_shift(10**9) == 0
+    for rows in (1_000, 100_000, 300_000, 500_000):
+        assert 8 <= rows / 2 ** (MAX_CHUNK_BITS - chunk_shift(rows)) <= 16
+    assert 2 ** (MAX_CHUNK_BITS - chunk_shift(100_000)) == 8_192
+    assert chunk_shift(10**9) == 0  # 65,536 chunks at most
 
 
 def test_each_range_holds_exactly_the_ids_of_its_chunks() -> None:
