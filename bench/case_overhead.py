@@ -5,13 +5,21 @@ Each command runs as its own process, as a timer or an operator runs it, against
 rotation. `sync --all` with nothing to do is compared with `sync` of one list: a sync is
 one barrier per group, not per list. `status` must open one Leader connection per Leader,
 whatever the number of lists: counted in the Leader's pg_stat_database.sessions.
+
+`floor` is what any command that reads both sides cannot do without: a process that imports
+the CLI with its config module and psycopg, and connects to this database and to the Leader's
+(then exits). Each command is also given as a ratio to it.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from typing import Any
 
-from bench.sites import Sites
+from bench.sites import Sites, Timed
 from bench.stats import Series, ratio, rotations, table
 from pgsync_dossier import config as config_module
 from pgsync_dossier import links
@@ -23,6 +31,27 @@ COMMANDS = {
     "tick (nothing due)": ("tick",),
     "sync --all (nothing changed)": ("sync", "--all"),
 }
+
+
+FLOOR = "floor (imports + 2 connections)"
+_FLOOR_PROGRAM = (
+    "import os, psycopg, pgsync_dossier.cli, pgsync_dossier.config\n"
+    "for url in os.environ['PGSYNC_BENCH_URLS'].split(): psycopg.connect(url).close()"
+)
+
+
+def _floor(sites: Sites) -> Timed:
+    """The floor as its own process; the URLs (the bench's own clusters) go in the environment."""
+    urls = f"{sites.url(sites.subscriber)} {sites.url(sites.leader)}"
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _FLOOR_PROGRAM],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PGSYNC_BENCH_URLS": urls},
+        check=False,
+    )
+    return Timed(time.perf_counter() - start, done.returncode, done.stdout, done.stderr)
 
 
 def _attach_up_to(sites: Sites, count: int, attached: list[int]) -> None:
@@ -61,34 +90,40 @@ def run(sites: Sites, list_counts: list[int], reps: int) -> dict[str, Any]:
     for count in list_counts:
         _attach_up_to(sites, count, attached)
         commands = {**COMMANDS, "sync (one list)": ("sync", str(attached[0]))}
-        series = {name: Series(name) for name in commands}
-        for order in rotations(list(commands), reps):
+        series = {name: Series(name) for name in [*commands, FLOOR]}
+        for order in rotations(list(series), reps):
             for name in order:
-                timed = sites.cli("subscriber", *commands[name])
+                timed = _floor(sites) if name == FLOOR else sites.cli("subscriber", *commands[name])
                 if timed.exit_code != 0:
                     raise RuntimeError(f"{name} failed: {timed.stderr.strip()[-300:]}")
                 series[name].values.append(timed.seconds)
         status_connections = _status_connections(sites)
         base = series["config check"]
+        floor = series[FLOOR]
         one = series["sync (one list)"]
         results["lists"][count] = {
             "series": [s.as_dict() for s in series.values()],
             "ratios_to_config_check": {name: ratio(s, base) for name, s in series.items()},
+            "ratios_to_floor": {name: ratio(s, floor) for name, s in series.items()},
             "sync_all_to_one_list": ratio(series["sync --all (nothing changed)"], one),
             "leader_connections_per_status": status_connections,
         }
         for name, s in series.items():
-            r = ratio(s, base)
-            lines.append([str(count), name, s.cell(), f"{r:.2f}x" if r is not None else "-"])
+            lines.append([str(count), name, s.cell(), _times(ratio(s, base)), _times(ratio(s, floor))])
         lines.append(
             [
                 str(count),
                 "sync --all / sync (one list)",
                 f"{ratio(series['sync --all (nothing changed)'], one):.2f}x",
                 f"status: {status_connections} Leader connection(s)",
+                "",
             ]
         )
-    print(table(["lists", "command", "median (min-max)", "/ config check"], lines))
+    print(table(["lists", "command", "median (min-max)", "/ config check", "/ floor"], lines))
     for local in attached:
         sites.ok("subscriber", "detach", str(local), "--purge")
     return results
+
+
+def _times(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
