@@ -1,5 +1,9 @@
 """overhead: what everyday commands cost as whole processes, at 1, 20 and 100 lists.
 
+The first list holds `first_list_rows` dossiers (100,000), the others 5 each, as on a site
+with one large watch list and many small ones: `status` counts every list's rows on both
+sides, and its cost must follow the rows, not the lists times the rows.
+
 Each command runs as its own process, as a timer or an operator runs it, against
 `config check` (a process that starts, reads the config and exits) measured in the same
 rotation. `sync --all` with nothing to do is compared with `sync` of one list: a sync is
@@ -54,13 +58,13 @@ def _floor(sites: Sites) -> Timed:
     return Timed(time.perf_counter() - start, done.returncode, done.stdout, done.stderr)
 
 
-def _attach_up_to(sites: Sites, count: int, attached: list[int]) -> None:
+def _attach_up_to(sites: Sites, count: int, attached: list[int], first_list_rows: int) -> None:
     """Attach lists (in-process: the setup is not what is measured) until `count` are."""
     cfg = config_module.load(sites.configs["subscriber"])
     while len(attached) < count:
         n = len(attached)
         remote = sites.make_list(sites.leader, f"overhead {n}")
-        sites.fill(remote, 5)
+        sites.fill(remote, first_list_rows if n == 0 else 5)
         local = sites.make_list(sites.subscriber, f"overhead replica {n}")
         links.attach(cfg, links.AttachRequest(remote, sites.leader_url, local))
         attached.append(local)
@@ -83,12 +87,12 @@ def _status_connections(sites: Sites) -> int:
         return sessions() - before
 
 
-def run(sites: Sites, list_counts: list[int], reps: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"lists": {}}
+def run(sites: Sites, list_counts: list[int], reps: int, first_list_rows: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"lists": {}, "first_list_rows": first_list_rows}
     lines = []
     attached: list[int] = []
     for count in list_counts:
-        _attach_up_to(sites, count, attached)
+        _attach_up_to(sites, count, attached, first_list_rows)
         commands = {**COMMANDS, "sync (one list)": ("sync", str(attached[0]))}
         series = {name: Series(name) for name in [*commands, FLOOR]}
         for order in rotations(list(series), reps):

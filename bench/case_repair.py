@@ -98,7 +98,12 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
                     series[method].values.append(sites.attach(remote, local))
                     sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
                 if sites.content(sites.subscriber, local) != expected:
-                    raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
+                    found = sites.cli("subscriber", "verify", str(local), "--json")
+                    raise RuntimeError(
+                        f"{method}: the replica differs from its Leader list afterwards "
+                        f"({sites.content(sites.subscriber, local)} against {expected}); verify says "
+                        f"{found.stdout.strip() or found.stderr.strip()}"
+                    )
         _damage(sites, local, size)
         watched, fewest = _watching(sites, local, "repair", str(local), "--confirm")
         if watched.exit_code != 0 or sites.content(sites.subscriber, local) != expected:

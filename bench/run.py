@@ -44,7 +44,9 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
             s, 2000 if smoke else 100_000, [0.01] if smoke else [0.01, 0.10, 0.50], reps
         ),
         "freshness": lambda s: case_freshness.run(s, 1000, 2.0 if smoke else 60.0, reps),
-        "overhead": lambda s: case_overhead.run(s, [1, 3] if smoke else [1, 20, 100], 1 if smoke else 5),
+        "overhead": lambda s: case_overhead.run(
+            s, [1, 3] if smoke else [1, 20, 100], 1 if smoke else 5, 2000 if smoke else 100_000
+        ),
         "repair": lambda s: case_repair.run(s, [5000] if smoke else args.sizes, reps),
         "leader": lambda s: case_leader.run(
             s, [1, 2] if smoke else [1, 8, 32], reps, 2.0 if smoke else 15.0, 100 if smoke else 500

@@ -122,8 +122,9 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
     the Python side costs little next to the scans."""
     # The chunking follows the Leader's size (the replica's may be anything); both sides use
     # the same. The count also opens the Leader's snapshot.
-    sizes = source.execute(pg.query("list_sizes"), {"list": remote_list}).fetchone() or {}
-    shifts = [chunk_shift(int(sizes.get(table) or 0)) for table in TABLES]
+    counts = source.execute(pg.query("list_rows"), {"list": remote_list}).fetchone() or {}
+    sizes = [int(counts.get(key) or 0) for key in ("dossiers", "faces")]  # in TABLES' order
+    shifts = [chunk_shift(size) for size in sizes]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-compare") as pool:
         mine = pool.submit(_digests, local, local_list, shifts)
         theirs = _digests(source, remote_list, shifts)
@@ -153,7 +154,7 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
             extra=sorted(ours_here - theirs_here),
             changed=sorted(theirs_here & ours_here),
         )
-        result.leader_rows[table] = int(sizes.get(table) or 0)
+        result.leader_rows[table] = sizes[index]
         result.local_rows[table] = local_counts[index]
     return result
 

@@ -176,12 +176,19 @@ UPDATE pgsync.orphan_slot SET last_error = %(error)s WHERE slot_name = %(name)s;
 -- name: delete_orphan
 DELETE FROM pgsync.orphan_slot WHERE slot_name = %(name)s;
 
--- Rows of each local list, for status: one pass over each table.
+-- Rows of each local list, for status: one grouped count per table for all the lists (as
+-- the Leader's api_lists_info). A count per list in a subquery was planned with a generic
+-- row estimate, which one large list makes a sequential scan: one per list.
 -- name: list_counts
-SELECT l.id AS list_id, l.name,
-       (SELECT count(*) FROM public.dossier AS d WHERE d.dossier_list_id = l.id) AS dossiers,
-       (SELECT count(*) FROM public.dossier_face AS f WHERE f.dossier_list_id = l.id) AS faces
-  FROM public.dossier_list AS l WHERE l.id = ANY (%(lists)s);
+SELECT l.id AS list_id, l.name, coalesce(d.n, 0) AS dossiers, coalesce(f.n, 0) AS faces
+  FROM public.dossier_list AS l
+  LEFT JOIN (SELECT dossier_list_id, count(*) AS n FROM public.dossier
+              WHERE dossier_list_id = ANY (%(lists)s) GROUP BY dossier_list_id) AS d
+         ON d.dossier_list_id = l.id
+  LEFT JOIN (SELECT dossier_list_id, count(*) AS n FROM public.dossier_face
+              WHERE dossier_list_id = ANY (%(lists)s) GROUP BY dossier_list_id) AS f
+         ON f.dossier_list_id = l.id
+ WHERE l.id = ANY (%(lists)s);
 
 -- The group's heartbeat row here: the Leader's updates of it are applied onto this row (it
 -- is never copied: it was made before the group's slot).

@@ -106,12 +106,6 @@ DELETE FROM public.dossier_face WHERE dossier_list_id = %(list)s;
 -- name: purge_dossiers
 DELETE FROM public.dossier WHERE dossier_list_id = %(list)s;
 
--- The size of one list on the Leader, both tables, from index-only scans: it sets the
--- chunking both sides then use.
--- name: list_sizes
-SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(list)s) AS dossier,
-       (SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(list)s) AS dossier_face;
-
 -- Content of one list per chunk of ids, both tables (0: dossier, 1: dossier_face): rows and
 -- the XOR of their content hashes, from an index-only scan of (dossier_list_id, id) INCLUDE
 -- (content_hash). Both sides run it (the Leader inside the comparison's snapshot); a chunk
