@@ -1,10 +1,12 @@
 """Compare a Leader list with its replica, and repair the replica in place.
 
 Each server keeps a hash of each row's content (migration 0005), so a comparison reads only
-an index on both sides: per chunk of ids, the number of rows and the XOR of their hashes.
-Only the chunks that differ are compared row by row, which names every difference: rows the
-Leader has and the replica has not (missing), rows the replica has and the Leader has not
-(extra), rows both have with different content (changed). The repair copies the missing and
+an index on both sides: per chunk of ids, the number of rows and the XOR of their hashes,
+each hashed once more (a row's hash is the XOR of its fields' hashes, so the same change on
+two rows of a chunk would otherwise cancel out; see the chunk_digests query). Only the
+chunks that differ are compared row by row, which names every difference: rows the Leader
+has and the replica has not (missing), rows the replica has and the Leader has not (extra),
+rows both have with different content (changed). The repair copies the missing and
 changed rows from the Leader, at the same snapshot, and deletes the extra ones, in one local
 transaction: readers never see the list empty, and its cost follows the differences plus one
 index scan on each side.

@@ -107,15 +107,17 @@ DELETE FROM public.dossier_face WHERE dossier_list_id = %(list)s;
 DELETE FROM public.dossier WHERE dossier_list_id = %(list)s;
 
 -- Content of one list per chunk of ids, both tables (0: dossier, 1: dossier_face): rows and
--- the XOR of their content hashes, from an index-only scan of (dossier_list_id, id) INCLUDE
--- (content_hash). Both sides run it (the Leader inside the comparison's snapshot); a chunk
--- is the top bits of the id (2^(16-shift) chunks), so a row lands in the same chunk on both
--- sides whatever its list id.
+-- the XOR of their content hashes, each hashed once more, from an index-only scan of
+-- (dossier_list_id, id) INCLUDE (content_hash). A content hash is the XOR of its fields'
+-- hashes, so the same change on two rows (a bulk UPDATE) changes both by the same bits: XORed
+-- as they are, two such rows in one chunk would cancel out. Hashed again, they do not. Both
+-- sides run it (the Leader inside the comparison's snapshot); a chunk is the top bits of the
+-- id (2^(16-shift) chunks), so a row lands in the same chunk on both sides whatever its list.
 -- name: chunk_digests
 SELECT 0 AS t,
        (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
         + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(dossier_shift)s AS chunk,
-       count(*) AS n, bit_xor(content_hash) AS x
+       count(*) AS n, bit_xor(pg_catalog.hashint8extended(content_hash, 7)) AS x
   FROM public.dossier
  WHERE dossier_list_id = %(list)s
  GROUP BY 2
@@ -123,7 +125,7 @@ SELECT 0 AS t,
 SELECT 1,
        (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
         + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(dossier_face_shift)s,
-       count(*), bit_xor(content_hash)
+       count(*), bit_xor(pg_catalog.hashint8extended(content_hash, 7))
   FROM public.dossier_face
  WHERE dossier_list_id = %(list)s
  GROUP BY 2;

@@ -77,6 +77,26 @@ def test_verify_names_each_kind_of_difference(sites: dict[str, Site]) -> None:
     assert row["dossiers"] == 39 and row["leader_dossiers"] == 40
 
 
+def test_the_same_change_on_many_rows_is_seen_on_every_row(sites: dict[str, Site]) -> None:
+    """A bulk update behind the guard's back changes each row's hash by the same amount; a
+    chunk digest that XORed the rows' hashes as they are would cancel those changes in pairs
+    (two such rows in one chunk look like none) and verify would miss about half of them."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = _attached(sites, 400)
+    with sub.node.connect() as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("UPDATE dossier SET active = NOT active WHERE dossier_list_id = %s", [local])
+        conn.execute("UPDATE dossier_face SET model = 'retrained' WHERE dossier_list_id = %s", [local])
+    result = sub.cli("verify", str(local), "--json")
+    assert result.exit_code == 1
+    (row,) = result.json()
+    assert (row["missing"], row["extra"], row["changed"]) == (0, 0, 800)
+    repaired = sub.ok("repair", str(local), "--confirm", "--json").json()
+    assert repaired["changed"] == 800
+    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    assert sub.verified()[0]["changed"] == 0
+
+
 def test_repair_fixes_in_place_and_the_list_never_goes_empty(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = _attached(sites, 200)
