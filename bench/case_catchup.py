@@ -94,6 +94,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
         lines.append([label, "catch-up sync", catchup.cell(), f"{over_idle:.2f}x" if over_idle else "-", "-"])
         lines.append([label, "idle sync", idle.cell(), "1.00x", "-"])
         lines.append([label, "fresh attach", fresh.cell(), "-", f"{fresh_over:.1f}x" if fresh_over else "-"])
+    sites.ok("subscriber", "detach", str(local), "--purge")  # the next cases start clean
     print(f"(a windowed list of {size:,} dossiers + {size:,} faces; changes per share: {MIX})")
     print(table(["changed", "method", "median (min-max)", "vs idle sync", "fresh / catch-up"], lines))
     return results

@@ -163,6 +163,7 @@ def run(sites: Sites, rate: int, seconds: float, reps: int) -> dict[str, Any]:
             batch = last + 1
     finally:
         _drop_native(sites, native)
+        sites.ok("subscriber", "detach", str(local), "--purge")  # the next cases start clean
     results: dict[str, Any] = {"rate_per_list": rate, "seconds": seconds, "reps": reps, "sides": {}}
     lines = []
     for side in SIDES:

@@ -108,6 +108,7 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
         watched, fewest = _watching(sites, local, "repair", str(local), "--confirm")
         if watched.exit_code != 0 or sites.content(sites.subscriber, local) != expected:
             raise RuntimeError(f"the watched repair failed: {watched.stderr.strip()[-400:]}")
+        sites.ok("subscriber", "detach", str(local), "--purge")  # the next cases start clean
         fresh = series["fresh attach (CLI)"]
         repair = series["repair in place (CLI)"]
         speedup = ratio(fresh, repair)

@@ -7,6 +7,7 @@ node's side is read in a handful of set-based queries, whatever the number of li
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,10 +75,16 @@ def status(config: Config, local_list_id: int | None = None) -> list[dict[str, A
                 )
         by_id = {group.id: group for group in catalog.groups(conn)}
         shown = {link.group_id: by_id[link.group_id] for link in links}
-        local = _LocalView(conn, links)
         this = catalog.node(conn)
         assert this is not None
-        remote = _leader_views(Logins(conn, this, config, may_enroll=False), links, shown)
+        # Both sides count their lists' rows: the Leader's calls run while this database's
+        # are read (the connection serializes the few queries the login lookup makes here).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-status") as pool:
+            leader_side = pool.submit(
+                _leader_views, Logins(conn, this, config, may_enroll=False), links, shown
+            )
+            local = _LocalView(conn, links)
+            remote = leader_side.result()
         states = {link.local_list_id: link.state for link in links}
         result = [
             _row(
