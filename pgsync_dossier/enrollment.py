@@ -15,7 +15,7 @@ import hashlib
 import logging
 import secrets
 
-from pgsync_dossier import catalog, pg, subscriber
+from pgsync_dossier import catalog, faults, pg, subscriber
 from pgsync_dossier.catalog import Node
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import has_password
@@ -52,13 +52,25 @@ class Logins:
         return self._enrolled_client(url, target, refused=own)
 
     def _enrolled_client(self, url: str, target: str, refused: Login | None) -> LeaderClient:
-        """Through the enrollment login: learn which Leader this is, then use the login this
-        Subscriber has there, or enroll for one."""
+        """Through the enrollment login, one command of this node at a time: commands started
+        together on a new Subscriber (a tick and two attaches) would otherwise enroll at once,
+        and all but one find the Leader's login active with a password they do not hold."""
+        pg.advisory_lock(self.conn, "enrollment", 0)
+        try:
+            return self._enroll_locked(url, target, refused)
+        finally:
+            pg.advisory_unlock(self.conn, "enrollment", 0)
+
+    def _enroll_locked(self, url: str, target: str, refused: Login | None) -> LeaderClient:
         tag = self.node.node_tag
         with LeaderClient(target, Login.enrollment(self.token)) as enroller:
             leader_id = enroller.facts().leader_id
             own = self._stored(leader_id)
-            if own is not None and own != refused:  # (a login refused a moment ago: not again)
+            state = enroller.enrollment_state(tag)
+            # A login refused a moment ago is tried again only if the Leader holds it active:
+            # another command of this node may have enrolled it in between (its password is
+            # the one stored here), which the lock above has now waited for.
+            if own is not None and (own != refused or state == "active"):
                 try:
                     client = LeaderClient(target, own)
                 except LoginRefused:
@@ -70,7 +82,6 @@ class Logins:
                             pg.query("set_leader_login_url"), {"leader_id": leader_id, "url": url}
                         )
                     return client
-            state = enroller.enrollment_state(tag)
             if state in ("pending", "revoked", "active"):
                 raise _refusal(state, self.node.node_name, enroller.shown_url)
             if not self.may_enroll:
@@ -84,6 +95,7 @@ class Logins:
             # simply replaced at the next enrollment, never a login nobody can use.
             login = own_login_name(tag, leader_id)
             self._store(leader_id, login, password, url)
+            faults.point("enrollment.stored")
             state = enroller.enroll(tag, self.node.node_name, password, login)
             log.info("enrolled on the Leader %s as %s (%s)", enroller.shown_url, login, state)
             if state == "pending":

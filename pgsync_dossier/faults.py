@@ -3,7 +3,9 @@
 Every step that changes state on either side is followed by a point. The fault suite arms one
 through the environment (PGSYNC_DOSSIER_FAULT=copy.copied) and runs a real command, which
 dies there with SIGKILL; the next command must then converge. `NAME:raise` raises an
-unexpected exception there instead (what a bug would do: the CLI writes a crash report).
+unexpected exception there instead (what a bug would do: the CLI writes a crash report), and
+`NAME:pause` holds the process there for PAUSE_S seconds (so that a test can start a racing
+command at that exact step).
 Pure: no database code. When the variable is unset (always, outside tests) a point costs one
 dictionary lookup.
 """
@@ -12,11 +14,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 FAULT_ENV = "PGSYNC_DOSSIER_FAULT"
+PAUSE_S = 3.0
 
 #: Every point, in the order an attach (then a detach, a sync) passes them.
 POINTS = (
+    "enrollment.stored",  # a new Leader password is kept here; the Leader does not know it yet
     "attach.link_recorded",  # the link row is committed; nothing on the Leader yet
     "group.registered",  # the Leader's publication and registration exist; no subscription yet
     "group.subscribed",  # the subscription and its slot exist, disabled
@@ -46,3 +51,5 @@ def point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if f"{name}:raise" in chosen:
         raise InjectedFault(f"fault injected at {name}")
+    if f"{name}:pause" in chosen:
+        time.sleep(PAUSE_S)

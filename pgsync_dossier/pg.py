@@ -113,7 +113,7 @@ LOCK_NAMESPACE = 0x7067_7364  # 'pgsd'
 
 
 def lock_key(kind: str, ident: int) -> tuple[int, int]:
-    kinds = {"list": 2, "node": 3, "group": 4}
+    kinds = {"list": 2, "node": 3, "group": 4, "enrollment": 5}
     return (LOCK_NAMESPACE + kinds[kind], ident)
 
 
@@ -123,6 +123,11 @@ def try_advisory_lock(conn: Connection, kind: str, ident: int) -> bool:
         "SELECT pg_catalog.pg_try_advisory_lock(%s, %s) AS locked", lock_key(kind, ident)
     ).fetchone()
     return bool(row and row["locked"])
+
+
+def advisory_lock(conn: Connection, kind: str, ident: int) -> None:
+    """Session-level lock, waited for (within the connection's statement timeout)."""
+    conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", lock_key(kind, ident))
 
 
 def advisory_unlock(conn: Connection, kind: str, ident: int) -> None:

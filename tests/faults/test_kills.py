@@ -67,7 +67,21 @@ def _converged(leader: Site, sub: Site, pairs: list[tuple[int, int]], kept: int 
 def test_every_point_is_covered() -> None:
     covered = {*ATTACH_POINTS, "detach.narrowed", "detach.group_dropped"}
     covered |= {"repair.paused", "repair.fixed"}  # test_outages.py
+    covered |= {"enrollment.stored"}  # below
     assert covered == set(POINTS)
+
+
+def test_a_first_attach_killed_before_its_login_is_enrolled(sites: dict[str, Site]) -> None:
+    """Killed after keeping its new password, before the Leader knows it: the next attach
+    enrolls with a new one."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 4)
+    killed = sub.run(*_attach_args(leader, remote, local), fault="enrollment.stored")
+    assert killed.exit_code == KILLED, killed.stderr
+    again = sub.run(*_attach_args(leader, remote, local))
+    assert again.exit_code == 0, again.stderr
+    _converged(leader, sub, [(remote, local)])
 
 
 @pytest.mark.parametrize(

@@ -56,9 +56,11 @@ def _copying(sub: Site) -> bool:
     return int(rows[0]["n"]) > 0
 
 
-def _attach_in_background(sub: Site, args: tuple[str, ...]) -> tuple[threading.Thread, dict[str, Any]]:
+def _attach_in_background(
+    sub: Site, args: tuple[str, ...], fault: str | None = None
+) -> tuple[threading.Thread, dict[str, Any]]:
     outcome: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: outcome.update(result=sub.run(*args)))
+    thread = threading.Thread(target=lambda: outcome.update(result=sub.run(*args, fault=fault)))
     thread.start()
     return thread, outcome
 
@@ -104,6 +106,29 @@ def test_two_attaches_race_for_one_list_and_two_for_one_group(sites: dict[str, S
         if outcome["result"].exit_code == 3:
             assert "in progress" in outcome["result"].stderr or "busy" in outcome["result"].stderr
     assert len(group_names(sub)) == 1
+    _equal_and_nothing_leaked(leader, sub, pairs)
+
+
+def test_two_first_commands_of_a_new_subscriber_enroll_once(sites: dict[str, Site]) -> None:
+    """The first attach stops between keeping its new Leader password and enrolling it; a
+    second attach starts right then. It waits for the first, then uses the login the first
+    made: neither is told that the Leader's login has a password it does not hold."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = []
+    for name in ("A", "B"):
+        remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
+        add_dossiers(leader.node, remote, 5, faces_each=1)
+        pairs.append((remote, local))
+    assert not sub.node.execute("SELECT * FROM pgsync.leader_login")  # not enrolled yet
+    first = _attach_in_background(sub, _attach_args(leader, *pairs[0]), fault="enrollment.stored:pause")
+    wait_until(lambda: bool(sub.node.execute("SELECT * FROM pgsync.leader_login")), "the password kept", 30)
+    second = sub.run(*_attach_args(leader, *pairs[1]))
+    first[0].join(120)
+    assert first[1]["result"].exit_code == 0, first[1]["result"].stderr
+    assert second.exit_code == 0, second.stderr
+    assert (
+        len(leader.node.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, 'pgsync_s_')")) == 1
+    )
     _equal_and_nothing_leaked(leader, sub, pairs)
 
 
