@@ -85,13 +85,19 @@ def test_a_server_stopped_mid_copy(sites: dict[str, Site], who: str) -> None:
     _equal_and_nothing_leaked(leader, sub, [(remote, local)])
 
 
-def test_two_attaches_race_for_one_list_and_two_for_one_group(sites: dict[str, Site]) -> None:
-    leader, sub = sites["leader"], sites["subscriber_a"]
+def _two_lists(leader: Site, sub: Site, dossiers: int) -> list[tuple[int, int]]:
+    """Two Leader lists of `dossiers` each (one face apiece) and an empty local list for each."""
     pairs = []
     for name in ("A", "B"):
         remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
-        add_dossiers(leader.node, remote, 20, faces_each=1)
+        add_dossiers(leader.node, remote, dossiers, faces_each=1)
         pairs.append((remote, local))
+    return pairs
+
+
+def test_two_attaches_race_for_one_list_and_two_for_one_group(sites: dict[str, Site]) -> None:
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = _two_lists(leader, sub, 20)
     (a, a_local), (b, b_local) = pairs
     racers = [
         _attach_in_background(sub, _attach_args(leader, a, a_local)),
@@ -114,11 +120,7 @@ def test_two_first_commands_of_a_new_subscriber_enroll_once(sites: dict[str, Sit
     second attach starts right then. It waits for the first, then uses the login the first
     made: neither is told that the Leader's login has a password it does not hold."""
     leader, sub = sites["leader"], sites["subscriber_a"]
-    pairs = []
-    for name in ("A", "B"):
-        remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
-        add_dossiers(leader.node, remote, 5, faces_each=1)
-        pairs.append((remote, local))
+    pairs = _two_lists(leader, sub, 5)
     assert not sub.node.execute("SELECT * FROM pgsync.leader_login")  # not enrolled yet
     first = _attach_in_background(sub, _attach_args(leader, *pairs[0]), fault="enrollment.stored:pause")
     wait_until(lambda: bool(sub.node.execute("SELECT * FROM pgsync.leader_login")), "the password kept", 30)
