@@ -40,10 +40,13 @@ class Soak:
     free_local: list[int] = field(default_factory=list)
     leader_lists: list[int] = field(default_factory=list)
     own_lists: dict[int, int] = field(default_factory=dict)  # the Subscriber's own lists: rows
+    converging: list[str] = field(default_factory=list)  # the final commands' exit and stderr
+    last_stderr: str = ""
 
     def cli(self, *args: str, fault: str | None = None) -> int:
         env = {"PGSYNC_DOSSIER_FAULT": fault} if fault else None
         result = self.sites.cli("subscriber", *args, env=env)
+        self.last_stderr = result.stderr.strip()[-600:]
         if result.exit_code not in (0, 1, 3, 4, -9):
             raise RuntimeError(f"{' '.join(args)}: exit {result.exit_code}: {result.stderr.strip()[-400:]}")
         if "Traceback" in result.stderr or "internal error" in result.stderr:
@@ -168,10 +171,25 @@ class Soak:
     # -- the end --------------------------------------------------------------------------
     def converge(self) -> list[dict[str, Any]]:
         for command in (("tick", "--timeout", "300"), ("sync", "--all", "--timeout", "300")):
-            self.cli(*command)
+            code = self.cli(*command)
+            self.converging.append(f"{' '.join(command)}: exit {code} {self.last_stderr}")
         verified = self.sites.cli("subscriber", "verify", "--json", "--timeout", "300")
         rows: list[dict[str, Any]] = json.loads(verified.stdout or "[]")
         return rows
+
+    def diagnosis(self, verified: list[dict[str, Any]]) -> list[str]:
+        """What a failed soak leaves to look at, printed while the clusters still run."""
+        lines = [*self.converging]
+        lines += [json.dumps(row, default=str) for row in verified if row.get("match") is not True]
+        for query in (
+            "SELECT local_list_id, remote_list_id, group_id, state, last_error FROM pgsync.link",
+            "SELECT group_id, reason, ok, error, note, started_at FROM pgsync.sync_run "
+            "ORDER BY id DESC LIMIT 12",
+        ):
+            lines += [
+                json.dumps(row, default=str) for row in self.sites.execute(self.sites.subscriber, query)
+            ]
+        return lines
 
     def count_losses(self, verified: list[dict[str, Any]]) -> None:
         self.ledger["rows lost"] += sum(int(r["missing"] or 0) for r in verified)
@@ -188,6 +206,15 @@ class Soak:
         )
         for row in runs:
             self.ledger[f"sync runs: {row['reason']}"] += int(row["n"])
+
+
+MUST_BE_ZERO = (
+    "rows lost",
+    "rows duplicated or leaked",
+    "rows differing",
+    "replicas not verified",
+    "rows of the Subscriber's own lists changed",
+)
 
 
 def _prepare(sites: Sites, soak: Soak) -> None:
@@ -228,18 +255,13 @@ def main(argv: list[str] | None = None) -> int:
             soak.ledger["operations"] += 1
         verified = soak.converge()
         soak.count_losses(verified)
+        if any(soak.ledger[key] for key in MUST_BE_ZERO):
+            print("\ndiagnosis:", *soak.diagnosis(verified), sep="\n  ")
     width = max(len(key) for key in soak.ledger)
     print("\nledger:")
     for key, value in sorted(soak.ledger.items()):
         print(f"  {key.ljust(width)}  {value}")
-    must_be_zero = (
-        "rows lost",
-        "rows duplicated or leaked",
-        "rows differing",
-        "replicas not verified",
-        "rows of the Subscriber's own lists changed",
-    )
-    bad = [key for key in must_be_zero if soak.ledger[key]]
+    bad = [key for key in MUST_BE_ZERO if soak.ledger[key]]
     if bad:
         print(f"\nsoak FAILED (seed {seed}): {', '.join(bad)}")
         return 1
