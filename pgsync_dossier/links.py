@@ -414,6 +414,31 @@ def _locked_detach(s: Session, link: Link, group: Group, purge: bool) -> dict[st
     }
 
 
+def finish_interrupted_detaches(s: Session) -> list[int]:
+    """Detach the lists whose detach died half-way (state `detaching`): the Leader's filter
+    may no longer name them, so they would drift from their Leader lists while still mapped,
+    and a later copy in their group would put them back in the filter with a gap. Their rows
+    are kept (a purge is done only when asked again). Lists a running detach holds are left
+    to it. Returns the lists detached."""
+    finished = []
+    for link in catalog.links(s.conn):
+        if link.state != LinkState.DETACHING or not pg.try_advisory_lock(s.conn, "list", link.local_list_id):
+            continue
+        try:
+            group = catalog.group(s.conn, link.group_id)
+            if group is None or not groups.lock(s.conn, group):
+                continue
+            try:
+                _locked_detach(s, link, group, purge=False)
+            finally:
+                groups.unlock(s.conn, group)
+            log.warning("list %s: an interrupted detach was finished; its rows are kept", link.local_list_id)
+            finished.append(link.local_list_id)
+        finally:
+            pg.advisory_unlock(s.conn, "list", link.local_list_id)
+    return finished
+
+
 def _barrier(s: Session, group: Group, leader: LeaderClient) -> None:
     """Bring the group up to the Leader's present (a window when windowed), best effort."""
     if subscriber.subscription(s.conn, group.name) is None:

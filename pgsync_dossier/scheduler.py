@@ -23,6 +23,7 @@ from pgsync_dossier.catalog import Group, LinkState
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import OperationFailed, PgsyncError, PreconditionFailed, ServerUnreachable
+from pgsync_dossier.links import finish_interrupted_detaches
 from pgsync_dossier.schedule import Schedule
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, Reason, SyncOutcome, sync_group
@@ -110,6 +111,7 @@ def sync_lists(
     deadline = Deadline(timeout_s)
     with subscriber_session(config, "sync") as s:
         groups.cleanup_orphans(s)
+        finish_interrupted_detaches(s)
         links = catalog.links(s.conn)
         if local_list_ids is not None:
             known = {link.local_list_id for link in links}
@@ -144,6 +146,7 @@ def tick(
     deadline = Deadline(timeout_s)
     with subscriber_session(config, "tick") as s:
         groups.cleanup_orphans(s)
+        finish_interrupted_detaches(s)
         chosen = catalog.groups(s.conn)
     outcomes = _per_leader(
         config,

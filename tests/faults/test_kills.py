@@ -142,6 +142,31 @@ def test_a_window_killed_open_is_closed_by_tick(sites: dict[str, Site]) -> None:
     _converged(leader, sub, [(remote, local)])
 
 
+def test_a_detach_killed_after_narrowing_is_finished_by_tick(sites: dict[str, Site]) -> None:
+    """Left half-way, the list is no longer streamed yet still mapped: it would drift, and a
+    later copy in its group would put it back in the filter with a gap. tick finishes the
+    detach and keeps the list's rows; the group's other lists go on."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = []
+    for name in ("Stays", "Goes"):
+        remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
+        add_dossiers(leader.node, remote, 3, prefix=f"{name}-")
+        attach(sub, leader, remote, local)
+        pairs.append((remote, local))
+    (stays, stays_local), (goes, goes_local) = pairs
+    assert sub.run("detach", str(goes_local), "--purge", fault="detach.narrowed").exit_code == KILLED
+    kept = list_rows(sub.node, goes_local)
+    add_dossiers(leader.node, goes, 2, prefix="after-")  # no longer streamed here
+    third, third_local = make_list(leader.node, "Third"), make_list(sub.node, "Third replica")
+    add_dossiers(leader.node, third, 2, prefix="third-")
+    assert sub.run("tick").exit_code == 0
+    assert not sub.node.execute("SELECT * FROM pgsync.link WHERE local_list_id = %s", [goes_local])
+    assert list_rows(sub.node, goes_local) == kept
+    attach(sub, leader, third, third_local)  # a copy in the group: the detached list stays out
+    add_dossiers(leader.node, stays, 2, prefix="later-")
+    _converged(leader, sub, [(stays, stays_local), (third, third_local)], kept=len(kept[0]))
+
+
 @pytest.mark.parametrize("point", ["detach.narrowed", "detach.group_dropped"])
 def test_detach_killed_then_detach_again(sites: dict[str, Site], point: str) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
