@@ -142,18 +142,23 @@ def test_a_window_killed_open_is_closed_by_tick(sites: dict[str, Site]) -> None:
     _converged(leader, sub, [(remote, local)])
 
 
-def test_a_detach_killed_after_narrowing_is_finished_by_tick(sites: dict[str, Site]) -> None:
-    """Left half-way, the list is no longer streamed yet still mapped: it would drift, and a
-    later copy in its group would put it back in the filter with a gap. tick finishes the
-    detach and keeps the list's rows; the group's other lists go on."""
-    leader, sub = sites["leader"], sites["subscriber_a"]
+def _stays_and_goes(leader: Site, sub: Site) -> list[tuple[int, int]]:
+    """Two attached lists of 3 dossiers in one group: one that stays, one to be detached."""
     pairs = []
     for name in ("Stays", "Goes"):
         remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
         add_dossiers(leader.node, remote, 3, prefix=f"{name}-")
         attach(sub, leader, remote, local)
         pairs.append((remote, local))
-    (stays, stays_local), (goes, goes_local) = pairs
+    return pairs
+
+
+def test_a_detach_killed_after_narrowing_is_finished_by_tick(sites: dict[str, Site]) -> None:
+    """Left half-way, the list is no longer streamed yet still mapped: it would drift, and a
+    later copy in its group would put it back in the filter with a gap. tick finishes the
+    detach and keeps the list's rows; the group's other lists go on."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (stays, stays_local), (goes, goes_local) = _stays_and_goes(leader, sub)
     assert sub.run("detach", str(goes_local), "--purge", fault="detach.narrowed").exit_code == KILLED
     kept = list_rows(sub.node, goes_local)
     add_dossiers(leader.node, goes, 2, prefix="after-")  # no longer streamed here
@@ -170,13 +175,7 @@ def test_a_detach_killed_after_narrowing_is_finished_by_tick(sites: dict[str, Si
 @pytest.mark.parametrize("point", ["detach.narrowed", "detach.group_dropped"])
 def test_detach_killed_then_detach_again(sites: dict[str, Site], point: str) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
-    pairs = []
-    for name in ("Stays", "Goes"):
-        remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
-        add_dossiers(leader.node, remote, 3, prefix=f"{name}-")
-        attach(sub, leader, remote, local)
-        pairs.append((remote, local))
-    (stays, stays_local), (goes, goes_local) = pairs
+    (stays, stays_local), (goes, goes_local) = _stays_and_goes(leader, sub)
     if point == "detach.group_dropped":  # the last list of its group
         sub.ok("detach", str(stays_local))
     assert sub.run("detach", str(goes_local), fault=point).exit_code == KILLED
