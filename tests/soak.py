@@ -42,10 +42,16 @@ class Soak:
     own_lists: dict[int, int] = field(default_factory=dict)  # the Subscriber's own lists: rows
     converging: list[str] = field(default_factory=list)  # the final commands' exit and stderr
     last_stderr: str = ""
+    timeline: list[str] = field(default_factory=list)  # what was done, in order, for a diagnosis
+    started: float = field(default_factory=time.monotonic)
+
+    def record(self, what: str) -> None:
+        self.timeline.append(f"{time.monotonic() - self.started:8.2f} {what}")
 
     def cli(self, *args: str, fault: str | None = None) -> int:
         env = {"PGSYNC_DOSSIER_FAULT": fault} if fault else None
         result = self.sites.cli("subscriber", *args, env=env)
+        self.record(f"{' '.join(args)}{f' [fault {fault}]' if fault else ''}: exit {result.exit_code}")
         self.last_stderr = result.stderr.strip()[-600:]
         if result.exit_code not in (0, 1, 3, 4, -9):
             raise RuntimeError(f"{' '.join(args)}: exit {result.exit_code}: {result.stderr.strip()[-400:]}")
@@ -61,38 +67,53 @@ class Soak:
             kind = self.rng.choice(["insert", "insert", "update", "delete", "move", "swap", "bulk"])
             if kind in ("insert", "bulk"):
                 count = 200 if kind == "bulk" else self.rng.randint(1, 5)
-                conn.execute(
+                target = self.rng.choice(lists)
+                rows = conn.execute(
                     "WITH d AS (INSERT INTO dossier (dossier_list_id, name) SELECT %(l)s, 'soak ' || g "
                     "FROM generate_series(1, %(n)s) g RETURNING id) INSERT INTO dossier_face "
-                    "(dossier_id, embedding, model) SELECT id, gen_random_uuid()::text::bytea, 'm' FROM d",
-                    {"l": self.rng.choice(lists), "n": count},
-                )
+                    "(dossier_id, embedding, model) SELECT id, gen_random_uuid()::text::bytea, 'm' FROM d "
+                    "RETURNING dossier_id",
+                    {"l": target, "n": count},
+                ).fetchall()
+                what = f"into {target}"
             elif kind == "update":
-                conn.execute(
+                target = self.rng.choice(lists)
+                rows = conn.execute(
                     "UPDATE dossier SET comment = md5(random()::text) WHERE id IN "
-                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 5)",
-                    [self.rng.choice(lists)],
-                )
+                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 5) "
+                    "RETURNING id",
+                    [target],
+                ).fetchall()
+                what = f"in {target}"
             elif kind == "delete":
-                conn.execute(
+                target = self.rng.choice(lists)
+                rows = conn.execute(
                     "DELETE FROM dossier WHERE id IN "
-                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 2)",
-                    [self.rng.choice(lists)],
-                )
+                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 2) "
+                    "RETURNING id",
+                    [target],
+                ).fetchall()
+                what = f"from {target}"
             elif kind == "move":
                 source, target = self.rng.sample(lists, 2)
-                conn.execute(
+                rows = conn.execute(
                     "UPDATE dossier SET dossier_list_id = %s WHERE id IN "
-                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 3)",
+                    "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 3) "
+                    "RETURNING id",
                     [target, source],
-                )
+                ).fetchall()
+                what = f"{source} -> {target}"
             else:  # a swap of two dossiers between two lists, in one transaction
                 a, b = self.rng.sample(lists, 2)
                 x = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [a]).fetchone()
                 y = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [b]).fetchone()
+                rows = [row for row in (x, y) if row]
                 if x and y:
                     conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [b, x["id"]])
                     conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y["id"]])
+                what = f"{a} <-> {b}"
+        ids = [str(next(iter(row.values()))) for row in rows]
+        self.record(f"leader {kind} {what}: {' '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
         self.ledger[f"leader {kind}"] += 1
 
     # -- the Subscriber's operator and timer ------------------------------------------------
@@ -144,10 +165,12 @@ class Soak:
             else:
                 self.cli("sync", "--all", "--timeout", "60", fault=point)
         elif kind == "leader-immediate":
+            self.record("leader stopped -m immediate")
             self.sites.leader.stop(mode="immediate")
             self.cli("tick", "--timeout", "30")  # the Leader is away for a moment
             self.sites.leader.start()
         else:
+            self.record("subscriber restarted")
             self.sites.subscriber.stop(mode="fast")
             self.sites.subscriber.start()
 
@@ -180,7 +203,9 @@ class Soak:
     def diagnosis(self, verified: list[dict[str, Any]]) -> list[str]:
         """What a failed soak leaves to look at, printed while the clusters still run."""
         lines = [*self.converging]
-        lines += [json.dumps(row, default=str) for row in verified if row.get("match") is not True]
+        for row in verified:
+            if row.get("match") is not True:
+                lines += [json.dumps(row, default=str), *self.differing_rows(row)]
         for query in (
             "SELECT local_list_id, remote_list_id, group_id, state, last_error FROM pgsync.link",
             "SELECT group_id, reason, ok, error, note, started_at FROM pgsync.sync_run "
@@ -189,6 +214,29 @@ class Soak:
             lines += [
                 json.dumps(row, default=str) for row in self.sites.execute(self.sites.subscriber, query)
             ]
+        return lines
+
+    def differing_rows(self, verified: dict[str, Any]) -> list[str]:
+        """Each row that differs, where it is on both sides, and what the timeline did with it."""
+        query = "SELECT id::text FROM {} WHERE dossier_list_id = %s"
+        lines = []
+        for table in ("dossier", "dossier_face"):
+            leader = {
+                r["id"]: r
+                for r in self.sites.execute(self.sites.leader, query.format(table), [verified["remote_list"]])
+            }
+            replica = {
+                r["id"]: r
+                for r in self.sites.execute(
+                    self.sites.subscriber, query.format(table), [verified["local_list"]]
+                )
+            }
+            for row_id in sorted(leader.keys() ^ replica.keys()):
+                where = "SELECT dossier_list_id AS list, row_version FROM {} WHERE id = %s"
+                on_leader = self.sites.execute(self.sites.leader, where.format(table), [row_id])
+                on_replica = self.sites.execute(self.sites.subscriber, where.format(table), [row_id])
+                lines.append(f"{table} {row_id}: Leader {on_leader}, Subscriber {on_replica}")
+                lines += [f"    {event}" for event in self.timeline if row_id in event]
         return lines
 
     def count_losses(self, verified: list[dict[str, Any]]) -> None:
@@ -257,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         soak.count_losses(verified)
         if any(soak.ledger[key] for key in MUST_BE_ZERO):
             print("\ndiagnosis:", *soak.diagnosis(verified), sep="\n  ")
+            print("\nthe last operations:", *soak.timeline[-40:], sep="\n  ")
     width = max(len(key) for key in soak.ledger)
     print("\nledger:")
     for key, value in sorted(soak.ledger.items()):
