@@ -312,6 +312,14 @@ class LeaderClient:
         rows = self._call("SELECT * FROM pgsync.api_lists_info(%s)", [list_ids])
         return {row["id"]: row for row in rows}
 
+    def dossiers_in_lists(self, ids: list[str], list_ids: list[int]) -> list[str]:
+        """Which of these dossiers are in one of these Leader lists now."""
+        rows = self._call(
+            "SELECT id::text FROM public.dossier WHERE id = ANY (%s::uuid[]) AND dossier_list_id = ANY (%s)",
+            [ids, list_ids],
+        )
+        return [row["id"] for row in rows]
+
     def set_group_lists(self, name: str, node_name: str, list_ids: list[int]) -> None:
         """Make the group's publication filter on exactly these lists (committed on return)."""
         self._call("SELECT pgsync.api_set_group_lists(%s, %s, %s)", [name, node_name, list_ids])

@@ -349,7 +349,9 @@ def _result(
     }
 
 
-def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str, Any]:
+def detach(
+    config: Config, local_list_id: int, purge: bool = False, barrier_s: float = DETACH_BARRIER_S
+) -> dict[str, Any]:
     """End replication of a list; it becomes an ordinary writable list (its rows kept, or
     purged). With the Leader up: narrow the group's filter, reach a barrier (so the kept rows
     are current), then unmap. With it down: unmap now; the filter is narrowed (or the group's
@@ -370,12 +372,14 @@ def detach(config: Config, local_list_id: int, purge: bool = False) -> dict[str,
                 code="busy",
             )
         try:
-            return _locked_detach(s, link, group, purge)
+            return _locked_detach(s, link, group, purge, barrier_s)
         finally:
             groups.unlock(s.conn, group)
 
 
-def _locked_detach(s: Session, link: Link, group: Group, purge: bool) -> dict[str, Any]:
+def _locked_detach(
+    s: Session, link: Link, group: Group, purge: bool, barrier_s: float = DETACH_BARRIER_S
+) -> dict[str, Any]:
     local = link.local_list_id
     catalog.set_link_state(s.conn, local, LinkState.DETACHING)
     leader: LeaderClient | None = None
@@ -385,14 +389,19 @@ def _locked_detach(s: Session, link: Link, group: Group, purge: bool) -> dict[st
         log.warning("the Leader is unavailable (%s): it is cleaned up when it answers", exc)
     others = [other for other in groups.links_of(s.conn, group.id) if other.local_list_id != local]
     slot_dropped = False
+    caught_up = False
     if leader is not None:
         try:
             if others:
                 leader.set_group_lists(group.name, s.node.node_name, sorted(o.remote_list_id for o in others))
                 faults.point("detach.narrowed")
-            _barrier(s, group, leader)
+            _barrier(s, group, leader, Deadline(barrier_s))
+            caught_up = True
         except PgsyncError as exc:
             log.warning("list %s: detaching without a final barrier (%s)", local, exc)
+    in_transit: list[str] = []
+    if purge and leader is not None and others and not caught_up:
+        in_transit = _moved_within_group(s.conn, leader, local, [o.remote_list_id for o in others])
     if link.legacy_subscription is not None:
         groups.retire_legacy(s, link, leader)
     if not others:
@@ -402,7 +411,7 @@ def _locked_detach(s: Session, link: Link, group: Group, purge: bool) -> dict[st
         catalog.delete_link(s.conn, local)
         if not others:
             catalog.delete_group(s.conn, group)
-        purged = _purge(s.conn, local) if purge else 0
+        purged = _purge(s.conn, local, keep=in_transit) if purge else 0
     if leader is not None:
         groups.cleanup_orphans(s)  # other groups' leftovers, now that the Leader answers
     return {
@@ -411,6 +420,7 @@ def _locked_detach(s: Session, link: Link, group: Group, purge: bool) -> dict[st
         "leader_reachable": leader is not None,
         "slot_dropped": slot_dropped or (leader is not None and bool(others)),
         "purged_dossiers": purged,
+        "kept_in_transit": len(in_transit),
     }
 
 
@@ -439,23 +449,37 @@ def finish_interrupted_detaches(s: Session) -> list[int]:
     return finished
 
 
-def _barrier(s: Session, group: Group, leader: LeaderClient) -> None:
+def _barrier(s: Session, group: Group, leader: LeaderClient, deadline: Deadline) -> None:
     """Bring the group up to the Leader's present (a window when windowed), best effort."""
     if subscriber.subscription(s.conn, group.name) is None:
         return
+    if group.copying_list_id is not None:  # left by a crashed copy or repair: we hold the group
+        catalog.set_copy_pause(s.conn, group.id, None, None)
     seq = leader.heartbeat(group.name)
     try:
         groups.settle(s.conn, group, window_open=True)
-        subscriber.wait_for_barrier(s.conn, group.name, seq, Deadline(DETACH_BARRIER_S), leader)
+        subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
     finally:
         groups.settle(s.conn, group)
 
 
-def _purge(conn: pg.Connection, local_list_id: int) -> int:
-    """Delete a detached list's rows: one set-based statement per table, in replica mode."""
+def _purge(conn: pg.Connection, local_list_id: int, keep: list[str]) -> int:
+    """Delete a detached list's rows but the dossiers in `keep` (and their faces): one
+    set-based statement per table, in replica mode."""
     subscriber.write_as_apply(conn)
-    conn.execute(pg.query("purge_faces"), {"list": local_list_id})
-    return conn.execute(pg.query("purge_dossiers"), {"list": local_list_id}).rowcount
+    conn.execute(pg.query("purge_faces"), {"list": local_list_id, "keep": keep})
+    return conn.execute(pg.query("purge_dossiers"), {"list": local_list_id, "keep": keep}).rowcount
+
+
+def _moved_within_group(
+    conn: pg.Connection, leader: LeaderClient, local_list_id: int, others: list[int]
+) -> list[str]:
+    """The list's dossiers that the Leader has moved into another list of the group, when the
+    stream could not catch up before the detach: their moves may still be on their way, as
+    UPDATEs that find nothing to move if the purge deletes the rows first. They are kept;
+    the move takes them over."""
+    ids = [str(row["id"]) for row in conn.execute(pg.query("list_dossier_ids"), {"list": local_list_id})]
+    return leader.dossiers_in_lists(ids, others) if ids else []
 
 
 def repair(

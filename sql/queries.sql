@@ -97,14 +97,19 @@ SELECT 1 FROM public.dossier_list WHERE id = %(list)s;
 -- name: lock_local_list
 UPDATE public.dossier_list SET modified_at = now() WHERE id = %(list)s;
 
--- A detached list's rows, set-based (run in replica mode: no per-row trigger or cascade).
--- Faces first: one whose dossier went missing (a write that bypassed the foreign keys)
--- would otherwise survive and collide with the next copy.
+-- A detached list's rows, set-based (run in replica mode: no per-row trigger or cascade),
+-- but the dossiers in %(keep)s with their faces. Faces first: one whose dossier went missing
+-- (a write that bypassed the foreign keys) would otherwise survive and collide with the next
+-- copy.
 -- name: purge_faces
-DELETE FROM public.dossier_face WHERE dossier_list_id = %(list)s;
+DELETE FROM public.dossier_face
+ WHERE dossier_list_id = %(list)s AND dossier_id <> ALL (%(keep)s::uuid[]);
 
 -- name: purge_dossiers
-DELETE FROM public.dossier WHERE dossier_list_id = %(list)s;
+DELETE FROM public.dossier WHERE dossier_list_id = %(list)s AND id <> ALL (%(keep)s::uuid[]);
+
+-- name: list_dossier_ids
+SELECT id FROM public.dossier WHERE dossier_list_id = %(list)s;
 
 -- Content of one list per chunk of ids, both tables (0: dossier, 1: dossier_face): rows and
 -- the XOR of their content hashes, each hashed once more, from an index-only scan of

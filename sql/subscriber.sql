@@ -55,7 +55,8 @@ $$;
 
 -- Apply one change of a dossier or a face:
 -- - remap the Leader's list onto the local list of this group; skip rows of lists that the
---   group does not map (detached while the Leader was down, or not yet attached);
+--   group does not map (detached while the Leader was down, or not yet attached), and delete
+--   a row of this group's lists that an UPDATE moves into such a list;
 -- - an INSERT of a row that is already here becomes an UPDATE: a replay after the
 --   orchestrator's copy, a row moved in from another list, a reload after TRUNCATE;
 -- - a row living here in a list of ANOTHER group (two schedules, two streams, each ahead or
@@ -74,7 +75,7 @@ DECLARE
     v_current_version bigint;
 BEGIN
     IF pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.>) 1 THEN
-        RETURN NEW;  -- the UPDATE this trigger issues below
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;  -- what this trigger issues below
     END IF;
     v_group := pgsync.applying_group();
     IF v_group IS NULL THEN
@@ -92,6 +93,18 @@ BEGIN
      WHERE l.group_id OPERATOR(pg_catalog.=) v_group
        AND l.remote_list_id OPERATOR(pg_catalog.=) NEW.dossier_list_id;
     IF v_local IS NULL THEN
+        -- Moved on the Leader into a list this group does not map: the list was detached
+        -- while the move was on its way (decoded before the filter was narrowed). The row has
+        -- left this group's lists; in any other list it is not this stream's to touch.
+        IF TG_OP = 'UPDATE' AND EXISTS (SELECT 1 FROM pgsync.link AS l
+                                         WHERE l.local_list_id OPERATOR(pg_catalog.=) OLD.dossier_list_id
+                                           AND l.group_id OPERATOR(pg_catalog.=) v_group) THEN
+            IF TG_TABLE_NAME = 'dossier' THEN
+                DELETE FROM public.dossier WHERE id OPERATOR(pg_catalog.=) OLD.id;
+            ELSE
+                DELETE FROM public.dossier_face WHERE id OPERATOR(pg_catalog.=) OLD.id;
+            END IF;
+        END IF;
         RETURN NULL;
     END IF;
     NEW.dossier_list_id := v_local;

@@ -140,15 +140,29 @@ class _CopyProgress:
 @click.command()
 @click.argument("local_list", type=LIST_ID, metavar="T")
 @click.option("--purge", is_flag=True, help="Also delete the list's dossiers on this Subscriber.")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=links.DETACH_BARRIER_S,
+    show_default=True,
+    help="How long the group's stream may take to catch up with the Leader first.",
+)
 @json_option
 @pass_app
-def detach(app: AppContext, local_list: int, purge: bool, as_json: bool) -> None:
+def detach(app: AppContext, local_list: int, purge: bool, timeout: float, as_json: bool) -> None:
     """Cancel replication of list T; it becomes an ordinary writable list."""
-    result = links.detach(app.config, local_list, purge)
+    result = links.detach(app.config, local_list, purge, barrier_s=timeout)
+    in_transit = result["kept_in_transit"]
     human = (
         f"list {local_list} detached"
         + ("" if result["leader_reachable"] else "; the Leader is down: it is cleaned up when it is back")
         + (f"; {result['purged_dossiers']} dossiers purged" if purge else "")
+        + (
+            f"; {in_transit} dossiers the Leader moved into other lists of its group stay until "
+            "their move arrives (the stream had not caught up)"
+            if in_transit
+            else ""
+        )
     )
     render.emit(result, as_json, human)
 

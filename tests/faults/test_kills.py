@@ -10,11 +10,12 @@ duplicated, nothing leaked into another list.
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
 
 from pgsync_dossier.faults import POINTS
-from tests.harness import Site, add_dossiers, attach, group_names, list_rows, make_list
+from tests.harness import Site, add_dossiers, attach, group_names, list_rows, make_list, wait_until
 
 KILLED = -signal.SIGKILL
 NIGHTLY = "FREQ=DAILY;BYHOUR=3"
@@ -170,6 +171,57 @@ def test_a_detach_killed_after_narrowing_is_finished_by_tick(sites: dict[str, Si
     attach(sub, leader, third, third_local)  # a copy in the group: the detached list stays out
     add_dossiers(leader.node, stays, 2, prefix="later-")
     _converged(leader, sub, [(stays, stays_local), (third, third_local)], kept=len(kept[0]))
+
+
+def _swap(leader: Site, first: int, second: int) -> tuple[Any, Any]:
+    """One Leader transaction: a dossier of `first` into `second`, one of `second` into `first`."""
+    x = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [first])[0]["id"]
+    y = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [second])[0]["id"]
+    with leader.node.connect() as conn, conn.transaction():
+        conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [second, x])
+        conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [first, y])
+    return x, y
+
+
+def test_a_detach_after_a_killed_repair_catches_up_before_it_purges(sites: dict[str, Site]) -> None:
+    """The killed repair left its group paused; the detach holds the group, so it ends that
+    pause and its barrier goes through. Before, the barrier waited out its time, the purge
+    then deleted a dossier whose move into the other list was still in the stream, and that
+    move found nothing to move (found by the soak)."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (stays, stays_local), (goes, goes_local) = _stays_and_goes(leader, sub)
+    assert sub.run("repair", str(goes_local), "--confirm", fault="repair.fixed").exit_code == KILLED
+    _swap(leader, goes, stays)
+    result = sub.run("detach", str(goes_local), "--purge", "--json", "--timeout", "20")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["kept_in_transit"] == 0
+    assert list_rows(sub.node, goes_local) == ([], [])
+    _converged(leader, sub, [(stays, stays_local)])
+
+
+def test_a_detach_whose_stream_is_stuck_keeps_the_moves_on_their_way(sites: dict[str, Site]) -> None:
+    """The stream stops at a swap between the two lists (a lock holds its first row) and the
+    detach goes on without its barrier. The dossier moving out of the detached list is kept
+    by the purge, so its move still finds it; the one moving into the detached list leaves
+    the other list when its move arrives."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (stays, stays_local), (goes, goes_local) = _stays_and_goes(leader, sub)
+    x = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [goes])[0]["id"]
+    with sub.node.connect() as blocker, blocker.transaction():
+        blocker.execute("SELECT 1 FROM dossier WHERE id = %s FOR UPDATE", [x])
+        assert _swap(leader, goes, stays)[0] == x
+        wait_until(
+            lambda: sub.node.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE backend_type LIKE 'logical replication%%' "
+                "AND wait_event_type = 'Lock'"
+            ),
+            "the stream waiting on the locked row",
+        )
+        result = sub.run("detach", str(goes_local), "--purge", "--json", "--timeout", "2", timeout_s=60)
+        assert result.exit_code == 0, result.stderr
+        assert result.json()["kept_in_transit"] == 1
+    _converged(leader, sub, [(stays, stays_local)])
+    assert list_rows(sub.node, goes_local) == ([], [])
 
 
 @pytest.mark.parametrize("point", ["detach.narrowed", "detach.group_dropped"])
