@@ -113,6 +113,31 @@ class Copied:
     result: CopyResult
 
 
+def catch_up(s: Session, group: Group, leader: LeaderClient, deadline: Deadline) -> None:
+    """Before a copy or a repair pauses the stream: a stream that is not running (between
+    windows, or left paused by a command that died) is first brought to the Leader's present.
+
+    Paused far back, it still holds the moves the Leader made between the group's lists since,
+    and replayed after the copy or repair they would undo what its later snapshot took: a move
+    into the list, decoded as a DELETE while the list was not yet in the filter, deletes the
+    copied row; a move out of it, an UPDATE, finds nothing where the repair already removed
+    the row. A running stream is paused at the present anyway. A group whose every list is
+    owed a copy (a new group) has nothing here to protect."""
+    owed = links_of(s.conn, group.id)
+    sub = subscriber.subscription(s.conn, group.name)
+    if sub is None or sub["enabled"] or all(link.needs_copy for link in owed):
+        return
+    if not any(link.needs_copy or link.needs_repair for link in owed):
+        return
+    fresh = catalog.group(s.conn, group.id) or group
+    if fresh.copying_list_id is not None:  # left by a copy or repair that died: we hold the group
+        catalog.set_copy_pause(s.conn, group.id, None, None)
+    seq = leader.heartbeat(group.name)
+    settle(s.conn, fresh, window_open=True)
+    subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
+    log.debug("group %s: caught up to %s before its copies and repairs", group.name, seq)
+
+
 def copy_pending(
     s: Session, group: Group, leader: LeaderClient, deadline: Deadline, progress: Progress | None = None
 ) -> list[Copied]:
