@@ -198,23 +198,21 @@ def repair_list(
     local_list: int,
     group_id: int,
     deadline: Deadline,
+    neighbours: Neighbours | None = None,
 ) -> Repair:
     """Make the replica equal to the Leader list at one snapshot, in one local transaction.
 
     The caller has paused the group's stream. One local connection compares and then fixes,
-    under the command's deadline."""
+    under the command's deadline; `neighbours` are settled in the same transaction (see
+    settle_neighbours)."""
     source = snapshot(leader)
     try:
-        with pg.connect(
-            database_url,
-            what="this Subscriber's database",
-            autocommit=False,
-            statement_timeout_ms=max(int(deadline.remaining() * 1000), 1),
-            application_name=copier.application_name(local_list),
-        ) as local:
+        with _writer(database_url, local_list, deadline) as local:
             found = compare(source, local, remote_list, local_list)
             if not found.equal:
                 _fix(source, local, found, remote_list, local_list, group_id)
+            if neighbours is not None:
+                _settle_neighbours(source, local, group_id, neighbours)
             local.commit()
         return Repair(found.counts(), found.leader_rows["dossier"], found.leader_rows["dossier_face"])
     except psycopg.errors.QueryCanceled:
@@ -223,6 +221,97 @@ def repair_list(
         raise leader.error(exc) if source.broken else _local_error(exc, local_list) from None
     finally:
         source.close()
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The group's other lists (Leader list -> local list), and the Leader's WAL position
+    from which their rows' versions count as recent."""
+
+    lists: dict[int, int]
+    since: int
+
+
+def settle_neighbours(
+    leader: LeaderClient,
+    database_url: str,
+    local_list: int,
+    group_id: int,
+    neighbours: Neighbours,
+    deadline: Deadline,
+) -> int:
+    """After a copy: the group's other lists' recent rows, as the Leader has them now.
+
+    A copy or repair of list N pauses the stream, and the stream then replays from where it
+    paused. A dossier the Leader moved out of N into another list of the group while the copy
+    or repair began arrives as an UPDATE; PostgreSQL skips an UPDATE of a row that is not
+    here, and it is not (the copy's list was not replicated yet, or the repair removed it as
+    extra). Every such move was written after `since` (the caller waited, after reading it,
+    for the Leader's transactions then in flight to end and for the stream to apply them), so
+    the rows of the other lists written since then are upserted at one snapshot: the UPDATE
+    finds its row, and the replay brings it to the present. Returns the rows written."""
+    source = snapshot(leader)
+    try:
+        with _writer(database_url, local_list, deadline) as local:
+            written = _settle_neighbours(source, local, group_id, neighbours)
+            local.commit()
+        return written
+    except psycopg.errors.QueryCanceled:
+        raise DeadlineExceeded(f"the copy of list {local_list} ran out of time") from None
+    except psycopg.Error as exc:
+        raise leader.error(exc) if source.broken else _local_error(exc, local_list) from None
+    finally:
+        source.close()
+
+
+def _settle_neighbours(
+    source: pg.Connection, writer: pg.Connection, group_id: int, neighbours: Neighbours
+) -> int:
+    if not neighbours.lists:
+        return 0
+    subscriber.write_as_apply(writer)
+    written = 0
+    for table in TABLES:
+        recent = source.execute(
+            pg.query("recent_rows", table=table),
+            {"lists": sorted(neighbours.lists), "since": neighbours.since},
+        ).fetchall()
+        for row in recent:
+            remote = int(row["dossier_list_id"])
+            _upsert(source, writer, table, remote, neighbours.lists[remote], group_id, row["ids"])
+            written += len(row["ids"])
+    return written
+
+
+def _writer(database_url: str, local_list: int, deadline: Deadline) -> pg.Connection:
+    return pg.connect(
+        database_url,
+        what="this Subscriber's database",
+        autocommit=False,
+        statement_timeout_ms=max(int(deadline.remaining() * 1000), 1),
+        application_name=copier.application_name(local_list),
+    )
+
+
+def _upsert(
+    source: pg.Connection,
+    writer: pg.Connection,
+    table: str,
+    remote: int,
+    local: int,
+    group_id: int,
+    ids: list[uuid.UUID],
+) -> None:
+    """These rows of Leader list `remote`, staged from the snapshot and upserted into `local`."""
+    stage = sql.Identifier(f"stage_{table}")
+    writer.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(
+            stage, sql.Identifier("public", table)
+        )
+    )
+    writer.execute(sql.SQL("TRUNCATE {}").format(stage))
+    copier.pipe(source, writer, copier.select_rows(table, remote, local, ids), copier.copy_in(stage, table))
+    writer.execute(copier.upsert(table), {"local": local, "group": group_id})
 
 
 def _fix(
@@ -240,15 +329,7 @@ def _fix(
         difference = found.tables[table]
         wanted = difference.missing + difference.changed
         if wanted:
-            stage = sql.Identifier(f"stage_{table}")
-            writer.execute(
-                sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
-                    stage, sql.Identifier("public", table)
-                )
-            )
-            select = copier.select_rows(table, remote_list, local_list, wanted)
-            copier.pipe(source, writer, select, copier.copy_in(stage, table))
-            writer.execute(copier.upsert(table), {"local": local_list, "group": group_id})
+            _upsert(source, writer, table, remote_list, local_list, group_id, wanted)
         if difference.extra:
             writer.execute(
                 pg.query("delete_rows", table=table), {"list": local_list, "ids": difference.extra}

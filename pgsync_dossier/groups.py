@@ -113,54 +113,33 @@ class Copied:
     result: CopyResult
 
 
-def catch_up(s: Session, group: Group, leader: LeaderClient, deadline: Deadline) -> None:
-    """Before a copy or a repair pauses the stream: a stream that is not running (between
-    windows, or left paused by a command that died) is first brought to the Leader's present.
-
-    Paused far back, it still holds the moves the Leader made between the group's lists since,
-    and replayed after the copy or repair they would undo what its later snapshot took: a move
-    into the list, decoded as a DELETE while the list was not yet in the filter, deletes the
-    copied row; a move out of it, an UPDATE, finds nothing where the repair already removed
-    the row. A running stream is paused at the present anyway. A group whose every list is
-    owed a copy (a new group) has nothing here to protect."""
-    owed = links_of(s.conn, group.id)
-    sub = subscriber.subscription(s.conn, group.name)
-    if sub is None or sub["enabled"] or all(link.needs_copy for link in owed):
-        return
-    if not any(link.needs_copy or link.needs_repair for link in owed):
-        return
-    fresh = catalog.group(s.conn, group.id) or group
-    if fresh.copying_list_id is not None:  # left by a copy or repair that died: we hold the group
-        catalog.set_copy_pause(s.conn, group.id, None, None)
-    seq = leader.heartbeat(group.name)
-    settle(s.conn, fresh, window_open=True)
-    subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
-    log.debug("group %s: caught up to %s before its copies and repairs", group.name, seq)
-
-
 def copy_pending(
     s: Session, group: Group, leader: LeaderClient, deadline: Deadline, progress: Progress | None = None
 ) -> list[Copied]:
     """Copy every list of the group that needs it (new, interrupted, under repair, or a
-    version-1 link), one at a time (design.md section 2, steps 3 to 6):
-    pause the stream, widen the filter, wait for the Leader's transactions that were in flight
-    at that moment, copy at one snapshot. The caller resumes the stream afterwards (step 7):
-    it replays from where it paused, which is before the copy's snapshot."""
+    version-1 link), one at a time (design.md section 2, steps 3 to 6): widen the filter,
+    wait for the Leader's transactions that were in flight at that moment, pause the stream,
+    copy at one snapshot. The caller resumes the stream afterwards (step 7): it replays from
+    where it paused, which is before the copy's snapshot.
+
+    In a group with other lists the stream first applies everything up to the widening (see
+    _quiesce), and their recent rows are settled after the copy (compare.settle_neighbours):
+    dossiers moved between the copied list and the others meanwhile are kept."""
     done: list[Copied] = []
     try:
         for link in [link for link in links_of(s.conn, group.id) if link.needs_copy]:
-            until = datetime.now(UTC) + timedelta(seconds=deadline.remaining())
-            catalog.set_copy_pause(s.conn, group.id, link.local_list_id, until)
-            subscriber.pause(s.conn, group.name, deadline.at_most(PAUSE_TIMEOUT_S))
+            mapped = sorted(other.remote_list_id for other in links_of(s.conn, group.id))
+            neighbours = _quiesce(s, group, leader, link, deadline, widen_to=mapped)
+            _pause_for(s, group, link, deadline)
             if link.legacy_subscription is not None:
                 # A version-1 stream of this list stops for good before the group writes it.
                 subscriber.pause(s.conn, link.legacy_subscription, deadline.at_most(PAUSE_TIMEOUT_S))
             log.debug("group %s: paused for list %s", group.name, link.local_list_id)
             faults.point("copy.paused")
-            mapped = sorted(other.remote_list_id for other in links_of(s.conn, group.id))
-            leader.set_group_lists(group.name, s.node.node_name, mapped)
-            leader.wait_xacts_ended(deadline)
-            log.debug("group %s: filter widened, in-flight transactions ended", group.name)
+            if neighbours is None:
+                leader.set_group_lists(group.name, s.node.node_name, mapped)
+                leader.wait_xacts_ended(deadline)
+                log.debug("group %s: filter widened, in-flight transactions ended", group.name)
             faults.point("copy.widened")
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.COPYING)
             result = copier.copy_list(
@@ -173,6 +152,10 @@ def copy_pending(
                 progress,
                 on_expected=functools.partial(catalog.set_copy_expected, s.conn, link.local_list_id),
             )
+            if neighbours is not None:
+                compare.settle_neighbours(
+                    leader, s.config.database_url, link.local_list_id, group.id, neighbours, deadline
+                )
             faults.point("copy.copied")
             if link.legacy_subscription is not None:
                 retire_legacy(s, link, leader)
@@ -198,16 +181,22 @@ def copy_pending(
 def repair_pending(s: Session, group: Group, leader: LeaderClient, deadline: Deadline) -> dict[int, Repair]:
     """Repair in place every list of the group that owes it (a repair asked for, or after a
     lost slot), one at a time: pause the stream, compare the list with the Leader's at one
-    snapshot, fix what differs in one local transaction. The caller resumes the stream."""
+    snapshot, fix what differs in one local transaction (with the group's other lists'
+    recent rows, as a copy settles them). The caller resumes the stream."""
     done: dict[int, Repair] = {}
     try:
         for link in [link for link in links_of(s.conn, group.id) if link.needs_repair]:
-            until = datetime.now(UTC) + timedelta(seconds=deadline.remaining())
-            catalog.set_copy_pause(s.conn, group.id, link.local_list_id, until)
-            subscriber.pause(s.conn, group.name, deadline.at_most(PAUSE_TIMEOUT_S))
+            neighbours = _quiesce(s, group, leader, link, deadline)
+            _pause_for(s, group, link, deadline)
             faults.point("repair.paused")
             result = compare.repair_list(
-                leader, s.config.database_url, link.remote_list_id, link.local_list_id, group.id, deadline
+                leader,
+                s.config.database_url,
+                link.remote_list_id,
+                link.local_list_id,
+                group.id,
+                deadline,
+                neighbours,
             )
             faults.point("repair.fixed")
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.READY)
@@ -216,6 +205,52 @@ def repair_pending(s: Session, group: Group, leader: LeaderClient, deadline: Dea
     finally:
         catalog.set_copy_pause(s.conn, group.id, None, None)
     return done
+
+
+def _pause_for(s: Session, group: Group, link: Link, deadline: Deadline) -> None:
+    """Pause the group's stream for a copy or repair of `link`'s list, for its deadline at most."""
+    until = datetime.now(UTC) + timedelta(seconds=deadline.remaining())
+    catalog.set_copy_pause(s.conn, group.id, link.local_list_id, until)
+    subscriber.pause(s.conn, group.name, deadline.at_most(PAUSE_TIMEOUT_S))
+
+
+def _quiesce(
+    s: Session,
+    group: Group,
+    leader: LeaderClient,
+    link: Link,
+    deadline: Deadline,
+    widen_to: list[int] | None = None,
+) -> compare.Neighbours | None:
+    """Before a copy or repair of `link`'s list in a group with other lists: bring the stream
+    to a point after which every move between the lists is an UPDATE the copy can settle.
+
+    Read the Leader's WAL position, widen the filter (a copy), wait for the transactions then
+    in flight to end, and let the stream apply everything up to a heartbeat after that. Moves
+    into the list decoded before the widening (as DELETEs from the other list) are applied
+    before the copy writes the row, not replayed after it; moves written after the position
+    read are settled after the copy (compare.settle_neighbours). A stream that was stopped
+    (between windows, or by a command that died) catches up here too. None: no other list,
+    so no move between lists to keep."""
+    others = {
+        o.remote_list_id: o.local_list_id
+        for o in links_of(s.conn, group.id)
+        if o.local_list_id != link.local_list_id
+    }
+    if not others:
+        return None
+    since = leader.wal_position()
+    if widen_to is not None:
+        leader.set_group_lists(group.name, s.node.node_name, widen_to)
+    leader.wait_xacts_ended(deadline)
+    fresh = catalog.group(s.conn, group.id) or group
+    if fresh.copying_list_id is not None:  # left by a copy or repair that died: we hold the group
+        catalog.set_copy_pause(s.conn, group.id, None, None)
+    seq = leader.heartbeat(group.name)
+    settle(s.conn, fresh, window_open=True)
+    subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
+    log.debug("group %s: caught up to %s before list %s", group.name, seq, link.local_list_id)
+    return compare.Neighbours(others, since)
 
 
 def slot_trouble(conn: pg.Connection, group: Group, slot: dict[str, Any] | None) -> str | None:

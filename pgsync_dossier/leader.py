@@ -312,6 +312,13 @@ class LeaderClient:
         rows = self._call("SELECT * FROM pgsync.api_lists_info(%s)", [list_ids])
         return {row["id"]: row for row in rows}
 
+    def wal_position(self) -> int:
+        """The Leader's WAL insert position, as row_version counts it."""
+        rows = self._call(
+            "SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn)::bigint AS lsn"
+        )
+        return int(rows[0]["lsn"])
+
     def dossiers_in_lists(self, ids: list[str], list_ids: list[int]) -> list[str]:
         """Which of these dossiers are in one of these Leader lists now."""
         rows = self._call(
@@ -336,8 +343,8 @@ class LeaderClient:
 
         if poll(ended, deadline) is None:
             raise DeadlineExceeded(
-                f"a transaction on the Leader ({self.shown_url}) that was running when the list was "
-                f"added has not ended within {deadline.seconds:g}s; the copy waits for it to end "
+                f"a transaction on the Leader ({self.shown_url}) that was running when the copy or "
+                f"repair began has not ended within {deadline.seconds:g}s; it waits for it to end "
                 "(look for long or idle transactions in pg_stat_activity there)"
             )
 

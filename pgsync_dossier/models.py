@@ -105,6 +105,7 @@ dossier = Table(
     CheckConstraint(f"octet_length(comment) <= {MAX_COMMENT_BYTES}", name="comment_size"),
     Index(None, "dossier_list_id", "name"),
     Index(None, "dossier_list_id", "id", postgresql_include=["content_hash"]),
+    Index(None, "row_version", postgresql_using="brin"),
 )
 
 dossier_face = Table(
@@ -130,6 +131,7 @@ dossier_face = Table(
     CheckConstraint(f"octet_length(model) BETWEEN 1 AND {MAX_MODEL_BYTES}", name="model_size"),
     Index(None, "dossier_list_id", "id", postgresql_include=["content_hash"]),
     Index(None, "dossier_id", "dossier_list_id"),
+    Index(None, "row_version", postgresql_using="brin"),
 )
 
 # -- the pgsync catalog ---------------------------------------------------------------------

@@ -157,7 +157,6 @@ def _locked_sync(
         subscriber.make_failover_ready(
             s.conn, group.name, leader.version, deadline.at_most(groups.PAUSE_TIMEOUT_S)
         )
-        groups.catch_up(s, group, leader, deadline)
         copies = {
             done.link.local_list_id: done.result
             for done in groups.copy_pending(s, group, leader, deadline, progress)

@@ -158,6 +158,13 @@ SELECT 1, f.id, f.content_hash
         WHERE dossier_list_id = %(list)s AND id BETWEEN r.low AND r.high
        OFFSET 0) AS f;
 
+-- The rows of these Leader lists written after a WAL position (compare.settle_neighbours),
+-- grouped by list; row_version is the Leader's WAL position when the row was written.
+-- name: recent_rows
+SELECT dossier_list_id, pg_catalog.array_agg(id) AS ids FROM public.{table}
+ WHERE dossier_list_id = ANY (%(lists)s) AND row_version > %(since)s
+ GROUP BY dossier_list_id;
+
 -- name: delete_rows
 DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);
 

@@ -21,6 +21,7 @@ from tests.harness import (
     Site,
     add_dossiers,
     attach,
+    attach_args,
     drop_subscriptions,
     group_names,
     list_rows,
@@ -411,7 +412,7 @@ def test_a_move_made_between_windows_survives_a_copy_or_repair_of_its_list(
     snapshot in its new list, and the stream still holds the move (decoded as a DELETE when
     the new list was not yet in the filter). Replayed after the copy, it must not undo it."""
     leader, sub = sites["leader"], sites["subscriber_a"]
-    ((a, a_local),) = _attached_lists(sites, 1, 3, "--schedule", NIGHTLY)
+    ((a, _a_local),) = _attached_lists(sites, 1, 3, "--schedule", NIGHTLY)
     b, b_local = make_list(leader.node, "B"), make_list(sub.node, "T-B")
     add_dossiers(leader.node, b, 2, prefix="b-")
     if kind == "repair":
@@ -426,3 +427,34 @@ def test_a_move_made_between_windows_survives_a_copy_or_repair_of_its_list(
         sub.ok("repair", str(b_local), "--confirm")
     assert len(group_names(sub)) == 1
     _synced_and_equal(sub)
+
+
+def test_moves_in_and_out_of_a_list_while_it_is_attached_are_kept(sites: dict[str, Site]) -> None:
+    """A Leader transaction in flight while list N is attached moves one dossier from A into N
+    before the filter is widened (decoded as a DELETE from A) and one from N into A after it
+    (an UPDATE of a row that is not here yet). Replayed after the copy, the first deleted
+    the copied row and the second found nothing to move."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    ((a, a_local),) = _attached_lists(sites, 1, 3)
+    n, n_local = make_list(leader.node, "N"), make_list(sub.node, "T-N")
+    add_dossiers(leader.node, n, 3, prefix="n-")
+    x = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [a])[0]["id"]
+    y = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [n])[0]["id"]
+    writer = leader.node.connect()
+    writer.execute("BEGIN")
+    writer.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [n, x])
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(result=sub.run(*attach_args(leader.leader_url, n, n_local)))
+    )
+    thread.start()
+    time.sleep(2.0)
+    assert thread.is_alive(), outcome  # it waits for the transaction
+    writer.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y])
+    writer.execute("COMMIT")
+    writer.close()
+    thread.join(120)
+    assert outcome["result"].exit_code == 0, outcome["result"].stderr
+    _synced_and_equal(sub)
+    assert {row["id"] for row in list_rows(sub.node, n_local)[0]} >= {x}
+    assert {row["id"] for row in list_rows(sub.node, a_local)[0]} >= {y}
