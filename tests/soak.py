@@ -4,8 +4,9 @@ A Leader and a Subscriber on local clusters; for N minutes, at random: Leader wr
 updates, deletes, moves and swaps across lists, in transactions of one to many rows),
 attaches, detaches (kept or purged), repairs, syncs and ticks of continuous and windowed
 (every minute) lists, and faults: the CLI killed with SIGKILL at a random fault point, the
-Leader stopped with -m immediate, the Subscriber restarted. Every command runs as its own
-process, as a user or a timer runs it. At the end the Subscriber converges (tick, sync
+Leader stopped with -m immediate, the Subscriber restarted; meanwhile another writer (or
+--writers N) keeps writing on the Leader, so every command meets transactions in flight. Every
+command runs as its own process, as a user or a timer runs it. At the end the Subscriber converges (tick, sync
 --all), `verify` must find every replica equal, and the ledger counts what was done and what
 was lost: rows missing from a replica, rows in a replica its Leader list does not have
 (duplicated or leaked), rows of the Subscriber's own lists changed. All must be 0.
@@ -17,11 +18,14 @@ import argparse
 import json
 import random
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bench.sites import Sites, started
 from pgsync_dossier.clusters import find_bindir
@@ -61,13 +65,21 @@ class Soak:
         return result.exit_code
 
     # -- the Leader's own life --------------------------------------------------------------
-    def leader_writes(self) -> None:
+    def leader_writes(self, rng: random.Random | None = None, who: str = "leader") -> None:
+        """One Leader transaction; `who` names the writer in the ledger and the timeline."""
+        rng = rng or self.rng
         lists = self.leader_lists
+        try:
+            self._leader_write(rng, who, lists)
+        except psycopg.errors.DeadlockDetected:  # two writers swapping the same dossiers
+            self.ledger[f"{who} writes aborted by a deadlock"] += 1
+
+    def _leader_write(self, rng: random.Random, who: str, lists: list[int]) -> None:
         with self.sites.connect(self.sites.leader) as conn, conn.transaction():
-            kind = self.rng.choice(["insert", "insert", "update", "delete", "move", "swap", "bulk"])
+            kind = rng.choice(["insert", "insert", "update", "delete", "move", "swap", "bulk"])
             if kind in ("insert", "bulk"):
-                count = 200 if kind == "bulk" else self.rng.randint(1, 5)
-                target = self.rng.choice(lists)
+                count = 200 if kind == "bulk" else rng.randint(1, 5)
+                target = rng.choice(lists)
                 rows = conn.execute(
                     "WITH d AS (INSERT INTO dossier (dossier_list_id, name) SELECT %(l)s, 'soak ' || g "
                     "FROM generate_series(1, %(n)s) g RETURNING id) INSERT INTO dossier_face "
@@ -77,7 +89,7 @@ class Soak:
                 ).fetchall()
                 what = f"into {target}"
             elif kind == "update":
-                target = self.rng.choice(lists)
+                target = rng.choice(lists)
                 rows = conn.execute(
                     "UPDATE dossier SET comment = md5(random()::text) WHERE id IN "
                     "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 5) "
@@ -86,7 +98,7 @@ class Soak:
                 ).fetchall()
                 what = f"in {target}"
             elif kind == "delete":
-                target = self.rng.choice(lists)
+                target = rng.choice(lists)
                 rows = conn.execute(
                     "DELETE FROM dossier WHERE id IN "
                     "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 2) "
@@ -95,7 +107,7 @@ class Soak:
                 ).fetchall()
                 what = f"from {target}"
             elif kind == "move":
-                source, target = self.rng.sample(lists, 2)
+                source, target = rng.sample(lists, 2)
                 rows = conn.execute(
                     "UPDATE dossier SET dossier_list_id = %s WHERE id IN "
                     "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY random() LIMIT 3) "
@@ -104,7 +116,7 @@ class Soak:
                 ).fetchall()
                 what = f"{source} -> {target}"
             else:  # a swap of two dossiers between two lists, in one transaction
-                a, b = self.rng.sample(lists, 2)
+                a, b = rng.sample(lists, 2)
                 x = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [a]).fetchone()
                 y = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [b]).fetchone()
                 rows = [row for row in (x, y) if row]
@@ -113,8 +125,20 @@ class Soak:
                     conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y["id"]])
                 what = f"{a} <-> {b}"
         ids = [str(next(iter(row.values()))) for row in rows]
-        self.record(f"leader {kind} {what}: {' '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
-        self.ledger[f"leader {kind}"] += 1
+        self.record(f"{who} {kind} {what}: {' '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+        self.ledger[f"{who} {kind}"] += 1
+
+    def write_meanwhile(self, stop: threading.Event, seed: int) -> None:
+        """A second writer on the Leader, all along: copies, repairs, detaches and syncs meet
+        transactions in flight, as they do on a Leader people use. It waits out the Leader's
+        restarts."""
+        rng = random.Random(seed)  # noqa: S311 - which work to do, not a secret
+        while not stop.wait(rng.uniform(0.02, 0.2)):
+            try:
+                self.leader_writes(rng, "concurrent")
+            except psycopg.Error as exc:  # the Leader restarting under it
+                self.ledger[f"concurrent writes failed ({type(exc).__name__})"] += 1
+                stop.wait(0.5)
 
     # -- the Subscriber's operator and timer ------------------------------------------------
     def attach(self, fault: str | None = None) -> None:
@@ -290,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=None, help="repeat a run (printed at the start)")
     parser.add_argument("--pg-bin", default=None, help="server bin/ directory")
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=1,
+        help="Leader writers running all along, besides the steps' own writes",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     bindir = Path(args.pg_bin) if args.pg_bin else find_bindir()
@@ -298,9 +328,21 @@ def main(argv: list[str] | None = None) -> int:
         soak = Soak(sites, random.Random(seed))  # noqa: S311 - which work to do, not a secret
         _prepare(sites, soak)
         end = time.monotonic() + args.minutes * 60
-        while time.monotonic() < end:
-            soak.step()
-            soak.ledger["operations"] += 1
+        stop = threading.Event()
+        writers = [
+            threading.Thread(target=soak.write_meanwhile, args=(stop, seed + n + 1), daemon=True)
+            for n in range(args.writers)
+        ]
+        for writer in writers:
+            writer.start()
+        try:
+            while time.monotonic() < end:
+                soak.step()
+                soak.ledger["operations"] += 1
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join()
         verified = soak.converge()
         soak.count_losses(verified)
         if any(soak.ledger[key] for key in MUST_BE_ZERO):
