@@ -60,6 +60,14 @@ def _as_server_user() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
+def _runs_as(owner: dict[str, Any], executable: str) -> bool:
+    try:
+        subprocess.run([executable, "--version"], check=True, capture_output=True, timeout=60, **owner)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
 @dataclass
 class PatroniCluster:
     root: Path
@@ -167,9 +175,14 @@ def patroni(pg_bindir: Path, pg_version: int) -> Iterator[PatroniCluster]:
         pytest.skip("Patroni and etcd are not installed here (CI installs them)")
     if pg_version < 17:
         pytest.skip("failover slots need PostgreSQL 17 or later")
+    owner = _as_server_user()
+    if owner and not _runs_as(owner, PATRONI):
+        pytest.skip(
+            "the server user cannot run this virtualenv's patroni (its Python lives under a "
+            "private home): run the tests as an ordinary user, as CI does"
+        )
     root = Path(tempfile.mkdtemp(prefix="pgsd-patroni-"))
     os.chmod(root, 0o755)
-    owner = _as_server_user()
     if owner:
         os.chown(root, owner["user"], owner["group"])
     cluster = PatroniCluster(
