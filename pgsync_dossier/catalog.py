@@ -96,6 +96,7 @@ class Link:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    settle_since: int | None  # a copy's first Leader position, until the copy is done
 
     @property
     def needs_copy(self) -> bool:
@@ -333,6 +334,14 @@ def set_group_links_state(
             "from_states": [s.value for s in from_states],
         },
     )
+
+
+def keep_settle_since(conn: pg.Connection, local_list_id: int, position: int | None) -> int | None:
+    """The earliest Leader position a copy of the list settles from (kept across attempts),
+    or none (None: the copy is done). Returns the position kept."""
+    params = {"list": local_list_id, "position": position}
+    found = conn.execute(_query("keep_settle_since"), params).fetchone()
+    return None if found is None or found["settle_since"] is None else int(found["settle_since"])
 
 
 def set_copy_expected(conn: pg.Connection, local_list_id: int, expected: int) -> None:

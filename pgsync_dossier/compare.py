@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -33,6 +34,7 @@ from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
 
+T = TypeVar("T")
 TABLES = ("dossier", "dossier_face")
 #: About this many rows per chunk (8 to 16, as chunks come in powers of two): few enough that
 #: a difference costs a handful of rows, many enough that the digests stay a fraction of the
@@ -205,22 +207,16 @@ def repair_list(
     The caller has paused the group's stream. One local connection compares and then fixes,
     under the command's deadline; `neighbours` are settled in the same transaction (see
     settle_neighbours)."""
-    source = snapshot(leader)
-    try:
-        with _writer(database_url, local_list, deadline) as local:
-            found = compare(source, local, remote_list, local_list)
-            if not found.equal:
-                _fix(source, local, found, remote_list, local_list, group_id)
-            if neighbours is not None:
-                _settle_neighbours(source, local, group_id, neighbours)
-            local.commit()
+
+    def repair(source: pg.Connection, local: pg.Connection) -> Repair:
+        found = compare(source, local, remote_list, local_list)
+        if not found.equal:
+            _fix(source, local, found, remote_list, local_list, group_id)
+        if neighbours is not None:
+            _settle_neighbours(source, local, group_id, neighbours)
         return Repair(found.counts(), found.leader_rows["dossier"], found.leader_rows["dossier_face"])
-    except psycopg.errors.QueryCanceled:
-        raise DeadlineExceeded(f"the repair of list {local_list} ran out of time") from None
-    except psycopg.Error as exc:
-        raise leader.error(exc) if source.broken else _local_error(exc, local_list) from None
-    finally:
-        source.close()
+
+    return _at_one_snapshot(leader, database_url, local_list, deadline, "repair", repair)
 
 
 @dataclass(frozen=True)
@@ -250,14 +246,34 @@ def settle_neighbours(
     for the Leader's transactions then in flight to end and for the stream to apply them), so
     the rows of the other lists written since then are upserted at one snapshot: the UPDATE
     finds its row, and the replay brings it to the present. Returns the rows written."""
+    return _at_one_snapshot(
+        leader,
+        database_url,
+        local_list,
+        deadline,
+        "copy",
+        lambda source, local: _settle_neighbours(source, local, group_id, neighbours),
+    )
+
+
+def _at_one_snapshot(
+    leader: LeaderClient,
+    database_url: str,
+    local_list: int,
+    deadline: Deadline,
+    what: str,
+    work: Callable[[pg.Connection, pg.Connection], T],
+) -> T:
+    """`work(source, local)` with the Leader at one snapshot and one local transaction, under
+    the command's deadline; committed when it returns."""
     source = snapshot(leader)
     try:
         with _writer(database_url, local_list, deadline) as local:
-            written = _settle_neighbours(source, local, group_id, neighbours)
+            result = work(source, local)
             local.commit()
-        return written
+        return result
     except psycopg.errors.QueryCanceled:
-        raise DeadlineExceeded(f"the copy of list {local_list} ran out of time") from None
+        raise DeadlineExceeded(f"the {what} of list {local_list} ran out of time") from None
     except psycopg.Error as exc:
         raise leader.error(exc) if source.broken else _local_error(exc, local_list) from None
     finally:

@@ -28,6 +28,7 @@ POINTS = (
     "copy.paused",  # the group's stream is stopped for the copy
     "copy.widened",  # the Leader's filter names the new list
     "copy.first_table",  # one table of a direct copy is committed, the other is not
+    "copy.written",  # the list's rows are in; the group's other lists are not settled yet
     "copy.copied",  # the rows are in; the link is not yet marked ready
     "repair.paused",  # an in-place repair has paused the stream; nothing fixed yet
     "repair.fixed",  # the list is fixed; its link still owes the repair

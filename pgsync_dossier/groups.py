@@ -153,6 +153,7 @@ def copy_pending(
                 on_expected=functools.partial(catalog.set_copy_expected, s.conn, link.local_list_id),
             )
             if neighbours is not None:
+                faults.point("copy.written")
                 compare.settle_neighbours(
                     leader, s.config.database_url, link.local_list_id, group.id, neighbours, deadline
                 )
@@ -160,6 +161,7 @@ def copy_pending(
             if link.legacy_subscription is not None:
                 retire_legacy(s, link, leader)
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.READY)
+            catalog.keep_settle_since(s.conn, link.local_list_id, None)
             log.info(
                 "list %s: copied %s dossiers and %s faces (%s)",
                 link.local_list_id,
@@ -200,6 +202,7 @@ def repair_pending(s: Session, group: Group, leader: LeaderClient, deadline: Dea
             )
             faults.point("repair.fixed")
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.READY)
+            catalog.keep_settle_since(s.conn, link.local_list_id, None)
             log.info("list %s: repaired in place (%s)", link.local_list_id, result.before)
             done[link.local_list_id] = result
     finally:
@@ -239,7 +242,10 @@ def _quiesce(
     }
     if not others:
         return None
-    since = leader.wal_position()
+    # A copy killed after writing its rows settles, when finished, from its first attempt's
+    # position: the moves made since then may be among the changes its stream applied.
+    since = catalog.keep_settle_since(s.conn, link.local_list_id, leader.wal_position())
+    assert since is not None
     if widen_to is not None:
         leader.set_group_lists(group.name, s.node.node_name, widen_to)
     leader.wait_xacts_ended(deadline)

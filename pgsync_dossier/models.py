@@ -286,6 +286,7 @@ link = Table(
     Column("legacy_subscription", Text),
     Column("copy_expected", BigInteger),
     Column("last_error", Text),
+    Column("settle_since", BigInteger),  # the Leader's WAL position a copy settles from (0008)
     _timestamp("created_at"),
     _timestamp("updated_at"),
     CheckConstraint("state IN (" + ", ".join(f"'{state}'" for state in LINK_STATES) + ")", name="state"),

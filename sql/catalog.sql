@@ -82,6 +82,14 @@ UPDATE pgsync.link SET state = %(state)s, last_error = %(error)s, updated_at = n
 UPDATE pgsync.link SET state = %(state)s, last_error = %(error)s, updated_at = now()
  WHERE group_id = %(group_id)s AND state = ANY (%(from_states)s);
 
+-- The earliest of the kept position and this one; NULL clears it.
+-- name: keep_settle_since
+UPDATE pgsync.link
+   SET settle_since = CASE WHEN %(position)s::bigint IS NULL THEN NULL
+                           ELSE LEAST(settle_since, %(position)s::bigint) END
+ WHERE local_list_id = %(list)s
+RETURNING settle_since;
+
 -- name: set_copy_expected
 UPDATE pgsync.link SET copy_expected = %(expected)s, updated_at = now() WHERE local_list_id = %(list)s;
 

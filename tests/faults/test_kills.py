@@ -10,6 +10,7 @@ duplicated, nothing leaked into another list.
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 import pytest
@@ -26,12 +27,14 @@ ATTACH_POINTS = [
     "copy.paused",
     "copy.widened",
     "copy.first_table",
+    "copy.written",
     "copy.copied",
     "sync.window_open",
 ]
-#: Every point of an attach that makes a new group; an attach into a group that already
-#: streams passes all but the group's creation.
-ATTACH_CASES = [(point, False) for point in ATTACH_POINTS] + [
+#: Every point of an attach that makes a new group (a group with other lists only has
+#: other lists to settle); an attach into a group that already streams passes all but the
+#: group's creation.
+ATTACH_CASES = [(point, False) for point in ATTACH_POINTS if point != "copy.written"] + [
     (point, True) for point in ATTACH_POINTS if not point.startswith("group.")
 ]
 
@@ -110,7 +113,9 @@ def test_attach_killed_then_attach_again(sites: dict[str, Site], point: str, exi
     _converged(leader, sub, pairs)
 
 
-@pytest.mark.parametrize("point", ["copy.paused", "copy.widened", "copy.first_table", "copy.copied"])
+@pytest.mark.parametrize(
+    "point", ["copy.paused", "copy.widened", "copy.first_table", "copy.written", "copy.copied"]
+)
 def test_a_copy_killed_mid_way_is_finished_by_tick(sites: dict[str, Site], point: str) -> None:
     """The group's other lists wait while a list is copied; a crashed copy must not keep them
     waiting: the next tick (the systemd timer) finishes the copy and resumes the stream."""
@@ -128,6 +133,35 @@ def test_a_copy_killed_mid_way_is_finished_by_tick(sites: dict[str, Site], point
     assert tick.exit_code == 0, tick.stderr
     _converged(leader, sub, [(first, first_local), (remote, local)])
     assert {row["state"] for row in sub.ok("status", "--json").json()} == {"ready"}
+
+
+def test_a_copy_killed_before_it_settles_keeps_a_move_made_meanwhile(sites: dict[str, Site]) -> None:
+    """While the copy of N starts, the Leader moves a dossier from N into the group's other
+    list A; the copy (at a snapshot after the move) is killed before it settles A. The next
+    tick copies again from later on: it must still settle A from the first attempt's
+    position, since its stream applied the move (an UPDATE) when the dossier was nowhere
+    here."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (a, a_local), (n, n_local) = _stays_and_goes(leader, sub)
+    sub.ok("detach", str(n_local), "--purge")
+    y = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [n])[0]["id"]
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(
+            result=sub.run(*_attach_args(leader, n, n_local), fault="copy.paused:pause,copy.written")
+        )
+    )
+    thread.start()
+    wait_until(
+        lambda: sub.node.execute("SELECT 1 FROM pgsync.sync_group WHERE copying_list_id = %s", [n_local]),
+        "the copy of N pausing the stream",
+    )
+    leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y])
+    thread.join(120)
+    assert outcome["result"].exit_code == KILLED, outcome["result"].stderr
+    assert sub.run("tick").exit_code == 0
+    _converged(leader, sub, [(a, a_local), (n, n_local)])
+    assert y in {row["id"] for row in list_rows(sub.node, a_local)[0]}
 
 
 def test_a_window_killed_open_is_closed_by_tick(sites: dict[str, Site]) -> None:
