@@ -198,8 +198,27 @@ class Soak:
             self.sites.subscriber.stop(mode="fast")
             self.sites.subscriber.start()
 
+    def reconcile(self) -> None:
+        """Lists this soak attached that the Subscriber no longer replicates are ordinary lists
+        again: an attach killed before it recorded its link, or a detach killed half-way that
+        a tick finished, keeping the rows. Empty them (as their DBA may now) and use them
+        again; without this they would stay taken, and the soak would go on refused."""
+        linked = {
+            int(row["local_list_id"])
+            for row in self.sites.execute(self.sites.subscriber, "SELECT local_list_id FROM pgsync.link")
+        }
+        for local in [local for local in self.attached if local not in linked]:
+            emptied = "DELETE FROM dossier WHERE dossier_list_id = %s"
+            self.sites.execute(self.sites.subscriber, emptied, [local])
+            del self.attached[local]
+            self.free_local.append(local)
+            self.record(f"list {local} is no longer a replica here: emptied and free again")
+            self.ledger["lists found no longer attached (a killed attach or detach), reused"] += 1
+
     def step(self) -> None:
         roll = self.rng.random()
+        if roll >= 0.45:
+            self.reconcile()
         if roll < 0.45:
             self.leader_writes()
         elif roll < 0.55:
@@ -344,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             for writer in writers:
                 writer.join()
         verified = soak.converge()
+        soak.reconcile()
         soak.count_losses(verified)
         if any(soak.ledger[key] for key in MUST_BE_ZERO):
             print("\ndiagnosis:", *soak.diagnosis(verified), sep="\n  ")
