@@ -249,14 +249,22 @@ def _quiesce(
     if widen_to is not None:
         leader.set_group_lists(group.name, s.node.node_name, widen_to)
     leader.wait_xacts_ended(deadline)
+    seq = catch_up(s, group, leader, deadline)
+    log.debug("group %s: caught up to %s before list %s", group.name, seq, link.local_list_id)
+    return compare.Neighbours(others, since)
+
+
+def catch_up(s: Session, group: Group, leader: LeaderClient, deadline: Deadline) -> int:
+    """Open the group's stream until it has applied what the Leader committed before now (a
+    heartbeat barrier), and leave it open; returns the heartbeat. The caller holds the group,
+    so a pause left by a copy or repair that died is ended first."""
     fresh = catalog.group(s.conn, group.id) or group
-    if fresh.copying_list_id is not None:  # left by a copy or repair that died: we hold the group
+    if fresh.copying_list_id is not None:
         catalog.set_copy_pause(s.conn, group.id, None, None)
     seq = leader.heartbeat(group.name)
     settle(s.conn, fresh, window_open=True)
     subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
-    log.debug("group %s: caught up to %s before list %s", group.name, seq, link.local_list_id)
-    return compare.Neighbours(others, since)
+    return seq
 
 
 def slot_trouble(conn: pg.Connection, group: Group, slot: dict[str, Any] | None) -> str | None:

@@ -453,12 +453,8 @@ def _barrier(s: Session, group: Group, leader: LeaderClient, deadline: Deadline)
     """Bring the group up to the Leader's present (a window when windowed), best effort."""
     if subscriber.subscription(s.conn, group.name) is None:
         return
-    if group.copying_list_id is not None:  # left by a crashed copy or repair: we hold the group
-        catalog.set_copy_pause(s.conn, group.id, None, None)
-    seq = leader.heartbeat(group.name)
     try:
-        groups.settle(s.conn, group, window_open=True)
-        subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)
+        groups.catch_up(s, group, leader, deadline)
     finally:
         groups.settle(s.conn, group)
 
