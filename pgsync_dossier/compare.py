@@ -176,14 +176,15 @@ def compare_list(leader: LeaderClient, local: pg.Connection, remote_list: int, l
     try:
         return compare(source, local, remote_list, local_list)
     except psycopg.Error as exc:
-        raise leader.error(exc) if source.broken else _local_error(exc, local_list) from None
+        what = f"comparing list {local_list}"
+        raise leader.error(exc) if source.broken else _local_error(exc, what) from None
     finally:
         source.close()
 
 
-def _local_error(exc: psycopg.Error, local_list: int) -> OperationFailed:
+def _local_error(exc: psycopg.Error, what: str) -> OperationFailed:
     reason = exc.diag.message_primary or pg.first_line(str(exc))
-    return OperationFailed(f"comparing list {local_list} failed: {reason}")
+    return OperationFailed(f"{what} failed: {reason}")
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,8 @@ def repair_list(
             _settle_neighbours(source, local, group_id, neighbours)
         return Repair(found.counts(), found.leader_rows["dossier"], found.leader_rows["dossier_face"])
 
-    return _at_one_snapshot(leader, database_url, local_list, deadline, "repair", repair)
+    what = f"the repair of list {local_list}"
+    return _at_one_snapshot(leader, database_url, local_list, deadline, what, repair)
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ def settle_neighbours(
         database_url,
         local_list,
         deadline,
-        "copy",
+        f"settling the group's other lists after the copy of list {local_list}",
         lambda source, local: _settle_neighbours(source, local, group_id, neighbours),
     )
 
@@ -265,7 +267,7 @@ def _at_one_snapshot(
     work: Callable[[pg.Connection, pg.Connection], T],
 ) -> T:
     """`work(source, local)` with the Leader at one snapshot and one local transaction, under
-    the command's deadline; committed when it returns."""
+    the command's deadline; committed when it returns. `what` names the step in its errors."""
     source = snapshot(leader)
     try:
         with _writer(database_url, local_list, deadline) as local:
@@ -273,9 +275,9 @@ def _at_one_snapshot(
             local.commit()
         return result
     except psycopg.errors.QueryCanceled:
-        raise DeadlineExceeded(f"the {what} of list {local_list} ran out of time") from None
+        raise DeadlineExceeded(f"{what} ran out of time") from None
     except psycopg.Error as exc:
-        raise leader.error(exc) if source.broken else _local_error(exc, local_list) from None
+        raise leader.error(exc) if source.broken else _local_error(exc, what) from None
     finally:
         source.close()
 
