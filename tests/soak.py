@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import threading
 import time
@@ -62,6 +63,8 @@ class Soak:
         if "Traceback" in result.stderr or "internal error" in result.stderr:
             raise RuntimeError(f"{' '.join(args)} crashed: {result.stderr.strip()[-800:]}")
         self.ledger[f"command {args[0]} (exit {result.exit_code})"] += 1
+        if result.exit_code in (1, 3):  # a refusal or a failure: say which, so a run can be read
+            self.ledger[f"  why {args[0]} exited {result.exit_code}: {_reason(result.stderr)}"] += 1
         return result.exit_code
 
     # -- the Leader's own life --------------------------------------------------------------
@@ -297,6 +300,12 @@ class Soak:
         )
         for row in runs:
             self.ledger[f"sync runs: {row['reason']}"] += int(row["n"])
+
+
+def _reason(stderr: str) -> str:
+    """An error line with its numbers taken out, so that refusals of one kind count together."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    return re.sub(r"\d+", "N", lines[-1].removeprefix("error: ") if lines else "(no error line)")[:110]
 
 
 MUST_BE_ZERO = (
