@@ -4,6 +4,9 @@
   progress bar is drawn): checks, group and slot creation, pause, in-flight wait, the copy,
   resume and the barrier. Each repetition detaches (--purge) afterwards, so the next one
   creates its group and slot again, as the native subscription does.
+- pgsync attach beside a list: the same, into a group that already streams another list of
+  the Leader (50 dossiers, attached first, untimed): what a site adding a list pays for the
+  catch-up before the copy and the settling of the group's other lists after it.
 - fair floor (../shared/design.md section 4): binary `COPY (SELECT ...) TO STDOUT` piped into
   `COPY ... FROM STDIN` in replica mode (no FK checks, no ordinary triggers), both tables in
   parallel, into the same tables with their indexes, committed. Nothing that moves the rows
@@ -39,6 +42,27 @@ def _undo_attach(sites: Sites, local: int) -> None:
     # The next copy starts from tables as clean as the floor's: truncated, not bloated.
     sites.ok("subscriber", "detach", str(local), "--purge")
     sites.execute(sites.subscriber, "TRUNCATE dossier, dossier_face")
+
+
+NEIGHBOUR_ROWS = 50
+
+
+def _attach_beside(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
+    """pgsync attach into a group that already replicates another list (same Leader, same
+    schedule): before its copy the group's stream catches up to a heartbeat, and after it the
+    other list's rows written since are settled. The other list is attached first, untimed."""
+    if "neighbour" not in sites.lists:
+        sites.lists["neighbour"] = sites.make_list(sites.leader, "neighbour")
+        sites.fill(sites.lists["neighbour"], NEIGHBOUR_ROWS)
+    beside = sites.make_list(sites.subscriber, f"neighbour replica {remote}.{rep}")
+    sites.attach(sites.lists["neighbour"], beside, tty=False)
+    sites.lists["neighbour replica"] = beside
+    return _attach(sites, remote, rep)
+
+
+def _undo_attach_beside(sites: Sites, local: int) -> None:
+    sites.ok("subscriber", "detach", str(sites.lists.pop("neighbour replica")), "--purge")
+    _undo_attach(sites, local)
 
 
 def _floor(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
@@ -183,6 +207,7 @@ def _undo_pglogical(sites: Sites, remote: int) -> None:
 
 RUNNERS = {
     "pgsync attach (CLI)": (_attach, _undo_attach),
+    "pgsync attach beside a list (CLI)": (_attach_beside, _undo_attach_beside),
     "fair floor": (_floor, _undo_floor),
     "native pub/sub": (_native, _undo_native),
     "pglogical": (_pglogical, _undo_pglogical),
