@@ -43,10 +43,12 @@ class Soak:
     ledger: Counter[str] = field(default_factory=Counter)
     attached: dict[int, int] = field(default_factory=dict)  # local list -> Leader list
     free_local: list[int] = field(default_factory=list)
+    draining: list[int] = field(default_factory=list)  # detached, with dossiers still in transit
     leader_lists: list[int] = field(default_factory=list)
     own_lists: dict[int, int] = field(default_factory=dict)  # the Subscriber's own lists: rows
     converging: list[str] = field(default_factory=list)  # the final commands' exit and stderr
     last_stderr: str = ""
+    last_stdout: str = ""
     timeline: list[str] = field(default_factory=list)  # what was done, in order, for a diagnosis
     started: float = field(default_factory=time.monotonic)
 
@@ -58,6 +60,7 @@ class Soak:
         result = self.sites.cli("subscriber", *args, env=env)
         self.record(f"{' '.join(args)}{f' [fault {fault}]' if fault else ''}: exit {result.exit_code}")
         self.last_stderr = result.stderr.strip()[-600:]
+        self.last_stdout = result.stdout
         if result.exit_code not in (0, 1, 3, 4, -9):
             raise RuntimeError(f"{' '.join(args)}: exit {result.exit_code}: {result.stderr.strip()[-400:]}")
         if "Traceback" in result.stderr or "internal error" in result.stderr:
@@ -165,13 +168,19 @@ class Soak:
         )
         self.attached[local] = remote  # whatever the outcome: the next attach or tick finishes it
 
-    def detach(self) -> None:
+    def detach(self, fault: str | None = None) -> None:
         if not self.attached:
             return
         local = self.rng.choice(sorted(self.attached))
-        code = self.cli("detach", str(local), "--purge")
-        if code == 0:
-            del self.attached[local]
+        if self.cli("detach", str(local), "--purge", "--json", fault=fault) != 0:
+            return
+        del self.attached[local]
+        if json.loads(self.last_stdout)["kept_in_transit"]:
+            # Dossiers the Leader moved into the group's other lists stay here until their
+            # moves arrive (the detach said so): the list is not empty yet.
+            self.draining.append(local)
+            self.ledger["detaches that kept dossiers in transit (their stream was behind)"] += 1
+        else:
             self.free_local.append(local)
 
     def fault(self) -> None:
@@ -182,11 +191,8 @@ class Soak:
             self.ledger[f"fault kill at {point}"] += 1
             if point.startswith(("attach", "group", "copy")):
                 self.attach(fault=point)
-            elif point.startswith("detach") and self.attached:
-                local = self.rng.choice(sorted(self.attached))
-                if self.cli("detach", str(local), "--purge", fault=point) == 0:
-                    del self.attached[local]
-                    self.free_local.append(local)
+            elif point.startswith("detach"):
+                self.detach(fault=point)
             elif point.startswith("repair") and self.attached:
                 self.cli("repair", str(self.rng.choice(sorted(self.attached))), "--confirm", fault=point)
             else:
@@ -217,6 +223,12 @@ class Soak:
             self.free_local.append(local)
             self.record(f"list {local} is no longer a replica here: emptied and free again")
             self.ledger["lists found no longer attached (a killed attach or detach), reused"] += 1
+        for local in list(self.draining):
+            count = "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s"
+            if self.sites.execute(self.sites.subscriber, count, [local])[0]["n"] == 0:
+                self.draining.remove(local)
+                self.free_local.append(local)
+                self.ledger["lists detached with dossiers in transit, free once the moves arrived"] += 1
 
     def step(self) -> None:
         roll = self.rng.random()
