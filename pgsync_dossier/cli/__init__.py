@@ -6,6 +6,7 @@ pay for psycopg and `status` does not pay for Alembic, SQLAlchemy or FastAPI.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -65,6 +66,9 @@ class PgsyncGroup(click.Group):
             return None
         module, attribute = COMMANDS[cmd_name].split(":")
         command: click.Command = getattr(importlib.import_module(f"pgsync_dossier.cli.{module}"), attribute)
+        if not gc.isenabled():  # main() turned the collector off while the modules load
+            gc.freeze()
+            gc.enable()
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -140,4 +144,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, debug: bool)
 
 
 def main() -> None:
+    # Most of a short command's process is importing modules: the collector would walk their
+    # objects again and again while they load, and all of them once more at exit. It stays off
+    # until the command's module is loaded; then what is loaded is frozen (never walked again)
+    # and it collects the command's own garbage as usual (get_command).
+    gc.disable()
     cli(prog_name="pgsync-dossier")

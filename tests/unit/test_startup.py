@@ -37,3 +37,15 @@ def test_a_command_loads_only_what_it_uses(command: str) -> None:
         f"from pgsync_dossier.cli import cli\nimport click\ncli.get_command(click.Context(cli), {command!r})"
     )
     assert _heavy(_imported_after(code)) == []
+
+
+def test_the_collector_is_on_again_once_the_command_is_loaded() -> None:
+    """main() keeps the collector off while modules load; a command (a daemon among them)
+    must never run without it."""
+    code = (
+        "import gc, click\nfrom pgsync_dossier.cli import cli\ngc.disable()\n"
+        "cli.get_command(click.Context(cli), 'run')\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True"]
