@@ -62,7 +62,8 @@ $$;
 -- - a row living here in a list of ANOTHER group (two schedules, two streams, each ahead or
 --   behind the other) is overwritten only by a newer version of it, and never deleted by
 --   this stream; a row in a list no group replicates (a local or detached list: the Leader
---   has moved it out of there) is taken over.
+--   has moved it out of there) is taken over; a row the other stream deletes while this one
+--   waits to take it over is inserted.
 -- The queries are written inline, not as helper functions: this runs for every row applied.
 CREATE OR REPLACE FUNCTION pgsync.apply_change() RETURNS trigger
 LANGUAGE plpgsql AS
@@ -145,7 +146,14 @@ BEGIN
                row_version = NEW.row_version
          WHERE id OPERATOR(pg_catalog.=) NEW.id;
     END IF;
-    RETURN NULL;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- The row was deleted while this waited for its lock: the other stream applied the move
+    -- out of its list at the same time. It is a new row here now. (Were it inserted again
+    -- meanwhile, the INSERT fails and the apply worker retries the transaction, which then
+    -- finds it.)
+    RETURN NEW;
 END
 $$;
 

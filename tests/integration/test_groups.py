@@ -27,6 +27,7 @@ from tests.harness import (
     list_rows,
     make_list,
     wait_for_same,
+    wait_until,
     write_config,
 )
 
@@ -247,6 +248,43 @@ def test_a_move_between_two_streams_never_loses_the_row(sites: dict[str, Site]) 
         assert sub.node.execute("SELECT dossier_list_id FROM dossier WHERE id = %s", [dossier_id]) == [
             {"dossier_list_id": live_local}
         ]
+
+
+def test_a_move_applied_by_both_streams_at_once_keeps_the_row(sites: dict[str, Site]) -> None:
+    """A dossier moved from a live list into a nightly one leaves the live stream as a DELETE
+    and enters the nightly stream as an INSERT, which finds the row still here and moves it.
+    When the two apply at once, the move waits for the DELETE's row lock and then finds no
+    row: the dossier must be inserted then, not dropped (its faces, which come next, were)."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    live, live_local = make_list(leader.node, "Live"), make_list(sub.node, "Live replica")
+    nightly, nightly_local = make_list(leader.node, "Nightly"), make_list(sub.node, "Nightly replica")
+    moved, held = add_dossiers(leader.node, live, 2, prefix="live-")
+    add_dossiers(leader.node, nightly, 1, prefix="nightly-")
+    attach(sub, leader, live, live_local)
+    attach(sub, leader, nightly, nightly_local, "--schedule", NIGHTLY)
+
+    def waiting() -> int:
+        return int(sub.node.execute("SELECT count(*) AS n FROM pg_locks WHERE NOT granted")[0]["n"])
+
+    with sub.node.connect() as blocker:
+        # The live stream's transaction deletes `moved`, then waits here on `held`.
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT 1 FROM dossier WHERE id = %s FOR UPDATE", [held])
+        with leader.node.connect() as writer, writer.transaction():
+            writer.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [nightly, moved])
+            writer.execute("UPDATE dossier SET comment = 'held' WHERE id = %s", [held])
+        wait_until(lambda: waiting() >= 1, "the live stream to wait on the held row")
+        outcome: dict[str, Any] = {}
+        window = threading.Thread(target=lambda: outcome.update(result=sub.run("sync", str(nightly_local))))
+        window.start()
+        wait_until(lambda: waiting() >= 2, "the nightly stream to wait on the live stream's DELETE")
+        blocker.execute("ROLLBACK")
+    window.join(120)
+    assert outcome["result"].exit_code == 0, outcome["result"].stderr
+    _synced_and_equal(sub)
+    assert sub.node.execute("SELECT dossier_list_id FROM dossier WHERE id = %s", [moved]) == [
+        {"dossier_list_id": nightly_local}
+    ]
 
 
 def test_detach_narrows_the_filter_and_the_last_list_drops_the_stream(sites: dict[str, Site]) -> None:
