@@ -71,7 +71,6 @@ $$
 DECLARE
     v_group integer;
     v_local integer;
-    v_owner integer;
     v_current_list integer;
     v_current_version bigint;
 BEGIN
@@ -110,50 +109,60 @@ BEGIN
     END IF;
     NEW.dossier_list_id := v_local;
     IF TG_OP = 'UPDATE' THEN
-        v_current_list := OLD.dossier_list_id;
-        v_current_version := OLD.row_version;
-    ELSIF TG_TABLE_NAME = 'dossier' THEN
-        SELECT d.dossier_list_id, d.row_version INTO v_current_list, v_current_version
-          FROM public.dossier AS d WHERE d.id OPERATOR(pg_catalog.=) NEW.id;
-    ELSE
-        SELECT f.dossier_list_id, f.row_version INTO v_current_list, v_current_version
-          FROM public.dossier_face AS f WHERE f.id OPERATOR(pg_catalog.=) NEW.id;
+        -- The apply worker found and locked this row: OLD is what is here.
+        IF OLD.dossier_list_id OPERATOR(pg_catalog.<>) v_local
+           AND EXISTS (SELECT 1 FROM pgsync.link AS l
+                        WHERE l.local_list_id OPERATOR(pg_catalog.=) OLD.dossier_list_id
+                          AND l.group_id OPERATOR(pg_catalog.<>) v_group)
+           AND NEW.row_version OPERATOR(pg_catalog.<=) OLD.row_version THEN
+            RETURN NULL;  -- another stream already applied a newer state of this row
+        END IF;
+        RETURN NEW;
     END IF;
-    IF v_current_list IS NULL THEN
-        RETURN NEW;  -- a new row
-    END IF;
-    IF v_current_list OPERATOR(pg_catalog.<>) v_local THEN
-        SELECT l.group_id INTO v_owner FROM pgsync.link AS l
-         WHERE l.local_list_id OPERATOR(pg_catalog.=) v_current_list;
-        IF v_owner OPERATOR(pg_catalog.<>) v_group
+    -- An INSERT: read the row as it is now, decide, and take it over only if it is still as
+    -- read. The other stream may change or delete it while this waits for its lock (a row
+    -- moved between two groups' lists, applied by both at once): then read it again. A row
+    -- that is gone is a new row here. (Were it inserted again meanwhile, the INSERT fails and
+    -- the apply worker retries the transaction, which then finds it.)
+    LOOP
+        IF TG_TABLE_NAME = 'dossier' THEN
+            SELECT d.dossier_list_id, d.row_version INTO v_current_list, v_current_version
+              FROM public.dossier AS d WHERE d.id OPERATOR(pg_catalog.=) NEW.id;
+        ELSE
+            SELECT f.dossier_list_id, f.row_version INTO v_current_list, v_current_version
+              FROM public.dossier_face AS f WHERE f.id OPERATOR(pg_catalog.=) NEW.id;
+        END IF;
+        IF v_current_list IS NULL THEN
+            RETURN NEW;
+        END IF;
+        IF v_current_list OPERATOR(pg_catalog.<>) v_local
+           AND EXISTS (SELECT 1 FROM pgsync.link AS l
+                        WHERE l.local_list_id OPERATOR(pg_catalog.=) v_current_list
+                          AND l.group_id OPERATOR(pg_catalog.<>) v_group)
            AND NEW.row_version OPERATOR(pg_catalog.<=) v_current_version THEN
             RETURN NULL;  -- another stream already applied a newer state of this row
         END IF;
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
-        RETURN NEW;
-    END IF;
-    IF TG_TABLE_NAME = 'dossier' THEN
-        UPDATE public.dossier
-           SET dossier_list_id = NEW.dossier_list_id, name = NEW.name, comment = NEW.comment,
-               active = NEW.active, created_at = NEW.created_at, modified_at = NEW.modified_at,
-               row_version = NEW.row_version
-         WHERE id OPERATOR(pg_catalog.=) NEW.id;
-    ELSE
-        UPDATE public.dossier_face
-           SET dossier_id = NEW.dossier_id, dossier_list_id = NEW.dossier_list_id,
-               embedding = NEW.embedding, model = NEW.model, created_at = NEW.created_at,
-               row_version = NEW.row_version
-         WHERE id OPERATOR(pg_catalog.=) NEW.id;
-    END IF;
-    IF FOUND THEN
-        RETURN NULL;
-    END IF;
-    -- The row was deleted while this waited for its lock: the other stream applied the move
-    -- out of its list at the same time. It is a new row here now. (Were it inserted again
-    -- meanwhile, the INSERT fails and the apply worker retries the transaction, which then
-    -- finds it.)
-    RETURN NEW;
+        IF TG_TABLE_NAME = 'dossier' THEN
+            UPDATE public.dossier
+               SET dossier_list_id = NEW.dossier_list_id, name = NEW.name, comment = NEW.comment,
+                   active = NEW.active, created_at = NEW.created_at, modified_at = NEW.modified_at,
+                   row_version = NEW.row_version
+             WHERE id OPERATOR(pg_catalog.=) NEW.id
+               AND dossier_list_id OPERATOR(pg_catalog.=) v_current_list
+               AND row_version IS NOT DISTINCT FROM v_current_version;
+        ELSE
+            UPDATE public.dossier_face
+               SET dossier_id = NEW.dossier_id, dossier_list_id = NEW.dossier_list_id,
+                   embedding = NEW.embedding, model = NEW.model, created_at = NEW.created_at,
+                   row_version = NEW.row_version
+             WHERE id OPERATOR(pg_catalog.=) NEW.id
+               AND dossier_list_id OPERATOR(pg_catalog.=) v_current_list
+               AND row_version IS NOT DISTINCT FROM v_current_version;
+        END IF;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+    END LOOP;
 END
 $$;
 
