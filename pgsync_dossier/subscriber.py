@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 HEALTH_CHECK_EVERY_S = 1.0
 #: Apply errors counted during one wait before it gives up (the worker retries each one).
 MAX_NEW_ERRORS = 2
-#: How long a paused subscription's workers get to exit by themselves (PostgreSQL 16+ wakes
-#: them at DISABLE; 15 looks once a second) before they are stopped.
+#: How long a paused subscription's workers get to exit by themselves before they are stopped:
+#: PostgreSQL 16+ wakes them at DISABLE, and they are gone in milliseconds. 15 looks once a
+#: second, so there they are stopped at once (a grace cost every window's close 0.1 s, and
+#: they were stopped anyway nine times out of ten).
 STOP_GRACE_S = 0.1
+WAKES_WORKERS_AT_DISABLE_SINCE = 160000
 
 
 def write_as_apply(conn: pg.Connection) -> None:
@@ -219,7 +222,8 @@ def pause(conn: pg.Connection, name: str, deadline: Deadline) -> None:
     of the group is applied, and the stream will resume where it stopped. Workers still
     running after a short grace are stopped (a rolled-back apply is resumed from its origin)."""
     set_enabled(conn, name, False)
-    stopped = poll(lambda: True if workers(conn, name) == 0 else None, deadline.at_most(STOP_GRACE_S))
+    grace = STOP_GRACE_S if pg.server_version(conn) >= WAKES_WORKERS_AT_DISABLE_SINCE else 0.0
+    stopped = poll(lambda: True if workers(conn, name) == 0 else None, deadline.at_most(grace))
     if stopped is None and not deadline.expired():
         try:
             conn.execute(pg.query("stop_subscription_workers"), {"name": name})
