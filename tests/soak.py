@@ -67,7 +67,7 @@ class Soak:
             raise RuntimeError(f"{' '.join(args)} crashed: {result.stderr.strip()[-800:]}")
         self.ledger[f"command {args[0]} (exit {result.exit_code})"] += 1
         if result.exit_code in (1, 3):  # a refusal or a failure: say which, so a run can be read
-            self.ledger[f"  why {args[0]} exited {result.exit_code}: {_reason(result.stderr)}"] += 1
+            self.ledger[f"command {args[0]} (exit {result.exit_code}) why: {_reason(result.stderr)}"] += 1
         return result.exit_code
 
     # -- the Leader's own life --------------------------------------------------------------
@@ -312,12 +312,22 @@ class Soak:
         )
         for row in runs:
             self.ledger[f"sync runs: {row['reason']}"] += int(row["n"])
+        heals = self.sites.execute(
+            self.sites.subscriber, "SELECT note FROM pgsync.sync_run WHERE reason = 'heal'"
+        )
+        for row in heals:
+            self.ledger[f"sync runs: heal, why: {_kind(row['note'] or '(no note)')}"] += 1
 
 
 def _reason(stderr: str) -> str:
-    """An error line with its numbers taken out, so that refusals of one kind count together."""
+    """A command's error line, as _kind gives it."""
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    return re.sub(r"\d+", "N", lines[-1].removeprefix("error: ") if lines else "(no error line)")[:110]
+    return _kind(lines[-1].removeprefix("error: ")) if lines else "(no error line)"
+
+
+def _kind(text: str) -> str:
+    """A message with its numbers taken out, so that messages of one kind count together."""
+    return re.sub(r"\d+", "N", text)[:110]
 
 
 MUST_BE_ZERO = (
