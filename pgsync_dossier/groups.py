@@ -52,11 +52,16 @@ def stream_facts(
 def settle(
     conn: pg.Connection, group: Group, *, window_open: bool = False, models_match: bool = True
 ) -> None:
-    """Enable or disable the group's subscription as should_stream() decides."""
+    """Enable or disable the group's subscription as should_stream() decides. A stream about
+    to run forgets where it last stopped first: from then on it moves the slot itself, and a
+    command that dies before it records the new stop must not leave a stale position behind
+    (the next sync would take the slot's progress for someone else's, see slot_trouble)."""
     fresh = catalog.group(conn, group.id) or group
     enabled = should_stream(
         stream_facts(fresh, window_open=window_open, models_match=models_match), datetime.now(UTC)
     )
+    if enabled and fresh.stopped_at_lsn is not None:
+        catalog.set_stopped_at(conn, group.id, None)
     subscriber.set_enabled(conn, group.name, enabled)
 
 

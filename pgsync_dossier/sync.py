@@ -168,7 +168,6 @@ def _locked_sync(
             catalog.record_run(s.conn, group.id, "heal", True, healed)
         groups.narrow(s, group, leader, (slot or {}).get("lists"))
         seq = leader.heartbeat(group.name)
-        catalog.set_stopped_at(s.conn, group.id, None)  # streaming: the slot moves with this stream
         groups.settle(s.conn, group, window_open=True)
         faults.point("sync.window_open")
         subscriber.wait_for_barrier(s.conn, group.name, seq, deadline, leader)

@@ -278,3 +278,21 @@ def test_detach_killed_then_detach_again(sites: dict[str, Site], point: str) -> 
         assert not leader.node.execute("SELECT * FROM pg_replication_slots")
         assert not leader.node.execute("SELECT * FROM pg_publication")
         assert not leader.node.execute("SELECT * FROM pgsync.group_registration")
+
+
+def test_a_repair_killed_after_its_catch_up_is_not_taken_for_a_clone(sites: dict[str, Site]) -> None:
+    """In a windowed group with another list, a repair first lets the stream catch up, which
+    moves the slot past where the last window left it, then pauses the stream. Killed there,
+    it leaves the stream stopped with the slot ahead: the next sync must not take that for
+    someone else streaming from the slot (a clone) and heal the group (seen in the soak: heals
+    with no clone anywhere)."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    pairs = []
+    for name in ("First", "Second"):
+        remote, local = make_list(leader.node, name), make_list(sub.node, f"{name} replica")
+        add_dossiers(leader.node, remote, 3, prefix=f"{name}-")
+        attach(sub, leader, remote, local, "--schedule", NIGHTLY)
+        pairs.append((remote, local))
+    assert sub.run("repair", str(pairs[0][1]), "--confirm", fault="repair.paused").exit_code == KILLED
+    _converged(leader, sub, pairs)
+    assert sub.node.execute("SELECT note FROM pgsync.sync_run WHERE reason = 'heal'") == []
