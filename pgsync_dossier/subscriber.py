@@ -28,7 +28,7 @@ MAX_NEW_ERRORS = 2
 #: How long a paused subscription's workers get to exit by themselves before they are stopped:
 #: PostgreSQL 16+ wakes them at DISABLE, and they are gone in milliseconds. 15 looks once a
 #: second, so there they are stopped at once (a grace cost every window's close 0.1 s, and
-#: they were stopped anyway nine times out of ten).
+#: they were almost always stopped after it anyway).
 STOP_GRACE_S = 0.1
 WAKES_WORKERS_AT_DISABLE_SINCE = 160000
 
