@@ -57,7 +57,8 @@ def _attach_beside(sites: Sites, remote: int, rep: int) -> tuple[float, int, str
     beside = sites.make_list(sites.subscriber, f"neighbour replica {remote}.{rep}")
     sites.attach(sites.lists["neighbour"], beside, tty=False)
     sites.lists["neighbour replica"] = beside
-    return _attach(sites, remote, rep)
+    local = sites.make_list(sites.subscriber, f"replica beside a list {remote}.{rep}")
+    return sites.attach(remote, local), local, "dossiers"
 
 
 def _undo_attach_beside(sites: Sites, local: int) -> None:
