@@ -108,24 +108,17 @@ BEGIN
         RETURN NULL;
     END IF;
     NEW.dossier_list_id := v_local;
-    IF TG_OP = 'UPDATE' THEN
-        -- The apply worker found and locked this row: OLD is what is here.
-        IF OLD.dossier_list_id OPERATOR(pg_catalog.<>) v_local
-           AND EXISTS (SELECT 1 FROM pgsync.link AS l
-                        WHERE l.local_list_id OPERATOR(pg_catalog.=) OLD.dossier_list_id
-                          AND l.group_id OPERATOR(pg_catalog.<>) v_group)
-           AND NEW.row_version OPERATOR(pg_catalog.<=) OLD.row_version THEN
-            RETURN NULL;  -- another stream already applied a newer state of this row
-        END IF;
-        RETURN NEW;
-    END IF;
-    -- An INSERT: read the row as it is now, decide, and take it over only if it is still as
-    -- read. The other stream may change or delete it while this waits for its lock (a row
-    -- moved between two groups' lists, applied by both at once): then read it again. A row
-    -- that is gone is a new row here. (Were it inserted again meanwhile, the INSERT fails and
-    -- the apply worker retries the transaction, which then finds it.)
+    -- Read the row as it is now, decide, and take it over only if it is still as read. For an
+    -- UPDATE the apply worker found and locked the row: OLD is what is here. For an INSERT the
+    -- other stream may change or delete the row while this waits for its lock (a row moved
+    -- between two groups' lists, applied by both at once): then read it again. A row that is
+    -- gone is a new row here. (Were it inserted again meanwhile, the INSERT fails and the
+    -- apply worker retries the transaction, which then finds it.)
     LOOP
-        IF TG_TABLE_NAME = 'dossier' THEN
+        IF TG_OP = 'UPDATE' THEN
+            v_current_list := OLD.dossier_list_id;
+            v_current_version := OLD.row_version;
+        ELSIF TG_TABLE_NAME = 'dossier' THEN
             SELECT d.dossier_list_id, d.row_version INTO v_current_list, v_current_version
               FROM public.dossier AS d WHERE d.id OPERATOR(pg_catalog.=) NEW.id;
         ELSE
@@ -141,6 +134,9 @@ BEGIN
                           AND l.group_id OPERATOR(pg_catalog.<>) v_group)
            AND NEW.row_version OPERATOR(pg_catalog.<=) v_current_version THEN
             RETURN NULL;  -- another stream already applied a newer state of this row
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            RETURN NEW;
         END IF;
         IF TG_TABLE_NAME = 'dossier' THEN
             UPDATE public.dossier
