@@ -33,8 +33,8 @@ from bench.stats import Series, ratio, rotations, table
 from pgsync_dossier.copier import COLUMNS
 
 
-def _attach(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
-    local = sites.make_list(sites.subscriber, f"replica {remote}.{rep}")
+def _attach(sites: Sites, remote: int, rep: int, name: str = "replica") -> tuple[float, int, str]:
+    local = sites.make_list(sites.subscriber, f"{name} {remote}.{rep}")
     return sites.attach(remote, local), local, "dossiers"
 
 
@@ -57,8 +57,7 @@ def _attach_beside(sites: Sites, remote: int, rep: int) -> tuple[float, int, str
     beside = sites.make_list(sites.subscriber, f"neighbour replica {remote}.{rep}")
     sites.attach(sites.lists["neighbour"], beside, tty=False)
     sites.lists["neighbour replica"] = beside
-    local = sites.make_list(sites.subscriber, f"replica beside a list {remote}.{rep}")
-    return sites.attach(remote, local), local, "dossiers"
+    return _attach(sites, remote, rep, "replica beside a list")
 
 
 def _undo_attach_beside(sites: Sites, local: int) -> None:

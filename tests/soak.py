@@ -224,11 +224,14 @@ class Soak:
             self.record(f"list {local} is no longer a replica here: emptied and free again")
             self.ledger["lists found no longer attached (a killed attach or detach), reused"] += 1
         for local in list(self.draining):
-            count = "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s"
-            if self.sites.execute(self.sites.subscriber, count, [local])[0]["n"] == 0:
+            if self.local_dossiers(local) == 0:
                 self.draining.remove(local)
                 self.free_local.append(local)
                 self.ledger["lists detached with dossiers in transit, free once the moves arrived"] += 1
+
+    def local_dossiers(self, local: int) -> int:
+        count = "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s"
+        return int(self.sites.execute(self.sites.subscriber, count, [local])[0]["n"])
 
     def step(self) -> None:
         roll = self.rng.random()
@@ -303,10 +306,8 @@ class Soak:
         self.ledger["rows differing"] += sum(int(r["changed"] or 0) for r in verified)
         self.ledger["replicas not verified"] += sum(1 for r in verified if r["match"] is not True)
         for local, rows in self.own_lists.items():
-            now = self.sites.execute(
-                self.sites.subscriber, "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [local]
-            )[0]["n"]
-            self.ledger["rows of the Subscriber's own lists changed"] += abs(int(now) - rows)
+            changed = abs(self.local_dossiers(local) - rows)
+            self.ledger["rows of the Subscriber's own lists changed"] += changed
         runs = self.sites.execute(
             self.sites.subscriber, "SELECT reason, count(*) AS n FROM pgsync.sync_run GROUP BY 1"
         )
