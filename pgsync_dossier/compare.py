@@ -267,19 +267,30 @@ def _at_one_snapshot(
     work: Callable[[pg.Connection, pg.Connection], T],
 ) -> T:
     """`work(source, local)` with the Leader at one snapshot and one local transaction, under
-    the command's deadline; committed when it returns. `what` names the step in its errors."""
-    source = snapshot(leader)
+    the command's deadline; committed when it returns, and run again at a new snapshot if
+    PostgreSQL ends it as a deadlock's victim (pg.again_after_deadlocks). `what` names the
+    step in its errors."""
+
+    def once() -> T:
+        source = snapshot(leader)
+        try:
+            with _writer(database_url, local_list, deadline) as local:
+                result = work(source, local)
+                local.commit()
+            return result
+        except psycopg.errors.QueryCanceled:
+            raise DeadlineExceeded(f"{what} ran out of time") from None
+        except psycopg.errors.DeadlockDetected:
+            raise
+        except psycopg.Error as exc:
+            raise leader.error(exc) if source.broken else _local_error(exc, what) from None
+        finally:
+            source.close()
+
     try:
-        with _writer(database_url, local_list, deadline) as local:
-            result = work(source, local)
-            local.commit()
-        return result
-    except psycopg.errors.QueryCanceled:
-        raise DeadlineExceeded(f"{what} ran out of time") from None
-    except psycopg.Error as exc:
-        raise leader.error(exc) if source.broken else _local_error(exc, what) from None
-    finally:
-        source.close()
+        return pg.again_after_deadlocks(once, deadline, what)
+    except psycopg.errors.DeadlockDetected as exc:
+        raise _local_error(exc, what) from None
 
 
 def _settle_neighbours(

@@ -108,10 +108,42 @@ def copy_list(
     on_expected: Callable[[int], None] | None = None,
     merge: bool | None = None,
 ) -> CopyResult:
-    """Copy Leader list `remote` into local list `local` (of group `group_id`) at one snapshot.
+    """Copy Leader list `remote` into local list `local` (of group `group_id`) at one snapshot
+    (a new one if PostgreSQL ends the copy as a deadlock's victim: pg.again_after_deadlocks).
 
     `merge`: None lets the local list decide (direct when it is empty), True forces the merge.
     """
+    try:
+        return pg.again_after_deadlocks(
+            lambda: _copy_at_one_snapshot(
+                leader, database_url, remote, local, group_id, deadline, progress, on_expected, merge
+            ),
+            deadline,
+            f"the copy of list {local}",
+        )
+    except LeaderSideError as exc:
+        raise leader.error(exc.cause) from None
+    except psycopg.errors.QueryCanceled:
+        raise DeadlineExceeded(
+            f"the copy of list {local} did not finish within {deadline.seconds:g}s; "
+            "run it again with a longer --timeout"
+        ) from None
+    except psycopg.Error as exc:
+        reason = exc.diag.message_primary or pg.first_line(str(exc))
+        raise OperationFailed(f"the copy of list {local} failed here: {reason}") from None
+
+
+def _copy_at_one_snapshot(
+    leader: LeaderClient,
+    database_url: str,
+    remote: int,
+    local: int,
+    group_id: int,
+    deadline: Deadline,
+    progress: Progress | None,
+    on_expected: Callable[[int], None] | None,
+    merge: bool | None,
+) -> CopyResult:
     source = leader.connect(autocommit=False, statement_timeout_ms=0)
     try:
         try:
@@ -137,17 +169,9 @@ def copy_list(
                 log.info("list %s: some of its rows are already here; merging instead", local)
         # The direct copy's statements were cancelled, its snapshot with them: merge at a new
         # one (any snapshot taken while the stream is paused will do).
-        return copy_list(leader, database_url, remote, local, group_id, deadline, progress, on_expected, True)
-    except LeaderSideError as exc:
-        raise leader.error(exc.cause) from None
-    except psycopg.errors.QueryCanceled:
-        raise DeadlineExceeded(
-            f"the copy of list {local} did not finish within {deadline.seconds:g}s; "
-            "run it again with a longer --timeout"
-        ) from None
-    except psycopg.Error as exc:
-        reason = exc.diag.message_primary or pg.first_line(str(exc))
-        raise OperationFailed(f"the copy of list {local} failed here: {reason}") from None
+        return _copy_at_one_snapshot(
+            leader, database_url, remote, local, group_id, deadline, progress, on_expected, True
+        )
     finally:
         source.close()
 

@@ -7,15 +7,17 @@ tell our sessions apart in pg_stat_activity and none of them can hang forever.
 from __future__ import annotations
 
 import functools
+import logging
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError
 from pgsync_dossier.resources import sql_dir
 
@@ -23,6 +25,11 @@ APPLICATION_NAME = "pgsync-dossier"
 DEFAULT_STATEMENT_TIMEOUT_MS = 60_000
 DEFAULT_CONNECT_TIMEOUT_S = 10
 MIN_SERVER_VERSION = 150000
+#: How many times a copy or a repair runs in all when PostgreSQL makes it a deadlock's victim.
+DEADLOCK_ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -80,6 +87,27 @@ def _connect_error(exc: psycopg.OperationalError, what: str, conninfo: str) -> P
     if re.search(r'database ".*" does not exist', reason):
         return ServerUnreachable(f"{what} ({where}): {reason}; check the database name")
     return ServerUnreachable(f"cannot reach {what} ({where}): {reason}")
+
+
+def again_after_deadlocks(work: Callable[[], T], deadline: Deadline, what: str) -> T:
+    """`work()`, run again when PostgreSQL ends its transaction as a deadlock's victim.
+
+    A copy or a repair writes rows that another group's stream may be writing too (a dossier
+    moved between two groups' lists), in no order the two can agree on. When PostgreSQL breaks
+    the deadlock by ending the stream's transaction, its apply worker retries it; when it ends
+    ours, the conflict is gone once the stream commits, so `work` (which takes a new snapshot
+    and a new transaction) runs again, within the command's deadline."""
+    attempt = 1
+    while True:
+        try:
+            return work()
+        except psycopg.errors.DeadlockDetected:
+            if attempt == DEADLOCK_ATTEMPTS or deadline.expired():
+                raise
+            log.info(
+                "%s lost a deadlock (attempt %d of %d); running it again", what, attempt, DEADLOCK_ATTEMPTS
+            )
+            attempt += 1
 
 
 def first_line(message: str) -> str:
