@@ -79,51 +79,76 @@ def chunk_shift(rows: int) -> int:
     return MAX_CHUNK_BITS - bits
 
 
-#: (table's index in TABLES, chunk, rows, XOR of their content hashes)
-Digest = tuple[int, int, int, int]
-#: (table's index in TABLES, id, content hash)
-RowHash = tuple[int, uuid.UUID, int]
-Ranges = dict[int, tuple[list[uuid.UUID], list[uuid.UUID]]]
+#: A chunk as chunk_digests sends it: chunk (int4), rows (int4), digest (int8), big-endian.
+DIGEST_BYTES = 16
+#: A row as range_rows sends it: id (16 bytes), content hash (int8).
+ROW_BYTES = 24
+ID_BYTES = 16
+#: Per table (its index in TABLES): the lowest and highest 16-bit id prefix of each range.
+Ranges = dict[int, tuple[list[int], list[int]]]
 
 
-def _digests(conn: pg.Connection, list_id: int, shifts: list[int]) -> set[Digest]:
+def _records(blob: bytes | None, size: int) -> set[bytes]:
+    """A packed bytea cut into its fixed-size records."""
+    data = blob or b""
+    return {data[at : at + size] for at in range(0, len(data), size)}
+
+
+def _digests(conn: pg.Connection, list_id: int, shifts: list[int]) -> tuple[list[set[bytes]], list[int]]:
+    """Per table: the chunks' records, and the rows."""
     params = {
         "list": list_id,
         **{f"{table}_shift": shift for table, shift in zip(TABLES, shifts, strict=True)},
     }
+    chunks: list[set[bytes]] = [set() for _table in TABLES]
+    rows = [0] * len(TABLES)
     with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-        return set(cur.execute(pg.query("chunk_digests"), params).fetchall())
+        for t, digests, count in cur.execute(pg.query("chunk_digests"), params):
+            chunks[t], rows[t] = _records(digests, DIGEST_BYTES), int(count)
+    return chunks, rows
 
 
-def id_ranges(chunks: list[int], shift: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    """The id ranges (lowest, highest) that sorted chunks cover, neighbours merged: a chunk is
-    the ids whose top 16 bits, shifted right by `shift`, equal it."""
-    lows: list[uuid.UUID] = []
-    highs: list[uuid.UUID] = []
-    rest = 128 - MAX_CHUNK_BITS + shift
+def id_ranges(chunks: list[int], shift: int) -> tuple[list[int], list[int]]:
+    """The ranges of 16-bit id prefixes (lowest, highest) that sorted chunks cover, neighbours
+    merged: a chunk is the ids whose top 16 bits, shifted right by `shift`, equal it."""
+    lows: list[int] = []
+    highs: list[int] = []
     for chunk in chunks:
-        low, high = chunk << rest, ((chunk + 1) << rest) - 1
-        if highs and highs[-1].int + 1 == low:
-            highs[-1] = uuid.UUID(int=high)
+        low, high = chunk << shift, ((chunk + 1) << shift) - 1
+        if highs and highs[-1] + 1 == low:
+            highs[-1] = high
         else:
-            lows.append(uuid.UUID(int=low))
-            highs.append(uuid.UUID(int=high))
+            lows.append(low)
+            highs.append(high)
     return lows, highs
 
 
-def _rows(conn: pg.Connection, list_id: int, ranges: Ranges) -> set[RowHash]:
+def _rows(conn: pg.Connection, list_id: int, ranges: Ranges) -> list[set[bytes]]:
+    """Per table: the rows of the ranges, as (id, content hash) records."""
     params: dict[str, Any] = {"list": list_id}
     for index, table in enumerate(TABLES):
         params[f"{table}_lows"], params[f"{table}_highs"] = ranges.get(index, ([], []))
+    found: list[set[bytes]] = [set() for _table in TABLES]
     with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-        return set(cur.execute(pg.query("range_rows"), params).fetchall())
+        for t, rows in cur.execute(pg.query("range_rows"), params):
+            found[t] = _records(rows, ROW_BYTES)
+    return found
+
+
+def _ids(records: set[bytes]) -> set[bytes]:
+    return {record[:ID_BYTES] for record in records}
+
+
+def _uuids(ids: set[bytes]) -> list[uuid.UUID]:
+    return [uuid.UUID(bytes=raw) for raw in sorted(ids)]
 
 
 def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local_list: int) -> Comparison:
     """Compare at `source`'s snapshot (a repeatable-read transaction on the Leader) with what
     `local` sees now. The two sides are read at the same time, each by its own server, both
-    tables in one statement; what differs is found with set operations on whole results, so
-    the Python side costs little next to the scans."""
+    tables in one statement; each side sends its chunks and then the rows of the chunks that
+    differ as packed records, compared as sets of bytes, so the Python side costs little next
+    to the scans."""
     # The chunking follows the Leader's size (the replica's may be anything); both sides use
     # the same. The count also opens the Leader's snapshot.
     counts = source.execute(pg.query("list_rows"), {"list": remote_list}).fetchone() or {}
@@ -131,35 +156,31 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
     shifts = [chunk_shift(size) for size in sizes]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-compare") as pool:
         mine = pool.submit(_digests, local, local_list, shifts)
-        theirs = _digests(source, remote_list, shifts)
-        ours = mine.result()
-        differing: dict[int, set[int]] = {}
-        for t, chunk, _rows_in_chunk, _xor in theirs ^ ours:
-            differing.setdefault(t, set()).add(chunk)
-        ranges = {t: id_ranges(sorted(chunks), shifts[t]) for t, chunks in differing.items()}
-        their_rows: set[RowHash] = set()
-        our_rows: set[RowHash] = set()
+        theirs, _their_rows = _digests(source, remote_list, shifts)
+        ours, local_rows = mine.result()
+        ranges: Ranges = {}
+        for t, shift in enumerate(shifts):
+            differing = {int.from_bytes(record[:4], "big") for record in theirs[t] ^ ours[t]}
+            if differing:
+                ranges[t] = id_ranges(sorted(differing), shift)
+        their_rows: list[set[bytes]] = [set() for _table in TABLES]
+        our_rows: list[set[bytes]] = [set() for _table in TABLES]
         if ranges:
             mine_rows = pool.submit(_rows, local, local_list, ranges)
             their_rows = _rows(source, remote_list, ranges)
             our_rows = mine_rows.result()
-    local_counts = [0] * len(TABLES)
-    for t, _chunk, rows_in_chunk, _xor in ours:
-        local_counts[t] += rows_in_chunk
-    # Rows that are not on both sides with the same content, as (table, id).
-    leader_only = {(t, row_id) for t, row_id, _hash in their_rows - our_rows}
-    local_only = {(t, row_id) for t, row_id, _hash in our_rows - their_rows}
     result = Comparison({}, {}, {})
     for index, table in enumerate(TABLES):
-        theirs_here = {row_id for t, row_id in leader_only if t == index}
-        ours_here = {row_id for t, row_id in local_only if t == index}
+        # Rows that are not on both sides with the same content.
+        leader_only = _ids(their_rows[index] - our_rows[index])
+        local_only = _ids(our_rows[index] - their_rows[index])
         result.tables[table] = TableDifference(
-            missing=sorted(theirs_here - ours_here),
-            extra=sorted(ours_here - theirs_here),
-            changed=sorted(theirs_here & ours_here),
+            missing=_uuids(leader_only - local_only),
+            extra=_uuids(local_only - leader_only),
+            changed=_uuids(leader_only & local_only),
         )
         result.leader_rows[table] = sizes[index]
-        result.local_rows[table] = local_counts[index]
+        result.local_rows[table] = local_rows[index]
     return result
 
 

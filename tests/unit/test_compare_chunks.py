@@ -21,21 +21,31 @@ def test_a_small_list_is_one_chunk_and_a_large_one_eight_to_sixteen_rows_per_chu
     assert chunk_shift(10**9) == 0  # 65,536 chunks at most
 
 
-def test_each_range_holds_exactly_the_ids_of_its_chunks() -> None:
+def test_each_range_holds_exactly_the_id_prefixes_of_its_chunks() -> None:
     shift = 3
     chunks = [0, 1, 2, 7, 100, 101, 8191]
     lows, highs = id_ranges(chunks, shift)
     assert len(lows) == 4  # 0-2, 7, 100-101 and 8191 merged where adjacent
-    assert lows[0] == uuid.UUID(int=0)
-    assert highs[-1] == uuid.UUID(int=2**128 - 1)
-    for low, high in zip(lows, highs, strict=True):
-        assert chunk_of(low, shift) in chunks and chunk_of(high, shift) in chunks
-        assert chunk_of(uuid.UUID(int=low.int - 1), shift) not in chunks if low.int else True
-        assert chunk_of(uuid.UUID(int=high.int + 1), shift) not in chunks if high.int < 2**128 - 1 else True
-    near = [*range(0, 12), *range(95, 106), *range(8180, 8192)]
-    rest = 128 - MAX_CHUNK_BITS + shift
+    assert lows[0] == 0 and highs[-1] == 2**MAX_CHUNK_BITS - 1
+    for prefix in range(2**MAX_CHUNK_BITS):
+        inside = any(low <= prefix <= high for low, high in zip(lows, highs, strict=True))
+        assert inside == (prefix >> shift in chunks)
+
+
+def test_a_range_of_prefixes_is_the_range_of_ids_the_query_scans() -> None:
+    """range_rows scans each range from its lowest prefix followed by zeros to its highest
+    followed by ones: exactly the ids whose chunk is one of the range's."""
+    shift = 3
+    chunks = [5, 6, 900]
+    lows, highs = id_ranges(chunks, shift)
+    rest = 128 - MAX_CHUNK_BITS
     draw = random.Random(11)  # noqa: S311 - test data, not a secret
     for _ in range(2000):
-        value = uuid.UUID(int=(draw.choice(near) << rest) | draw.getrandbits(rest))
-        inside = any(low <= value <= high for low, high in zip(lows, highs, strict=True))
-        assert inside == (chunk_of(value, shift) in chunks)
+        value = uuid.UUID(
+            int=(draw.choice([*range(30, 60), *range(7190, 7215)]) << rest) | draw.getrandbits(rest)
+        )
+        scanned = any(
+            uuid.UUID(f"{low:04x}" + "0" * 28) <= value <= uuid.UUID(f"{high:04x}" + "f" * 28)
+            for low, high in zip(lows, highs, strict=True)
+        )
+        assert scanned == (chunk_of(value, shift) in chunks)
