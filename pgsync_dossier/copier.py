@@ -113,14 +113,40 @@ def copy_list(
 
     `merge`: None lets the local list decide (direct when it is empty), True forces the merge.
     """
+
+    def at_one_snapshot(merge: bool | None) -> CopyResult:
+        source = leader.connect(autocommit=False, statement_timeout_ms=0)
+        try:
+            try:
+                source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                source.read_only = True
+                snapshot = str(source.execute("SELECT pg_catalog.pg_export_snapshot() AS s").fetchone()["s"])  # type: ignore[index]
+                counts = source.execute(pg.query("list_rows"), {"list": remote}).fetchone()
+            except psycopg.Error as exc:
+                raise LeaderSideError(exc) from None
+            assert counts is not None
+            expected = int(counts["dossiers"]) + int(counts["faces"])
+            if on_expected:
+                on_expected(expected)
+            job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source)
+            with pg.connect(database_url, what="this Subscriber's database") as monitor:
+                if merge is None:
+                    has_rows = monitor.execute(pg.query("list_has_rows"), {"list": local}).fetchone()
+                    merge = bool(has_rows and has_rows["any"])
+                if merge:
+                    return _merge(job, monitor, expected, progress)
+                try:
+                    return _direct(job, monitor, expected, progress)
+                except psycopg.errors.UniqueViolation:
+                    log.info("list %s: some of its rows are already here; merging instead", local)
+            # The direct copy's statements were cancelled, its snapshot with them: merge at a new
+            # one (any snapshot taken while the stream is paused will do).
+            return at_one_snapshot(True)
+        finally:
+            source.close()
+
     try:
-        return pg.again_after_deadlocks(
-            lambda: _copy_at_one_snapshot(
-                leader, database_url, remote, local, group_id, deadline, progress, on_expected, merge
-            ),
-            deadline,
-            f"the copy of list {local}",
-        )
+        return pg.again_after_deadlocks(lambda: at_one_snapshot(merge), deadline, f"the copy of list {local}")
     except LeaderSideError as exc:
         raise leader.error(exc.cause) from None
     except psycopg.errors.QueryCanceled:
@@ -131,49 +157,6 @@ def copy_list(
     except psycopg.Error as exc:
         reason = exc.diag.message_primary or pg.first_line(str(exc))
         raise OperationFailed(f"the copy of list {local} failed here: {reason}") from None
-
-
-def _copy_at_one_snapshot(
-    leader: LeaderClient,
-    database_url: str,
-    remote: int,
-    local: int,
-    group_id: int,
-    deadline: Deadline,
-    progress: Progress | None,
-    on_expected: Callable[[int], None] | None,
-    merge: bool | None,
-) -> CopyResult:
-    source = leader.connect(autocommit=False, statement_timeout_ms=0)
-    try:
-        try:
-            source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            source.read_only = True
-            snapshot = str(source.execute("SELECT pg_catalog.pg_export_snapshot() AS s").fetchone()["s"])  # type: ignore[index]
-            counts = source.execute(pg.query("list_rows"), {"list": remote}).fetchone()
-        except psycopg.Error as exc:
-            raise LeaderSideError(exc) from None
-        assert counts is not None
-        expected = int(counts["dossiers"]) + int(counts["faces"])
-        if on_expected:
-            on_expected(expected)
-        job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source)
-        with pg.connect(database_url, what="this Subscriber's database") as monitor:
-            if merge is None:
-                merge = bool(monitor.execute(pg.query("list_has_rows"), {"list": local}).fetchone()["any"])  # type: ignore[index]
-            if merge:
-                return _merge(job, monitor, expected, progress)
-            try:
-                return _direct(job, monitor, expected, progress)
-            except psycopg.errors.UniqueViolation:
-                log.info("list %s: some of its rows are already here; merging instead", local)
-        # The direct copy's statements were cancelled, its snapshot with them: merge at a new
-        # one (any snapshot taken while the stream is paused will do).
-        return _copy_at_one_snapshot(
-            leader, database_url, remote, local, group_id, deadline, progress, on_expected, True
-        )
-    finally:
-        source.close()
 
 
 def select_rows(table: str, remote: int, local: int, ids: list[uuid.UUID] | None = None) -> sql.Composed:
