@@ -73,6 +73,31 @@ def test_windowed_link_is_disabled_between_windows_and_catches_up(
     assert rows[0]["next_sync"] is not None and rows[0]["enabled"] is False
 
 
+def test_a_windowed_slot_lets_go_of_the_wal_of_past_windows(sites: dict[str, Site], tmp_path: Path) -> None:
+    """PostgreSQL moves a slot's restart point only at a running-transactions record (the
+    Leader writes one at a checkpoint, and every 15 s while it is busy) that the Subscriber has
+    confirmed. A window that closed before confirming what it applied would hold the WAL of
+    every window on the Leader for good."""
+    leader = _windowed(sites, tmp_path)
+    sub = sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 3)
+    attach(sub, leader, remote, local)
+    query = (
+        "SELECT restart_lsn - '0/0' AS restart_lsn, confirmed_flush_lsn - '0/0' AS confirmed_flush_lsn "
+        "FROM pg_replication_slots WHERE slot_type = 'logical'"
+    )
+    (before,) = leader.node.execute(query)
+    for window in range(3):
+        add_dossiers(leader.node, remote, 2, prefix=f"window {window} ")
+        leader.node.execute("CHECKPOINT")  # a running-transactions record, as a busy Leader writes
+        sub.ok("sync", str(local))
+    (after,) = leader.node.execute(query)
+    assert after["confirmed_flush_lsn"] > before["confirmed_flush_lsn"]
+    assert after["restart_lsn"] > before["restart_lsn"]
+    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+
+
 def test_failed_window_is_retried_and_nothing_is_lost(sites: dict[str, Site], tmp_path: Path) -> None:
     leader = _windowed(sites, tmp_path)
     sub = sites["subscriber_a"]
