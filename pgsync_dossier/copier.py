@@ -256,6 +256,13 @@ class _Watch:
                     self._cancel(readers, writers)
                     done.wait()
                     raise psycopg.errors.QueryCanceled("the copy's deadline passed")
+                if len(writers) > 1 and self._blocked_by_each_other(pids):
+                    self._cancel(readers, writers)
+                    done.wait()
+                    raise psycopg.errors.DeadlockDetected(
+                        "deadlock detected: another transaction waits on one of the copy's writers "
+                        "and blocks the other"
+                    )
                 if self.progress:
                     row = self.monitor.execute(
                         "SELECT coalesce(sum(tuples_processed), 0)::bigint AS n "
@@ -268,6 +275,16 @@ class _Watch:
         if self.progress:
             self.progress(self.expected, self.expected)
         return [future.result() for future in futures]
+
+    def _blocked_by_each_other(self, pids: list[int]) -> bool:
+        """Whether a writer waits, through other transactions, on another writer of the copy.
+
+        The writers commit together once every pipe is done, so a writer that finished its
+        table waits on the client, where PostgreSQL's deadlock detector cannot see it: a
+        stream of another group that waits on its rows while holding rows the other writer
+        needs would stall both for the whole deadline."""
+        row = self.monitor.execute(pg.query("copy_blocked_by_itself"), {"writers": pids}).fetchone()
+        return bool(row and row["blocked"])
 
     @staticmethod
     def _cancel(readers: list[pg.Connection], writers: list[pg.Connection]) -> None:

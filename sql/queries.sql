@@ -179,6 +179,19 @@ SELECT dossier_list_id, pg_catalog.array_agg(id) AS ids FROM public.{table}
  WHERE dossier_list_id = ANY (%(lists)s) AND row_version > %(since)s
  GROUP BY dossier_list_id;
 
+-- Whether one of a copy's writers waits, directly or through other transactions, on another
+-- of its writers (copier._Watch). Only the writers waiting on a lock start the search, so
+-- pg_blocking_pids, which briefly locks the lock manager, is not called while none waits.
+-- name: copy_blocked_by_itself
+WITH RECURSIVE blockers (pid) AS (
+    SELECT pg_catalog.unnest(pg_catalog.pg_blocking_pids(a.pid))
+      FROM pg_catalog.pg_stat_activity AS a
+     WHERE a.pid = ANY (%(writers)s::integer[]) AND a.wait_event_type = 'Lock'
+    UNION
+    SELECT pg_catalog.unnest(pg_catalog.pg_blocking_pids(b.pid)) FROM blockers AS b
+)
+SELECT EXISTS (SELECT 1 FROM blockers WHERE pid = ANY (%(writers)s::integer[])) AS blocked;
+
 -- name: delete_rows
 DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);
 

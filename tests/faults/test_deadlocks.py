@@ -11,6 +11,7 @@ the blocking transaction then rolls back, as a stream's would commit.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,55 @@ def test_a_copy_chosen_as_a_deadlocks_victim_copies_again(sites: dict[str, Site]
 
     result = _in_a_deadlock(sub, local, hold, lambda: sub.run(*attach_args(leader.leader_url, remote, local)))
     assert result.exit_code == 0, result.stderr
+    sub.verified()
+    _same(leader.node, remote, sub.node, local)
+    assert not list_rows(sub.node, elsewhere)[0]
+
+
+def test_a_copy_whose_writers_block_each_other_through_a_stream_copies_again(sites: dict[str, Site]) -> None:
+    """The direct copy writes each table in its own transaction and commits both at the end,
+    so a writer that is done waits on the client, unseen by PostgreSQL's deadlock detector.
+    A transaction (another group's stream, here a DBA's) that holds a row the dossiers' writer
+    needs, and then waits on a face the faces' writer wrote, stalls the copy and itself for
+    the whole deadline unless the copy notices and gives way."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "Wanted"), make_list(sub.node, "Wanted replica")
+    elsewhere = make_list(sub.node, "A local list")
+    clash, *_ = add_dossiers(leader.node, remote, 5)
+    (face,) = leader.node.execute("SELECT id FROM dossier_face WHERE dossier_id = %s LIMIT 1", [clash])
+    name = copier.application_name(local)
+
+    def session(state: str, wait_event_type: str) -> bool:
+        rows = sub.node.execute(
+            "SELECT 1 FROM pg_stat_activity "
+            "WHERE application_name = %s AND state = %s AND wait_event_type = %s",
+            [name, state, wait_event_type],
+        )
+        return bool(rows)
+
+    outcome: dict[str, CliResult] = {}
+    args = (*attach_args(leader.leader_url, remote, local), "--timeout", "60")
+    with sub.node.connect() as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute(
+            "INSERT INTO dossier (id, dossier_list_id, name) VALUES (%s, %s, 'clash')", [clash, elsewhere]
+        )
+        running = threading.Thread(target=lambda: outcome.update(result=sub.run(*args)))
+        running.start()
+        wait_until(lambda: session("active", "Lock"), "the dossiers' writer to wait on the held row")
+        wait_until(lambda: session("idle in transaction", "Client"), "the faces' writer to be done")
+        started = time.monotonic()
+        # Waits on the faces' writer, which waits for the dossiers' writer, which waits on this.
+        blocker.execute(
+            "INSERT INTO dossier_face (id, dossier_id, embedding, model) VALUES (%s, %s, 'x', 'm')",
+            [face["id"], clash],
+        )
+        waited = time.monotonic() - started
+        blocker.execute("ROLLBACK")
+    running.join(120)
+    result = outcome["result"]
+    assert result.exit_code == 0, result.stderr
+    assert waited < 10, f"the copy held the other transaction for {waited:.1f}s"
     sub.verified()
     _same(leader.node, remote, sub.node, local)
     assert not list_rows(sub.node, elsewhere)[0]
