@@ -50,6 +50,7 @@ class Soak:
     last_stderr: str = ""
     last_stdout: str = ""
     timeline: list[str] = field(default_factory=list)  # what was done, in order, for a diagnosis
+    findings: list[str] = field(default_factory=list)  # what is not a loss but is not right either
     started: float = field(default_factory=time.monotonic)
 
     def record(self, what: str) -> None:
@@ -166,6 +167,8 @@ class Soak:
             *schedule,
             fault=fault,
         )
+        if "without dossiers" in self.last_stderr:
+            self.findings += self.orphan_faces(local)
         self.attached[local] = remote  # whatever the outcome: the next attach or tick finishes it
 
     def detach(self, fault: str | None = None) -> None:
@@ -217,6 +220,7 @@ class Soak:
             for row in self.sites.execute(self.sites.subscriber, "SELECT local_list_id FROM pgsync.link")
         }
         for local in [local for local in self.attached if local not in linked]:
+            self.findings += self.orphan_faces(local)
             emptied = "DELETE FROM dossier WHERE dossier_list_id = %s"
             self.sites.execute(self.sites.subscriber, emptied, [local])
             del self.attached[local]
@@ -228,6 +232,36 @@ class Soak:
                 self.draining.remove(local)
                 self.free_local.append(local)
                 self.ledger["lists detached with dossiers in transit, free once the moves arrived"] += 1
+
+    def orphan_faces(self, local: int) -> list[str]:
+        """Faces in local list `local` whose dossier is not in it: where each is on both sides,
+        and what was done with the list and the dossier."""
+        orphans = self.sites.execute(
+            self.sites.subscriber,
+            "SELECT f.id::text AS face, f.dossier_id::text AS dossier, d.dossier_list_id AS dossier_here "
+            "FROM dossier_face AS f LEFT JOIN dossier AS d ON d.id = f.dossier_id "
+            "WHERE f.dossier_list_id = %s AND d.dossier_list_id IS DISTINCT FROM f.dossier_list_id",
+            [local],
+        )
+        if not orphans:
+            return []
+        self.ledger["lists found with faces whose dossier is elsewhere (see findings)"] += 1
+        lines = [f"{self.timeline[-1] if self.timeline else ''}: list {local} has {len(orphans)} such faces"]
+        for row in orphans[:3]:
+            on_leader = self.sites.execute(
+                self.sites.leader,
+                "SELECT (SELECT dossier_list_id FROM dossier_face WHERE id = %s) AS face_list, "
+                "(SELECT dossier_list_id FROM dossier WHERE id = %s) AS dossier_list",
+                [row["face"], row["dossier"]],
+            )
+            lines.append(
+                f"  face {row['face']} of dossier {row['dossier']} (here in list {row['dossier_here']}); "
+                f"on the Leader {on_leader[0]}"
+            )
+            lines += [f"    {event}" for event in self.timeline if row["dossier"] in event][-6:]
+        mentions = re.compile(rf"(--local-list {local}\b|^\s*[\d.]+ \S+ {local}\b|\blist {local}\b)")
+        lines += [f"    {event}" for event in self.timeline if mentions.search(event)][-12:]
+        return lines
 
     def local_dossiers(self, local: int) -> int:
         count = "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s"
@@ -404,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nledger:")
     for key, value in sorted(soak.ledger.items()):
         print(f"  {key.ljust(width)}  {value}")
+    if soak.findings:
+        print("\nfindings (no row lost, but worth a look):", *soak.findings, sep="\n  ")
     bad = [key for key in MUST_BE_ZERO if soak.ledger[key]]
     if bad:
         print(f"\nsoak FAILED (seed {seed}): {', '.join(bad)}")
