@@ -333,8 +333,9 @@ class LeaderClient:
 
     def wait_xacts_ended(self, deadline: Deadline) -> None:
         """Until every Leader transaction that may have written before the last (committed)
-        filter change has ended: what they wrote then is never published, so a copy must
-        see it instead."""
+        filter change has ended: what they wrote then is published with the filter as it was
+        before, so a copy that widened the filter must see it instead, and a detach that
+        narrowed it must let it arrive before its barrier."""
         horizon = self._call("SELECT pgsync.api_xid_horizon()::text AS xid")[0]["xid"]
 
         def ended() -> bool | None:
@@ -343,8 +344,8 @@ class LeaderClient:
 
         if poll(ended, deadline) is None:
             raise DeadlineExceeded(
-                f"a transaction on the Leader ({self.shown_url}) that was running when the copy or "
-                f"repair began has not ended within {deadline.seconds:g}s; it waits for it to end "
+                f"a transaction on the Leader ({self.shown_url}) that was running when the copy, "
+                f"repair or detach began has not ended within {deadline.seconds:g}s; it waits for it to end "
                 "(look for long or idle transactions in pg_stat_activity there)"
             )
 

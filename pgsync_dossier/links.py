@@ -392,10 +392,15 @@ def _locked_detach(
     caught_up = False
     if leader is not None:
         try:
+            deadline = Deadline(barrier_s)
             if others:
                 leader.set_group_lists(group.name, s.node.node_name, sorted(o.remote_list_id for o in others))
                 faults.point("detach.narrowed")
-            _barrier(s, group, leader, Deadline(barrier_s))
+                # A Leader transaction that wrote into the list before the narrowing and
+                # commits later is still published with the old filter: the barrier must
+                # come after it, or its rows arrive while (or after) the list is purged.
+                leader.wait_xacts_ended(deadline)
+            _barrier(s, group, leader, deadline)
             caught_up = True
         except PgsyncError as exc:
             log.warning("list %s: detaching without a final barrier (%s)", local, exc)
@@ -460,11 +465,12 @@ def _barrier(s: Session, group: Group, leader: LeaderClient, deadline: Deadline)
 
 
 def _purge(conn: pg.Connection, local_list_id: int, keep: list[str]) -> int:
-    """Delete a detached list's rows but the dossiers in `keep` (and their faces): one
-    set-based statement per table, in replica mode."""
+    """Delete a detached list's rows but the dossiers in `keep` (and their faces), in replica
+    mode: one statement, so both tables are purged at one snapshot. Two statements let a
+    stream's transaction that committed between them keep its faces and lose its dossiers
+    (the soak found such faces)."""
     subscriber.write_as_apply(conn)
-    conn.execute(pg.query("purge_faces"), {"list": local_list_id, "keep": keep})
-    return conn.execute(pg.query("purge_dossiers"), {"list": local_list_id, "keep": keep}).rowcount
+    return conn.execute(pg.query("purge_list"), {"list": local_list_id, "keep": keep}).rowcount
 
 
 def _moved_within_group(

@@ -98,14 +98,15 @@ SELECT 1 FROM public.dossier_list WHERE id = %(list)s;
 UPDATE public.dossier_list SET modified_at = now() WHERE id = %(list)s;
 
 -- A detached list's rows, set-based (run in replica mode: no per-row trigger or cascade),
--- but the dossiers in %(keep)s with their faces. Faces first: one whose dossier went missing
--- (a write that bypassed the foreign keys) would otherwise survive and collide with the next
--- copy.
--- name: purge_faces
-DELETE FROM public.dossier_face
- WHERE dossier_list_id = %(list)s AND dossier_id <> ALL (%(keep)s::uuid[]);
-
--- name: purge_dossiers
+-- but the dossiers in %(keep)s with their faces. Faces by their own list, not their
+-- dossier's: one whose dossier went missing (a write that bypassed the foreign keys) would
+-- otherwise survive and collide with the next copy. One statement, so one snapshot for both
+-- tables: a stream's transaction that commits meanwhile is purged whole or not at all.
+-- name: purge_list
+WITH faces AS (
+    DELETE FROM public.dossier_face
+     WHERE dossier_list_id = %(list)s AND dossier_id <> ALL (%(keep)s::uuid[])
+)
 DELETE FROM public.dossier WHERE dossier_list_id = %(list)s AND id <> ALL (%(keep)s::uuid[]);
 
 -- name: list_dossier_ids

@@ -306,6 +306,41 @@ def test_detach_narrows_the_filter_and_the_last_list_drops_the_stream(sites: dic
     assert not sub.node.execute("SELECT * FROM pg_subscription") and not group_names(sub)
 
 
+def test_a_detach_lets_a_leader_transaction_in_flight_arrive_before_it_purges(sites: dict[str, Site]) -> None:
+    """A Leader transaction that wrote into the list before the detach narrowed the filter is
+    published with the old filter when it commits. The detach must let it arrive before its
+    barrier: applied after it, while the list is purged, its rows would stay behind (the soak
+    found its face without its dossier)."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    (first, first_local), (second, second_local) = _attached_lists(sites, 2)
+    outcome: dict[str, Any] = {}
+    with leader.node.connect() as writer:
+        writer.execute("BEGIN")
+        (row,) = writer.execute(
+            "INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'in flight') RETURNING id", [first]
+        ).fetchall()
+        writer.execute(
+            "INSERT INTO dossier_face (dossier_id, embedding, model) VALUES (%s, 'x', 'm')", [row["id"]]
+        )
+        detaching = threading.Thread(
+            target=lambda: outcome.update(result=sub.run("detach", str(first_local), "--purge", "--json"))
+        )
+        detaching.start()
+        time.sleep(2)
+        assert detaching.is_alive(), "the detach passed its barrier before the writer committed"
+        writer.execute("COMMIT")
+    detaching.join(60)
+    assert outcome["result"].exit_code == 0, outcome["result"].stderr
+    assert outcome["result"].json()["kept_in_transit"] == 0
+    add_dossiers(leader.node, second, 1, prefix="after-")
+    wait_for_same(leader.node, second, sub.node, second_local)
+    assert list_rows(sub.node, first_local) == ([], [])
+    assert not sub.node.execute(
+        "SELECT f.id FROM dossier_face AS f LEFT JOIN dossier AS d ON d.id = f.dossier_id "
+        "WHERE d.dossier_list_id IS DISTINCT FROM f.dossier_list_id"
+    )
+
+
 def test_a_list_detached_while_the_leader_is_down_is_narrowed_later(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     (first, first_local), (second, _) = _attached_lists(sites, 2)
