@@ -51,6 +51,7 @@ class Soak:
     last_stdout: str = ""
     timeline: list[str] = field(default_factory=list)  # what was done, in order, for a diagnosis
     findings: list[str] = field(default_factory=list)  # what is not a loss but is not right either
+    reported_faces: set[str] = field(default_factory=set)  # faces already in the findings
     started: float = field(default_factory=time.monotonic)
 
     def record(self, what: str) -> None:
@@ -234,19 +235,23 @@ class Soak:
                 self.ledger["lists detached with dossiers in transit, free once the moves arrived"] += 1
 
     def orphan_faces(self, local: int) -> list[str]:
-        """Faces in local list `local` whose dossier is not in it: where each is on both sides,
-        and what was done with the list and the dossier."""
-        orphans = self.sites.execute(
+        """Faces in local list `local` whose dossier is not in it, each reported once: where
+        each is on both sides, and what was done with the list and the dossier."""
+        found = self.sites.execute(
             self.sites.subscriber,
             "SELECT f.id::text AS face, f.dossier_id::text AS dossier, d.dossier_list_id AS dossier_here "
             "FROM dossier_face AS f LEFT JOIN dossier AS d ON d.id = f.dossier_id "
             "WHERE f.dossier_list_id = %s AND d.dossier_list_id IS DISTINCT FROM f.dossier_list_id",
             [local],
         )
+        orphans = [row for row in found if row["face"] not in self.reported_faces]
         if not orphans:
             return []
-        self.ledger["lists found with faces whose dossier is elsewhere (see findings)"] += 1
-        lines = [f"{self.timeline[-1] if self.timeline else ''}: list {local} has {len(orphans)} such faces"]
+        self.reported_faces.update(row["face"] for row in orphans)
+        self.ledger["faces found apart from their dossier (see findings)"] += len(orphans)
+        lines = [
+            f"{self.timeline[-1] if self.timeline else ''}: list {local} has {len(orphans)} new such faces"
+        ]
         for row in orphans[:3]:
             on_leader = self.sites.execute(
                 self.sites.leader,
