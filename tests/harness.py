@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from pgsync_dossier import migrations
 from pgsync_dossier.cli import cli
 from pgsync_dossier.clusters import LocalCluster, find_bindir, free_port, server_version
 from pgsync_dossier.faults import FAULT_ENV
+from tests import oracle
 
 ADMIN_USER = 'Sync Admin\'s "Role"'
 ADMIN_PASSWORD = 'p\'@ss:w@rd "x"'
@@ -246,6 +248,10 @@ def subscriber_b(nodes: dict[str, Node]) -> Node:
 TOKEN = "Sync-Token-For-Tests-" + "0123456789abcdef" * 3
 EXECUTABLE = str(Path(sys.executable).with_name("pgsync-dossier"))
 FACE_MODEL = "arcface-r100 v2"
+#: A schedule whose window never opens during a test: the group syncs only when told to.
+NIGHTLY = "FREQ=DAILY;BYHOUR=3"
+#: What a process killed by a fault point exits with.
+KILLED = -signal.SIGKILL
 
 
 @dataclass
@@ -411,9 +417,78 @@ def wait_until(check: Any, what: str, timeout_s: float = 30.0) -> Any:
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value {last!r}")
 
 
-def wait_for_same(leader: Node, remote: int, replica: Node, local: int, timeout_s: float = 30.0) -> None:
+def _node(side: Site | Node) -> Node:
+    return side.node if isinstance(side, Site) else side
+
+
+def oracle_verdict(leader: Site | Node, replica: Site | Node, pairs: list[tuple[int, int]]) -> oracle.Convergence:
+    """What the SQL oracle finds: every (Leader list, replica) pair compared row by row, column
+    by column, and the faces apart from their dossier on both sides."""
+    with _node(leader).connect() as on_leader, _node(replica).connect() as on_replica:
+        return oracle.convergence(on_leader, on_replica, pairs)
+
+
+def rows_outside(replica: Site | Node, lists: list[int]) -> dict[str, int]:
+    """Dossiers and faces the node holds outside `lists`, by table."""
+    with _node(replica).connect() as conn:
+        return oracle.rows_outside(conn, lists)
+
+
+def assert_converged(
+    leader: Site | Node,
+    replica: Site | Node,
+    pairs: list[tuple[int, int]],
+    *,
+    outside: dict[str, int] | None = None,
+    verify: bool = True,
+) -> oracle.Convergence:
+    """The judge of convergence: the oracle must find each replica of `pairs` equal to its
+    Leader list and no face apart from its dossier on either side; with `outside`, the replica's
+    node must hold exactly that many rows per table outside the replicas (a leak shows there).
+    Then, with `verify`, the product's own `verify --json` is checked against that verdict: it
+    must exit 0 and report every replica of `pairs` as matching, none left out."""
+    found = oracle_verdict(leader, replica, pairs)
+    assert found.equal, "the oracle found differences:\n  " + "\n  ".join(found.problems())
+    if outside is not None:
+        assert rows_outside(replica, [local for _remote, local in pairs]) == outside
+    if verify and pairs and isinstance(replica, Site):
+        result = replica.cli("verify", "--json")
+        assert result.exit_code == 0, f"verify disagrees with the oracle (exit {result.exit_code}): {result.stderr}"
+        reported = {int(row["local_list"]): row["match"] for row in result.json()}
+        assert reported == {local: True for _remote, local in pairs}, f"verify disagrees with the oracle: {reported}"
+    return found
+
+
+def wait_for_backend(
+    node: Site | Node,
+    what: str,
+    *,
+    query_like: str = "%",
+    wait_event_type: str | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """Until another session of the node's database has run a statement like `query_like`
+    (pg_stat_activity keeps a session's last statement while it is idle, so a polling loop is
+    seen between its polls) and, with `wait_event_type` ('Lock': waiting for a lock), is
+    waiting on that. This is how a test knows that a command reached the step it must meet,
+    instead of sleeping and hoping."""
+    query = (
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND query LIKE %(like)s "
+        "AND (%(event)s::text IS NULL OR wait_event_type = %(event)s)"
+    )
+    target = _node(node)
     wait_until(
-        lambda: list_rows(leader, remote) == list_rows(replica, local),
+        lambda: target.execute(query, {"like": query_like, "event": wait_event_type})[0]["n"] > 0,
+        what,
+        timeout_s,
+    )
+
+
+def wait_for_same(leader: Node, remote: int, replica: Node, local: int, timeout_s: float = 30.0) -> None:
+    """Until the oracle finds replica `local` equal to Leader list `remote`."""
+    wait_until(
+        lambda: oracle_verdict(leader, replica, [(remote, local)]).lists[0].equal,
         f"list {local} to match Leader list {remote}",
         timeout_s,
     )
