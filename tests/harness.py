@@ -421,7 +421,9 @@ def _node(side: Site | Node) -> Node:
     return side.node if isinstance(side, Site) else side
 
 
-def oracle_verdict(leader: Site | Node, replica: Site | Node, pairs: list[tuple[int, int]]) -> oracle.Convergence:
+def oracle_verdict(
+    leader: Site | Node, replica: Site | Node, pairs: list[tuple[int, int]]
+) -> oracle.Convergence:
     """What the SQL oracle finds: every (Leader list, replica) pair compared row by row, column
     by column, and the faces apart from their dossier on both sides."""
     with _node(leader).connect() as on_leader, _node(replica).connect() as on_replica:
@@ -453,9 +455,13 @@ def assert_converged(
         assert rows_outside(replica, [local for _remote, local in pairs]) == outside
     if verify and pairs and isinstance(replica, Site):
         result = replica.cli("verify", "--json")
-        assert result.exit_code == 0, f"verify disagrees with the oracle (exit {result.exit_code}): {result.stderr}"
+        assert result.exit_code == 0, (
+            f"verify disagrees with the oracle (exit {result.exit_code}): {result.stderr}"
+        )
         reported = {int(row["local_list"]): row["match"] for row in result.json()}
-        assert reported == {local: True for _remote, local in pairs}, f"verify disagrees with the oracle: {reported}"
+        assert reported == {local: True for _remote, local in pairs}, (
+            f"verify disagrees with the oracle: {reported}"
+        )
     return found
 
 

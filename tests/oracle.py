@@ -85,9 +85,12 @@ class ListComparison:
             for kind in ("missing", "extra", "changed"):
                 ids: list[str] = getattr(diff, kind)
                 if ids:
-                    parts.append(f"{len(ids)} {table} {kind} ({', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})")
+                    parts.append(
+                        f"{len(ids)} {table} {kind} ({', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})"
+                    )
         counts = ", ".join(
-            f"{table} {self.leader_rows[table]} on the Leader, {self.replica_rows[table]} here" for table in TABLES
+            f"{table} {self.leader_rows[table]} on the Leader, {self.replica_rows[table]} here"
+            for table in TABLES
         )
         verdict = "equal" if self.equal else "; ".join(parts)
         return f"replica {self.local} of Leader list {self.remote}: {verdict} [{counts}]"
@@ -162,7 +165,8 @@ class Convergence:
             for face in apart[:5]:
                 where = "missing" if face.dossier_list is None else f"in list {face.dossier_list}"
                 found.append(
-                    f"{side}: face {face.face} in list {face.face_list}, its dossier {face.dossier} {where}"
+                    f"{side}: face {face.face} in list {face.face_list} apart from its dossier "
+                    f"{face.dossier} ({where})"
                 )
             if len(apart) > 5:
                 found.append(f"{side}: {len(apart) - 5} more faces apart from their dossier")
