@@ -1,8 +1,17 @@
 """Shared test options and fixtures: the cluster harness (tests/harness.py) serves the
-integration and the fault tests alike."""
+integration and the fault tests alike.
+
+Two rules of CI live here, so that a green run cannot hide a missing suite:
+- `both_versions`: the tests whose code, or PostgreSQL's behaviour under it, differs between
+  server versions. CI runs the whole suite on one version and these on the other as well.
+- With PGSYNC_DOSSIER_STRICT_SKIPS=1 (CI sets it) any skip whose reason is not in
+  ALLOWED_SKIPS fails the run: a test that cannot run because something is not installed is a
+  hole in the evidence, not a pass.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +19,45 @@ import pytest
 pytest_plugins = ["tests.harness"]
 
 _NEEDS_CLUSTERS = ("integration", "faults")
+STRICT_SKIPS_ENV = "PGSYNC_DOSSIER_STRICT_SKIPS"
+
+#: The only skips CI accepts, by a piece of their reason, each with why it leaves no hole.
+ALLOWED_SKIPS = {
+    "failover slots need PostgreSQL 17 or later": "PostgreSQL 15 has no failover slots; the Patroni "
+    "test runs on 18",
+    "this PostgreSQL build has no TLS": "the embedded 18 is built without OpenSSL; the test runs on "
+    "Debian's 15",
+}
+
+#: Modules whose every test runs on both versions: the code under them branches on the server
+#: version (failover slots, SCRAM-only logins, stopping workers at DISABLE, origins), or they
+#: prove a fact of PostgreSQL's own behaviour that a version may change.
+BOTH_VERSIONS_MODULES = {
+    "test_leader_failover.py",  # failover slots (17+) and what a promotion leaves
+    "test_least_privilege.py",  # SCRAM-only logins, the Leader API's 17+ branch, TLS
+    "test_schedules.py",  # windows: 15 wakes no worker at DISABLE
+    "test_healing.py",  # lost slots, a consumed stream, the restart point
+    "test_migrations.py",  # the schema on each server
+    "test_upgrade.py",  # upgrades of the catalog
+    "test_replication_facts.py",  # PostgreSQL's behaviour the design rests on
+    "test_replication.py",  # the stream itself
+    "test_attach.py",  # the copy
+    "test_oracle.py",  # the judge of the others
+}
+#: Single tests that run on both versions, by a piece of their node id: the capacity limits
+#: (18 counts origins apart), what 15 does differently at DISABLE (a window or a copy's pause
+#: killed half-way), and the apply conflicts only 18 counts.
+BOTH_VERSIONS_TESTS = (
+    "test_groups.py::test_thirty_lists_on_a_subscriber_with_default_worker_settings",
+    "test_groups.py::test_no_room_for_another_stream_is_refused_with_the_fix",
+    "test_groups.py::test_a_sync_leaves_a_streaming_subscription_alone",
+    "test_groups.py::test_a_swap_between_two_replicated_lists_in_one_transaction",
+    "test_kills.py::test_a_window_killed_open_is_closed_by_tick",
+    "test_kills.py::test_a_copy_killed_mid_way_is_finished_by_tick",
+    "test_kills.py::test_a_copy_killed_before_it_settles_keeps_a_move_made_meanwhile",
+    "test_outages.py::test_a_server_stopped_mid_copy",
+    "test_status.py::test_apply_conflicts_are_counted_where_postgresql_counts_them",
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,9 +69,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
+    matched = dict.fromkeys(BOTH_VERSIONS_TESTS, 0)
     for item in items:
+        path = Path(str(item.fspath))
         for kind in _NEEDS_CLUSTERS:
-            if here / kind in Path(str(item.fspath)).parents:
+            if here / kind in path.parents:
                 item.add_marker(getattr(pytest.mark, kind))
+        pieces = [piece for piece in BOTH_VERSIONS_TESTS if piece in item.nodeid]
+        for piece in pieces:
+            matched[piece] += 1
+        if path.name in BOTH_VERSIONS_MODULES or pieces:
+            item.add_marker(pytest.mark.both_versions)
+    # An entry that matches nothing in a module that was collected whole is a renamed test.
+    modules = {item.nodeid.split("::")[0].rsplit("/", 1)[-1] for item in items}
+    stale = [piece for piece, count in matched.items() if not count and piece.split("::")[0] in modules]
+    if stale and not config.option.keyword:
+        raise pytest.UsageError(f"BOTH_VERSIONS_TESTS names tests that do not exist: {stale}")
+
+
+#: (node id, reason) of every skipped test of this run.
+_SKIPPED: list[tuple[str, str]] = []
+
+
+def _strict() -> bool:
+    return os.environ.get(STRICT_SKIPS_ENV) == "1"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        _SKIPPED.append((report.nodeid, reason))
+
+
+def _unexpected_skips() -> list[tuple[str, str]]:
+    return [
+        (nodeid, reason)
+        for nodeid, reason in _SKIPPED
+        if not any(allowed in reason for allowed in ALLOWED_SKIPS)
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    unexpected = _unexpected_skips()
+    if unexpected and _strict():
+        terminalreporter.section("skips CI does not allow (see ALLOWED_SKIPS in tests/conftest.py)")
+        for nodeid, reason in unexpected:
+            terminalreporter.line(f"{nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _strict() and _unexpected_skips() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
