@@ -2,24 +2,34 @@
 
 Each case runs the installed entry point in its own process with one fault point armed; the
 process dies there with SIGKILL, the Leader keeps writing, and then a plain `attach` again (or
-a `tick`, as the systemd timer would) must converge: `sync --all` exits 0, `verify` finds every
-replica equal, one stream and one slot per group, nothing left behind, no row lost or
-duplicated, nothing leaked into another list.
+a `tick`, as the systemd timer would) must converge: `sync --all` exits 0, the harness's SQL
+oracle finds every replica equal to its Leader list, row by row (and `verify` must agree with
+it), one stream and one slot per group, nothing left behind, no row lost or duplicated, no
+dossier or face leaked into another list or left without its dossier.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
 from typing import Any
 
 import pytest
 
 from pgsync_dossier.faults import POINTS
-from tests.harness import Site, add_dossiers, attach, group_names, list_rows, make_list, wait_until
+from tests.harness import (
+    KILLED,
+    NIGHTLY,
+    Site,
+    add_dossiers,
+    assert_converged,
+    attach,
+    attach_args,
+    group_names,
+    list_rows,
+    make_list,
+    wait_until,
+)
 
-KILLED = -signal.SIGKILL
-NIGHTLY = "FREQ=DAILY;BYHOUR=3"
 ATTACH_POINTS = [
     "attach.link_recorded",
     "group.registered",
@@ -39,33 +49,21 @@ ATTACH_CASES = [(point, False) for point in ATTACH_POINTS if point != "copy.writ
 ]
 
 
-def _attach_args(leader: Site, remote: int, local: int) -> tuple[str, ...]:
-    return (
-        "attach",
-        "--remote-list",
-        str(remote),
-        "--remote-url",
-        leader.leader_url,
-        "--local-list",
-        str(local),
-    )
-
-
-def _converged(leader: Site, sub: Site, pairs: list[tuple[int, int]], kept: int = 0) -> None:
-    """`kept`: dossiers of detached lists, which stay here as ordinary rows."""
+def _converged(
+    leader: Site, sub: Site, pairs: list[tuple[int, int]], kept_dossiers: int = 0, kept_faces: int = 0
+) -> None:
+    """`sync --all` exits 0, the oracle finds each replica of `pairs` (the lists this test
+    attached) exactly its Leader list and no face apart from its dossier, `verify` agrees, and
+    outside the replicas there are only the rows of detached lists (`kept_dossiers` and
+    `kept_faces`, which stay here as ordinary rows); one group, one stream, one slot."""
     result = sub.cli("sync", "--all")
     assert result.exit_code == 0, result.stderr
-    sub.verified()
+    assert_converged(leader, sub, pairs, outside={"dossier": kept_dossiers, "dossier_face": kept_faces})
     assert len(group_names(sub)) == 1
     assert len(sub.node.execute("SELECT * FROM pg_subscription")) == 1
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
     assert not sub.node.execute("SELECT * FROM pgsync.orphan_slot")
     assert sub.node.execute("SELECT copying_list_id FROM pgsync.sync_group")[0]["copying_list_id"] is None
-    # Rows: each replica exactly its Leader list, nothing anywhere else.
-    for remote, local in pairs:
-        assert list_rows(sub.node, local) == list_rows(leader.node, remote)
-    replicated = sum(len(list_rows(sub.node, local)[0]) for _remote, local in pairs)
-    assert sub.node.execute("SELECT count(*) AS n FROM dossier")[0]["n"] == replicated + kept
 
 
 def test_every_point_is_covered() -> None:
@@ -81,9 +79,9 @@ def test_a_first_attach_killed_before_its_login_is_enrolled(sites: dict[str, Sit
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     add_dossiers(leader.node, remote, 4)
-    killed = sub.run(*_attach_args(leader, remote, local), fault="enrollment.stored")
+    killed = sub.run(*attach_args(leader.leader_url, remote, local), fault="enrollment.stored")
     assert killed.exit_code == KILLED, killed.stderr
-    again = sub.run(*_attach_args(leader, remote, local))
+    again = sub.run(*attach_args(leader.leader_url, remote, local))
     assert again.exit_code == 0, again.stderr
     _converged(leader, sub, [(remote, local)])
 
@@ -103,12 +101,12 @@ def test_attach_killed_then_attach_again(sites: dict[str, Site], point: str, exi
         pairs.append((first, first_local))
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     add_dossiers(leader.node, remote, 6)
-    killed = sub.run(*_attach_args(leader, remote, local), fault=point)
+    killed = sub.run(*attach_args(leader.leader_url, remote, local), fault=point)
     assert killed.exit_code == KILLED, killed.stderr
     pairs.append((remote, local))
     for other, _local in pairs:  # the Leader goes on meanwhile
         add_dossiers(leader.node, other, 2, prefix="meanwhile-")
-    again = sub.run(*_attach_args(leader, remote, local))
+    again = sub.run(*attach_args(leader.leader_url, remote, local))
     assert again.exit_code == 0, again.stderr
     _converged(leader, sub, pairs)
 
@@ -125,7 +123,7 @@ def test_a_copy_killed_mid_way_is_finished_by_tick(sites: dict[str, Site], point
     attach(sub, leader, first, first_local)
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
     add_dossiers(leader.node, remote, 6)
-    assert sub.run(*_attach_args(leader, remote, local), fault=point).exit_code == KILLED
+    assert sub.run(*attach_args(leader.leader_url, remote, local), fault=point).exit_code == KILLED
     rows = {row["local_list"]: row for row in sub.ok("status", "--json").json()}
     assert rows[first_local]["stream"] == f"paused: copying list {local}"
     add_dossiers(leader.node, first, 2, prefix="meanwhile-")
@@ -148,7 +146,9 @@ def test_a_copy_killed_before_it_settles_keeps_a_move_made_meanwhile(sites: dict
     outcome: dict[str, Any] = {}
     thread = threading.Thread(
         target=lambda: outcome.update(
-            result=sub.run(*_attach_args(leader, n, n_local), fault="copy.paused:pause,copy.written")
+            result=sub.run(
+                *attach_args(leader.leader_url, n, n_local), fault="copy.paused:pause,copy.written"
+            )
         )
     )
     thread.start()
@@ -196,6 +196,7 @@ def test_a_detach_killed_after_narrowing_is_finished_by_tick(sites: dict[str, Si
     (stays, stays_local), (goes, goes_local) = _stays_and_goes(leader, sub)
     assert sub.run("detach", str(goes_local), "--purge", fault="detach.narrowed").exit_code == KILLED
     kept = list_rows(sub.node, goes_local)
+    assert (len(kept[0]), len(kept[1])) == (3, 6)
     add_dossiers(leader.node, goes, 2, prefix="after-")  # no longer streamed here
     third, third_local = make_list(leader.node, "Third"), make_list(sub.node, "Third replica")
     add_dossiers(leader.node, third, 2, prefix="third-")
@@ -204,7 +205,7 @@ def test_a_detach_killed_after_narrowing_is_finished_by_tick(sites: dict[str, Si
     assert list_rows(sub.node, goes_local) == kept
     attach(sub, leader, third, third_local)  # a copy in the group: the detached list stays out
     add_dossiers(leader.node, stays, 2, prefix="later-")
-    _converged(leader, sub, [(stays, stays_local), (third, third_local)], kept=len(kept[0]))
+    _converged(leader, sub, [(stays, stays_local), (third, third_local)], len(kept[0]), len(kept[1]))
 
 
 def _swap(leader: Site, first: int, second: int) -> tuple[Any, Any]:
@@ -271,9 +272,12 @@ def test_detach_killed_then_detach_again(sites: dict[str, Site], point: str) -> 
     assert len(list_rows(sub.node, goes_local)[0]) == 3  # kept, as detach promises
     if point == "detach.narrowed":
         add_dossiers(leader.node, goes, 1, prefix="after-")
-        _converged(leader, sub, [(stays, stays_local)], kept=3)
+        _converged(leader, sub, [(stays, stays_local)], kept_dossiers=3, kept_faces=6)
         assert leader.node.execute("SELECT lists FROM pgsync.group_registration")[0]["lists"] == [stays]
     else:
+        # No replica left: both lists were detached and kept (3 dossiers and 6 faces each), and
+        # that is all there is; no face is apart from its dossier.
+        assert_converged(leader, sub, [], outside={"dossier": 6, "dossier_face": 12})
         assert not group_names(sub) and not sub.node.execute("SELECT * FROM pg_subscription")
         assert not leader.node.execute("SELECT * FROM pg_replication_slots")
         assert not leader.node.execute("SELECT * FROM pg_publication")

@@ -1,12 +1,12 @@
 """Servers that go away, commands that race, and big transactions, in the middle of the work.
 
-After each: the next `attach` or `tick` converges, `verify` finds every replica equal, and no
-row is lost, duplicated or leaked into another list.
+After each: the next `attach` or `tick` converges, the harness's SQL oracle finds every replica
+equal to its Leader list (and `verify` must agree with it), and no dossier or face is lost,
+duplicated, leaked into another list or left without its dossier.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,15 +15,19 @@ import pytest
 
 from pgsync_dossier import config as config_module
 from pgsync_dossier import scheduler
-from tests.harness import Site, add_dossiers, attach, group_names, list_rows, make_list, wait_until
-
-KILLED = -signal.SIGKILL
-NIGHTLY = "FREQ=DAILY;BYHOUR=3"
-
-
-def _attach_args(leader: Site, remote: int, local: int) -> tuple[str, ...]:
-    url = leader.leader_url
-    return ("attach", "--remote-list", str(remote), "--remote-url", url, "--local-list", str(local))
+from tests.harness import (
+    KILLED,
+    NIGHTLY,
+    Site,
+    add_dossiers,
+    assert_converged,
+    attach,
+    attach_args,
+    group_names,
+    list_rows,
+    make_list,
+    wait_until,
+)
 
 
 def _bulk(leader: Site, list_id: int, count: int) -> None:
@@ -38,13 +42,12 @@ def _bulk(leader: Site, list_id: int, count: int) -> None:
 
 
 def _equal_and_nothing_leaked(leader: Site, sub: Site, pairs: list[tuple[int, int]]) -> None:
+    """`sync --all` exits 0; the oracle finds each replica of `pairs` (the lists the test
+    attached) exactly its Leader list, no face apart from its dossier, and not one dossier or
+    face outside them; `verify` agrees; one slot per group."""
     result = sub.cli("sync", "--all")
     assert result.exit_code == 0, result.stderr
-    sub.verified()
-    for remote, local in pairs:
-        assert list_rows(sub.node, local) == list_rows(leader.node, remote)
-    replicated = sum(len(list_rows(sub.node, local)[0]) for _remote, local in pairs)
-    assert sub.node.execute("SELECT count(*) AS n FROM dossier")[0]["n"] == replicated
+    assert_converged(leader, sub, pairs, outside={"dossier": 0, "dossier_face": 0})
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == len(group_names(sub))
 
 
@@ -72,7 +75,7 @@ def test_a_server_stopped_mid_copy(sites: dict[str, Site], who: str) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "Big"), make_list(sub.node, "Big replica")
     _bulk(leader, remote, 40_000)
-    thread, outcome = _attach_in_background(sub, _attach_args(leader, remote, local))
+    thread, outcome = _attach_in_background(sub, attach_args(leader.leader_url, remote, local))
     wait_until(lambda: _copying(sub), "the copy to start", 60)
     victim = (leader if who == "leader" else sub).node.cluster
     victim.stop(mode="immediate")
@@ -80,7 +83,7 @@ def test_a_server_stopped_mid_copy(sites: dict[str, Site], who: str) -> None:
     thread.join(120)
     assert outcome["result"].exit_code in (1, 4), outcome["result"].stderr
     assert "Traceback" not in outcome["result"].stderr
-    again = sub.run(*_attach_args(leader, remote, local))
+    again = sub.run(*attach_args(leader.leader_url, remote, local))
     assert again.exit_code == 0, again.stderr
     _equal_and_nothing_leaked(leader, sub, [(remote, local)])
 
@@ -100,9 +103,9 @@ def test_two_attaches_race_for_one_list_and_two_for_one_group(sites: dict[str, S
     pairs = _two_lists(leader, sub, 20)
     (a, a_local), (b, b_local) = pairs
     racers = [
-        _attach_in_background(sub, _attach_args(leader, a, a_local)),
-        _attach_in_background(sub, _attach_args(leader, a, a_local)),  # the same list
-        _attach_in_background(sub, _attach_args(leader, b, b_local)),  # the same group
+        _attach_in_background(sub, attach_args(leader.leader_url, a, a_local)),
+        _attach_in_background(sub, attach_args(leader.leader_url, a, a_local)),  # the same list
+        _attach_in_background(sub, attach_args(leader.leader_url, b, b_local)),  # the same group
     ]
     for thread, _outcome in racers:
         thread.join(180)
@@ -122,9 +125,11 @@ def test_two_first_commands_of_a_new_subscriber_enroll_once(sites: dict[str, Sit
     leader, sub = sites["leader"], sites["subscriber_a"]
     pairs = _two_lists(leader, sub, 5)
     assert not sub.node.execute("SELECT * FROM pgsync.leader_login")  # not enrolled yet
-    first = _attach_in_background(sub, _attach_args(leader, *pairs[0]), fault="enrollment.stored:pause")
+    first = _attach_in_background(
+        sub, attach_args(leader.leader_url, *pairs[0]), fault="enrollment.stored:pause"
+    )
     wait_until(lambda: bool(sub.node.execute("SELECT * FROM pgsync.leader_login")), "the password kept", 30)
-    second = sub.run(*_attach_args(leader, *pairs[1]))
+    second = sub.run(*attach_args(leader.leader_url, *pairs[1]))
     first[0].join(120)
     assert first[1]["result"].exit_code == 0, first[1]["result"].stderr
     assert second.exit_code == 0, second.stderr

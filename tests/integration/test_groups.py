@@ -1,13 +1,14 @@
 """One stream per (Leader, Subscriber, schedule): what version 1 could not do, on real clusters.
 
-Each scenario ends with `sync --all` exiting 0 and `verify` finding every replica equal to its
-Leader list, with no apply error counted.
+Each scenario ends with `sync --all` exiting 0, the harness's SQL oracle finding every replica
+equal to its Leader list (and `verify` agreeing with it), no dossier or face anywhere else than
+the test expects, none apart from its dossier, and no apply error counted. A command that must
+wait for something is seen waiting (wait_for_backend), never given a fixed time.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,22 +17,32 @@ import psycopg
 import pytest
 
 from tests.harness import (
+    NIGHTLY,
     TEMPLATE_DB,
+    CliResult,
     Node,
     Site,
     add_dossiers,
+    assert_converged,
     attach,
     attach_args,
     drop_subscriptions,
     group_names,
     list_rows,
     make_list,
+    rows_outside,
+    wait_for_backend,
     wait_for_same,
     wait_until,
     write_config,
 )
 
-NIGHTLY = "FREQ=DAILY;BYHOUR=3"
+Pairs = list[tuple[int, int]]
+#: Rows outside the replicas a test attached: none (its other local lists are empty).
+NOTHING_ELSE = {"dossier": 0, "dossier_face": 0}
+#: What a command runs on the Leader, over and over, while it waits for the transactions that
+#: were in flight at a filter change to end (LeaderClient.wait_xacts_ended).
+WAITING_FOR_XACTS = "%pgsync.api_xacts_ended_before%"
 
 
 def _leader_slots(leader: Site) -> list[str]:
@@ -45,15 +56,51 @@ def _apply_errors(sub: Site) -> int:
     return int(rows[0]["n"])
 
 
-def _synced_and_equal(sub: Site) -> None:
-    """`sync --all` exits 0, every replica equals its Leader list, and no apply error came up
-    on the way (a stream stuck on a row would count one per retry)."""
-    errors = _apply_errors(sub)
-    result = sub.cli("sync", "--all", "--json")
+def _all_synced(result: CliResult) -> None:
     assert result.exit_code == 0, result.stderr
     assert {row["status"] for row in result.json()} == {"synced"}
-    sub.verified()
+
+
+def _synced_and_equal(leader: Site, sub: Site, pairs: Pairs, outside: dict[str, int] | None = None) -> None:
+    """`sync --all` exits 0, the oracle finds each replica of `pairs` (every list the test
+    attached) equal to its Leader list, `outside` (by default nothing) is all the Subscriber
+    holds elsewhere, `verify` agrees, and no apply error came up on the way (a stream stuck on
+    a row would count one per retry)."""
+    errors = _apply_errors(sub)
+    _all_synced(sub.cli("sync", "--all", "--json"))
+    assert_converged(leader, sub, pairs, outside=NOTHING_ELSE if outside is None else outside)
     assert _apply_errors(sub) == errors
+
+
+def _converged_from_leaders(sub: Site, fed: list[tuple[Site, Pairs]], outside: dict[str, int]) -> None:
+    """assert_converged for a Subscriber fed by several Leaders (it takes one Leader, and its
+    verify check expects that Leader's pairs to be all the replicas): the oracle on each
+    Leader's pairs, the rows outside all of them, then `verify` against that verdict."""
+    for leader, pairs in fed:
+        assert_converged(leader, sub, pairs, verify=False)
+    replicas = [local for _leader, pairs in fed for _remote, local in pairs]
+    assert rows_outside(sub, replicas) == outside
+    result = sub.cli("verify", "--json")
+    assert result.exit_code == 0, (
+        f"verify disagrees with the oracle (exit {result.exit_code}): {result.stderr}"
+    )
+    reported = {int(row["local_list"]): row["match"] for row in result.json()}
+    assert reported == {local: True for local in replicas}, f"verify disagrees with the oracle: {reported}"
+
+
+def _no_session_waiting_for_xacts(leader: Site) -> None:
+    """Until no session of the Leader shows WAITING_FOR_XACTS as its last statement (an earlier
+    command's, on its way out): what wait_for_backend then finds is the command started next."""
+    wait_until(
+        lambda: (
+            not leader.node.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND query LIKE %s",
+                [WAITING_FOR_XACTS],
+            )
+        ),
+        "the Leader sessions of earlier commands to end",
+    )
 
 
 def _attached_lists(
@@ -80,7 +127,7 @@ def test_three_lists_share_one_slot_and_one_subscription(sites: dict[str, Site])
         add_dossiers(leader.node, remote, 2, prefix=f"later{n}-")
     for remote, local in pairs:
         wait_for_same(leader.node, remote, sub.node, local)
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, pairs)
 
 
 def test_a_sync_leaves_a_streaming_subscription_alone(sites: dict[str, Site]) -> None:
@@ -98,11 +145,8 @@ def test_a_sync_leaves_a_streaming_subscription_alone(sites: dict[str, Site]) ->
         )
         return rows[0]["pid"] if rows else None
 
-    deadline = time.monotonic() + 30
-    while worker() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    pid, written = worker(), passfile.stat().st_mtime_ns
-    assert pid is not None
+    pid = wait_until(worker, "the group's apply worker to run")
+    written = passfile.stat().st_mtime_ns
     for _ in range(2):
         sub.ok("sync", str(local))
         sub.ok("tick")
@@ -111,7 +155,7 @@ def test_a_sync_leaves_a_streaming_subscription_alone(sites: dict[str, Site]) ->
     sub.ok("sync", str(local))
     assert passfile.stat().st_mode & 0o777 == 0o600
     add_dossiers(leader.node, remote, 2, prefix="after-restore-")
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, [(remote, local)])
 
 
 @pytest.mark.parametrize("schedule", [None, NIGHTLY], ids=["continuous", "windowed"])
@@ -121,25 +165,27 @@ def test_a_swap_between_two_replicated_lists_in_one_transaction(
     """Version 1 deadlocked both subscriptions for good: an INSERT on one, a DELETE on the other."""
     leader, sub = sites["leader"], sites["subscriber_a"]
     extra = ("--schedule", schedule) if schedule else ()
-    (a, _ta), (b, _tb) = _attached_lists(sites, 2, 3, *extra)
+    pairs = _attached_lists(sites, 2, 3, *extra)
+    (a, _ta), (b, _tb) = pairs
     x = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [a])[0]["id"]
     y = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [b])[0]["id"]
     with leader.node.connect() as conn, conn.transaction():
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [b, x])
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y])
-    _synced_and_equal(sub)
-    _synced_and_equal(sub)  # and again: nothing is left stuck
+    _synced_and_equal(leader, sub, pairs)
+    _synced_and_equal(leader, sub, pairs)  # and again: nothing is left stuck
 
 
 def test_rotating_bulk_moves_across_three_lists_in_one_transaction(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
-    (a, _), (b, _), (c, _) = _attached_lists(sites, 3, 20)
+    pairs = _attached_lists(sites, 3, 20)
+    (a, _), (b, _), (c, _) = pairs
     leader.node.execute(
         "UPDATE dossier SET dossier_list_id = CASE dossier_list_id WHEN %(a)s THEN %(c)s "
         "WHEN %(c)s THEN %(b)s WHEN %(b)s THEN %(a)s END WHERE dossier_list_id IN (%(a)s, %(b)s, %(c)s)",
         {"a": a, "b": b, "c": c},
     )
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, pairs)
 
 
 @pytest.mark.parametrize("group_exists", [False, True], ids=["new-group", "existing-group"])
@@ -149,9 +195,9 @@ def test_an_attach_during_a_leader_transaction_loses_none_of_its_rows(
     """Rows written before the filter is widened by a transaction that commits after it are
     never published (design.md section 2, step 5): the copy must wait for that transaction."""
     leader, sub = sites["leader"], sites["subscriber_a"]
-    if group_exists:
-        _attached_lists(sites, 1)
+    pairs = _attached_lists(sites, 1) if group_exists else []
     remote, local = make_list(leader.node, "Busy"), make_list(sub.node, "Busy replica")
+    pairs.append((remote, local))
     add_dossiers(leader.node, remote, 2, prefix="before-")
     writer = leader.node.connect()
     writer.execute("BEGIN")
@@ -160,21 +206,20 @@ def test_an_attach_during_a_leader_transaction_loses_none_of_its_rows(
             "INSERT INTO dossier (dossier_list_id, name) VALUES (%s, %s)", [remote, f"inflight-{n}"]
         )
     outcome: dict[str, Any] = {}
+    _no_session_waiting_for_xacts(leader)
     thread = threading.Thread(
-        target=lambda: outcome.update(
-            result=sub.run(
-                "attach",
-                "--remote-list",
-                str(remote),
-                "--remote-url",
-                leader.leader_url,
-                "--local-list",
-                str(local),
-            )
-        )
+        target=lambda: outcome.update(result=sub.run(*attach_args(leader.leader_url, remote, local)))
     )
     thread.start()
-    time.sleep(2.0)
+    if group_exists:  # the filter widened, it waits for the transactions then in flight
+        wait_for_backend(leader, "the attach waiting for the writer in flight", query_like=WAITING_FOR_XACTS)
+    else:  # the new group's slot is made only once the transactions in flight have ended
+        wait_for_backend(
+            leader,
+            "the new group's slot waiting for the transaction in flight",
+            query_like="CREATE_REPLICATION_SLOT%",
+            wait_event_type="Lock",
+        )
     assert thread.is_alive(), outcome  # it waits for the transaction
     for n in range(5, 8):
         writer.execute(
@@ -186,7 +231,7 @@ def test_an_attach_during_a_leader_transaction_loses_none_of_its_rows(
     assert outcome["result"].exit_code == 0, outcome["result"].stderr
     names = {row["name"] for row in list_rows(sub.node, local)[0]}
     assert {f"inflight-{n}" for n in range(8)} <= names
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, pairs)
 
 
 def test_a_move_out_of_a_detached_but_kept_list_arrives(sites: dict[str, Site]) -> None:
@@ -195,7 +240,8 @@ def test_a_move_out_of_a_detached_but_kept_list_arrives(sites: dict[str, Site]) 
     sub.ok("detach", str(kept_local))
     mover = leader.node.execute("SELECT id FROM dossier WHERE dossier_list_id = %s LIMIT 1", [kept])[0]["id"]
     leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [live, mover])
-    _synced_and_equal(sub)
+    # The kept list keeps its other 2 dossiers and their 4 faces; the mover's went with it.
+    _synced_and_equal(leader, sub, [(live, live_local)], outside={"dossier": 2, "dossier_face": 4})
     assert sub.node.execute("SELECT dossier_list_id FROM dossier WHERE id = %s", [mover]) == [
         {"dossier_list_id": live_local}
     ]
@@ -204,7 +250,8 @@ def test_a_move_out_of_a_detached_but_kept_list_arrives(sites: dict[str, Site]) 
 
 def test_a_truncate_then_a_reload_with_the_same_ids_converges(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
-    ((_remote, local),) = _attached_lists(sites, 1, 4)
+    pairs = _attached_lists(sites, 1, 4)
+    ((_remote, local),) = pairs
     with leader.node.connect() as conn, conn.transaction():
         dossiers = conn.execute("SELECT * FROM dossier").fetchall()
         faces = conn.execute("SELECT * FROM dossier_face").fetchall()
@@ -219,7 +266,7 @@ def test_a_truncate_then_a_reload_with_the_same_ids_converges(sites: dict[str, S
                 "INSERT INTO dossier_face (id, dossier_id, embedding, model) VALUES (%s, %s, %s, %s)",
                 [row["id"], row["dossier_id"], row["embedding"], row["model"]],
             )
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, pairs)
     assert {row["comment"] for row in list_rows(sub.node, local)[0]} == {"reloaded"}
 
 
@@ -243,7 +290,7 @@ def test_a_move_between_two_streams_never_loses_the_row(sites: dict[str, Site]) 
     leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [live, born])
     wait_for_same(leader.node, live, sub.node, live_local)
     # The nightly stream replays the older states and the moves out: the rows stay in Live.
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, [(live, live_local), (nightly, nightly_local)])
     for dossier_id in (into_live, born):
         assert sub.node.execute("SELECT dossier_list_id FROM dossier WHERE id = %s", [dossier_id]) == [
             {"dossier_list_id": live_local}
@@ -281,7 +328,7 @@ def test_a_move_applied_by_both_streams_at_once_keeps_the_row(sites: dict[str, S
         blocker.execute("ROLLBACK")
     window.join(120)
     assert outcome["result"].exit_code == 0, outcome["result"].stderr
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, [(live, live_local), (nightly, nightly_local)])
     assert sub.node.execute("SELECT dossier_list_id FROM dossier WHERE id = %s", [moved]) == [
         {"dossier_list_id": nightly_local}
     ]
@@ -300,6 +347,8 @@ def test_detach_narrows_the_filter_and_the_last_list_drops_the_stream(sites: dic
     add_dossiers(leader.node, second, 1, prefix="after-detach-")
     wait_for_same(leader.node, second, sub.node, second_local)
     assert not [r for r in list_rows(sub.node, first_local)[0] if r["name"].startswith("after-detach")]
+    # The detached list kept its 3 dossiers and their 6 faces, and nothing more came into it.
+    assert_converged(leader, sub, [(second, second_local)], outside={"dossier": 3, "dossier_face": 6})
     sub.ok("detach", str(second_local))
     assert not _leader_slots(leader) and not leader.node.execute("SELECT * FROM pg_publication")
     assert not leader.node.execute("SELECT * FROM pgsync.group_registration")
@@ -325,8 +374,9 @@ def test_a_detach_lets_a_leader_transaction_in_flight_arrive_before_it_purges(si
         detaching = threading.Thread(
             target=lambda: outcome.update(result=sub.run("detach", str(first_local), "--purge", "--json"))
         )
+        _no_session_waiting_for_xacts(leader)
         detaching.start()
-        time.sleep(2)
+        wait_for_backend(leader, "the detach waiting for the writer in flight", query_like=WAITING_FOR_XACTS)
         assert detaching.is_alive(), "the detach passed its barrier before the writer committed"
         writer.execute("COMMIT")
     detaching.join(60)
@@ -335,15 +385,13 @@ def test_a_detach_lets_a_leader_transaction_in_flight_arrive_before_it_purges(si
     add_dossiers(leader.node, second, 1, prefix="after-")
     wait_for_same(leader.node, second, sub.node, second_local)
     assert list_rows(sub.node, first_local) == ([], [])
-    assert not sub.node.execute(
-        "SELECT f.id FROM dossier_face AS f LEFT JOIN dossier AS d ON d.id = f.dossier_id "
-        "WHERE d.dossier_list_id IS DISTINCT FROM f.dossier_list_id"
-    )
+    # Purged, with no face of the transaction in flight left behind without its dossier.
+    assert_converged(leader, sub, [(second, second_local)], outside=NOTHING_ELSE)
 
 
 def test_a_list_detached_while_the_leader_is_down_is_narrowed_later(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
-    (first, first_local), (second, _) = _attached_lists(sites, 2)
+    (first, first_local), (second, second_local) = _attached_lists(sites, 2)
     leader.node.cluster.stop()
     try:
         result = sub.ok("detach", str(first_local), "--json").json()
@@ -351,7 +399,8 @@ def test_a_list_detached_while_the_leader_is_down_is_narrowed_later(sites: dict[
     finally:
         leader.node.cluster.start()
     add_dossiers(leader.node, first, 1, prefix="ignored-")  # still in the filter: skipped here
-    _synced_and_equal(sub)
+    # The detached list keeps its 3 dossiers and their 6 faces, and gains nothing.
+    _synced_and_equal(leader, sub, [(second, second_local)], outside={"dossier": 3, "dossier_face": 6})
     assert leader.node.execute("SELECT lists FROM pgsync.group_registration")[0]["lists"] == [second]
     assert not [r for r in list_rows(sub.node, first_local)[0] if r["name"].startswith("ignored")]
 
@@ -380,7 +429,7 @@ def test_thirty_lists_on_a_subscriber_with_default_worker_settings(
     assert len(_leader_slots(leader)) == 1 and len(group_names(sub)) == 1
     for remote, _local in pairs[::7]:
         add_dossiers(leader.node, remote, 1, faces_each=1, prefix="later-")
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, pairs)
     rows = sub.ok("status", "--json").json()
     assert len(rows) == 30 and {row["state"] for row in rows} == {"ready"}
 
@@ -398,9 +447,7 @@ def test_no_room_for_another_stream_is_refused_with_the_fix(
             ).format(psycopg.sql.Identifier(f"other_{n}"), psycopg.sql.Literal(leader_conninfo))
         )
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
-    result = sub.cli(
-        "attach", "--remote-list", str(remote), "--remote-url", leader.leader_url, "--local-list", str(local)
-    )
+    result = sub.cli(*attach_args(leader.leader_url, remote, local))
     assert result.exit_code == 3, result.stderr
     assert "max_logical_replication_workers is 4" in result.stderr
     assert "ALTER SYSTEM SET max_logical_replication_workers" in result.stderr
@@ -422,9 +469,11 @@ def test_an_attach_takes_over_rows_that_are_already_here(sites: dict[str, Site])
     leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = ANY (%s)", [target, moved])
     result = attach(sub, leader, target, target_local)
     assert result["dossiers"] == 4 and result["faces"] == 8
-    assert list_rows(sub.node, target_local) == list_rows(leader.node, target)
+    # What stayed in the kept list: 2 dossiers and their 4 faces.
+    kept_rows = {"dossier": 2, "dossier_face": 4}
+    assert_converged(leader, sub, [(target, target_local)], outside=kept_rows)
     assert len(list_rows(sub.node, kept_local)[0]) == 2  # what stayed in the kept list
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, [(target, target_local)], outside=kept_rows)
 
 
 @pytest.fixture
@@ -455,17 +504,30 @@ def test_groups_of_different_leaders_sync_at_the_same_time(
     assert len(group_names(sub)) == 2
     add_dossiers(leader.node, first, 2)
     add_dossiers(second_leader.node, second, 2)
-    # The second Leader answers slowly (its heartbeat row is locked for a while): a sync that
-    # took the Leaders one after the other would not overlap them.
-    holder = second_leader.node.connect()
-    holder.execute("BEGIN")
-    holder.execute("SELECT * FROM pgsync.heartbeat FOR UPDATE")
-    releaser = threading.Timer(1.5, lambda: (holder.execute("COMMIT"), holder.close()))
-    releaser.start()
-    try:
-        _synced_and_equal(sub)
-    finally:
-        releaser.join()
+    # Both Leaders answer slowly (their heartbeat rows are locked) until the sync waits on each
+    # of them at once: a sync that took the Leaders one after the other would wait on the first
+    # and never reach the second.
+    errors = _apply_errors(sub)
+    outcome: dict[str, CliResult] = {}
+    with leader.node.connect() as first_holder, second_leader.node.connect() as second_holder:
+        for holder in (first_holder, second_holder):
+            holder.execute("BEGIN")
+            holder.execute("SELECT * FROM pgsync.heartbeat FOR UPDATE")
+        syncing = threading.Thread(target=lambda: outcome.update(result=sub.run("sync", "--all", "--json")))
+        syncing.start()
+        try:
+            for side in (leader, second_leader):
+                wait_for_backend(
+                    side, f"the sync waiting on {side.node.name}'s heartbeat", wait_event_type="Lock"
+                )
+        finally:
+            for holder in (first_holder, second_holder):
+                holder.execute("COMMIT")
+            syncing.join(120)
+    _all_synced(outcome["result"])
+    fed = [(leader, [(first, first_local)]), (second_leader, [(second, second_local)])]
+    _converged_from_leaders(sub, fed, NOTHING_ELSE)
+    assert _apply_errors(sub) == errors
     runs = sub.node.execute(
         "SELECT g.leader_node_name AS leader, r.started_at, r.finished_at FROM pgsync.sync_run r "
         "JOIN pgsync.sync_group g ON g.id = r.group_id WHERE r.reason = 'manual' ORDER BY r.id"
@@ -485,7 +547,7 @@ def test_a_move_made_between_windows_survives_a_copy_or_repair_of_its_list(
     snapshot in its new list, and the stream still holds the move (decoded as a DELETE when
     the new list was not yet in the filter). Replayed after the copy, it must not undo it."""
     leader, sub = sites["leader"], sites["subscriber_a"]
-    ((a, _a_local),) = _attached_lists(sites, 1, 3, "--schedule", NIGHTLY)
+    ((a, a_local),) = _attached_lists(sites, 1, 3, "--schedule", NIGHTLY)
     b, b_local = make_list(leader.node, "B"), make_list(sub.node, "T-B")
     add_dossiers(leader.node, b, 2, prefix="b-")
     if kind == "repair":
@@ -499,7 +561,7 @@ def test_a_move_made_between_windows_survives_a_copy_or_repair_of_its_list(
     else:
         sub.ok("repair", str(b_local), "--confirm")
     assert len(group_names(sub)) == 1
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, [(a, a_local), (b, b_local)])
 
 
 def test_moves_in_and_out_of_a_list_while_it_is_attached_are_kept(sites: dict[str, Site]) -> None:
@@ -517,17 +579,18 @@ def test_moves_in_and_out_of_a_list_while_it_is_attached_are_kept(sites: dict[st
     writer.execute("BEGIN")
     writer.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [n, x])
     outcome: dict[str, Any] = {}
+    _no_session_waiting_for_xacts(leader)
     thread = threading.Thread(
         target=lambda: outcome.update(result=sub.run(*attach_args(leader.leader_url, n, n_local)))
     )
     thread.start()
-    time.sleep(2.0)
+    wait_for_backend(leader, "the attach waiting for the transaction in flight", query_like=WAITING_FOR_XACTS)
     assert thread.is_alive(), outcome  # it waits for the transaction
     writer.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [a, y])
     writer.execute("COMMIT")
     writer.close()
     thread.join(120)
     assert outcome["result"].exit_code == 0, outcome["result"].stderr
-    _synced_and_equal(sub)
+    _synced_and_equal(leader, sub, [(a, a_local), (n, n_local)])
     assert {row["id"] for row in list_rows(sub.node, n_local)[0]} >= {x}
     assert {row["id"] for row in list_rows(sub.node, a_local)[0]} >= {y}
