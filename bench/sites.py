@@ -5,6 +5,9 @@ plain migrated databases: "floor" (the fair floor's target: the same tables and 
 no pgsync triggers), "native" (a hand-made native subscription's target) and, where the
 server has pglogical installed, "pglogical" (its subscription's target; the Leader's database
 then has the extension and a provider node too).
+
+With `started(bindir, second_subscriber=True)` (the soak), a second Subscriber joins: its own
+cluster ("subscriber_b"), its own config and `setup`, and only the dossier database.
 """
 
 from __future__ import annotations
@@ -67,6 +70,16 @@ class Sites:
     subscriber: LocalCluster
     configs: dict[str, Path] = field(default_factory=dict)
     lists: dict[str, int] = field(default_factory=dict)
+    #: The second Subscriber (config "subscriber_b"), when `started` was asked for one.
+    subscriber_b: LocalCluster | None = None
+
+    @property
+    def subscribers(self) -> dict[str, LocalCluster]:
+        """Each Subscriber by the name of its config (the name `cli` takes)."""
+        found = {"subscriber": self.subscriber}
+        if self.subscriber_b is not None:
+            found["subscriber_b"] = self.subscriber_b
+        return found
 
     @property
     def version(self) -> str:
@@ -101,7 +114,7 @@ class Sites:
         )
 
     def checkpoint(self) -> None:
-        for cluster in (self.leader, self.subscriber):
+        for cluster in (self.leader, *self.subscribers.values()):
             self.execute(cluster, "CHECKPOINT")
 
     def cli(self, role: str, *args: str, tty: bool = False, env: dict[str, str] | None = None) -> Timed:
@@ -224,7 +237,9 @@ def _cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
 
 
 @contextmanager
-def started(bindir: Path) -> Iterator[Sites]:
+def started(bindir: Path, second_subscriber: bool = False) -> Iterator[Sites]:
+    """A Leader and a Subscriber (with `second_subscriber`, a second one on its own cluster),
+    set up; all removed on exit."""
     root = Path(tempfile.mkdtemp(prefix="pgsd-bench-"))
     os.chmod(root, 0o755)  # noqa: S103 - as root, the server user must reach its clusters
     clusters: list[LocalCluster] = []
@@ -234,9 +249,15 @@ def started(bindir: Path) -> Iterator[Sites]:
         subscriber = _cluster(root, "subscriber", bindir)
         clusters.append(subscriber)
         sites = Sites(root, bindir, leader, subscriber)
+        if second_subscriber:
+            sites.subscriber_b = _cluster(root, "subscriber_b", bindir)
+            clusters.append(sites.subscriber_b)
         token = generate_token()
         peers = ["floor", "native", *(["pglogical"] if has_pglogical(bindir) else [])]
-        for cluster, dbs in ((leader, ["dossiers"]), (subscriber, ["dossiers", *peers])):
+        databases = [(leader, ["dossiers"]), (subscriber, ["dossiers", *peers])]
+        if sites.subscriber_b is not None:
+            databases.append((sites.subscriber_b, ["dossiers"]))
+        for cluster, dbs in databases:
             with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
                 for db in dbs:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
@@ -251,13 +272,15 @@ def started(bindir: Path) -> Iterator[Sites]:
                     [f"bench_{db}", sites.url(cluster, db)],
                     dbname=db,
                 )
-        for role, cluster in (("leader", leader), ("subscriber", subscriber)):
-            path = root / f"{role}.yaml"
+        nodes = [("leader", "leader", leader)]
+        nodes += [("subscriber", name, cluster) for name, cluster in sites.subscribers.items()]
+        for role, name, cluster in nodes:
+            path = root / f"{name}.yaml"
             path.write_text(
                 yaml.safe_dump(
                     {
                         "role": role,
-                        "node_name": f"bench-{role}",
+                        "node_name": f"bench-{name.replace('_', '-')}",
                         "database_url": sites.url(cluster),
                         "sync_token": token,
                         "face_model": FACE_MODEL,
@@ -265,8 +288,8 @@ def started(bindir: Path) -> Iterator[Sites]:
                 )
             )
             path.chmod(0o600)
-            sites.configs[role] = path
-            sites.ok(role, "setup")
+            sites.configs[name] = path
+            sites.ok(name, "setup")
         yield sites
     finally:
         for cluster in clusters:

@@ -6,6 +6,11 @@ dies there with SIGKILL; the next command must then converge. `NAME:raise` raise
 unexpected exception there instead (what a bug would do: the CLI writes a crash report), and
 `NAME:pause` holds the process there for PAUSE_S seconds (so that a test can start a racing
 command at that exact step).
+
+Besides the kill points there are blinds (BLINDS), armed the same way: a blind does not kill,
+it makes a check lie. `verify.blind` makes `verify` report every list it compared as equal,
+so that a harness can prove that its own judge (an oracle that never asks the product) catches
+a product that grades itself wrongly: evidence that would pass a blinded verify is no evidence.
 Pure: no database code. When the variable is unset (always, outside tests) a point costs one
 dictionary lookup.
 """
@@ -38,6 +43,13 @@ POINTS = (
 )
 
 
+#: Blinds: armed like the points, but they make a check report what it did not find instead of
+#: killing the process. Kept apart from POINTS, which lists only where a process may be killed
+#: (the fault suite kills at each of those and expects the next command to converge).
+VERIFY_BLIND = "verify.blind"  # verify reports every compared list equal, with no differences
+BLINDS = (VERIFY_BLIND,)
+
+
 class InjectedFault(RuntimeError):
     """The unexpected error a `NAME:raise` fault point raises."""
 
@@ -54,3 +66,14 @@ def point(name: str) -> None:
         raise InjectedFault(f"fault injected at {name}")
     if f"{name}:pause" in chosen:
         time.sleep(PAUSE_S)
+
+
+def blinded(name: str) -> bool:
+    """Whether the blind `name` (one of BLINDS) is armed: the caller must then report its check
+    as passed whatever it found. Only a self-test arms one, to show its judge is not fooled."""
+    if name not in BLINDS:
+        raise ValueError(f"{name} is not a blind; the blinds are {', '.join(BLINDS)}")
+    armed = os.environ.get(FAULT_ENV)
+    if not armed:
+        return False
+    return name in armed.split(",")

@@ -5,13 +5,17 @@ content hashes both sides keep (compare.py), so changes in flight are not mistak
 divergence; a list that still differs is compared again after another barrier (a Leader edit
 between the barrier and the comparison), and what differs after the last attempt is
 reported by kind: missing, extra, changed rows.
+
+When the blind `verify.blind` is armed (faults.py; only the soak's self-test does it), every
+compared list is reported equal with no differences: the self-test plants damage and blinds
+verify, and the soak, which judges by its own SQL oracle, must still fail.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pgsync_dossier import catalog, compare
+from pgsync_dossier import catalog, compare, faults
 from pgsync_dossier.catalog import Link, LinkState
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
@@ -63,8 +67,8 @@ def _compare_after_barriers(s: Session, links: list[Link], deadline: Deadline) -
         for local, link in sorted(pending.items()):
             leader = s.leaders.get(by_id[link.group_id].leader_url)
             found = compare.compare_list(leader, s.conn, link.remote_list_id, local)
-            if found.equal or attempt == ATTEMPTS - 1:
-                results.append(_result(link, **compare.describe(found)))
+            if found.equal or attempt == ATTEMPTS - 1 or faults.blinded(faults.VERIFY_BLIND):
+                results.append(_result(link, **_as_reported(compare.describe(found))))
                 del pending[local]
         if not pending:
             break
@@ -86,6 +90,22 @@ def _repair(s: Session, link: Link, result: dict[str, Any], deadline: Deadline) 
         {key: after[key] for key in ("dossiers", "faces", "leader_dossiers", "leader_faces", "match")}
     )
     result["repaired"] = fixed.before if fixed is not None else None
+
+
+def _as_reported(described: dict[str, Any]) -> dict[str, Any]:
+    """A comparison as verify reports it: as found, or, with the blind `verify.blind` armed,
+    equal to its Leader list with no differences (a lie on purpose, for a harness to catch)."""
+    if not faults.blinded(faults.VERIFY_BLIND):
+        return described
+    return {
+        **described,
+        "dossiers": described.get("leader_dossiers"),
+        "faces": described.get("leader_faces"),
+        "match": True,
+        "missing": 0,
+        "extra": 0,
+        "changed": 0,
+    }
 
 
 def _result(link: Link, **values: Any) -> dict[str, Any]:
