@@ -7,7 +7,7 @@
 - pgsync attach beside a list: the same, into a group that already streams another list of
   the Leader (50 dossiers, attached first, untimed): what a site adding a list pays for the
   catch-up before the copy and the settling of the group's other lists after it.
-- fair floor (../shared/design.md section 4): binary `COPY (SELECT ...) TO STDOUT` piped into
+- fair floor (bench/README.md, "attach"): binary `COPY (SELECT ...) TO STDOUT` piped into
   `COPY ... FROM STDIN` in replica mode (no FK checks, no ordinary triggers), both tables in
   parallel, into the same tables with their indexes, committed. Nothing that moves the rows
   can do less.

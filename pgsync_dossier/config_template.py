@@ -11,7 +11,7 @@ from pgsync_dossier.token import Secret, generate_token
 
 TEMPLATE = """\
 # pgsync-dossier node configuration ({role}).
-# Reference: README.md, "Configuration". Validate with: pgsync-dossier --config {path} config check
+# Reference: docs/configuration.md. Validate with: pgsync-dossier --config {path} config check
 
 # leader: dossier lists are edited here. subscriber: holds read-only replicas of Leader lists.
 role: {role}

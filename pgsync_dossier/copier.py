@@ -1,4 +1,5 @@
-"""The orchestrator's copy of one Leader list into its local list (design.md section 2, step 6).
+"""The orchestrator's copy of one Leader list into its local list (docs/architecture.md,
+"How it works", Attach).
 
 Both tables are read at ONE repeatable-read snapshot of the Leader (the second reader imports
 the first one's exported snapshot), with the local list id substituted in the SELECT, and

@@ -1,5 +1,5 @@
 """A group's stream: making it, pausing it for a copy, copying new lists into it, narrowing it,
-and dropping it (design.md section 2, "version 2").
+and dropping it (docs/architecture.md, "How it works"; docs/design-notes.md, "Version 2").
 
 The catalog (which lists a group maps) is the truth; the Leader's publication filter and the
 subscription are made to follow it. Every step is idempotent, so a command killed anywhere is
@@ -122,9 +122,9 @@ def copy_pending(
     s: Session, group: Group, leader: LeaderClient, deadline: Deadline, progress: Progress | None = None
 ) -> list[Copied]:
     """Copy every list of the group that needs it (new, interrupted, under repair, or a
-    version-1 link), one at a time (design.md section 2, steps 3 to 6): widen the filter,
+    version-1 link), one at a time (docs/architecture.md, "How it works", Attach): widen the filter,
     wait for the Leader's transactions that were in flight at that moment, pause the stream,
-    copy at one snapshot. The caller resumes the stream afterwards (step 7): it replays from
+    copy at one snapshot. The caller resumes the stream afterwards: it replays from
     where it paused, which is before the copy's snapshot.
 
     In a group with other lists the stream first applies everything up to the widening (see

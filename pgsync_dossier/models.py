@@ -2,7 +2,7 @@
 
 Migrations are written by hand and frozen; this module describes the head revision so a test
 can compare a freshly migrated catalog against it. Why each constraint exists is in
-docs/schema.md and ../shared/design.md section 3.
+docs/architecture.md ("Schema") and docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ NAMING_CONVENTION = {
 CATALOG_SCHEMA = "pgsync"
 
 #: Row size bounds that keep every dossier and face row inline (no TOAST): a row moved into a
-#: published list is sent as an INSERT without its unchanged out-of-line values (design 3).
+#: published list is sent as an INSERT without its unchanged out-of-line values (docs/design-notes.md).
 MAX_NAME_BYTES = 1000
 MAX_COMMENT_BYTES = 4000
 MAX_EMBEDDING_BYTES = 7168
@@ -120,7 +120,7 @@ dossier_face = Table(
     Column("row_version", BigInteger, nullable=False, server_default=text("0")),
     Column("content_hash", BigInteger, Computed(FACE_CONTENT_HASH, persisted=True)),
     UniqueConstraint("id", "dossier_list_id"),
-    # Moving a dossier between lists moves its faces in the same transaction (design 3).
+    # Moving a dossier between lists moves its faces in the same transaction (docs/design-notes.md).
     ForeignKeyConstraint(
         ["dossier_id", "dossier_list_id"],
         ["dossier.id", "dossier.dossier_list_id"],

@@ -2,7 +2,7 @@
 
 From PostgreSQL 17 a logical slot made with `failover` is kept in step on a standby that
 synchronizes slots, and after a promotion the stream goes on from the new primary without a
-copy (design notes: "Leader failover"). Four settings make that true, and a primary can see
+copy (docs/design-notes.md, "Leader failover"). Four settings make that true, and a primary can see
 each of them: the standby streams through a physical slot, sends hot-standby feedback, runs
 a slot synchronization worker, and the primary's `synchronized_standby_slots` names its slot
 (so no Subscriber is ever ahead of the standby). Each missing piece is a warning with its

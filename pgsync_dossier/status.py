@@ -25,7 +25,7 @@ from pgsync_dossier.node import read_node
 from pgsync_dossier.scheduler import group_schedule
 from pgsync_dossier.window import lag_seconds, stream_note
 
-#: The keys of `status --json` on a Subscriber, in order (documented in the README).
+#: The keys of `status --json` on a Subscriber, in order (documented in docs/cli.md).
 SUBSCRIBER_FIELDS = (
     "local_list",
     "local_list_name",

@@ -13,7 +13,8 @@
 --   function acts only on the caller's own groups, whose names carry its node tag.
 --
 -- One Subscriber stream is a *group*: one publication and one slot, both named after the
--- group, whose row filter names every list the group replicates (design.md section 2).
+-- group, whose row filter names every list the group replicates (docs/design-notes.md,
+-- "Version 2"; docs/architecture.md, "How it works").
 
 -- Version 1's per-list API, replaced by the group functions below.
 DROP FUNCTION IF EXISTS pgsync.api_publish_list(integer);
@@ -176,7 +177,7 @@ $$;
 
 -- Make a group's publication filter on exactly these lists (creating it, its heartbeat row
 -- and its registration when new). What a transaction wrote before this change commits is
--- never published, even if it commits later (design.md section 2, step 5): a copy must
+-- never published, even if it commits later (docs/design-notes.md, "Version 2"): a copy must
 -- first wait for those transactions (api_xid_horizon, api_xacts_ended_before).
 DROP FUNCTION IF EXISTS pgsync.api_set_group_lists(text, text, integer[]);
 CREATE OR REPLACE FUNCTION pgsync.api_set_group_lists(

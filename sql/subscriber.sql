@@ -2,7 +2,7 @@
 -- keep replica lists read-only for everyone else. `setup` installs them (idempotent).
 --
 -- Replication workers run with search_path = '' and session_replication_role = replica
--- (design.md section 3): every name is schema-qualified. The apply triggers are enabled as
+-- (docs/design-notes.md): every name is schema-qualified. The apply triggers are enabled as
 -- REPLICA triggers, so they run only in apply workers and in the orchestrator's own
 -- replica-mode sessions, which set pgsync.bulk = 'on' to skip them.
 

@@ -1,6 +1,6 @@
 """The reference dossier database: lists, dossiers, faces.
 
-Built to the constraints that replication needs (design notes, section 3):
+Built to the constraints that replication needs (docs/design-notes.md; docs/architecture.md, "Schema"):
 - replica identity on (id, dossier_list_id), so UPDATE/DELETE work under row-filtered
   publications (a Subscriber's `setup` switches its own tables back to the primary key);
 - embeddings and text kept inline (STORAGE MAIN plus size checks), so a row moved into a

@@ -1,7 +1,7 @@
 """One replication stream per (Leader, Subscriber, schedule): groups instead of per-list links.
 
 Version 1 gave every replicated list its own publication, subscription and slot, which breaks
-as soon as one Subscriber replicates several lists of one Leader (design.md section 2). From
+as soon as one Subscriber replicates several lists of one Leader (docs/design-notes.md, "Version 2"). From
 here on:
 - `pgsync.sync_group` (Subscriber): one row per stream, i.e. per (Leader, schedule override);
   its name is the subscription's, the slot's and the Leader publication's. Each link belongs
@@ -12,7 +12,7 @@ here on:
   needs no remapping on the Subscriber); `pgsync.sync_run` records syncs per group.
 - `row_version` on dossier and dossier_face: the Leader's WAL insert position when the row was
   last written. Rows may move between lists replicated by two streams (two schedules) that
-  arrive in either order; the Subscriber keeps the newer version (design notes).
+  arrive in either order; the Subscriber keeps the newer version (docs/design-notes.md).
 - `pgsync.node.node_tag`: a random name for this node, used in its group names.
 
 Existing version-1 links are kept: each is put into the group of its Leader and schedule in

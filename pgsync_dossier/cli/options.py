@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print machine-readable JSON (documented in the README)."
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON (documented in docs/cli.md)."
 )
 force_option = click.option("--force", is_flag=True, help="Overwrite or proceed where it would refuse.")
 
