@@ -193,7 +193,7 @@ def test_an_attach_during_a_leader_transaction_loses_none_of_its_rows(
     sites: dict[str, Site], group_exists: bool
 ) -> None:
     """Rows written before the filter is widened by a transaction that commits after it are
-    never published (design.md section 2, step 5): the copy must wait for that transaction."""
+    never published (docs/design-notes.md, "Version 2"): the copy must wait for that transaction."""
     leader, sub = sites["leader"], sites["subscriber_a"]
     pairs = _attached_lists(sites, 1) if group_exists else []
     remote, local = make_list(leader.node, "Busy"), make_list(sub.node, "Busy replica")

@@ -1,4 +1,4 @@
-"""The facts of design.md section 3 that the schema relies on, proven on the session's clusters.
+"""The facts of docs/design-notes.md that the schema relies on, proven on the session's clusters.
 
 These use a hand-made publication and subscription (no pgsync code), so they keep holding the
 schema to what PostgreSQL needs whatever the orchestrator does.
@@ -50,7 +50,7 @@ def test_dossier_moved_out_and_back_arrives_intact(leader: Node, subscriber_a: N
         make_list(subscriber_a, "Other"),
     )  # same ids on both sides: no remapping here
     with subscriber_a.connect() as conn:
-        # What a Subscriber's setup does: look rows up by primary key (design.md section 3).
+        # What a Subscriber's setup does: look rows up by primary key (docs/design-notes.md).
         conn.execute("ALTER TABLE dossier REPLICA IDENTITY DEFAULT")
         conn.execute("ALTER TABLE dossier_face REPLICA IDENTITY DEFAULT")
     with leader.connect() as conn:
