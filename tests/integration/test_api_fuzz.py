@@ -3,6 +3,7 @@ a rejected request. Runs against real clusters, with a bounded number of example
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not i
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
+from schemathesis.core import NotSet  # noqa: E402
 
 from pgsync_dossier import config as config_module  # noqa: E402
 from pgsync_dossier.api import create_app  # noqa: E402
@@ -85,6 +87,15 @@ def test_api_fuzz(fuzz_sites: dict[str, Site], api_token: str, mode: str) -> Non
     assert set(unsatisfiable) <= {"GET /healthz", "GET /sync/dossier-lists/", "GET /metrics"}
 
 
+def _stable(value: Any) -> Any:
+    """A part of a case as it reads the same in every process: schemathesis's "not set" marker
+    reprs with its memory address, so it stands as None here."""
+    return None if isinstance(value, NotSet) else value
+
+
 def random_auth(case: Any) -> bool:
-    """Most cases carry the API token; the ones without it must be refused (and change nothing)."""
-    return hash(repr(case.body)) % 5 != 0
+    """Most cases carry the API token; the ones without it must be refused (and change nothing).
+    Which ones is decided by the case alone (a CRC of what it sends), the same in every process:
+    `hash()` of a str changes with PYTHONHASHSEED, so a failure could not be replayed."""
+    sent = (case.method, case.formatted_path, _stable(case.query), _stable(case.body))
+    return zlib.crc32(repr(sent).encode()) % 5 != 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.harness import Site, add_dossiers, attach, list_rows, make_list, wait_for_same
+from tests.harness import Site, add_dossiers, assert_converged, attach, make_list, wait_for_same
+
+#: No row of any other list on the Subscriber: nothing leaked outside the replica.
+NOTHING = {"dossier": 0, "dossier_face": 0}
 
 
 def test_leader_edits_arrive_and_other_lists_never_do(sites: dict[str, Site]) -> None:
@@ -18,7 +21,7 @@ def test_leader_edits_arrive_and_other_lists_never_do(sites: dict[str, Site]) ->
 
     result = attach(sub, leader, wanted, replica)
     assert result["dossiers"] == 5 and result["faces"] == 10 and result["synced"] is True
-    assert list_rows(leader.node, wanted) == list_rows(sub.node, replica)
+    assert_converged(leader, sub, [(wanted, replica)], outside=NOTHING)
 
     ids = add_dossiers(leader.node, wanted, 2, prefix="new")
     with leader.node.connect() as conn:
@@ -29,6 +32,7 @@ def test_leader_edits_arrive_and_other_lists_never_do(sites: dict[str, Site]) ->
     wait_for_same(leader.node, wanted, sub.node, replica)
     total = sub.node.execute("SELECT count(*) AS n FROM dossier")[0]["n"]
     assert total == 6  # nothing of the Leader's other list arrived anywhere
+    assert_converged(leader, sub, [(wanted, replica)], outside=NOTHING)
 
 
 def test_refuses_a_non_empty_list_and_leaves_nothing(sites: dict[str, Site]) -> None:
@@ -64,6 +68,7 @@ def test_replica_is_read_only_and_detach_makes_it_writable(sites: dict[str, Site
             sub.node.execute(statement, params)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="TRUNCATE"):
         sub.node.execute("TRUNCATE dossier CASCADE")
+    assert_converged(leader, sub, [(wanted, replica)], outside=NOTHING)  # none of it changed a row
 
     detached = sub.ok("detach", str(replica), "--json").json()
     assert detached["slot_dropped"] is True and detached["purged_dossiers"] == 0

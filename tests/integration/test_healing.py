@@ -22,22 +22,32 @@ from psycopg import sql
 
 from pgsync_dossier import config as config_module
 from pgsync_dossier import scheduler
+from pgsync_dossier.sync import SyncOutcome
 from tests.harness import (
     EXECUTABLE,
+    NIGHTLY,
     TEMPLATE_DB,
     Node,
     Site,
     add_dossiers,
+    assert_converged,
     attach,
     drop_subscriptions,
     group_names,
-    list_rows,
     make_list,
+    oracle_verdict,
+    wait_for_backend,
     wait_until,
     write_config,
 )
+from tests.oracle import Convergence
 
-NIGHTLY = "FREQ=DAILY;BYHOUR=3"
+KINDS = ("missing", "extra", "changed")
+
+
+def _oracle_counts(found: Convergence) -> dict[str, int]:
+    """What the oracle found, summed over both tables by kind, as verify reports its counts."""
+    return {kind: found.count("dossier", kind) + found.count("dossier_face", kind) for kind in KINDS}
 
 
 def _damage(sub: Site, local: int) -> dict[str, int]:
@@ -67,14 +77,23 @@ def _attached(sites: dict[str, Site], count: int = 40, *extra: str) -> tuple[int
 
 
 def test_verify_names_each_kind_of_difference(sites: dict[str, Site]) -> None:
-    sub = sites["subscriber_a"]
-    _remote, local = _attached(sites)
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = _attached(sites)
     expected = _damage(sub, local)
     result = sub.cli("verify", str(local), "--json")
     assert result.exit_code == 1 and "verify --repair" in result.stderr
     (row,) = result.json()
     assert row["match"] is False and {kind: row[kind] for kind in expected} == expected
     assert row["dossiers"] == 39 and row["leader_dossiers"] == 40
+    # The oracle finds the same damage that verify reports, kind by kind.
+    found = oracle_verdict(leader, sub, [(remote, local)])
+    assert _oracle_counts(found) == expected, found.problems()
+    (compared,) = found.lists
+    assert (compared.replica_rows["dossier"], compared.leader_rows["dossier"]) == (39, 40)
+    assert (compared.replica_rows["dossier_face"], compared.leader_rows["dossier_face"]) == (
+        row["faces"],
+        row["leader_faces"],
+    )
 
 
 def test_the_same_change_on_many_rows_is_seen_on_every_row(sites: dict[str, Site]) -> None:
@@ -91,27 +110,28 @@ def test_the_same_change_on_many_rows_is_seen_on_every_row(sites: dict[str, Site
     assert result.exit_code == 1
     (row,) = result.json()
     assert (row["missing"], row["extra"], row["changed"]) == (0, 0, 800)
+    found = oracle_verdict(leader, sub, [(remote, local)])  # the oracle sees every changed row too
+    assert _oracle_counts(found) == {"missing": 0, "extra": 0, "changed": 800}, found.problems()
     repaired = sub.ok("repair", str(local), "--confirm", "--json").json()
     assert repaired["changed"] == 800
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
-    assert sub.verified()[0]["changed"] == 0
+    assert_converged(leader, sub, [(remote, local)])
 
 
 def test_repair_fixes_in_place_and_the_list_never_goes_empty(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = _attached(sites, 200)
     expected = _damage(sub, local)
+    assert _oracle_counts(oracle_verdict(leader, sub, [(remote, local)])) == expected
     seen: list[int] = []
     stop = threading.Event()
 
     def read() -> None:  # a reader of the watch list, as an application polls it
         with sub.node.connect() as conn:
             while not stop.is_set():
-                seen.append(
-                    conn.execute(
-                        "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [local]
-                    ).fetchone()["n"]
-                )
+                (count,) = conn.execute(
+                    "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [local]
+                ).fetchall()
+                seen.append(count["n"])
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -123,8 +143,7 @@ def test_repair_fixes_in_place_and_the_list_never_goes_empty(sites: dict[str, Si
     assert {kind: repaired[kind] for kind in expected} == expected
     assert repaired["dossiers"] == 200 and repaired["faces"] == 200
     assert seen and min(seen) >= 199  # 200 - 3 + 2 before, 200 after: never empty
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
-    assert sub.verified()[0]["missing"] == 0
+    assert_converged(leader, sub, [(remote, local)])
     again = sub.ok("repair", str(local), "--confirm", "--json").json()
     assert (again["missing"], again["extra"], again["changed"]) == (0, 0, 0)
 
@@ -133,9 +152,10 @@ def test_verify_repair_repairs_what_it_found(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = _attached(sites)
     expected = _damage(sub, local)
+    assert _oracle_counts(oracle_verdict(leader, sub, [(remote, local)])) == expected
     (row,) = sub.ok("verify", "--repair", "--json").json()
     assert row["match"] is True and row["repaired"] == expected
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    assert_converged(leader, sub, [(remote, local)])
 
 
 @contextmanager
@@ -172,7 +192,7 @@ def _lose(leader: Site) -> bool:
     return bool(_slot(leader)["wal_status"] == "lost")
 
 
-def _tick(sub: Site, at: datetime | None = None) -> list[scheduler.SyncOutcome]:
+def _tick(sub: Site, at: datetime | None = None) -> list[SyncOutcome]:
     return scheduler.tick(
         config_module.load(sub.config_path), clock=lambda: at or datetime.now(UTC), timeout_s=120
     )
@@ -189,7 +209,8 @@ def test_a_lost_slot_is_warned_of_then_healed_by_tick(sites: dict[str, Site]) ->
         wait_until(lambda: _lose(leader), "the slot to be lost", 120)
         outcomes = _tick(sub)  # no window is due: the tick heals anyway
     assert [(o.reason, o.status) for o in outcomes] == [("heal", "synced")]
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    # The oracle first (verify syncs, and this test reads what the heal alone left behind).
+    assert_converged(leader, sub, [(remote, local)], verify=False)
     assert _slot(leader)["wal_status"] in ("reserved", "extended")
     row = sub.ok("status", str(local), "--json").json()[0]
     assert row["last_heal"] and "lost this group's slot" in row["last_heal"] and row["state"] == "ready"
@@ -197,6 +218,7 @@ def test_a_lost_slot_is_warned_of_then_healed_by_tick(sites: dict[str, Site]) ->
     assert len(heals) == 1 and heals[0]["ok"]
     metrics_row = sub.node.execute("SELECT count(*) AS n FROM pgsync.sync_run WHERE reason = 'heal'")[0]["n"]
     assert metrics_row == 1
+    assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
 
 
 def _confirmed(leader: Site) -> int:
@@ -225,8 +247,9 @@ def test_a_missing_slot_is_recreated_and_the_lists_repaired(sites: dict[str, Sit
     add_dossiers(leader.node, remote, 2, prefix="after-the-loss-")
     outcomes = _tick(sub)
     assert [(o.reason, o.status) for o in outcomes] == [("heal", "synced")]
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    assert_converged(leader, sub, [(remote, local)], verify=False)
     assert sub.ok("status", "--json").json()[0]["stream"] == "streaming"
+    assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
 
 
 @pytest.fixture
@@ -264,9 +287,10 @@ def test_a_stream_consumed_elsewhere_is_noticed_and_repaired(sites: dict[str, Si
     wait_until(lambda: not _slot(leader)["active"], "the thief to let go")
     result = sub.ok("sync", str(local), "--json").json()
     assert result[0]["status"] == "synced"
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)  # the stolen rows are here
+    assert_converged(leader, sub, [(remote, local)], verify=False)  # the stolen rows are here
     row = sub.ok("status", str(local), "--json").json()[0]
     assert "someone else streamed from this group's slot" in row["last_heal"]
+    assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
 
 
 def test_a_copied_subscriber_gets_its_own_identity_and_leaves_the_originals_slot_alone(
@@ -300,14 +324,37 @@ def test_a_copied_subscriber_gets_its_own_identity_and_leaves_the_originals_slot
         copied.ok("sync", "--all")
         sub.ok("sync", "--all")
         for site in (sub, copied):
-            assert list_rows(site.node, local) == list_rows(leader.node, remote)
+            assert_converged(leader, site, [(remote, local)], verify=False)
         slots = {
             row["slot_name"] for row in leader.node.execute("SELECT slot_name FROM pg_replication_slots")
         }
         assert slots == {original_slot, copy_group}
+        for site in (sub, copied):
+            assert_converged(leader, site, [(remote, local)])  # and verify agrees with the oracle
     finally:
         drop_subscriptions(copy_node)
         copy_node.janitor(copy_node.dbname).drop()
+
+
+def _wait_for_the_window_held_open(sub: Site, process: subprocess.Popen[str]) -> None:
+    """Until the sync in `process` is in the middle of its window: the group's subscription is
+    enabled, its apply worker waits for the heartbeat row the test holds locked, and the sync
+    polls that row for its barrier (the only place it reads it)."""
+
+    def the_window() -> bool:
+        assert process.poll() is None, "the sync ended before its window was seen open"
+        rows = sub.node.execute(
+            "SELECT s.subenabled, count(a.pid) FILTER (WHERE a.wait_event_type = 'Lock') AS waiting "
+            "FROM pg_subscription AS s "
+            "LEFT JOIN pg_stat_subscription AS w ON w.subid = s.oid "
+            "LEFT JOIN pg_stat_activity AS a ON a.pid = w.pid "
+            "WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "GROUP BY s.subenabled"
+        )
+        return bool(rows) and all(row["subenabled"] and row["waiting"] > 0 for row in rows)
+
+    wait_until(the_window, "the window to open, its stream waiting for the locked heartbeat", 60)
+    wait_for_backend(sub, "the sync to wait for its barrier", query_like="SELECT seq FROM pgsync.heartbeat %")
 
 
 def test_a_leader_dying_mid_window_is_unreachable_at_once(sites: dict[str, Site]) -> None:
@@ -323,7 +370,7 @@ def test_a_leader_dying_mid_window_is_unreachable_at_once(sites: dict[str, Site]
         text=True,
     )
     try:
-        time.sleep(2.0)
+        _wait_for_the_window_held_open(sub, process)
         started = time.monotonic()
         leader.node.cluster.stop(mode="immediate")
         _, err = process.communicate(timeout=60)
@@ -335,7 +382,7 @@ def test_a_leader_dying_mid_window_is_unreachable_at_once(sites: dict[str, Site]
     assert process.returncode == 4, err
     assert took < 15 and ("lost the Leader" in err or "unreachable" in err or "cannot reach" in err), err
     sub.ok("sync", str(local))
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    assert_converged(leader, sub, [(remote, local)])
 
 
 def test_a_deadline_covers_the_whole_sync(sites: dict[str, Site]) -> None:

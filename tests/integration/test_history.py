@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the optional 'api' extra is not installed")
 from fastapi.testclient import TestClient
 
-from tests.harness import Site, add_dossiers, attach, make_api_token, make_list
+from tests.harness import Site, add_dossiers, assert_converged, attach, make_api_token, make_list
 
 
 @pytest.fixture
@@ -26,19 +26,22 @@ def _history(client: TestClient, auth: dict[str, str], local: int) -> dict[str, 
     return history
 
 
-def _attached(sites: dict[str, Site]) -> tuple[Site, Site, int]:
+def _attached(sites: dict[str, Site]) -> tuple[Site, Site, int, int]:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "Wanted 'History'"), make_list(sub.node, 'Replica "History"')
     add_dossiers(leader.node, remote, 3)
     attach(sub, leader, remote, local)
-    return leader, sub, local
+    return leader, sub, remote, local
 
 
 def test_history_shows_each_day_the_failures_and_the_lag(
     sites: dict[str, Site], client: TestClient, auth: dict[str, str]
 ) -> None:
-    leader, sub, local = _attached(sites)
+    leader, sub, remote, local = _attached(sites)
     sub.ok("sync", str(local))
+    # The syncs the history counts as ok really delivered the list. verify=False: verify syncs,
+    # and this test counts the syncs and the lag samples.
+    assert_converged(leader, sub, [(remote, local)], verify=False)
     sub.ok("tick")  # probes the group: a lag sample
 
     history = _history(client, auth, local)
@@ -82,7 +85,7 @@ def test_history_refuses_a_list_that_is_not_a_replica_and_a_missing_token(
 def test_tick_prunes_lag_samples_older_than_30_days(
     sites: dict[str, Site], client: TestClient, auth: dict[str, str]
 ) -> None:
-    _, sub, local = _attached(sites)
+    _, sub, _, local = _attached(sites)
     (group,) = sub.node.execute("SELECT group_id FROM pgsync.link WHERE local_list_id = %s", [local])
     for age, lag in (("31 days", 111.0), ("29 days", 29.0)):
         sub.node.execute(

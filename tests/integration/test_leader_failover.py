@@ -32,7 +32,7 @@ from tests.harness import (
     Site,
     _start_cluster,
     add_dossiers,
-    list_rows,
+    assert_converged,
     make_list,
     wait_until,
     write_config,
@@ -196,11 +196,9 @@ def test_replicas_follow_the_leader_to_its_promoted_standby(
 
     result = sub.run("sync", "--all")
     assert result.exit_code == 0, result.stderr
-    rows = sub.verified()
-    assert len(rows) == 2
-    for remote, local in pairs:
-        assert list_rows(sub.node, local) == list_rows(new_hq, remote)
-        assert len(list_rows(sub.node, local)[0]) == 20  # 10 + 5 + 5: none lost, none twice
+    found = assert_converged(new_hq, sub, pairs, outside={"dossier": 0, "dossier_face": 0})
+    for compared in found.lists:  # 10 + 5 + 5: none lost, none twice
+        assert compared.replica_rows == compared.leader_rows == {"dossier": 20, "dossier_face": 20}
     status_rows = sub.ok("status", "--json").json()
     assert {row["leader_host"] for row in status_rows} == {f"{pair.standby.host}:{pair.standby.port}"}
     heals = sub.node.execute("SELECT ok, note FROM pgsync.sync_run WHERE reason = 'heal'")

@@ -29,12 +29,14 @@ from tests.harness import (
     Node,
     Site,
     add_dossiers,
+    assert_converged,
     attach,
     attach_args,
     drop_slots,
     drop_subscriptions,
     group_names,
     make_list,
+    oracle_verdict,
     own_login_passwords,
     wait_for_same,
     wait_until,
@@ -179,6 +181,13 @@ def test_revoke_locks_one_subscriber_out_and_approve_lets_it_back(sites: dict[st
     refused = sub_a.run("sync", str(local_a))
     assert refused.exit_code == 1 and "revoked this Subscriber" in refused.stderr, refused.stderr
     assert len(sub_a.node.execute("SELECT * FROM dossier")) == 5  # A keeps what it had
+    kept = oracle_verdict(leader, sub_a, [(remote, local_a)])  # and lacks only what came after
+    assert (kept.count("dossier", "missing"), kept.count("dossier_face", "missing")) == (2, 4), (
+        kept.problems()
+    )
+    assert not any(
+        kept.count(table, kind) for table in ("dossier", "dossier_face") for kind in ("extra", "changed")
+    )
     listed = {row["node_name"]: row for row in leader.ok("subscribers", "--json").json()}
     assert (
         listed["subscriber_a site"]["state"] == "revoked" and listed["subscriber_b site"]["state"] == "active"
@@ -188,7 +197,7 @@ def test_revoke_locks_one_subscriber_out_and_approve_lets_it_back(sites: dict[st
     sub_a.ok("sync", str(local_a))  # re-enrolls with a new password and points its stream at it
     assert own_login_passwords(sub_a) != old_password
     wait_for_same(leader.node, remote, sub_a.node, local_a)
-    sub_a.verified()
+    assert_converged(leader, sub_a, [(remote, local_a)])
 
 
 def test_manual_enrollment_waits_for_approval(sites: dict[str, Site], tmp_path: Path) -> None:
@@ -208,7 +217,7 @@ def test_manual_enrollment_waits_for_approval(sites: dict[str, Site], tmp_path: 
     assert pending["state"] == "pending"
     strict.ok("approve", "subscriber_a site")
     attach(sub, leader, remote, local)
-    sub.verified()
+    assert_converged(leader, sub, [(remote, local)])
 
 
 def test_two_subscribers_with_one_node_name_do_not_collide(sites: dict[str, Site], tmp_path: Path) -> None:
@@ -276,7 +285,7 @@ def test_an_older_leaders_shared_login_is_retired_and_subscribers_move_to_their_
     wait_for_same(leader.node, remote, sub.node, local)
     (conninfo,) = sub.node.execute("SELECT subconninfo FROM pg_subscription")
     assert f"user={login}" in conninfo["subconninfo"]
-    sub.verified()
+    assert_converged(leader, sub, [(remote, local)])
 
 
 @contextmanager

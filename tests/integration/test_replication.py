@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import os
 
-from tests.harness import Site, add_dossiers, attach, list_rows, make_list, wait_for_same
+from tests.harness import (
+    Site,
+    add_dossiers,
+    assert_converged,
+    attach,
+    list_rows,
+    make_list,
+    oracle_verdict,
+    rows_outside,
+    wait_for_same,
+    wait_until,
+)
+
+#: No row of any other list on the Subscriber: nothing leaked outside the replicas.
+NOTHING = {"dossier": 0, "dossier_face": 0}
 
 
 def test_dossier_moved_out_and_back_with_faces(sites: dict[str, Site]) -> None:
@@ -18,10 +32,12 @@ def test_dossier_moved_out_and_back_with_faces(sites: dict[str, Site]) -> None:
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [other, mover])
     wait_for_same(leader.node, wanted, sub.node, replica)
     assert len(list_rows(sub.node, replica)[1]) == 6
+    assert_converged(leader, sub, [(wanted, replica)], outside=NOTHING)  # the moved rows left entirely
     with leader.node.connect() as conn:
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [wanted, mover])
     wait_for_same(leader.node, wanted, sub.node, replica)
     assert len(list_rows(sub.node, replica)[1]) == 9
+    assert_converged(leader, sub, [(wanted, replica)], outside=NOTHING)
 
 
 def test_large_rows_moved_into_the_list_arrive_whole(sites: dict[str, Site]) -> None:
@@ -31,10 +47,11 @@ def test_large_rows_moved_into_the_list_arrive_whole(sites: dict[str, Site]) -> 
     replica = make_list(sub.node, "Replica")
     attach(sub, leader, wanted, replica)
     with leader.node.connect() as conn:
-        dossier_id = conn.execute(
+        (inserted,) = conn.execute(
             "INSERT INTO dossier (dossier_list_id, name, comment) VALUES (%s, %s, %s) RETURNING id",
             [other, "x" * 1000, os.urandom(2000).hex()],  # 4000 incompressible bytes
-        ).fetchone()["id"]
+        ).fetchall()
+        dossier_id = inserted["id"]
         conn.execute(
             "INSERT INTO dossier_face (dossier_id, embedding, model) VALUES (%s, %s, %s)",
             [dossier_id, os.urandom(7168), "m" * 200],
@@ -42,6 +59,7 @@ def test_large_rows_moved_into_the_list_arrive_whole(sites: dict[str, Site]) -> 
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [wanted, dossier_id])
     wait_for_same(leader.node, wanted, sub.node, replica)
     assert sub.node.execute("SELECT count(*) AS n FROM dossier_face")[0]["n"] == 1
+    assert_converged(leader, sub, [(wanted, replica)], outside=NOTHING)
 
 
 def test_truncate_on_the_leader_does_not_wipe_subscribers(sites: dict[str, Site]) -> None:
@@ -55,8 +73,6 @@ def test_truncate_on_the_leader_does_not_wipe_subscribers(sites: dict[str, Site]
     leader.node.execute("TRUNCATE dossier CASCADE")
     add_dossiers(leader.node, wanted, 1, prefix="after")
     # The new row arrives (the link is alive) and the truncated ones stay: not replicated.
-    from tests.harness import wait_until
-
     wait_until(
         lambda: (
             sub.node.execute("SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [replica])[0][
@@ -67,6 +83,22 @@ def test_truncate_on_the_leader_does_not_wipe_subscribers(sites: dict[str, Site]
         "the row inserted after TRUNCATE",
     )
     assert len(list_rows(sub.node, local)[0]) == 2
+
+    def only_the_truncated_rows_stay() -> bool:
+        """The oracle finds the new row (with its faces) arrived, and the 4 truncated dossiers
+        with their 8 faces still here: extra, unchanged, nothing missing."""
+        found = oracle_verdict(leader, sub, [(wanted, replica)])
+        counts = {
+            (table, kind): found.count(table, kind)
+            for table in ("dossier", "dossier_face")
+            for kind in ("missing", "extra", "changed")
+        }
+        expected = {(table, kind): 0 for table, kind in counts}
+        expected.update({("dossier", "extra"): 4, ("dossier_face", "extra"): 8})
+        return counts == expected and not found.apart_on_leader and not found.apart_on_replica
+
+    wait_until(only_the_truncated_rows_stay, "the replica to hold the new row and keep the truncated ones")
+    assert rows_outside(sub, [replica]) == {"dossier": 2, "dossier_face": 4}  # the local list, untouched
 
 
 def test_two_lists_into_one_subscriber_and_one_list_into_two(sites: dict[str, Site]) -> None:
@@ -90,6 +122,11 @@ def test_two_lists_into_one_subscriber_and_one_list_into_two(sites: dict[str, Si
     wait_for_same(leader.node, second, sub_a.node, a_second)
     wait_for_same(leader.node, first, sub_b.node, b_first)
     assert list_rows(sub_a.node, local_a) == before_local
+    # Each replica holds its Leader list; A's own list is all A holds besides; B holds nothing else.
+    assert_converged(
+        leader, sub_a, [(first, a_first), (second, a_second)], outside={"dossier": 2, "dossier_face": 4}
+    )
+    assert_converged(leader, sub_b, [(first, b_first)], outside=NOTHING)
     # One stream per Subscriber, whatever the number of lists it replicates.
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 2
     status = leader.ok("status", "--json").json()

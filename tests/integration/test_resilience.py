@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgsync_dossier import catalog, links, subscriber
 from pgsync_dossier import config as config_module
@@ -15,15 +16,35 @@ from pgsync_dossier.leader import LeaderClient, Login
 from pgsync_dossier.token import Secret, enrollment_password
 from tests.harness import (
     TOKEN,
+    Node,
     Site,
     add_dossiers,
+    assert_converged,
     attach,
     list_rows,
     make_list,
+    oracle_verdict,
     own_login_passwords,
+    wait_for_backend,
     wait_for_same,
+    wait_until,
     write_config,
 )
+
+
+def _logged_so_far(node: Node) -> str:
+    """The node's server log once everything logged before this call is in it: a statement
+    with a marker of its own is run (log_statement = 'all' logs it) and awaited in the log.
+    The server writes a session's log lines before it answers, so what the commands before
+    this one logged precedes the marker."""
+    marker = f"pgsd log marker {os.urandom(8).hex()}"
+    node.execute(sql.SQL("SELECT {}::text").format(sql.Literal(marker)))  # in the statement's own text
+    return str(
+        wait_until(
+            lambda: (text := node.cluster.logfile.read_text(errors="replace")) and marker in text and text,
+            f"the marker in {node.name}'s server log",
+        )
+    )
 
 
 def _healthy_single_link(leader: Site, sub: Site, remote: int, local: int) -> None:
@@ -107,11 +128,26 @@ def test_local_deletes_only_while_the_leader_is_unavailable(sites: dict[str, Sit
     sub.ok("leader-unavailable", str(local), "--clear")
     # The link still works after local deletes: later Leader edits keep arriving.
     add_dossiers(leader.node, remote, 1, prefix="after")
-    from tests.harness import wait_until
-
     wait_until(
         lambda: sub.node.execute("SELECT count(*) AS n FROM dossier WHERE name = 'after0'")[0]["n"] == 1,
         "a Leader insert after local deletes",
+    )
+
+    def only_the_local_deletes_differ() -> bool:
+        """The oracle finds the replica equal to its Leader list but for the two dossiers deleted
+        here (each with its two faces): nothing else missing, nothing extra, nothing changed."""
+        found = oracle_verdict(leader, sub, [(remote, local)])
+        (compared,) = found.lists
+        dossiers, faces = compared.tables["dossier"], compared.tables["dossier_face"]
+        return (
+            set(dossiers.missing) == {str(victim), str(another)}
+            and len(faces.missing) == 4
+            and not (dossiers.extra or dossiers.changed or faces.extra or faces.changed)
+            and not (found.apart_on_leader or found.apart_on_replica)
+        )
+
+    wait_until(
+        only_the_local_deletes_differ, "the replica to differ from its Leader list by the local deletes only"
     )
 
 
@@ -135,8 +171,14 @@ def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Si
 
             worker = threading.Thread(target=insert)
             worker.start()
-            time.sleep(0.5)
-            assert worker.is_alive()  # the guard waits for the list row
+            # The guard waits for the list row: the insert is seen waiting for that lock.
+            wait_for_backend(
+                sub.node,
+                "the local insert to wait for the list row's lock",
+                query_like="INSERT INTO dossier %sneaky%",
+                wait_event_type="Lock",
+            )
+            assert worker.is_alive()
             with LeaderClient(leader.leader_url, Login.enrollment(cfg.sync_token)) as client:
                 facts = client.facts()
             group = catalog.find_or_make_group(
@@ -201,10 +243,7 @@ def test_secrets_never_leak(sites: dict[str, Site], tmp_path: Path) -> None:
         for result in outputs:
             for secret in secrets:
                 assert secret not in result.stdout and secret not in result.stderr
-        time.sleep(0.5)
-        logs = {
-            site.node.name: site.node.cluster.logfile.read_text(errors="replace") for site in (leader, sub)
-        }
+        logs = {site.node.name: _logged_so_far(site.node) for site in (leader, sub)}
         assert "api_node_facts" in logs["leader"] and "pgsync.link" in logs["subscriber_a"]  # logging is on
         for log in logs.values():
             assert not [secret for secret in secrets if secret in log]
@@ -277,6 +316,10 @@ def test_concurrent_attaches_make_one_link(sites: dict[str, Site]) -> None:
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots")) == 1
     (link,) = sub.node.execute("SELECT local_list_id FROM pgsync.link")
     assert link["local_list_id"] in [r for r in results if isinstance(r, int)]
+    # The one link holds the Leader list; the list that lost the race holds nothing.
+    assert_converged(
+        leader, sub, [(remote, link["local_list_id"])], outside={"dossier": 0, "dossier_face": 0}
+    )
 
 
 def test_a_failing_create_subscription_keeps_the_password_out_of_the_log(sites: dict[str, Site]) -> None:
@@ -297,7 +340,13 @@ def test_a_failing_create_subscription_keeps_the_password_out_of_the_log(sites: 
                 True,
                 leader_version=conn.info.server_version,
             )
-    time.sleep(0.3)
-    log = sub.node.cluster.logfile.read_text(errors="replace")
-    assert "could not connect to the publisher" in log  # the failure itself is logged
+    # The failure itself is logged (with the statement that failed, when it is logged at all).
+    log = wait_until(
+        lambda: (
+            (text := sub.node.cluster.logfile.read_text(errors="replace"))
+            and "could not connect to the publisher" in text
+            and text
+        ),
+        "the failure in the Subscriber's server log",
+    )
     assert password not in log and TOKEN not in log

@@ -14,18 +14,21 @@ import psycopg
 
 from pgsync_dossier import config as config_module
 from pgsync_dossier import pg, scheduler
+from pgsync_dossier.sync import SyncOutcome
 from tests.harness import (
+    NIGHTLY,
     Site,
     add_dossiers,
+    assert_converged,
     attach,
     group_names,
     list_rows,
     make_list,
+    oracle_verdict,
+    wait_for_same,
     wait_until,
     write_config,
 )
-
-NIGHTLY = "FREQ=DAILY;BYHOUR=3"
 
 
 def _windowed(sites: dict[str, Site], tmp_path: Path, schedule: str = NIGHTLY) -> Site:
@@ -41,7 +44,7 @@ def _enabled(sub: Site) -> bool:
     return bool(sub.node.execute("SELECT subenabled FROM pg_subscription")[0]["subenabled"])
 
 
-def _tick(sub: Site, at: datetime) -> list[scheduler.SyncOutcome]:
+def _tick(sub: Site, at: datetime) -> list[SyncOutcome]:
     return scheduler.tick(config_module.load(sub.config_path), clock=lambda: at, timeout_s=60)
 
 
@@ -57,20 +60,37 @@ def test_windowed_link_is_disabled_between_windows_and_catches_up(
     add_dossiers(leader.node, remote, 2, prefix="meanwhile")
     with leader.node.connect() as conn:
         conn.execute("UPDATE dossier SET comment = 'edited' WHERE name = 'd0'")
+    # Not a synchronisation: the scenario itself is a second outside any window, in which
+    # nothing may flow (there is no event to wait for when nothing is meant to happen).
     time.sleep(1.0)
     assert len(list_rows(sub.node, local)[0]) == 3  # nothing flows outside a window
+    found = oracle_verdict(leader, sub, [(remote, local)])  # all the Leader did since is still missing
+    assert {
+        (table, kind): found.count(table, kind)
+        for table in ("dossier", "dossier_face")
+        for kind in ("missing", "extra", "changed")
+    } == {
+        ("dossier", "missing"): 2,
+        ("dossier", "extra"): 0,
+        ("dossier", "changed"): 1,
+        ("dossier_face", "missing"): 4,
+        ("dossier_face", "extra"): 0,
+        ("dossier_face", "changed"): 0,
+    }, found.problems()
 
     now = datetime.now(UTC)
     assert _tick(sub, now) == [] and not _enabled(sub)  # the next 03:00 is still ahead
     outcomes = _tick(sub, now + timedelta(days=3))  # three missed nights: one sync
     assert [(o.reason, o.status) for o in outcomes] == [("schedule", "synced")]
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    # verify=False: verify syncs, and what follows reads what the scheduled sync left.
+    assert_converged(leader, sub, [(remote, local)], verify=False)
     assert not _enabled(sub)
     assert _tick(sub, now + timedelta(days=3)) == []  # not due twice
 
     rows = sub.ok("status", "--json").json()
     assert rows[0]["schedule"] == NIGHTLY and rows[0]["last_sync_ok"] is True
     assert rows[0]["next_sync"] is not None and rows[0]["enabled"] is False
+    assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
 
 
 def test_a_windowed_slot_lets_go_of_the_wal_of_past_windows(sites: dict[str, Site], tmp_path: Path) -> None:
@@ -95,7 +115,7 @@ def test_a_windowed_slot_lets_go_of_the_wal_of_past_windows(sites: dict[str, Sit
     (after,) = leader.node.execute(query)
     assert after["confirmed_flush_lsn"] > before["confirmed_flush_lsn"]
     assert after["restart_lsn"] > before["restart_lsn"]
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    assert_converged(leader, sub, [(remote, local)])
 
 
 def test_failed_window_is_retried_and_nothing_is_lost(sites: dict[str, Site], tmp_path: Path) -> None:
@@ -118,7 +138,8 @@ def test_failed_window_is_retried_and_nothing_is_lost(sites: dict[str, Site], tm
     add_dossiers(leader.node, remote, 1, prefix="after-restart")
     outcomes = _tick(sub, later)  # the failure did not consume the window
     assert [o.status for o in outcomes] == ["synced"]
-    assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+    # verify=False: verify syncs, and the history below must hold the scheduled syncs only.
+    assert_converged(leader, sub, [(remote, local)], verify=False)
     assert not _enabled(sub)
     runs = sub.node.execute("SELECT reason, ok FROM pgsync.sync_run ORDER BY id")
     assert [(r["reason"], r["ok"]) for r in runs] == [
@@ -126,6 +147,7 @@ def test_failed_window_is_retried_and_nothing_is_lost(sites: dict[str, Site], tm
         ("schedule", False),
         ("schedule", True),
     ]
+    assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
 
 
 def test_continuous_sync_is_a_barrier(sites: dict[str, Site]) -> None:
@@ -137,8 +159,9 @@ def test_continuous_sync_is_a_barrier(sites: dict[str, Site]) -> None:
         result = sub.ok("sync", str(local), "--json").json()
         assert [r["status"] for r in result] == ["synced"]
         # No waiting: the barrier guarantees everything committed before it is here.
-        assert list_rows(sub.node, local) == list_rows(leader.node, remote)
+        assert_converged(leader, sub, [(remote, local)], verify=False)
     assert _enabled(sub)
+    assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
     assert sub.cli("sync").exit_code == 2
     missing = sub.cli("sync", "999")
     assert missing.exit_code == 3 and "not a replica" in missing.stderr
@@ -222,7 +245,7 @@ def test_run_daemon_syncs_at_startup_and_stops_cleanly(sites: dict[str, Site], t
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        wait_until(lambda: len(list_rows(sub.node, local)[0]) == 2, "the start-up sync")
+        wait_for_same(leader.node, remote, sub.node, local)  # the start-up sync
         wait_until(
             lambda: sub.node.execute("SELECT count(*) AS n FROM pgsync.sync_run WHERE reason = 'startup'")[0][
                 "n"
@@ -234,6 +257,7 @@ def test_run_daemon_syncs_at_startup_and_stops_cleanly(sites: dict[str, Site], t
         _, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, err
     assert "stopped" in err and not _enabled(sub)
+    assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
 
 
 def test_probe_leaves_a_window_that_another_process_holds(sites: dict[str, Site], tmp_path: Path) -> None:

@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pgsync_dossier.status import SUBSCRIBER_FIELDS
-from tests.harness import Site, add_dossiers, attach, make_list, wait_until
+from tests.harness import Site, add_dossiers, assert_converged, attach, make_list, oracle_verdict, wait_until
+from tests.oracle import Convergence
+
+KINDS = ("missing", "extra", "changed")
+
+
+def _oracle_counts(found: Convergence) -> dict[str, int]:
+    """What the oracle found, summed over both tables by kind, as verify reports its counts."""
+    return {kind: found.count("dossier", kind) + found.count("dossier_face", kind) for kind in KINDS}
+
+
+def _agrees_with_the_oracle(row: dict[str, Any], found: Convergence) -> None:
+    """A row of `verify --json` says what the oracle found: the same verdict, the same
+    differences by kind, the same number of rows on each side."""
+    (compared,) = found.lists
+    assert row["match"] is found.equal, (row, found.problems())
+    assert {kind: row[kind] for kind in KINDS} == _oracle_counts(found), (row, found.problems())
+    assert (row["dossiers"], row["faces"]) == (
+        compared.replica_rows["dossier"],
+        compared.replica_rows["dossier_face"],
+    )
+    assert (row["leader_dossiers"], row["leader_faces"]) == (
+        compared.leader_rows["dossier"],
+        compared.leader_rows["dossier_face"],
+    )
 
 
 def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
@@ -19,6 +45,8 @@ def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
     assert row["state"] == "ready" and row["enabled"] is True and row["leader_available"] is True
     assert row["stream"] == "streaming" and row["group"].startswith("pgsync_")
     assert row["dossiers"] == row["leader_dossiers"] == 4 and row["faces"] == row["leader_faces"] == 8
+    (compared,) = assert_converged(leader, sub, [(remote, local)], verify=False).lists  # as status says
+    assert compared.replica_rows == compared.leader_rows == {"dossier": 4, "dossier_face": 8}
     assert row["wal_status"] == "reserved" and row["retained_wal_bytes"] >= 0
     assert isinstance(row["lag_bytes"], int) and row["lag_seconds"] == 0.0
     assert row["copy"] == "done" and row["last_sync_ok"] is True and row["last_error"] is None
@@ -52,12 +80,16 @@ def test_verify_finds_matching_and_diverged_replicas(sites: dict[str, Site]) -> 
     add_dossiers(leader.node, remote, 2, prefix="late")  # in flight: verify syncs first
     (row,) = sub.ok("verify", "--json").json()
     assert row["match"] is True and row["dossiers"] == row["leader_dossiers"] == 7
+    _agrees_with_the_oracle(row, oracle_verdict(leader, sub, [(remote, local)]))  # equal, after its barrier
     with sub.node.connect() as conn:  # a superuser bypassing the guard, as a broken restore would
         conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE dossier SET comment = 'tampered' WHERE name = 'd1'")
     result = sub.cli("verify", str(local), "--json")
     assert result.exit_code == 1 and result.json()[0]["match"] is False
     assert "differ" in result.stderr
+    found = oracle_verdict(leader, sub, [(remote, local)])  # the oracle finds the one tampered row too
+    assert _oracle_counts(found) == {"missing": 0, "extra": 0, "changed": 1}, found.problems()
+    _agrees_with_the_oracle(result.json()[0], found)
 
 
 def test_repair_copies_a_diverged_replica_afresh(sites: dict[str, Site]) -> None:
@@ -70,10 +102,18 @@ def test_repair_copies_a_diverged_replica_afresh(sites: dict[str, Site]) -> None
         conn.execute("DELETE FROM dossier WHERE name = 'd2'")
         conn.execute("INSERT INTO dossier (dossier_list_id, name) VALUES (%s, 'stray')", [local])
     assert sub.cli("verify", str(local)).exit_code == 1
+    diverged = sub.cli("verify", str(local), "--json")
+    assert diverged.exit_code == 1
+    # What verify reports is what the oracle finds: d2 missing, the stray extra.
+    found = oracle_verdict(leader, sub, [(remote, local)])
+    _agrees_with_the_oracle(diverged.json()[0], found)
+    assert (found.count("dossier", "missing"), found.count("dossier", "extra")) == (1, 1), found.problems()
     assert sub.cli("repair", str(local)).exit_code == 2  # --confirm is required
     repaired = sub.ok("repair", str(local), "--confirm", "--json").json()
     assert repaired["dossiers"] == 6 and repaired["synced"] is True
-    assert sub.ok("verify", str(local), "--json").json()[0]["match"] is True
+    (row,) = sub.ok("verify", str(local), "--json").json()
+    assert row["match"] is True
+    _agrees_with_the_oracle(row, assert_converged(leader, sub, [(remote, local)]))
     assert len(leader.node.execute("SELECT * FROM pg_replication_slots WHERE slot_name LIKE 'pgsync%'")) == 1
     missing = sub.cli("repair", "999", "--confirm")
     assert missing.exit_code == 3 and "not a replica" in missing.stderr
