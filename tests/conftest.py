@@ -97,11 +97,20 @@ def _strict() -> bool:
     return os.environ.get(STRICT_SKIPS_ENV) == "1"
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+def _record_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         _SKIPPED.append((report.nodeid, reason))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A module skipped whole (`pytest.importorskip` at its top) is a collection report."""
+    _record_skip(report)
 
 
 def _unexpected_skips() -> list[tuple[str, str]]:
