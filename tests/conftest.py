@@ -16,17 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from pgsync_dossier.clusters import find_bindir, server_version
+from pgsync_dossier.errors import ClusterError
+
 pytest_plugins = ["tests.harness"]
 
 _NEEDS_CLUSTERS = ("integration", "faults")
 STRICT_SKIPS_ENV = "PGSYNC_DOSSIER_STRICT_SKIPS"
 
-#: The only skips CI accepts, by a piece of their reason, each with why it leaves no hole.
+#: The only skips CI accepts, by a piece of their reason and the server's major version, each
+#: with why it leaves no hole.
 ALLOWED_SKIPS = {
-    "failover slots need PostgreSQL 17 or later": "PostgreSQL 15 has no failover slots; the Patroni "
-    "test runs on 18",
-    "this PostgreSQL build has no TLS": "the embedded 18 is built without OpenSSL; the test runs on "
-    "Debian's 15",
+    ("this PostgreSQL build has no TLS", 18): "the embedded 18 is built without OpenSSL; the test is "
+    "marked both_versions and runs on Debian's 15, which has it",
 }
 
 #: Modules whose every test runs on both versions: the code under them branches on the server
@@ -44,7 +46,7 @@ BOTH_VERSIONS_MODULES = {
     "test_attach.py",  # the copy
     "test_oracle.py",  # the judge of the others
 }
-#: Single tests that run on both versions, by a piece of their node id: the capacity limits
+#: Single tests that run on both versions (module::function, every parameter of it): the capacity limits
 #: (18 counts origins apart), what 15 does differently at DISABLE (a window or a copy's pause
 #: killed half-way), and the apply conflicts only 18 counts.
 BOTH_VERSIONS_TESTS = (
@@ -69,24 +71,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _check_both_versions_names(here: Path) -> None:
+    """Every module and test named above exists: a renamed one would silently leave the second
+    version's run."""
+    for module in BOTH_VERSIONS_MODULES:
+        if not list(here.rglob(module)):
+            raise pytest.UsageError(f"BOTH_VERSIONS_MODULES names a module that does not exist: {module}")
+    for entry in BOTH_VERSIONS_TESTS:
+        module, function = entry.split("::")
+        if not any(f"def {function}(" in path.read_text() for path in here.rglob(module)):
+            raise pytest.UsageError(f"BOTH_VERSIONS_TESTS names a test that does not exist: {entry}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
-    matched = dict.fromkeys(BOTH_VERSIONS_TESTS, 0)
+    _check_both_versions_names(here)
     for item in items:
         path = Path(str(item.fspath))
         for kind in _NEEDS_CLUSTERS:
             if here / kind in path.parents:
                 item.add_marker(getattr(pytest.mark, kind))
-        pieces = [piece for piece in BOTH_VERSIONS_TESTS if piece in item.nodeid]
-        for piece in pieces:
-            matched[piece] += 1
-        if path.name in BOTH_VERSIONS_MODULES or pieces:
+        test = f"{path.name}::{item.name.split('[')[0]}"
+        if path.name in BOTH_VERSIONS_MODULES or test in BOTH_VERSIONS_TESTS:
             item.add_marker(pytest.mark.both_versions)
-    # An entry that matches nothing in a module that was collected whole is a renamed test.
-    modules = {item.nodeid.split("::")[0].rsplit("/", 1)[-1] for item in items}
-    stale = [piece for piece, count in matched.items() if not count and piece.split("::")[0] in modules]
-    if stale and not config.option.keyword:
-        raise pytest.UsageError(f"BOTH_VERSIONS_TESTS names tests that do not exist: {stale}")
+
+
+def _server_major(config: pytest.Config) -> int | None:
+    """The major version of the servers this run starts (None where there are none)."""
+    try:
+        return int(server_version(find_bindir(config.getoption("--pg-bin"))).split(".")[0])
+    except ClusterError:
+        return None
 
 
 #: (node id, reason) of every skipped test of this run.
@@ -113,22 +128,20 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
     _record_skip(report)
 
 
-def _unexpected_skips() -> list[tuple[str, str]]:
-    return [
-        (nodeid, reason)
-        for nodeid, reason in _SKIPPED
-        if not any(allowed in reason for allowed in ALLOWED_SKIPS)
-    ]
+def _unexpected_skips(config: pytest.Config) -> list[tuple[str, str]]:
+    major = _server_major(config)
+    allowed = [piece for piece, version in ALLOWED_SKIPS if version == major]
+    return [(nodeid, reason) for nodeid, reason in _SKIPPED if not any(piece in reason for piece in allowed)]
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    unexpected = _unexpected_skips()
-    if unexpected and _strict():
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    unexpected = _unexpected_skips(config) if _strict() else []
+    if unexpected:
         terminalreporter.section("skips CI does not allow (see ALLOWED_SKIPS in tests/conftest.py)")
         for nodeid, reason in unexpected:
             terminalreporter.line(f"{nodeid}: {reason}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _strict() and _unexpected_skips() and exitstatus == pytest.ExitCode.OK:
+    if _strict() and exitstatus == pytest.ExitCode.OK and _unexpected_skips(session.config):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

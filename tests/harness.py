@@ -300,14 +300,6 @@ class Site:
         )
         return CliResult(done.returncode, done.stdout, done.stderr)
 
-    def verified(self) -> list[dict[str, Any]]:
-        """`verify --json` must pass: every replica equal to its Leader list."""
-        result = self.cli("verify", "--json")
-        assert result.exit_code == 0, result.stderr
-        rows: list[dict[str, Any]] = result.json()
-        assert rows and all(row["match"] for row in rows), rows
-        return rows
-
     @property
     def leader_url(self) -> str:
         """The URL a Subscriber is given for this node: no password, the token login is used."""
@@ -447,22 +439,30 @@ def assert_converged(
     """The judge of convergence: the oracle must find each replica of `pairs` equal to its
     Leader list and no face apart from its dossier on either side; with `outside`, the replica's
     node must hold exactly that many rows per table outside the replicas (a leak shows there).
-    Then, with `verify`, the product's own `verify --json` is checked against that verdict: it
-    must exit 0 and report every replica of `pairs` as matching, none left out."""
+    Then, with `verify`, the product's own `verify --json` is checked against that verdict
+    (verify_agrees). With no pairs there is nothing to compare: `outside` is then required."""
+    assert pairs or outside is not None, "with no replicas to compare, say what the node holds (outside=)"
     found = oracle_verdict(leader, replica, pairs)
     assert found.equal, "the oracle found differences:\n  " + "\n  ".join(found.problems())
     if outside is not None:
         assert rows_outside(replica, [local for _remote, local in pairs]) == outside
-    if verify and pairs and isinstance(replica, Site):
-        result = replica.cli("verify", "--json")
-        assert result.exit_code == 0, (
-            f"verify disagrees with the oracle (exit {result.exit_code}): {result.stderr}"
-        )
-        reported = {int(row["local_list"]): row["match"] for row in result.json()}
-        assert reported == {local: True for _remote, local in pairs}, (
-            f"verify disagrees with the oracle: {reported}"
-        )
+    if verify and pairs:
+        assert isinstance(replica, Site), "verify runs on a configured Site: pass one, or verify=False"
+        verify_agrees(replica, pairs)
     return found
+
+
+def verify_agrees(replica: Site, pairs: list[tuple[int, int]]) -> None:
+    """The product's `verify --json`, under test, against what the oracle found: every replica
+    of `pairs` (all of this Subscriber's, from whichever Leaders) reported matching its Leader
+    list, none left out and none more; exit 0."""
+    result = replica.cli("verify", "--json")
+    assert result.exit_code == 0, (
+        f"verify disagrees with the oracle (exit {result.exit_code}): {result.stderr}"
+    )
+    reported = {int(row["local_list"]): (int(row["remote_list"]), row["match"]) for row in result.json()}
+    expected = {local: (remote, True) for remote, local in pairs}
+    assert reported == expected, f"verify disagrees with the oracle: {reported}, expected {expected}"
 
 
 def wait_for_backend(
@@ -492,12 +492,14 @@ def wait_for_backend(
 
 
 def wait_for_same(leader: Node, remote: int, replica: Node, local: int, timeout_s: float = 30.0) -> None:
-    """Until the oracle finds replica `local` equal to Leader list `remote`."""
-    wait_until(
-        lambda: oracle_verdict(leader, replica, [(remote, local)]).lists[0].equal,
-        f"list {local} to match Leader list {remote}",
-        timeout_s,
-    )
+    """Until the oracle finds replica `local` equal to Leader list `remote` (the list alone: a
+    poll, so not the whole-database check of faces apart, which assert_converged makes)."""
+
+    def same() -> bool:
+        with leader.connect() as on_leader, replica.connect() as on_replica:
+            return oracle.compare_list(on_leader, remote, on_replica, local).equal
+
+    wait_until(same, f"list {local} to match Leader list {remote}", timeout_s)
 
 
 @contextmanager

@@ -28,19 +28,24 @@ LEFT_OUT = ("dossier_list_id", "content_hash")
 Conn = psycopg.Connection[Any]
 
 
-def _settle_output(conn: Conn) -> None:
-    """Both sides render timestamps and bytes alike whatever their server's settings."""
-    conn.execute("SET TimeZone = 'UTC'; SET bytea_output = 'hex'; SET DateStyle = 'ISO'")
+#: Rows of a table compared across the two sides fall in one of these.
+KINDS = ("missing", "extra", "changed")
 
 
 def row_digests(conn: Conn, table: str, list_id: int) -> dict[str, str]:
-    """Each row of `list_id` in `table`: its id -> an md5 of every other column."""
-    _settle_output(conn)
+    """Each row of `list_id` in `table`: its id -> an md5 of every other column. Both sides
+    render timestamps and bytes alike whatever their servers' settings (set for this
+    transaction only: the caller's session keeps its own)."""
+    settle = (
+        "SELECT set_config('TimeZone', 'UTC', true), set_config('bytea_output', 'hex', true), "
+        "set_config('DateStyle', 'ISO', true), set_config('extra_float_digits', '3', true)"
+    )
     query = sql.SQL(
         "SELECT t.id::text, md5((to_jsonb(t) - {left_out}::text[])::text) FROM {table} AS t "
         "WHERE t.dossier_list_id = %s"
     ).format(table=sql.Identifier(table), left_out=sql.Literal(list(LEFT_OUT)))
-    with conn.cursor(row_factory=tuple_row) as cur:
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(settle)
         return {row_id: digest for row_id, digest in cur.execute(query, [list_id]).fetchall()}
 
 
@@ -82,7 +87,7 @@ class ListComparison:
     def describe(self) -> str:
         parts = []
         for table, diff in self.tables.items():
-            for kind in ("missing", "extra", "changed"):
+            for kind in KINDS:
                 ids: list[str] = getattr(diff, kind)
                 if ids:
                     parts.append(
@@ -158,6 +163,10 @@ class Convergence:
     def count(self, table: str, kind: str) -> int:
         """Rows of `table` that are `kind` (missing, extra, changed) summed over the lists."""
         return sum(len(getattr(c.tables[table], kind)) for c in self.lists)
+
+    def counts(self) -> dict[str, int]:
+        """Rows of both tables by kind, summed over the lists: what `verify` reports."""
+        return {kind: sum(self.count(table, kind) for table in TABLES) for kind in KINDS}
 
     def problems(self) -> list[str]:
         found = [c.describe() for c in self.lists if not c.equal]

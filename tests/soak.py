@@ -297,11 +297,16 @@ class Soak:
         a tick finished, keeping the rows. Empty them (as their DBA may now) and use them
         again; without this they would stay taken, and the soak would go on refused. The rows
         are counted and printed before they go, so that a link dropped by a bug shows; a link
-        gone although its attach succeeded and no detach ran is suspicious, and counted so."""
-        linked = {
-            int(row["local_list_id"])
-            for row in self.sites.execute(replica.cluster, "SELECT local_list_id FROM pgsync.link")
+        gone although its attach succeeded (or it was seen ready) and no detach ran since is
+        suspicious, and counted so."""
+        states = {
+            int(row["local_list_id"]): row["state"]
+            for row in self.sites.execute(replica.cluster, "SELECT local_list_id, state FROM pgsync.link")
         }
+        linked = set(states)
+        # A link seen ready is vouched for too (an attach killed after its copy, finished by a
+        # later tick or sync): from then on only a detach may take it away.
+        replica.vouched.update(local for local in replica.attached if states.get(local) == "ready")
         for local in [local for local in replica.attached if local not in linked]:
             self.findings += self.orphan_faces(replica, local)
             remote = replica.attached.pop(local)
@@ -335,7 +340,7 @@ class Soak:
         for table, words in TABLE_WORDS.items():
             self.ledger[f"{words} emptied from lists found no longer replicas"] += len(ids[table])
         why = (
-            "SUSPICIOUS: its attach exited 0 and no detach ran since"
+            "SUSPICIOUS: it was attached (exit 0, or seen ready) and no detach ran since"
             if suspicious
             else "its last attach or detach did not finish"
         )

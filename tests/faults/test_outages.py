@@ -149,9 +149,16 @@ def test_a_100k_row_transaction_while_the_window_is_closed(sites: dict[str, Site
         "SELECT %s, 'night ' || g FROM generate_series(1, 100000) g",
         [remote],
     )
-    assert len(list_rows(sub.node, local)[0]) == 5  # the window is closed
+    # The window is closed: the subscription is disabled, so nothing can have arrived.
+    assert [row["subenabled"] for row in sub.node.execute("SELECT subenabled FROM pg_subscription")] == [
+        False
+    ]
     tick = sub.run("tick", "--json")  # not due yet: nothing moves
     assert tick.exit_code == 0 and tick.json() == []
+    assert len(list_rows(sub.node, local)[0]) == 5
+    assert [row["subenabled"] for row in sub.node.execute("SELECT subenabled FROM pg_subscription")] == [
+        False
+    ]
     outcomes = scheduler.tick(
         config_module.load(sub.config_path),
         clock=lambda: datetime.now(UTC) + timedelta(days=1),

@@ -40,14 +40,6 @@ from tests.harness import (
     wait_until,
     write_config,
 )
-from tests.oracle import Convergence
-
-KINDS = ("missing", "extra", "changed")
-
-
-def _oracle_counts(found: Convergence) -> dict[str, int]:
-    """What the oracle found, summed over both tables by kind, as verify reports its counts."""
-    return {kind: found.count("dossier", kind) + found.count("dossier_face", kind) for kind in KINDS}
 
 
 def _damage(sub: Site, local: int) -> dict[str, int]:
@@ -87,7 +79,7 @@ def test_verify_names_each_kind_of_difference(sites: dict[str, Site]) -> None:
     assert row["dossiers"] == 39 and row["leader_dossiers"] == 40
     # The oracle finds the same damage that verify reports, kind by kind.
     found = oracle_verdict(leader, sub, [(remote, local)])
-    assert _oracle_counts(found) == expected, found.problems()
+    assert found.counts() == expected, found.problems()
     (compared,) = found.lists
     assert (compared.replica_rows["dossier"], compared.leader_rows["dossier"]) == (39, 40)
     assert (compared.replica_rows["dossier_face"], compared.leader_rows["dossier_face"]) == (
@@ -111,7 +103,7 @@ def test_the_same_change_on_many_rows_is_seen_on_every_row(sites: dict[str, Site
     (row,) = result.json()
     assert (row["missing"], row["extra"], row["changed"]) == (0, 0, 800)
     found = oracle_verdict(leader, sub, [(remote, local)])  # the oracle sees every changed row too
-    assert _oracle_counts(found) == {"missing": 0, "extra": 0, "changed": 800}, found.problems()
+    assert found.counts() == {"missing": 0, "extra": 0, "changed": 800}, found.problems()
     repaired = sub.ok("repair", str(local), "--confirm", "--json").json()
     assert repaired["changed"] == 800
     assert_converged(leader, sub, [(remote, local)])
@@ -121,7 +113,7 @@ def test_repair_fixes_in_place_and_the_list_never_goes_empty(sites: dict[str, Si
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = _attached(sites, 200)
     expected = _damage(sub, local)
-    assert _oracle_counts(oracle_verdict(leader, sub, [(remote, local)])) == expected
+    assert oracle_verdict(leader, sub, [(remote, local)]).counts() == expected
     seen: list[int] = []
     stop = threading.Event()
 
@@ -152,7 +144,7 @@ def test_verify_repair_repairs_what_it_found(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = _attached(sites)
     expected = _damage(sub, local)
-    assert _oracle_counts(oracle_verdict(leader, sub, [(remote, local)])) == expected
+    assert oracle_verdict(leader, sub, [(remote, local)]).counts() == expected
     (row,) = sub.ok("verify", "--repair", "--json").json()
     assert row["match"] is True and row["repaired"] == expected
     assert_converged(leader, sub, [(remote, local)])

@@ -53,13 +53,15 @@ def test_an_equal_replica_is_found_equal_and_each_damage_is_found(
     leader, sub, remote, local = replica
     pairs = [(remote, local)]
     first_dossier = "SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY id LIMIT 1 OFFSET %s"
-    first_face = "SELECT id FROM dossier_face WHERE dossier_list_id = %s ORDER BY id LIMIT 1 OFFSET %s"
+    first_face = (
+        "SELECT id FROM dossier_face WHERE dossier_list_id = %s AND dossier_id <> %s ORDER BY id LIMIT 1"
+    )
     gone, renamed = _one(sub.node, first_dossier, [local, 0]), _one(sub.node, first_dossier, [local, 1])
     gone_faces = {
         str(row["id"])
         for row in sub.node.execute("SELECT id FROM dossier_face WHERE dossier_id = %s", [gone])
     }
-    reembedded = _one(sub.node, first_face, [local, 5])
+    reembedded = _one(sub.node, first_face, [local, gone])  # a face of a dossier that stays
     with behind_the_guard(sub.node) as conn:
         # Replica mode runs no foreign key: the faces go by hand, or they would stay apart.
         conn.execute("DELETE FROM dossier_face WHERE dossier_id = %s", [gone])
@@ -117,3 +119,21 @@ def test_a_replica_left_out_by_the_caller_is_not_taken_for_equal(
     empty = make_list(sub.node, "never attached")
     found = oracle_verdict(leader, sub, [(remote, empty)])
     assert found.count("dossier", "missing") == 6 and found.count("dossier_face", "missing") == 12
+
+
+def test_a_face_apart_from_its_dossier_on_the_leader_is_found(replica: tuple[Site, Site, int, int]) -> None:
+    """The Leader's foreign key forbids it, but replica mode (a restore, a superuser) skips it."""
+    leader, sub, remote, local = replica
+    elsewhere = make_list(leader.node, "elsewhere on the Leader")
+    face = str(
+        leader.node.execute("SELECT id FROM dossier_face WHERE dossier_list_id = %s LIMIT 1", [remote])[0][
+            "id"
+        ]
+    )
+    with behind_the_guard(leader.node) as conn:
+        conn.execute("UPDATE dossier_face SET dossier_list_id = %s WHERE id = %s", [elsewhere, face])
+    found = oracle_verdict(leader, sub, [(remote, local)])
+    assert [(apart.face, apart.face_list, apart.dossier_list) for apart in found.apart_on_leader] == [
+        (face, elsewhere, remote)
+    ]
+    assert not found.equal

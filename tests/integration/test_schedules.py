@@ -64,6 +64,8 @@ def test_windowed_link_is_disabled_between_windows_and_catches_up(
     # nothing may flow (there is no event to wait for when nothing is meant to happen).
     time.sleep(1.0)
     assert len(list_rows(sub.node, local)[0]) == 3  # nothing flows outside a window
+    assert not _enabled(sub)  # and the stream stayed closed all along
+    assert not sub.node.execute("SELECT pid FROM pg_stat_subscription WHERE pid IS NOT NULL")
     found = oracle_verdict(leader, sub, [(remote, local)])  # all the Leader did since is still missing
     assert {
         (table, kind): found.count(table, kind)

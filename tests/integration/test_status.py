@@ -6,14 +6,7 @@ from typing import Any
 
 from pgsync_dossier.status import SUBSCRIBER_FIELDS
 from tests.harness import Site, add_dossiers, assert_converged, attach, make_list, oracle_verdict, wait_until
-from tests.oracle import Convergence
-
-KINDS = ("missing", "extra", "changed")
-
-
-def _oracle_counts(found: Convergence) -> dict[str, int]:
-    """What the oracle found, summed over both tables by kind, as verify reports its counts."""
-    return {kind: found.count("dossier", kind) + found.count("dossier_face", kind) for kind in KINDS}
+from tests.oracle import KINDS, Convergence
 
 
 def _agrees_with_the_oracle(row: dict[str, Any], found: Convergence) -> None:
@@ -21,7 +14,7 @@ def _agrees_with_the_oracle(row: dict[str, Any], found: Convergence) -> None:
     differences by kind, the same number of rows on each side."""
     (compared,) = found.lists
     assert row["match"] is found.equal, (row, found.problems())
-    assert {kind: row[kind] for kind in KINDS} == _oracle_counts(found), (row, found.problems())
+    assert {kind: row[kind] for kind in KINDS} == found.counts(), (row, found.problems())
     assert (row["dossiers"], row["faces"]) == (
         compared.replica_rows["dossier"],
         compared.replica_rows["dossier_face"],
@@ -88,7 +81,7 @@ def test_verify_finds_matching_and_diverged_replicas(sites: dict[str, Site]) -> 
     assert result.exit_code == 1 and result.json()[0]["match"] is False
     assert "differ" in result.stderr
     found = oracle_verdict(leader, sub, [(remote, local)])  # the oracle finds the one tampered row too
-    assert _oracle_counts(found) == {"missing": 0, "extra": 0, "changed": 1}, found.problems()
+    assert found.counts() == {"missing": 0, "extra": 0, "changed": 1}, found.problems()
     _agrees_with_the_oracle(result.json()[0], found)
 
 
