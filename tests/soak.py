@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench.sites import Sites, Timed, started
 from pgsync_dossier.clusters import LocalCluster, find_bindir
@@ -329,7 +330,9 @@ class Soak:
                 table: [
                     str(row["id"])
                     for row in conn.execute(
-                        f"SELECT id::text AS id FROM {table} WHERE dossier_list_id = %s ORDER BY id",
+                        sql.SQL(
+                            "SELECT id::text AS id FROM {} WHERE dossier_list_id = %s ORDER BY id"
+                        ).format(sql.Identifier(table)),
                         [local],
                     ).fetchall()
                 ]
@@ -614,12 +617,14 @@ class Soak:
         """Each row the oracle found different, where it is on both sides, and what the
         timeline did with it."""
         lines = []
-        where = "SELECT dossier_list_id AS list, row_version FROM {} WHERE id = %s"
         for table, diff in comparison.tables.items():
-            for kind in ("missing", "extra", "changed"):
+            where = sql.SQL("SELECT dossier_list_id AS list, row_version FROM {} WHERE id = %s").format(
+                sql.Identifier(table)
+            )
+            for kind in oracle.KINDS:
                 for row_id in getattr(diff, kind)[:20]:
-                    on_leader = self.sites.execute(self.sites.leader, where.format(table), [row_id])
-                    on_replica = self.sites.execute(replica.cluster, where.format(table), [row_id])
+                    on_leader = self.sites.execute(self.sites.leader, where, [row_id])
+                    on_replica = self.sites.execute(replica.cluster, where, [row_id])
                     lines.append(
                         f"{replica.name} list {comparison.local}: {table} {row_id} {kind}: "
                         f"Leader {on_leader}, Subscriber {on_replica}"
