@@ -491,6 +491,22 @@ def wait_for_backend(
     )
 
 
+def first_sync_over(sub: Site) -> None:
+    """Until the API's background first sync has finished and left: GET shows 'ready' as soon
+    as the copy is done, while that sync still holds the group for its barrier (a verify then
+    finds the group busy). Over means a finished 'creation' run and no session of the product
+    left on the Subscriber's database (the group's lock is a session lock)."""
+    query = (
+        "SELECT (SELECT count(*) FROM pgsync.sync_run WHERE reason = 'creation' AND finished_at IS NOT NULL) "
+        "AS finished, (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND application_name LIKE 'pgsync-dossier%') AS sessions"
+    )
+    wait_until(
+        lambda: (row := sub.node.execute(query)[0])["finished"] > 0 and row["sessions"] == 0,
+        "the background first sync to finish",
+    )
+
+
 def wait_for_same(leader: Node, remote: int, replica: Node, local: int, timeout_s: float = 30.0) -> None:
     """Until the oracle finds replica `local` equal to Leader list `remote` (the list alone: a
     poll, so not the whole-database check of faces apart, which assert_converged makes)."""

@@ -18,6 +18,7 @@ from tests.harness import (
     Site,
     add_dossiers,
     assert_converged,
+    first_sync_over,
     make_api_token,
     make_list,
     wait_until,
@@ -33,22 +34,6 @@ def auth(sites: dict[str, Site]) -> dict[str, str]:
 
 def seed_body(leader: Site, remote: int, local: int) -> dict[str, Any]:
     return {"remote_dossier_list": remote, "remote_url": leader.leader_url, "slave_dossier_list": local}
-
-
-def _first_sync_over(sub: Site) -> None:
-    """Until the API's background first sync has finished and left: GET shows 'ready' as soon
-    as the copy is done, while that sync still holds the group for its barrier (a verify then
-    finds the group busy). Over means a finished 'creation' run and no session of the product
-    left on the Subscriber's database (the group's lock is a session lock)."""
-    query = (
-        "SELECT (SELECT count(*) FROM pgsync.sync_run WHERE reason = 'creation' AND finished_at IS NOT NULL) "
-        "AS finished, (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND application_name LIKE 'pgsync-dossier%') AS sessions"
-    )
-    wait_until(
-        lambda: (row := sub.node.execute(query)[0])["finished"] > 0 and row["sessions"] == 0,
-        "the background first sync to finish",
-    )
 
 
 def test_the_seed_request_attaches_and_copies_in_the_background(
@@ -69,7 +54,7 @@ def test_the_seed_request_attaches_and_copies_in_the_background(
         "the background copy",
     )
     assert ready["dossiers"] == 30 and ready["leader_dossiers"] == 30
-    _first_sync_over(sub)
+    first_sync_over(sub)
     assert_converged(leader, sub, [(remote, local)], outside={"dossier": 0, "dossier_face": 0})  # as it says
     again = client.post("/sync/dossier-lists/", json=seed_body(leader, remote, local), headers=auth)
     assert again.status_code == 200 and again.json()["local_list"] == local
@@ -212,5 +197,5 @@ def test_concurrent_posts_make_one_link(
     )
     slots = leader.node.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgsync%'")
     assert len(slots) == 1
-    _first_sync_over(sub)
+    first_sync_over(sub)
     assert_converged(leader, sub, [(remote, local)], outside={"dossier": 0, "dossier_face": 0})

@@ -30,6 +30,7 @@ from tests.harness import (
     add_dossiers,
     assert_converged,
     attach_args,
+    first_sync_over,
     group_names,
     make_api_token,
     make_list,
@@ -66,22 +67,6 @@ def _signed_get(url: str, token: str, *, skew_s: float = 0) -> tuple[int, bytes,
         return exc.code, exc.read(), None, nonce
 
 
-def _first_sync_over(sub: Site) -> None:
-    """Until the API's background first sync has finished and left: GET shows 'ready' as soon
-    as the copy is done, while that sync still holds the group for its barrier (a verify then
-    finds the group busy). Over means a finished 'creation' run and no session of the product
-    left on the Subscriber's database (the group's lock is a session lock)."""
-    query = (
-        "SELECT (SELECT count(*) FROM pgsync.sync_run WHERE reason = 'creation' AND finished_at IS NOT NULL) "
-        "AS finished, (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND application_name LIKE 'pgsync-dossier%') AS sessions"
-    )
-    wait_until(
-        lambda: (row := sub.node.execute(query)[0])["finished"] > 0 and row["sessions"] == 0,
-        "the background first sync to finish",
-    )
-
-
 def _nothing_changed(sub: Site, local: int) -> None:
     assert group_names(sub) == []
     assert not sub.node.execute("SELECT 1 FROM pgsync.link WHERE local_list_id = %s", [local])
@@ -105,7 +90,7 @@ def test_the_seed_body_with_a_web_address_attaches_through_the_api(
     # The same body again is the same link (the web address resolves to the same Leader).
     again = client.post("/sync/dossier-lists/", json=body)
     assert again.status_code == 200, again.text
-    _first_sync_over(sub)
+    first_sync_over(sub)
     assert_converged(leader, sub, [(remote, local)])
 
 
