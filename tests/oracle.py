@@ -182,10 +182,16 @@ class Convergence:
         return found
 
 
-def convergence(leader: Conn, replica: Conn, pairs: Iterable[tuple[int, int]]) -> Convergence:
-    """Every (Leader list, replica) pair compared, and the faces apart on both sides."""
+def convergence(
+    leader: Conn,
+    replica: Conn,
+    pairs: Iterable[tuple[int, int]],
+    apart_on_leader: list[FaceApart] | None = None,
+) -> Convergence:
+    """Every (Leader list, replica) pair compared, and the faces apart on both sides (the
+    Leader's given by a caller that judges several Subscribers of it, so it is read once)."""
     return Convergence(
         [compare_list(leader, remote, replica, local) for remote, local in pairs],
-        faces_apart(leader),
+        faces_apart(leader) if apart_on_leader is None else apart_on_leader,
         faces_apart(replica),
     )

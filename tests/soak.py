@@ -366,34 +366,29 @@ class Soak:
     def orphan_faces(self, replica: Replica, local: int) -> list[str]:
         """Faces in local list `local` whose dossier is not in it, each reported once: where
         each is on both sides, and what was done with the list and the dossier."""
-        found = self.sites.execute(
-            replica.cluster,
-            "SELECT f.id::text AS face, f.dossier_id::text AS dossier, d.dossier_list_id AS dossier_here "
-            "FROM dossier_face AS f LEFT JOIN dossier AS d ON d.id = f.dossier_id "
-            "WHERE f.dossier_list_id = %s AND d.dossier_list_id IS DISTINCT FROM f.dossier_list_id",
-            [local],
-        )
-        orphans = [row for row in found if (replica.name, row["face"]) not in self.reported_faces]
+        with self.sites.connect(replica.cluster) as conn:
+            found = [apart for apart in oracle.faces_apart(conn) if apart.face_list == local]
+        orphans = [apart for apart in found if (replica.name, apart.face) not in self.reported_faces]
         if not orphans:
             return []
-        self.reported_faces.update((replica.name, row["face"]) for row in orphans)
+        self.reported_faces.update((replica.name, apart.face) for apart in orphans)
         self.ledger["faces found apart from their dossier (see findings)"] += len(orphans)
         lines = [
             f"{self.timeline[-1] if self.timeline else ''}: {replica.name} list {local} has "
             f"{len(orphans)} new such faces"
         ]
-        for row in orphans[:3]:
+        for apart in orphans[:3]:
             on_leader = self.sites.execute(
                 self.sites.leader,
                 "SELECT (SELECT dossier_list_id FROM dossier_face WHERE id = %s) AS face_list, "
                 "(SELECT dossier_list_id FROM dossier WHERE id = %s) AS dossier_list",
-                [row["face"], row["dossier"]],
+                [apart.face, apart.dossier],
             )
             lines.append(
-                f"  face {row['face']} of dossier {row['dossier']} (here in list {row['dossier_here']}); "
+                f"  face {apart.face} of dossier {apart.dossier} (here in list {apart.dossier_list}); "
                 f"on the Leader {on_leader[0]}"
             )
-            lines += [f"    {event}" for event in self.timeline if row["dossier"] in event][-6:]
+            lines += [f"    {event}" for event in self.timeline if apart.dossier in event][-6:]
         lines += [f"    {event}" for event in self.timeline if _mentions(event, replica, local)][-12:]
         return lines
 
@@ -487,7 +482,7 @@ class Soak:
                 self.sites.connect(self.sites.leader) as on_leader,
                 self.sites.connect(replica.cluster) as on_replica,
             ):
-                found = oracle.convergence(on_leader, on_replica, pairs)
+                found = oracle.convergence(on_leader, on_replica, pairs, apart_on_leader)
                 self.count_own_lists(replica, on_replica)
                 kept = [local for _remote, local in pairs] + list(replica.own_lists) + replica.draining
                 outside = oracle.rows_outside(on_replica, kept)
