@@ -209,6 +209,21 @@ SELECT w.application_name AS name, pg_catalog.host(w.client_addr) AS address, s.
                     WHERE l.active_pid = w.pid AND l.slot_type = 'logical')
  ORDER BY 1, 2;
 
+-- Each slot that synchronized_standby_slots names (PostgreSQL 17+; none before), in its order,
+-- with what this server has of it: a logical walsender of a failover slot sends nothing that
+-- every one of them has not confirmed, so one missing, logical or idle slot stops every
+-- Subscriber stream (standby.py says which). Slot names are [a-z0-9_], written with or without
+-- double quotes. pgsync.api_stream_stall (sql/leader_api.sql) reads the same: keep them alike.
+-- name: standby_slots
+SELECT n.slot_name, s.slot_name IS NOT NULL AS slot_exists, s.slot_type, coalesce(s.active, false) AS active
+  FROM pg_catalog.regexp_split_to_table(
+           coalesce(pg_catalog.current_setting('synchronized_standby_slots', true), ''), ','
+       ) WITH ORDINALITY AS e(item, ord)
+ CROSS JOIN LATERAL (SELECT pg_catalog.btrim(pg_catalog.btrim(e.item), '"') AS slot_name) AS n
+  LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = n.slot_name
+ WHERE n.slot_name <> ''
+ ORDER BY e.ord;
+
 -- Standbys' slot synchronization workers connected to this primary (PostgreSQL 17+): a
 -- database session (a client backend on 18.6) named "[cluster_name_]slotsync worker", or named
 -- by the standby's primary_conninfo (Patroni sets it), which reads the failover slots.
