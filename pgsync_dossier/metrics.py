@@ -2,7 +2,8 @@
 
 Metric names carry their unit (`_bytes`, `_seconds`, `_timestamp_seconds`), labels identify
 the link (`local_list`, `remote_list`, `leader`) on a Subscriber and the stream (`subscriber`,
-`group`) on a Leader, and a state is a one-hot gauge. deploy/ holds alerts and a dashboard
+`group`) on a Leader (a slot that holds every stream back: `slot`, `reason`), and a state is a
+one-hot gauge. deploy/ holds alerts and a dashboard
 built on exactly these families (SUBSCRIBER_METRICS, LEADER_METRICS; a test keeps them true).
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pgsync_dossier import catalog, pg
+from pgsync_dossier import catalog, pg, standby
 from pgsync_dossier.config import Config
 from pgsync_dossier.leader import registered_groups
 from pgsync_dossier.models import LINK_STATES
@@ -118,12 +119,25 @@ _SLOT_GAUGES: tuple[Gauge, ...] = (
     ("pgsync_dossier_leader_group_lists", "Lists the Subscriber group replicates", lambda r: len(r["lists"])),
 )
 
+_STANDBY_GAUGES: tuple[Gauge, ...] = (
+    (
+        "pgsync_dossier_leader_standby_slot_blocking",
+        "1 for each slot synchronized_standby_slots names that every Subscriber stream waits for: "
+        "missing, not physical, or inactive (PostgreSQL 17+)",
+        lambda row: 1,
+    ),
+)
+
 SUBSCRIBER_METRICS = (
     "pgsync_dossier_link_state",
     "pgsync_dossier_link_wal_status",
     *(name for name, _, _ in _LINK_GAUGES),
 )
-LEADER_METRICS = ("pgsync_dossier_leader_slot_wal_status", *(name for name, _, _ in _SLOT_GAUGES))
+LEADER_METRICS = (
+    "pgsync_dossier_leader_slot_wal_status",
+    *(name for name, _, _ in _SLOT_GAUGES),
+    *(name for name, _, _ in _STANDBY_GAUGES),
+)
 
 
 def _escape(value: Any) -> str:
@@ -240,6 +254,7 @@ def render_leader(config: Config) -> str:
     with pg.connect(config.database_url, what="this Leader's database") as conn:
         require_role(conn, "leader", "the Leader's /metrics")
         groups = registered_groups(conn)
+        blockers = standby.standby_slot_blockers(conn)
     labelled = [({"subscriber": group["subscriber_node"], "group": group["name"]}, group) for group in groups]
     out = _Exposition()
     out.one_hot(
@@ -250,4 +265,5 @@ def render_leader(config: Config) -> str:
         WAL_STATUSES,
     )
     out.gauges(_SLOT_GAUGES, labelled)
+    out.gauges(_STANDBY_GAUGES, [({"slot": b.slot, "reason": b.reason}, {}) for b in blockers])
     return out.text()
