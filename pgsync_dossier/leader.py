@@ -373,6 +373,11 @@ class LeaderClient:
         rows = self._call("SELECT * FROM pgsync.api_groups_status(%s)", [names])
         return {row["name"]: row for row in rows}
 
+    def stream_stall(self, name: str) -> dict[str, Any]:
+        """What the Leader knows of why the group's stream may not advance: its walsender's
+        wait event, and the slots synchronized_standby_slots names (see stall.py)."""
+        return self._call("SELECT * FROM pgsync.api_stream_stall(%s)", [name])[0]
+
 
 class LeaderPool:
     """One connection per Leader for a whole command, reused across its groups and lists,

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgsync_dossier import pg
+from pgsync_dossier import pg, stall
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
 from pgsync_dossier.leader import LeaderClient, Login, scram_only, stream_login
@@ -325,9 +325,13 @@ def wait_for_barrier(
         return None
 
     if poll(reached, deadline) is None:
-        raise DeadlineExceeded(
+        message = (
             f"the stream {name} did not catch up with the Leader within {deadline.seconds:g}s "
             f"(heartbeat seen {seen if seen is not None else 'none'}, waiting for {seq})"
+        )
+        # Say why, when either server can tell (stall.py never raises).
+        raise DeadlineExceeded(
+            stall.timeout_message(message, stall.why_stalled(conn, name, errors_before, leader))
         )
 
 

@@ -364,6 +364,36 @@ $$
      WHERE pgsync.may_access_group(g.name)
 $$;
 
+-- Why a group's stream may not advance, as the Leader sees it (a sync whose barrier timed out
+-- says it): what the walsender holding the group's slot waits for (WaitForStandbyConfirmation,
+-- PostgreSQL 17+: a standby that synchronized_standby_slots names has not confirmed the WAL yet),
+-- and each slot that setting names with what this server has of it, as the query standby_slots
+-- of sql/queries.sql reads it for the Leader's own checks (keep the two alike). One row; its
+-- wait_event is NULL while no walsender holds the group's slot.
+CREATE OR REPLACE FUNCTION pgsync.api_stream_stall(p_name text)
+RETURNS TABLE (wait_event_type text, wait_event text, standby_slots jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+#variable_conflict use_column
+BEGIN
+    PERFORM pgsync.check_group_access(p_name);
+    RETURN QUERY
+    SELECT a.wait_event_type, a.wait_event,
+           (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'slot_name', n.slot_name, 'slot_exists', s.slot_name IS NOT NULL,
+                       'slot_type', s.slot_type, 'active', coalesce(s.active, false)) ORDER BY e.ord), '[]')
+              FROM pg_catalog.regexp_split_to_table(
+                       coalesce(pg_catalog.current_setting('synchronized_standby_slots', true), ''), ','
+                   ) WITH ORDINALITY AS e(item, ord)
+             CROSS JOIN LATERAL (SELECT pg_catalog.btrim(pg_catalog.btrim(e.item), '"') AS slot_name) AS n
+              LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = n.slot_name
+             WHERE n.slot_name <> '')
+      FROM (SELECT 1) AS one
+      LEFT JOIN pg_catalog.pg_replication_slots AS g ON g.slot_name = p_name
+      LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = g.active_pid;
+END
+$$;
+
 -- Who may call what: the enrollment login its three functions, Subscriber logins the rest.
 DO $$
 DECLARE

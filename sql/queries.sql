@@ -52,6 +52,27 @@ SELECT count(w.pid) AS n
  WHERE s.subname = %(name)s
    AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 
+-- Why a subscription's stream may not advance (sync's barrier timeout says it): whether it is
+-- enabled, its apply worker (none while disabled, failing, or short of workers), what that
+-- worker waits for and who blocks it, and its errors so far. The apply worker is the one
+-- without a table (relid) and without a leader (leader_pid, 16+: a parallel apply worker has
+-- one; read through jsonb so 15 runs this too).
+-- name: subscription_stall
+SELECT s.subenabled AS enabled, w.pid AS worker_pid, a.wait_event_type, a.wait_event,
+       (SELECT pg_catalog.array_agg(b.pid::text || coalesce(' (' || b.state || ')', '') ORDER BY b.pid)
+          FROM pg_catalog.pg_stat_activity AS b
+         WHERE b.pid = ANY (pg_catalog.pg_blocking_pids(w.pid))) AS blocked_by,
+       coalesce(t.apply_error_count + t.sync_error_count, 0) AS errors
+  FROM pg_catalog.pg_subscription AS s
+  LEFT JOIN LATERAL (SELECT w.pid FROM pg_catalog.pg_stat_subscription AS w
+                      WHERE w.subid = s.oid AND w.relid IS NULL AND w.pid IS NOT NULL
+                        AND (pg_catalog.to_jsonb(w) ->> 'leader_pid') IS NULL
+                      LIMIT 1) AS w ON true
+  LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = w.pid
+  LEFT JOIN pg_catalog.pg_stat_subscription_stats AS t ON t.subid = s.oid
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
 -- Stop a disabled subscription's workers now rather than at their next look at the catalog
 -- (up to a second on PostgreSQL 15, whose workers are not woken by DISABLE). A worker stopped
 -- mid-transaction rolls it back; its origin has not moved, so the stream resumes before it.
