@@ -40,6 +40,7 @@ class Node:
     node_name: str
     node_tag: str
     placement: str | None
+    upgrading_from: str | None
     face_model: str
     token_verifier: str
     sync_schedule: str | None
@@ -162,6 +163,14 @@ def placement(conn: pg.Connection) -> str:
 
 def set_placement(conn: pg.Connection, where: str) -> None:
     _run(conn, "set_placement", {"placement": where})
+
+
+def settle_upgrade(conn: pg.Connection, where: str) -> None:
+    _run(conn, "settle_upgrade", {"placement": where})
+
+
+def mark_upgrading(conn: pg.Connection, where: str) -> None:
+    _run(conn, "mark_upgrading", {"placement": where})
 
 
 def new_node_tag(conn: pg.Connection, where: str) -> str:

@@ -172,6 +172,8 @@ class LocalCluster:
     #: database only, as the runbook's pg_hba.conf lines have it; else to any (the tests'
     #: databases have names pg_hba.conf cannot quote)
     dossier_database: str | None = None
+    #: More initdb options (the target of a pg_upgrade must match the old cluster's checksums).
+    initdb_options: tuple[str, ...] = ()
 
     @property
     def datadir(self) -> Path:
@@ -227,6 +229,7 @@ class LocalCluster:
                 "UTF8",
                 "--locale",
                 "C",
+                *self.initdb_options,
             )
         self._write_config()
         return self

@@ -92,8 +92,12 @@ def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
     if not mapped:
         return
     catalog.ensure_heartbeat(s.conn, group)
-    if subscriber.subscription(s.conn, group.name) is not None:
-        if not subscriber.has_passfile(s.conn, group.name):  # a restore without it, say
+    existing = subscriber.subscription(s.conn, group.name)
+    if existing is not None:
+        if existing["relations"] == 0:  # pg_upgrade from before 17 keeps no subscribed tables
+            log.info("group %s: subscription made again on its slot (it had no tables)", group.name)
+            subscriber.resubscribe(s.conn, group.name, leader.url, leader.login, leader.version)
+        elif not subscriber.has_passfile(s.conn, group.name):  # a restore without it, say
             subscriber.set_connection(s.conn, group.name, leader.url, leader.login)
         return
     subscriber.refuse_without_capacity(s.conn)

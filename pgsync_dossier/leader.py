@@ -73,6 +73,7 @@ def install(conn: pg.Connection, token: Secret, enrollment: str) -> None:
         "ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT"
     )
     conn.execute(pg.sql_file("leader_api.sql").encode())
+    conn.execute("UPDATE pgsync.node SET leader_id = pgsync.leader_identity() WHERE leader_id IS NULL")
 
 
 def _retire_legacy_login(conn: pg.Connection) -> None:

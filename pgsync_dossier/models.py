@@ -154,6 +154,10 @@ node = Table(
     Column("node_tag", Text, nullable=False, server_default=text(NODE_TAG_DEFAULT)),
     Column("placement", Text),
     Column("enrollment", Text, nullable=False, server_default=text("'auto'")),
+    #: A Leader's identity for its Subscribers, kept across pg_upgrade (a new system identifier).
+    Column("leader_id", Text),
+    #: Where a node lived when `prepare-upgrade` ran: its next placement is accepted as its own.
+    Column("upgrading_from", Text),
     CheckConstraint("id", name="singleton"),
     CheckConstraint("role IN ('leader', 'subscriber')", name="role"),
     CheckConstraint("enrollment IN ('auto', 'manual')", name="enrollment"),

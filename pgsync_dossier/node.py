@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, exposure, leader, pg, standby, subscriber
+from pgsync_dossier import catalog, exposure, leader, pg, placement, standby, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.token import make_verifier, matches_verifier
@@ -201,10 +201,11 @@ def _settle_identity(conn: pg.Connection, role: str) -> bool:
     where = catalog.placement(conn)
     node = catalog.node(conn)
     assert node is not None
-    if node.placement in (None, where):
-        catalog.set_placement(conn, where)
+    moved = placement.verdict(node.placement, node.upgrading_from, where)
+    if moved == "moved_by_upgrade":
+        catalog.settle_upgrade(conn, where)
         return False
-    if role != "subscriber":
+    if moved == "here" or role != "subscriber":
         catalog.set_placement(conn, where)
         return False
     tag = catalog.new_node_tag(conn, where)

@@ -3,16 +3,19 @@ row, and one connection per Leader, opened when first needed and reused for the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pgsync_dossier import catalog, pg
+from pgsync_dossier import catalog, pg, placement
 from pgsync_dossier.config import Config
 from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.leader import LeaderPool
 from pgsync_dossier.node import require_role
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +33,12 @@ def subscriber_session(config: Config, command: str) -> Iterator[Session]:
         require_role(conn, "subscriber", command)
         node = catalog.node(conn)
         assert node is not None
-        if node.placement is not None and node.placement != catalog.placement(conn):
+        where = catalog.placement(conn)
+        moved = placement.verdict(node.placement, node.upgrading_from, where)
+        if moved == "moved_by_upgrade":
+            catalog.settle_upgrade(conn, where)
+            log.info("this database was moved by pg_upgrade (prepare-upgrade ran before): same node")
+        elif moved == "copied":
             # Its groups' names are another node's: streaming under them would take that
             # node's slots (or drop them as stale).
             raise PreconditionFailed(

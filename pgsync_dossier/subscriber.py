@@ -157,7 +157,13 @@ def _stream_conninfo(conn: pg.Connection, name: str, leader_url: str, login: Log
 
 
 def create_subscription(
-    conn: pg.Connection, name: str, leader_url: str, login: Login, enabled: bool, leader_version: int
+    conn: pg.Connection,
+    name: str,
+    leader_url: str,
+    login: Login,
+    enabled: bool,
+    leader_version: int,
+    create_slot: bool = True,
 ) -> None:
     """The group's subscription and its slot on the Leader (publication, subscription and slot
     share the group's name). No initial copy: the orchestrator copies each list itself. Its
@@ -175,14 +181,15 @@ def create_subscription(
         conn.execute(
             sql.SQL(
                 "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {name} "
-                "WITH (slot_name = {slot}, create_slot = true, copy_data = false, enabled = {enabled}, "
-                "binary = true{failover})"
+                "WITH (slot_name = {slot}, create_slot = {create_slot}, copy_data = false, "
+                "enabled = {enabled}, binary = true{failover})"
             ).format(
                 failover=sql.SQL(", failover = true" if failover else ""),
                 name=sql.Identifier(name),
                 conninfo=sql.Literal(conninfo),
                 slot=sql.Literal(name),
                 enabled=sql.Literal(enabled),
+                create_slot=sql.Literal(create_slot),
             )
         )
     except psycopg.Error as exc:
@@ -192,6 +199,16 @@ def create_subscription(
         ) from None
     finally:
         conn.execute("RESET statement_timeout")
+
+
+def resubscribe(conn: pg.Connection, name: str, leader_url: str, login: Login, leader_version: int) -> None:
+    """The group's subscription made again on its slot, disabled, which keeps every change the
+    slot holds: pg_upgrade from before 17 brings a subscription back without its tables (the
+    apply worker would skip their changes, and confirm them)."""
+    drop_subscription(conn, name, leader_reachable=False)
+    create_subscription(
+        conn, name, leader_url, login, enabled=False, leader_version=leader_version, create_slot=False
+    )
 
 
 def set_connection(conn: pg.Connection, name: str, leader_url: str, login: Login) -> None:

@@ -2,8 +2,8 @@
 -- Loaded with pgsync_dossier.pg.query(name, "catalog.sql"); only pgsync_dossier.catalog uses them.
 
 -- name: node
-SELECT role, node_name, node_tag, placement, face_model, token_verifier, sync_schedule, sync_at_startup,
-       sync_at_creation
+SELECT role, node_name, node_tag, placement, upgrading_from, face_model, token_verifier, sync_schedule,
+       sync_at_startup, sync_at_creation
   FROM pgsync.node;
 
 -- name: groups
@@ -234,6 +234,14 @@ SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text
 
 -- name: set_placement
 UPDATE pgsync.node SET placement = %(placement)s;
+
+-- The node moved by pg_upgrade to where it is now: nothing more is expected.
+-- name: settle_upgrade
+UPDATE pgsync.node SET placement = %(placement)s, upgrading_from = NULL;
+
+-- Before pg_upgrade: a move from here keeps the node's identity (see placement.py).
+-- name: mark_upgrading
+UPDATE pgsync.node SET upgrading_from = %(placement)s;
 
 -- A new identity for a copy of a node: a new tag, so new group names (and slots).
 -- name: new_node_tag

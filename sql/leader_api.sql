@@ -16,6 +16,18 @@
 -- group, whose row filter names every list the group replicates (docs/design-notes.md,
 -- "Version 2"; docs/architecture.md, "How it works").
 
+-- Who this Leader is for its Subscribers (their login names and groups hang on it). `setup`
+-- records it once (leader.install): pg_upgrade gives the cluster a new system identifier,
+-- and the Leader must stay the same Leader. Internal, for the API functions; not for PUBLIC.
+CREATE OR REPLACE FUNCTION pgsync.leader_identity() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog AS
+$$
+    SELECT coalesce((SELECT n.leader_id FROM pgsync.node AS n),
+                    (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() AS c)
+                        || '/' || pg_catalog.current_database())
+$$;
+REVOKE ALL ON FUNCTION pgsync.leader_identity() FROM PUBLIC;
+
 -- Version 1's per-list API, replaced by the group functions below.
 DROP FUNCTION IF EXISTS pgsync.api_publish_list(integer);
 DROP FUNCTION IF EXISTS pgsync.api_unpublish_if_unused(integer);
@@ -90,8 +102,7 @@ BEGIN
     -- Roles belong to the cluster, enrollments to this database: a Subscriber of two Leader
     -- databases on one cluster has a login for each (leader.own_login_name computes the same).
     v_login := 'pgsync_s_' || p_tag || '_' || pg_catalog.substr(pg_catalog.encode(pg_catalog.sha256(
-        pg_catalog.convert_to((SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() AS c)
-                              || '/' || pg_catalog.current_database(), 'UTF8')), 'hex'), 1, 8);
+        pg_catalog.convert_to(pgsync.leader_identity(), 'UTF8')), 'hex'), 1, 8);
     IF p_node_name IS NULL OR p_node_name = '' OR pg_catalog.length(p_node_name) > 200
        OR p_node_name ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'invalid node name' USING ERRCODE = 'invalid_parameter_value';
@@ -151,9 +162,7 @@ RETURNS TABLE (node_name text, role text, face_model text, token_verifier text,
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
 $$
     SELECT n.node_name, n.role, n.face_model, n.token_verifier, n.sync_schedule,
-           n.sync_at_startup, n.sync_at_creation,
-           (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() AS c)
-               || '/' || pg_catalog.current_database(),
+           n.sync_at_startup, n.sync_at_creation, pgsync.leader_identity(),
            pg_catalog.current_setting('server_version_num')::integer
       FROM pgsync.node AS n
 $$;
@@ -420,7 +429,12 @@ GRANT SELECT ON public.dossier, public.dossier_face, pgsync.heartbeat TO pgsync_
 -- A login with REPLICATION could otherwise create, read, advance or drop any slot of this
 -- database through these functions (PUBLIC may call them, and they only check the REPLICATION
 -- attribute). The group functions above still can: they run as their owner.
-DO $$
+-- `prepare-upgrade` gives them back to PUBLIC before pg_upgrade: its restore of the old
+-- cluster's privileges fails on a function whose signature changed (17 added `failover` to
+-- pg_create_logical_replication_slot), and the next `setup` takes them away again.
+CREATE OR REPLACE FUNCTION pgsync.set_slot_functions_public(p_public boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$$
 DECLARE
     f regprocedure;
 BEGIN
@@ -432,7 +446,10 @@ BEGIN
                                   'pg_logical_slot_peek_changes', 'pg_logical_slot_peek_binary_changes',
                                   'pg_copy_logical_replication_slot', 'pg_copy_physical_replication_slot')
     LOOP
-        EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format(CASE WHEN p_public THEN 'GRANT EXECUTE ON FUNCTION %s TO PUBLIC'
+                                       ELSE 'REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC' END, f);
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION pgsync.set_slot_functions_public(boolean) FROM PUBLIC;
+SELECT pgsync.set_slot_functions_public(false);

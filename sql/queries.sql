@@ -17,8 +17,10 @@ SELECT r.name, r.subscriber_node, r.lists,
  ORDER BY r.name;
 
 -- On a Subscriber. Subscription names are unique per database only: always look in this one.
+-- `relations`: none after pg_upgrade from before 17, which does not carry them (groups.ensure_stream).
 -- name: subscription
-SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name
+SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name,
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_subscription_rel AS r WHERE r.srsubid = s.oid) AS relations
   FROM pg_catalog.pg_subscription AS s
  WHERE s.subname = %(name)s
    AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());

@@ -29,6 +29,7 @@ COMMANDS = {
     "init-config": "config_cmds:init_config",
     "config": "config_cmds:config_group",
     "migrate": "schema_cmds:migrate",
+    "prepare-upgrade": "schema_cmds:prepare_upgrade",
     "setup": "link_cmds:setup",
     "attach": "link_cmds:attach",
     "detach": "link_cmds:detach",

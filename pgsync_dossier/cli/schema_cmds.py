@@ -31,3 +31,18 @@ def migrate(app: AppContext, target: str, as_json: bool) -> None:
         else f"schema already at {after or 'base'}"
     )
     render.emit(result, as_json, human)
+
+
+@click.command("prepare-upgrade")
+@json_option
+@pass_app
+def prepare_upgrade(app: AppContext, as_json: bool) -> None:
+    """Ready this node for pg_upgrade of its server; run setup on the new one."""
+    from pgsync_dossier import server_upgrade
+
+    result = server_upgrade.prepare(app.config)
+    result["next"] = server_upgrade.advice(result)
+    render.emit(result, as_json, f"{result['role']} ready for pg_upgrade")
+    if not as_json:
+        for line in result["next"]:
+            render.message(line)

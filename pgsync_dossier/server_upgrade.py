@@ -1,0 +1,99 @@
+"""Before `pg_upgrade` of a node's server: what pgsync-dossier left there that must not stop it,
+and what the new cluster needs that pg_upgrade does not carry (docs/runbook.md, "Upgrading
+PostgreSQL").
+
+On a Leader, `setup` revoked the slot SQL functions from PUBLIC; pg_upgrade restores the old
+cluster's privileges on pg_catalog objects and fails on one whose signature changed in the new
+major version, so they are given back here and taken again by the `setup` that follows. A
+Leader keeps its logical slots through pg_upgrade only from 17, and only slots that consumed
+all WAL: the ones that have not are named. On a Subscriber, the move to a new cluster must not
+be taken for a copy (placement.py), and the password files of its Leader logins live in the
+data directory, which pg_upgrade does not copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgsync_dossier import catalog, pg
+from pgsync_dossier.config import Config
+from pgsync_dossier.node import require_role
+
+#: pg_upgrade keeps logical slots from this version of the old cluster on.
+SLOTS_KEPT_SINCE = 170000
+
+
+def prepare(config: Config) -> dict[str, Any]:
+    with pg.connect(config.database_url, what="this node's database") as conn:
+        require_role(conn, config.role, "prepare-upgrade")
+        version = pg.server_version(conn)
+        data_directory = pg.setting(conn, "data_directory")
+        if config.role == "leader":
+            with conn.transaction():
+                conn.execute("SELECT pgsync.set_slot_functions_public(true)")
+            slots = [
+                {
+                    "slot": row["name"],
+                    "subscriber": row["subscriber_node"],
+                    "unconfirmed_bytes": row["lag_bytes"],
+                }
+                for row in conn.execute(pg.query("leader_groups")).fetchall()
+                if row["slot_exists"]
+            ]
+            return {
+                "role": "leader",
+                "server_version": version,
+                "slots_kept": version >= SLOTS_KEPT_SINCE,
+                "slots": slots,
+                "data_directory": data_directory,
+                "carry_files": [],
+            }
+        with conn.transaction():
+            catalog.mark_upgrading(conn, catalog.placement(conn))
+        files = conn.execute(
+            "SELECT f FROM pg_catalog.pg_ls_dir(pg_catalog.current_setting('data_directory')) AS f "
+            "WHERE f LIKE 'pgsync\\_%%.pgpass' ORDER BY f"
+        ).fetchall()
+        return {
+            "role": "subscriber",
+            "server_version": version,
+            "slots_kept": None,
+            "slots": [],
+            "data_directory": data_directory,
+            "carry_files": [row["f"] for row in files],
+        }
+
+
+def advice(result: dict[str, Any]) -> list[str]:
+    """What to do next, one line each, in the order the runbook gives."""
+    if result["role"] == "subscriber":
+        lines = []
+        if result["carry_files"]:
+            lines.append(
+                f"copy {len(result['carry_files'])} password file(s) pgsync_*.pgpass from "
+                f"{result['data_directory']} into the new data directory (mode 0600, owned by the "
+                "server's user) before you start the new server: they hold this node's Leader logins"
+            )
+        lines.append("after pg_upgrade: start the new server, then run pgsync-dossier tick (or sync --all)")
+        return lines
+    lines = []
+    behind = [slot for slot in result["slots"] if (slot["unconfirmed_bytes"] or 0) > 0]
+    if result["slots_kept"]:
+        lines.extend(
+            f"slot {slot['slot']} ({slot['subscriber']}) has {slot['unconfirmed_bytes']} bytes of WAL "
+            "not confirmed: pg_upgrade keeps a slot only when it consumed all WAL; stop writes and run "
+            "pgsync-dossier sync --all on that Subscriber, or its next tick recreates the slot and "
+            "repairs in place"
+            for slot in behind
+        )
+    else:
+        lines.append(
+            f"PostgreSQL {result['server_version'] // 10000} does not carry logical slots through "
+            "pg_upgrade: after it, each Subscriber's next tick recreates its slot and repairs its lists "
+            "in place (no full copy)"
+        )
+    lines.append(
+        "after pg_upgrade: start the new server, run pgsync-dossier setup here (it revokes the slot "
+        "functions again), then tick on every Subscriber"
+    )
+    return lines
