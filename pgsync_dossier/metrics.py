@@ -122,7 +122,7 @@ _SLOT_GAUGES: tuple[Gauge, ...] = (
 _STANDBY_GAUGES: tuple[Gauge, ...] = (
     (
         "pgsync_dossier_leader_standby_slot_blocking",
-        "1 for each slot synchronized_standby_slots names that every Subscriber stream waits for: "
+        "1 for each slot synchronized_standby_slots names that every failover-slot stream waits for: "
         "missing, not physical, or inactive (PostgreSQL 17+)",
         lambda row: 1,
     ),

@@ -77,7 +77,7 @@ def leader_reasons(row: dict[str, Any]) -> list[str]:
     blockers = standby.slot_blockers(named)
     waits = row["wait_event"] == standby.WAITS_FOR_STANDBY
     subject = (
-        "the Leader's walsender waits for" if waits else "every Subscriber stream of the Leader waits for"
+        "the Leader's walsender waits for" if waits else "every failover-slot stream of the Leader waits for"
     )
     reasons = [
         f"{subject} the standby slot '{blocker.slot}' named in its synchronized_standby_slots, "

@@ -10,8 +10,9 @@ fix, never a failure: a Leader without a standby works as before. Before 17 ther
 failover slot: after a failover `tick` recreates each group's slot and repairs in place.
 
 The other way round, a slot that `synchronized_standby_slots` names but no standby streams
-from stops every Subscriber stream (a promoted standby inherits the setting): that is checked
-with or without standbys, and a sync that times out says it too (stall.py).
+from stops every Subscriber stream with a failover slot (a promoted standby inherits the
+setting): that is checked with or without standbys, and a sync that times out says it too
+(stall.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class StandbySlotBlocker:
     A failover slot's walsender sends only WAL that every slot named there has confirmed, and
     PostgreSQL keeps waiting when one is missing, logical or unused (it only logs a warning).
     A promoted standby inherits the setting with its base backup, naming the old primary's
-    standby or itself: then every Subscriber stream stops at once, with no standby in sight.
+    standby or itself: then every stream with a failover slot stops at once, with no standby in sight.
     """
 
     slot: str
@@ -74,7 +75,7 @@ class StandbySlotBlocker:
         """As the Leader says it (setup, status)."""
         return (
             f"synchronized_standby_slots names the slot '{self.slot}', {self.what}: "
-            f"every Subscriber stream waits for it; {self.fix}"
+            f"every Subscriber stream with a failover slot waits for it; {self.fix}"
         )
 
 

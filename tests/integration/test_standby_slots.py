@@ -114,8 +114,8 @@ def test_a_missing_standby_slot_is_named_and_sync_says_its_stream_waits_for_it(
     # The Leader says it too, though it has no standby at all.
     (warning,) = [w for w in _setup_warnings(leader) if w not in before]
     assert f"names the slot '{GONE}', which does not exist:" in warning
-    assert "every Subscriber stream waits for it" in warning
-    assert any(f"'{GONE}'" in w and "every Subscriber stream waits" in w for w in _status_warnings(leader))
+    assert "every Subscriber stream with a failover slot waits for it" in warning
+    assert any(f"'{GONE}'" in w and "with a failover slot waits" in w for w in _status_warnings(leader))
     token = make_api_token(leader, read_only=True)
     exposition = _leader_metrics(leader, token)
     assert f'pgsync_dossier_leader_standby_slot_blocking{{slot="{GONE}",reason="missing"}} 1' in exposition

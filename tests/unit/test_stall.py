@@ -35,7 +35,7 @@ def test_each_slot_that_holds_the_streams_back_is_named_with_a_fix_that_keeps_th
     assert {b.reason for b in blockers} <= set(standby.BLOCKING_REASONS)
     gone, idle, logical = (b.warning() for b in blockers)
     assert gone.startswith("synchronized_standby_slots names the slot 'gone', which does not exist: ")
-    assert "every Subscriber stream waits for it" in gone
+    assert "every Subscriber stream with a failover slot waits for it" in gone
     assert "ALTER SYSTEM SET synchronized_standby_slots = 'hq_b, idle, pgsync_x_g1'" in gone
     assert "primary_slot_name = 'idle'" in idle
     assert "which is a logical slot, not a standby's" in logical
@@ -54,7 +54,7 @@ def test_the_leader_side_says_what_the_walsender_waits_for() -> None:
     assert reason.startswith("the Leader's walsender waits for the standby slot 'gone' named in its ")
     assert "which does not exist; there, remove it (ALTER SYSTEM RESET" in reason
     idle = {"wait_event": "WalSenderWaitForWal", "standby_slots": [_slot("gone", exists=False)]}
-    assert stall.leader_reasons(idle)[0].startswith("every Subscriber stream of the Leader waits for")
+    assert stall.leader_reasons(idle)[0].startswith("every failover-slot stream of the Leader waits for")
     lagging = {"wait_event": standby.WAITS_FOR_STANDBY, "standby_slots": [_slot("hq_b")]}
     (reason,) = stall.leader_reasons(lagging)
     assert "('hq_b') to confirm the WAL it sends" in reason
