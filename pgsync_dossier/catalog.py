@@ -169,8 +169,18 @@ def settle_upgrade(conn: pg.Connection, where: str) -> None:
     _run(conn, "settle_upgrade", {"placement": where})
 
 
-def mark_upgrading(conn: pg.Connection, where: str) -> None:
-    _run(conn, "mark_upgrading", {"placement": where})
+def upgrade_mark(conn: pg.Connection) -> str:
+    row = conn.execute(_query("upgrade_mark")).fetchone()
+    assert row is not None
+    return str(row["mark"])
+
+
+def mark_upgrading(conn: pg.Connection) -> None:
+    _run(conn, "mark_upgrading", {"mark": upgrade_mark(conn)})
+
+
+def new_leader_id(conn: pg.Connection) -> None:
+    _run(conn, "new_leader_id")
 
 
 def new_node_tag(conn: pg.Connection, where: str) -> str:

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from pgsync_dossier import copier, pg, subscriber
+from pgsync_dossier import copier, pg, schema_skew, subscriber
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
@@ -360,8 +360,11 @@ def _upsert(
         )
     )
     writer.execute(sql.SQL("TRUNCATE {}").format(stage))
-    copier.pipe(source, writer, copier.select_rows(table, remote, local, ids), copier.copy_in(stage, table))
-    writer.execute(copier.upsert(table), {"local": local, "group": group_id})
+    columns = schema_skew.copy_columns(source, writer)[table]
+    copier.pipe(
+        source, writer, copier.select_rows(table, columns, remote, local, ids), copier.copy_in(stage, columns)
+    )
+    writer.execute(copier.upsert(table, columns), {"local": local, "group": group_id})
 
 
 def _fix(

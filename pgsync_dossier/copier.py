@@ -28,16 +28,19 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgsync_dossier import faults, pg, subscriber
+from pgsync_dossier import faults, pg, schema_skew, subscriber
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.schema_skew import TABLES
 
 log = logging.getLogger(__name__)
 
 #: (rows copied so far, rows expected): dossiers and faces together.
 Progress = Callable[[int, int], None]
 
+#: The columns this version writes and reads; a copy carries every column the two nodes have
+#: in common (schema_skew.common: these, and any a later migration or a DBA added on both).
 COLUMNS: dict[str, tuple[str, ...]] = {
     "dossier": (
         "id",
@@ -88,6 +91,8 @@ class _Job:
     deadline: Deadline
     #: the connection that exported the snapshot: it reads one table itself
     source: pg.Connection
+    #: per table, the columns both nodes have (schema_skew.common)
+    columns: dict[str, list[str]]
 
 
 class LeaderSideError(Exception):
@@ -129,8 +134,12 @@ def copy_list(
             expected = int(counts["dossiers"]) + int(counts["faces"])
             if on_expected:
                 on_expected(expected)
-            job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source)
             with pg.connect(database_url, what="this Subscriber's database") as monitor:
+                try:
+                    columns = schema_skew.copy_columns(source, monitor)
+                except psycopg.Error as exc:
+                    raise LeaderSideError(exc) from None
+                job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source, columns)
                 if merge is None:
                     has_rows = monitor.execute(pg.query("list_has_rows"), {"list": local}).fetchone()
                     merge = bool(has_rows and has_rows["any"])
@@ -160,24 +169,26 @@ def copy_list(
         raise OperationFailed(f"the copy of list {local} failed here: {reason}") from None
 
 
-def select_rows(table: str, remote: int, local: int, ids: list[uuid.UUID] | None = None) -> sql.Composed:
+def select_rows(
+    table: str, columns: Sequence[str], remote: int, local: int, ids: list[uuid.UUID] | None = None
+) -> sql.Composed:
     """Binary COPY of a Leader list's rows (or of those with these ids), the local list id
     written in place of the Leader's: no per-row trigger has to rewrite it."""
-    columns = [
+    selected = [
         sql.SQL("{}::integer").format(sql.Literal(local))
         if column == "dossier_list_id"
         else sql.Identifier(column)
-        for column in COLUMNS[table]
+        for column in columns
     ]
     only = sql.SQL(" AND id = ANY ({}::uuid[])").format(sql.Literal(ids)) if ids is not None else sql.SQL("")
     return sql.SQL("COPY (SELECT {} FROM {} WHERE dossier_list_id = {}{}) TO STDOUT (FORMAT binary)").format(
-        sql.SQL(", ").join(columns), sql.Identifier("public", table), sql.Literal(remote), only
+        sql.SQL(", ").join(selected), sql.Identifier("public", table), sql.Literal(remote), only
     )
 
 
-def copy_in(target: sql.Identifier, table: str) -> sql.Composed:
+def copy_in(target: sql.Identifier, columns: Sequence[str]) -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-        target, sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
+        target, sql.SQL(", ").join(map(sql.Identifier, columns))
     )
 
 
@@ -301,16 +312,16 @@ def _direct(job: _Job, monitor: pg.Connection, expected: int, progress: Progress
     readers = [job.source, second]
     writers: list[pg.Connection] = []
     try:
-        writers = [_writer(job) for _table in COLUMNS]
+        writers = [_writer(job) for _table in TABLES]
         pipes = [
             functools.partial(
                 pipe,
                 reader,
                 writer,
-                select_rows(table, job.remote, job.local),
-                copy_in(sql.Identifier("public", table), table),
+                select_rows(table, job.columns[table], job.remote, job.local),
+                copy_in(sql.Identifier("public", table), job.columns[table]),
             )
-            for table, reader, writer in zip(COLUMNS, readers, writers, strict=True)
+            for table, reader, writer in zip(TABLES, readers, writers, strict=True)
         ]
         dossiers, faces = _Watch(job, monitor, expected, progress).run(pipes, writers, readers)
         writers[0].commit()
@@ -326,7 +337,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
     reader = job.source
     writer = _writer(job)
     try:
-        for table in COLUMNS:
+        for table in TABLES:
             writer.execute(
                 sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
                     _stage(table), sql.Identifier("public", table)
@@ -335,16 +346,23 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
 
         def stage() -> tuple[int, int]:
             dossiers, faces = (
-                pipe(reader, writer, select_rows(table, job.remote, job.local), copy_in(_stage(table), table))
-                for table in COLUMNS
+                pipe(
+                    reader,
+                    writer,
+                    select_rows(table, job.columns[table], job.remote, job.local),
+                    copy_in(_stage(table), job.columns[table]),
+                )
+                for table in TABLES
             )
             return dossiers, faces
 
         ((dossiers, faces),) = _Watch(job, monitor, expected, progress).run([stage], [writer], [reader])
         changed = 0
-        for table in COLUMNS:
+        for table in TABLES:
             writer.execute(sql.SQL("ANALYZE {}").format(_stage(table)))
-            changed += writer.execute(upsert(table), {"local": job.local, "group": job.group_id}).rowcount
+            changed += writer.execute(
+                upsert(table, job.columns[table]), {"local": job.local, "group": job.group_id}
+            ).rowcount
             changed += writer.execute(_delete_missing(table), {"local": job.local}).rowcount
         writer.commit()
         return CopyResult(dossiers, faces, "merge", changed)
@@ -352,10 +370,9 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
         writer.close()
 
 
-def upsert(table: str) -> sql.Composed:
+def upsert(table: str, columns: Sequence[str]) -> sql.Composed:
     """Insert the staged rows; overwrite a row that is already here unless it is equal, or it
     lives in a list of another group that applied a newer version of it (apply_change's rule)."""
-    columns = COLUMNS[table]
     values = [column for column in columns if column != "id"]
     return sql.SQL(
         """

@@ -21,7 +21,23 @@ DOSSIER_TABLES = ("public.dossier_list", "public.dossier", "public.dossier_face"
 
 
 def warnings(conn: pg.Connection) -> list[str]:
-    return physical_replication_warnings(conn) + foreign_table_warnings(conn)
+    return physical_replication_warnings(conn) + foreign_table_warnings(conn) + slot_function_warnings(conn)
+
+
+def slot_function_warnings(conn: pg.Connection) -> list[str]:
+    """`prepare-upgrade` gave the slot SQL functions back to PUBLIC for pg_upgrade; until the
+    next `setup` a Subscriber login can read, advance or drop another's slot over SQL."""
+    row = conn.execute(
+        "SELECT pg_catalog.has_function_privilege('public', 'pg_catalog.pg_drop_replication_slot(name)', "
+        "'EXECUTE') AS open"
+    ).fetchone()
+    if not row or not row["open"]:
+        return []
+    return [
+        "the slot SQL functions are open to every login (prepare-upgrade ran): a Subscriber login can "
+        "drop or read another's slot over SQL; run pgsync-dossier setup once pg_upgrade is done, or now "
+        "if no upgrade follows"
+    ]
 
 
 def physical_replication_warnings(conn: pg.Connection) -> list[str]:

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgsync_dossier import catalog, compare, copier, faults, pg, subscriber
+from pgsync_dossier import catalog, compare, copier, faults, pg, schema_skew, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
-from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.leader import LeaderClient, LeaderFacts
 from pgsync_dossier.session import Session
-from pgsync_dossier.window import StreamFacts, should_stream
+from pgsync_dossier.window import StreamFacts, face_model_message, should_stream
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,13 @@ def ensure_stream(s: Session, group: Group, leader: LeaderClient) -> None:
         if existing["relations"] == 0:  # pg_upgrade from before 17 keeps no subscribed tables
             log.info("group %s: subscription made again on its slot (it had no tables)", group.name)
             subscriber.resubscribe(s.conn, group.name, leader.url, leader.login, leader.version)
-        elif not subscriber.has_passfile(s.conn, group.name):  # a restore without it, say
+        elif not subscriber.has_passfile(s.conn, group.name) or subscriber.passfile_elsewhere(
+            s.conn, group.name, existing["oid"]
+        ):  # a restore without it, an upgraded server in a new data directory
             subscriber.set_connection(s.conn, group.name, leader.url, leader.login)
         return
     subscriber.refuse_without_capacity(s.conn)
-    leader.set_group_lists(group.name, s.node.node_name, mapped)
+    publish(s, group, leader, mapped)
     faults.point("group.registered")
     leader.drop_stale_slot(group.name)  # left by a command killed inside CREATE SUBSCRIPTION
     subscriber.create_subscription(
@@ -146,7 +148,7 @@ def copy_pending(
             log.debug("group %s: paused for list %s", group.name, link.local_list_id)
             faults.point("copy.paused")
             if neighbours is None:
-                leader.set_group_lists(group.name, s.node.node_name, mapped)
+                publish(s, group, leader, mapped)
                 leader.wait_xacts_ended(deadline)
                 log.debug("group %s: filter widened, in-flight transactions ended", group.name)
             faults.point("copy.widened")
@@ -256,7 +258,7 @@ def _quiesce(
     since = catalog.keep_settle_since(s.conn, link.local_list_id, leader.wal_position())
     assert since is not None
     if widen_to is not None:
-        leader.set_group_lists(group.name, s.node.node_name, widen_to)
+        publish(s, group, leader, widen_to)
     leader.wait_xacts_ended(deadline)
     seq = catch_up(s, group, leader, deadline)
     log.debug("group %s: caught up to %s before list %s", group.name, seq, link.local_list_id)
@@ -372,7 +374,44 @@ def narrow(s: Session, group: Group, leader: LeaderClient, registered: list[int]
     the Leader was down). Widening is copy_pending's: a list enters the filter only there."""
     mapped = sorted(link.remote_list_id for link in links_of(s.conn, group.id))
     if registered is not None and mapped and set(registered) - set(mapped):
-        leader.set_group_lists(group.name, s.node.node_name, mapped)
+        publish(s, group, leader, mapped)
+
+
+def pause_reason(s: Session, leader: LeaderClient, facts: LeaderFacts) -> tuple[str, str] | None:
+    """Why the group's stream must stay closed, as (code, message): the face models differ,
+    or the schemas differ beyond what a column list absorbs. None: it may stream."""
+    if facts.face_model != s.config.face_model:
+        return "paused", face_model_message(facts.node_name, facts.face_model, s.config.face_model)
+    skewed = schema_skew.mismatch(s.conn, leader, facts.node_name)
+    return None if skewed is None else ("schema_mismatch", skewed)
+
+
+def publish(s: Session, group: Group, leader: LeaderClient, lists: list[int]) -> None:
+    """The group's publication on the Leader: these lists, and the columns this Subscriber has
+    in common with the Leader (schema_skew.py), so that a column only the Leader has is never
+    published."""
+    leader.set_group_lists(group.name, s.node.node_name, lists, schema_skew.stream_columns(s.conn, leader))
+
+
+def refresh_columns(s: Session, group: Group, leader: LeaderClient) -> bool:
+    """Publish the columns in common now (a node migrated since); True when a column was added,
+    whose values the stream never carried: the group's lists are then copied again in place
+    (copy_pending), which writes only the rows that differ."""
+    wanted = schema_skew.stream_columns(s.conn, leader)
+    if wanted is None or not links_of(s.conn, group.id):
+        return False
+    published = leader.group_columns(group.name)
+    if all(published.get(table) == columns for table, columns in wanted.items()):
+        return False
+    added = any(
+        published.get(table) is not None and set(columns) - set(published[table] or [])
+        for table, columns in wanted.items()
+    )
+    publish(s, group, leader, sorted(link.remote_list_id for link in links_of(s.conn, group.id)))
+    log.info(
+        "group %s: published columns now %s%s", group.name, wanted, " (lists copied again)" if added else ""
+    )
+    return added
 
 
 def drop(s: Session, group: Group, leader: LeaderClient | None) -> bool:

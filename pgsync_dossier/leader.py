@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 import psycopg
 from psycopg import sql
 
-from pgsync_dossier import pg
+from pgsync_dossier import __version__, pg
 from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import (
@@ -73,7 +73,11 @@ def install(conn: pg.Connection, token: Secret, enrollment: str) -> None:
         "ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT"
     )
     conn.execute(pg.sql_file("leader_api.sql").encode())
-    conn.execute("UPDATE pgsync.node SET leader_id = pgsync.leader_identity() WHERE leader_id IS NULL")
+    conn.execute(
+        "UPDATE pgsync.node SET leader_id = coalesce(leader_id, pgsync.leader_identity()), "
+        "software_version = %s",
+        [__version__],
+    )
 
 
 def _retire_legacy_login(conn: pg.Connection) -> None:
@@ -231,7 +235,7 @@ class LeaderClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, query: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    def _call(self, query: str | sql.Composed, params: list[Any] | None = None) -> list[dict[str, Any]]:
         try:
             cur = self.conn.execute(query, params)
             return cur.fetchall() if cur.description else []
@@ -275,6 +279,22 @@ class LeaderClient:
                 code="leader_not_set_up",
             )
         return LeaderFacts(**rows[0])
+
+    def versions(self) -> tuple[str | None, str | None]:
+        """The Leader's schema revision and pgsync-dossier version (None, None: a Leader set up by a
+        version that does not tell)."""
+        try:
+            cur = self.conn.execute("SELECT * FROM pgsync.api_node_versions()")
+        except psycopg.errors.UndefinedFunction:
+            return None, None
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
+        row = cur.fetchone()
+        return (row["schema_revision"], row["software_version"]) if row else (None, None)
+
+    def dossier_columns(self) -> list[dict[str, Any]]:
+        """The Leader's dossier and face columns, as schema_skew compares them."""
+        return self._call(pg.query("dossier_columns"))
 
     def enrollment_state(self, node_tag: str) -> str | None:
         """pending, active, approved, revoked, or None when the Leader never saw this tag."""
@@ -328,9 +348,23 @@ class LeaderClient:
         )
         return [row["id"] for row in rows]
 
-    def set_group_lists(self, name: str, node_name: str, list_ids: list[int]) -> None:
-        """Make the group's publication filter on exactly these lists (committed on return)."""
-        self._call("SELECT pgsync.api_set_group_lists(%s, %s, %s)", [name, node_name, list_ids])
+    def set_group_lists(
+        self, name: str, node_name: str, list_ids: list[int], columns: dict[str, list[str]] | None
+    ) -> None:
+        """Make the group's publication filter on exactly these lists and publish these columns
+        per table (None: every column, on a Leader without column lists); committed on return."""
+        if columns is None:
+            self._call("SELECT pgsync.api_set_group_lists(%s, %s, %s)", [name, node_name, list_ids])
+            return
+        self._call(
+            "SELECT pgsync.api_set_group_lists(%s, %s, %s, %s, %s)",
+            [name, node_name, list_ids, columns["dossier"], columns["dossier_face"]],
+        )
+
+    def group_columns(self, name: str) -> dict[str, list[str] | None]:
+        """The columns the group's publication names per table (None: all of them)."""
+        rows = self._call("SELECT * FROM pgsync.api_group_columns(%s)", [name])
+        return {row["table_name"]: row["columns"] for row in rows}
 
     def wait_xacts_ended(self, deadline: Deadline) -> None:
         """Until every Leader transaction that may have written before the last (committed)

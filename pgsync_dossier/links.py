@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, faults, groups, leader_web, pg, subscriber
+from pgsync_dossier import catalog, faults, groups, leader_web, pg, schema_skew, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.config import Config
@@ -84,6 +84,9 @@ def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
             f"this Subscriber {config.face_model!r}; both must use the same neural network",
             code="face_model_mismatch",
         )
+    skewed = schema_skew.mismatch(s.conn, leader, facts.node_name)
+    if skewed is not None:
+        raise PreconditionFailed(skewed.removeprefix("paused: "), code="schema_mismatch")
 
 
 def _same_token(s: Session, facts: LeaderFacts, leader: LeaderClient) -> bool:
@@ -240,6 +243,7 @@ def type_for(code: str | None) -> type[PgsyncError]:
         "paused",
         "token_mismatch",
         "face_model_mismatch",
+        "schema_mismatch",
         "no_capacity",
         "leader_not_set_up",
     ):
@@ -394,7 +398,7 @@ def _locked_detach(
         try:
             deadline = Deadline(barrier_s)
             if others:
-                leader.set_group_lists(group.name, s.node.node_name, sorted(o.remote_list_id for o in others))
+                groups.publish(s, group, leader, sorted(o.remote_list_id for o in others))
                 faults.point("detach.narrowed")
                 # A Leader transaction that wrote into the list before the narrowing and
                 # commits later is still published with the old filter: the barrier must

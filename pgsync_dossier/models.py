@@ -158,6 +158,8 @@ node = Table(
     Column("leader_id", Text),
     #: Where a node lived when `prepare-upgrade` ran: its next placement is accepted as its own.
     Column("upgrading_from", Text),
+    #: The pgsync-dossier version of the last `setup` (a Leader tells its Subscribers).
+    Column("software_version", Text),
     CheckConstraint("id", name="singleton"),
     CheckConstraint("role IN ('leader', 'subscriber')", name="role"),
     CheckConstraint("enrollment IN ('auto', 'manual')", name="enrollment"),

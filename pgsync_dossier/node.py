@@ -201,11 +201,17 @@ def _settle_identity(conn: pg.Connection, role: str) -> bool:
     where = catalog.placement(conn)
     node = catalog.node(conn)
     assert node is not None
-    moved = placement.verdict(node.placement, node.upgrading_from, where)
+    moved = placement.verdict(node.placement, node.upgrading_from, catalog.upgrade_mark(conn))
     if moved == "moved_by_upgrade":
         catalog.settle_upgrade(conn, where)
         return False
-    if moved == "here" or role != "subscriber":
+    if role != "subscriber":
+        if placement.leader_cloned(node.placement, where):
+            catalog.new_leader_id(conn)
+            log.warning("this Leader database is a clone of another on this cluster: it has a new identity")
+        catalog.set_placement(conn, where)
+        return False
+    if moved == "here":
         catalog.set_placement(conn, where)
         return False
     tag = catalog.new_node_tag(conn, where)

@@ -3,9 +3,11 @@
 A placement is "<system identifier>/<database OID>/<data directory>" (sql/catalog.sql,
 `placement`). A copy of a Subscriber's database (restored, cloned, copied as a template)
 lives elsewhere and must not stream under the original's names. `pg_upgrade` moves the same
-database to a new cluster: a new system identifier, often a new data directory, but the
-same database OID (kept since PostgreSQL 15). `prepare-upgrade` records the placement
-before it (`upgrading_from`), so that a move of exactly that kind is taken for what it is.
+database to a new cluster: a new system identifier and often a new data directory, but the
+same database OID and the same relfilenodes (both kept since PostgreSQL 15), on a later
+major version. `prepare-upgrade` records a mark, "<placement>|<major>|<relfilenode of
+pgsync.node>", so that a move of exactly that kind is taken for what it is; a restore or a
+clone keeps neither the relfilenode nor, on the same major version, passes for an upgrade.
 """
 
 from __future__ import annotations
@@ -15,17 +17,38 @@ from typing import Literal
 Verdict = Literal["here", "moved_by_upgrade", "copied"]
 
 
-def verdict(recorded: str | None, upgrading_from: str | None, current: str) -> Verdict:
+def verdict(recorded: str | None, upgrading_from: str | None, current_mark: str) -> Verdict:
+    current = current_mark.split("|")[0]
     if recorded is None or recorded == current:
         return "here"
-    if upgrading_from is not None and _upgraded(upgrading_from, current):
+    if upgrading_from is not None and _upgraded(upgrading_from, current_mark):
         return "moved_by_upgrade"
     return "copied"
 
 
-def _upgraded(before: str, after: str) -> bool:
-    system_before, _, rest_before = before.partition("/")
-    system_after, _, rest_after = after.partition("/")
-    oid_before = rest_before.partition("/")[0]
-    oid_after = rest_after.partition("/")[0]
-    return system_before != system_after and oid_before == oid_after
+def leader_cloned(recorded: str | None, current: str) -> bool:
+    """A Leader's database copied into another database of the same cluster (CREATE DATABASE
+    ... TEMPLATE): it must not answer as the same Leader. A new system identifier with the
+    same database is the same Leader (pg_upgrade, a restore that replaces it); a promoted
+    standby has the same of both."""
+    if recorded is None:
+        return False
+    system_before, oid_before = recorded.split("/")[:2]
+    system_now, oid_now = current.split("/")[:2]
+    return system_before == system_now and oid_before != oid_now
+
+
+def _upgraded(before_mark: str, after_mark: str) -> bool:
+    try:
+        before, major_before, filenode_before = before_mark.split("|")
+        after, major_after, filenode_after = after_mark.split("|")
+    except ValueError:
+        return False
+    system_before, oid_before = before.split("/")[:2]
+    system_after, oid_after = after.split("/")[:2]
+    return (
+        system_before != system_after
+        and oid_before == oid_after
+        and filenode_before == filenode_after
+        and int(major_after) > int(major_before)
+    )

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, groups, pg
+from pgsync_dossier import catalog, groups, pg, subscriber
 from pgsync_dossier.catalog import Group, LinkState
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
@@ -27,7 +27,7 @@ from pgsync_dossier.links import finish_interrupted_detaches
 from pgsync_dossier.schedule import Schedule
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, Reason, SyncOutcome, sync_group
-from pgsync_dossier.window import face_model_message, lag_seconds
+from pgsync_dossier.window import lag_seconds
 
 log = logging.getLogger(__name__)
 
@@ -207,18 +207,22 @@ def _probe(s: Session, group: Group) -> str | None:
     except PgsyncError as exc:
         log.warning("group %s: %s", group.name, exc)
         facts = None
-    if facts is not None:
+    if facts is not None and leader is not None:
         catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
-        if facts.face_model != s.config.face_model:
+        try:
+            reason = groups.pause_reason(s, leader, facts)
+        except PgsyncError as exc:
+            log.warning("group %s: %s", group.name, exc)
+            reason = None
+        if reason is not None:
             catalog.set_group_links_state(
-                s.conn,
-                group.id,
-                LinkState.PAUSED,
-                face_model_message(facts.node_name, facts.face_model, s.config.face_model),
-                from_states=(LinkState.READY,),
+                s.conn, group.id, LinkState.PAUSED, reason[1], from_states=(LinkState.READY,)
             )
         else:
             catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
+    sub = subscriber.subscription(s.conn, group.name)
+    if sub is not None and sub["relations"] == 0:
+        trouble = trouble or "untabled"  # pg_upgrade from before 17: the sync makes it again
     paused = any(link.state == LinkState.PAUSED for link in groups.links_of(s.conn, group.id))
     fresh = catalog.group(s.conn, group.id) or group
     groups.settle(s.conn, fresh, models_match=not paused)

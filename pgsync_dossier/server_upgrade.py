@@ -28,9 +28,10 @@ def prepare(config: Config) -> dict[str, Any]:
         require_role(conn, config.role, "prepare-upgrade")
         version = pg.server_version(conn)
         data_directory = pg.setting(conn, "data_directory")
+        with conn.transaction():
+            catalog.mark_upgrading(conn)
         if config.role == "leader":
-            with conn.transaction():
-                conn.execute("SELECT pgsync.set_slot_functions_public(true)")
+            # Read before the GRANT below, whose own WAL no slot could have confirmed yet.
             slots = [
                 {
                     "slot": row["name"],
@@ -40,6 +41,8 @@ def prepare(config: Config) -> dict[str, Any]:
                 for row in conn.execute(pg.query("leader_groups")).fetchall()
                 if row["slot_exists"]
             ]
+            with conn.transaction():
+                conn.execute("SELECT pgsync.set_slot_functions_public(true)")
             return {
                 "role": "leader",
                 "server_version": version,
@@ -48,8 +51,6 @@ def prepare(config: Config) -> dict[str, Any]:
                 "data_directory": data_directory,
                 "carry_files": [],
             }
-        with conn.transaction():
-            catalog.mark_upgrading(conn, catalog.placement(conn))
         files = conn.execute(
             "SELECT f FROM pg_catalog.pg_ls_dir(pg_catalog.current_setting('data_directory')) AS f "
             "WHERE f LIKE 'pgsync\\_%%.pgpass' ORDER BY f"

@@ -33,10 +33,10 @@ def subscriber_session(config: Config, command: str) -> Iterator[Session]:
         require_role(conn, "subscriber", command)
         node = catalog.node(conn)
         assert node is not None
-        where = catalog.placement(conn)
-        moved = placement.verdict(node.placement, node.upgrading_from, where)
+        mark = catalog.upgrade_mark(conn)
+        moved = placement.verdict(node.placement, node.upgrading_from, mark)
         if moved == "moved_by_upgrade":
-            catalog.settle_upgrade(conn, where)
+            catalog.settle_upgrade(conn, catalog.placement(conn))
             log.info("this database was moved by pg_upgrade (prepare-upgrade ran before): same node")
         elif moved == "copied":
             # Its groups' names are another node's: streaming under them would take that

@@ -139,6 +139,14 @@ def has_passfile(conn: pg.Connection, name: str) -> bool:
     return bool(row and row["present"])
 
 
+def passfile_elsewhere(conn: pg.Connection, name: str, oid: int) -> bool:
+    """Whether the subscription reads its password from another data directory than this
+    server's (pg_upgrade from 17 on keeps the subscription, and so the old directory's path)."""
+    row = conn.execute("SELECT subconninfo FROM pg_catalog.pg_subscription WHERE oid = %s", [oid]).fetchone()
+    named = psycopg.conninfo.conninfo_to_dict(row["subconninfo"]).get("passfile") if row else None
+    return named is not None and named != passfile_path(conn, name)
+
+
 def remove_passfile(conn: pg.Connection, name: str) -> None:
     conn.execute(
         sql.SQL("COPY (SELECT 1 WHERE false) TO PROGRAM {}").format(
@@ -205,10 +213,11 @@ def resubscribe(conn: pg.Connection, name: str, leader_url: str, login: Login, l
     """The group's subscription made again on its slot, disabled, which keeps every change the
     slot holds: pg_upgrade from before 17 brings a subscription back without its tables (the
     apply worker would skip their changes, and confirm them)."""
-    drop_subscription(conn, name, leader_reachable=False)
-    create_subscription(
-        conn, name, leader_url, login, enabled=False, leader_version=leader_version, create_slot=False
-    )
+    with conn.transaction():  # all or nothing: a subscription lost here would lose its slot next
+        drop_subscription(conn, name, leader_reachable=False)
+        create_subscription(
+            conn, name, leader_url, login, enabled=False, leader_version=leader_version, create_slot=False
+        )
 
 
 def set_connection(conn: pg.Connection, name: str, leader_url: str, login: Login) -> None:
@@ -223,6 +232,11 @@ def set_connection(conn: pg.Connection, name: str, leader_url: str, login: Login
 def set_enabled(conn: pg.Connection, name: str, enabled: bool) -> None:
     current = subscription(conn, name)
     if current is None or current["enabled"] == enabled:
+        return
+    if enabled and current["relations"] == 0:
+        # Its worker would skip every change of the tables it lacks, and confirm them: the
+        # next sync makes it again first (groups.ensure_stream).
+        log.warning("subscription %s has no tables (pg_upgrade from before 17): not enabled", name)
         return
     verb = sql.SQL("ENABLE" if enabled else "DISABLE")
     conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(name), verb))

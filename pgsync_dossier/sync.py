@@ -21,7 +21,6 @@ from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, ServerUnreachable
 from pgsync_dossier.leader import LeaderClient
 from pgsync_dossier.session import Session
-from pgsync_dossier.window import face_model_message
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +140,14 @@ def _locked_sync(
             return GroupOutcome(
                 group, lists, reason, "skipped", error="the Leader's sync_at_startup is off", code="skipped"
             )
-        if facts.face_model != s.config.face_model:
-            models_match = False
-            message = face_model_message(facts.node_name, facts.face_model, s.config.face_model)
+        paused = groups.pause_reason(s, leader, facts)
+        if paused is not None:
+            models_match = False  # the stream stays closed; the slot keeps what comes meanwhile
+            code, message = paused
             catalog.set_group_links_state(
                 s.conn, group.id, LinkState.PAUSED, message, from_states=(LinkState.READY, LinkState.PAUSED)
             )
-            return finish("paused", message)
+            return finish("paused", message, code if code != "paused" else None)
         catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
         groups.ensure_stream(s, group, leader)
         slot = leader.groups_status([group.name]).get(group.name)
@@ -157,6 +157,10 @@ def _locked_sync(
         subscriber.make_failover_ready(
             s.conn, group.name, leader.version, deadline.at_most(groups.PAUSE_TIMEOUT_S)
         )
+        if groups.refresh_columns(s, group, leader):
+            catalog.set_group_links_state(
+                s.conn, group.id, LinkState.ATTACHING, from_states=(LinkState.READY,)
+            )
         copies = {
             done.link.local_list_id: done.result
             for done in groups.copy_pending(s, group, leader, deadline, progress)

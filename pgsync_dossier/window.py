@@ -20,7 +20,7 @@ class StreamFacts:
     window_open: bool  # a sync of the group is running now and holds its window open
     copying_list: int | None  # a list of the group is being copied: the stream must wait
     paused_until: datetime | None
-    models_match: bool  # False: the Leader's face model differs from this node's
+    models_match: bool  # False: paused, the Leader's face model (or schema) differs from this node's
     pausing_for: str = "copying"  # what the paused list gets: "copying" or "repairing"
 
 

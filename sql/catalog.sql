@@ -235,13 +235,27 @@ SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text
 -- name: set_placement
 UPDATE pgsync.node SET placement = %(placement)s;
 
+-- Where this node's database lives, with what pg_upgrade keeps and changes (placement.py).
+-- name: upgrade_mark
+SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text
+       || '/' || (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::text
+       || '/' || pg_catalog.current_setting('data_directory')
+       || '|' || (pg_catalog.current_setting('server_version_num')::integer / 10000)::text
+       || '|' || pg_catalog.pg_relation_filenode('pgsync.node')::text AS mark;
+
 -- The node moved by pg_upgrade to where it is now: nothing more is expected.
 -- name: settle_upgrade
 UPDATE pgsync.node SET placement = %(placement)s, upgrading_from = NULL;
 
 -- Before pg_upgrade: a move from here keeps the node's identity (see placement.py).
 -- name: mark_upgrading
-UPDATE pgsync.node SET upgrading_from = %(placement)s;
+UPDATE pgsync.node SET upgrading_from = %(mark)s;
+
+-- A Leader's database cloned on its cluster: an identity of its own (placement.leader_cloned).
+-- name: new_leader_id
+UPDATE pgsync.node
+   SET leader_id = (SELECT system_identifier FROM pg_catalog.pg_control_system())::text
+                   || '/' || pg_catalog.current_database();
 
 -- A new identity for a copy of a node: a new tag, so new group names (and slots).
 -- name: new_node_tag

@@ -167,6 +167,16 @@ $$
       FROM pgsync.node AS n
 $$;
 
+-- Which schema revision and pgsync-dossier version the Leader runs: a Subscriber compares them
+-- with its own before it streams (schema_skew.py). A function of its own, so that a Subscriber
+-- of an older version, which reads api_node_facts by its columns, never sees a new one.
+CREATE OR REPLACE FUNCTION pgsync.api_node_versions()
+RETURNS TABLE (schema_revision text, software_version text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+    SELECT (SELECT v.version_num FROM public.alembic_version AS v), n.software_version FROM pgsync.node AS n
+$$;
+
 -- The named lists that exist, with their row counts: one call for every list of a status.
 CREATE OR REPLACE FUNCTION pgsync.api_lists_info(p_lists integer[])
 RETURNS TABLE (id integer, name text, dossiers bigint, faces bigint)
@@ -188,15 +198,71 @@ $$;
 -- and its registration when new). What a transaction wrote before this change commits is
 -- never published, even if it commits later (docs/design-notes.md, "Version 2"): a copy must
 -- first wait for those transactions (api_xid_horizon, api_xacts_ended_before).
-DROP FUNCTION IF EXISTS pgsync.api_set_group_lists(text, text, integer[]);
+-- The columns a group's publication names for one table, in table order; NULL when it names
+-- none (a publication made before column lists: every column is published).
+CREATE OR REPLACE FUNCTION pgsync.published_columns(p_name text, p_table text) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog AS
+$$
+    SELECT CASE WHEN r.prattrs IS NULL THEN NULL ELSE
+               (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+                  FROM pg_catalog.pg_attribute AS a
+                 WHERE a.attrelid = r.prrelid AND a.attnum = ANY (r.prattrs::smallint[])) END
+      FROM pg_catalog.pg_publication AS p
+      JOIN pg_catalog.pg_publication_rel AS r ON r.prpubid = p.oid
+     WHERE p.pubname = p_name AND r.prrelid = pg_catalog.to_regclass('public.' || p_table)
+$$;
+REVOKE ALL ON FUNCTION pgsync.published_columns(text, text) FROM PUBLIC;
+
+-- A column list for one table: the columns asked for, each a stored column of the table, and
+-- always the replica identity (without it PostgreSQL refuses the Leader's own UPDATEs and
+-- DELETEs). NULL asks for none.
+CREATE OR REPLACE FUNCTION pgsync.column_list(p_table text, p_columns text[]) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS
+$$
+DECLARE
+    v_unknown text;
+BEGIN
+    IF p_columns IS NULL THEN
+        RETURN '';
+    END IF;
+    SELECT c INTO v_unknown FROM pg_catalog.unnest(p_columns) AS c
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+                        WHERE a.attrelid = pg_catalog.to_regclass('public.' || p_table) AND a.attname = c
+                          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '');
+    IF v_unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'public.% has no column % to publish', p_table, v_unknown
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF NOT (p_columns @> ARRAY['id', 'dossier_list_id']) THEN
+        RAISE EXCEPTION 'a column list of public.% must name id and dossier_list_id', p_table
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ' (' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ' ORDER BY a.attnum)
+                      FROM pg_catalog.unnest(p_columns) AS c
+                      JOIN pg_catalog.pg_attribute AS a
+                        ON a.attrelid = pg_catalog.to_regclass('public.' || p_table) AND a.attname = c) || ')';
+END
+$$;
+REVOKE ALL ON FUNCTION pgsync.column_list(text, text[]) FROM PUBLIC;
+
+-- Make a group's publication filter on exactly these lists and publish exactly these columns
+-- (creating it, its heartbeat row and its registration when new). The columns are those the
+-- Subscriber has in common with this Leader (schema_skew.py): a column only the Leader has is
+-- never published, so it never stops a stream; NULL columns publish every column (a
+-- Subscriber of an older version). What a transaction wrote before this change commits is
+-- never published, even if it commits later (docs/design-notes.md, "Version 2"): a copy must
+-- first wait for those transactions (api_xid_horizon, api_xacts_ended_before).
+DROP FUNCTION IF EXISTS pgsync.api_set_group_lists(text, text, integer[], text[], text[]);
 CREATE OR REPLACE FUNCTION pgsync.api_set_group_lists(
-    p_name text, p_subscriber_node text, p_lists integer[]) RETURNS void
+    p_name text, p_subscriber_node text, p_lists integer[], p_dossier_columns text[], p_face_columns text[])
+RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
 DECLARE
     v_lists integer[];
     v_filter text;
     v_registered integer[];
+    v_tables text;
 BEGIN
     PERFORM pgsync.check_group_access(p_name);
     -- A Subscriber registers under its own enrolled name, whatever it passes.
@@ -211,20 +277,24 @@ BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
     INSERT INTO pgsync.heartbeat (group_name) VALUES (p_name) ON CONFLICT (group_name) DO NOTHING;
     v_filter := pg_catalog.array_to_string(v_lists, ', ');
+    v_tables := pg_catalog.format(
+        'public.dossier%s WHERE (dossier_list_id IN (%s)), '
+        'public.dossier_face%s WHERE (dossier_list_id IN (%s)), '
+        'pgsync.heartbeat WHERE (group_name = %L)',
+        pgsync.column_list('dossier', p_dossier_columns), v_filter,
+        pgsync.column_list('dossier_face', p_face_columns), v_filter, p_name);
     SELECT r.lists INTO v_registered FROM pgsync.group_registration AS r WHERE r.name = p_name;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = p_name) THEN
-        EXECUTE pg_catalog.format(
-            'CREATE PUBLICATION %I FOR TABLE public.dossier WHERE (dossier_list_id IN (%s)), '
-            'public.dossier_face WHERE (dossier_list_id IN (%s)), '
-            'pgsync.heartbeat WHERE (group_name = %L) '
-            'WITH (publish = ''insert, update, delete'')',
-            p_name, v_filter, v_filter, p_name);
-    ELSIF v_registered IS DISTINCT FROM v_lists THEN
-        EXECUTE pg_catalog.format(
-            'ALTER PUBLICATION %I SET TABLE public.dossier WHERE (dossier_list_id IN (%s)), '
-            'public.dossier_face WHERE (dossier_list_id IN (%s)), '
-            'pgsync.heartbeat WHERE (group_name = %L)',
-            p_name, v_filter, v_filter, p_name);
+        EXECUTE pg_catalog.format('CREATE PUBLICATION %I FOR TABLE %s WITH (publish = ''insert, update, delete'')',
+                                  p_name, v_tables);
+    ELSIF v_registered IS DISTINCT FROM v_lists
+       OR pgsync.published_columns(p_name, 'dossier') IS DISTINCT FROM
+          (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a
+            WHERE a.attrelid = 'public.dossier'::regclass AND a.attname = ANY (p_dossier_columns))
+       OR pgsync.published_columns(p_name, 'dossier_face') IS DISTINCT FROM
+          (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a
+            WHERE a.attrelid = 'public.dossier_face'::regclass AND a.attname = ANY (p_face_columns)) THEN
+        EXECUTE pg_catalog.format('ALTER PUBLICATION %I SET TABLE %s', p_name, v_tables);
     END IF;
     INSERT INTO pgsync.group_registration (name, subscriber_node, lists)
     VALUES (p_name, p_subscriber_node, v_lists)
@@ -233,6 +303,25 @@ BEGIN
             updated_at = pg_catalog.now()
         WHERE group_registration.lists IS DISTINCT FROM EXCLUDED.lists
            OR group_registration.subscriber_node IS DISTINCT FROM EXCLUDED.subscriber_node;
+END
+$$;
+
+-- The same, for a Subscriber of an older version: every column published.
+DROP FUNCTION IF EXISTS pgsync.api_set_group_lists(text, text, integer[]);
+CREATE OR REPLACE FUNCTION pgsync.api_set_group_lists(
+    p_name text, p_subscriber_node text, p_lists integer[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT pgsync.api_set_group_lists(p_name, p_subscriber_node, p_lists, NULL, NULL) $$;
+
+-- Which columns a group's publication names, per table (NULL: all of them).
+CREATE OR REPLACE FUNCTION pgsync.api_group_columns(p_name text)
+RETURNS TABLE (table_name text, columns text[])
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+BEGIN
+    PERFORM pgsync.check_group_access(p_name);
+    RETURN QUERY SELECT t, pgsync.published_columns(p_name, t)
+                   FROM pg_catalog.unnest(ARRAY['dossier', 'dossier_face']) AS t;
 END
 $$;
 
@@ -389,7 +478,10 @@ BEGIN
     RETURN QUERY
     SELECT a.wait_event_type, a.wait_event,
            (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                       'slot_name', n.slot_name, 'slot_exists', s.slot_name IS NOT NULL,
+                       -- another Subscriber's group name would tell its node tag: not shown
+                       'slot_name', CASE WHEN s.slot_type = 'logical' AND NOT pgsync.may_access_group(n.slot_name)
+                                         THEN 'a logical slot of another Subscriber' ELSE n.slot_name END,
+                       'slot_exists', s.slot_name IS NOT NULL,
                        'slot_type', s.slot_type, 'active', coalesce(s.active, false)) ORDER BY e.ord), '[]')
               FROM pg_catalog.regexp_split_to_table(
                        coalesce(pg_catalog.current_setting('synchronized_standby_slots', true), ''), ','

@@ -45,6 +45,7 @@ BOTH_VERSIONS_MODULES = {
     "test_replication.py",  # the stream itself
     "test_attach.py",  # the copy
     "test_oracle.py",  # the judge of the others
+    "test_schema_skew.py",  # a rolling upgrade: what the apply of each version accepts
 }
 #: Single tests that run on both versions (module::function, every parameter of it): the capacity limits
 #: (18 counts origins apart), what 15 does differently at DISABLE (a window or a copy's pause

@@ -10,6 +10,10 @@ identity (see node._settle_identity). `prepare-upgrade` records where it lived i
 `pgsync.node.upgrading_from`: a database that then appears under a new system identifier
 but with the same database OID (pg_upgrade keeps OIDs) is the same node, moved.
 
+Sites upgrade pgsync-dossier one at a time: `setup` records the version it ran
+(`software_version`), which a Leader tells its Subscribers with its schema revision, so that
+a skew a stream cannot carry pauses with a message that names the node to migrate.
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-04
@@ -30,6 +34,7 @@ def upgrade() -> None:
         """
         ALTER TABLE pgsync.node ADD COLUMN leader_id text;
         ALTER TABLE pgsync.node ADD COLUMN upgrading_from text;
+        ALTER TABLE pgsync.node ADD COLUMN software_version text;
         """
     )
 
@@ -37,6 +42,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        ALTER TABLE pgsync.node DROP COLUMN software_version;
         ALTER TABLE pgsync.node DROP COLUMN upgrading_from;
         ALTER TABLE pgsync.node DROP COLUMN leader_id;
         """

@@ -14,7 +14,7 @@ from pgsync_dossier import scheduler, systemd
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
-from pgsync_dossier.errors import OperationFailed, ServerUnreachable, UsageError
+from pgsync_dossier.errors import OperationFailed, PreconditionFailed, ServerUnreachable, UsageError
 from pgsync_dossier.sync import SyncOutcome
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ def sync(
         message = "not synced: " + "; ".join(f"list {o.local_list} {o.status} ({o.error})" for o in failed)
         if all(o.code == "unreachable" for o in failed):
             raise ServerUnreachable(message)  # exit 4: a Leader is down (or died mid-window)
+        if all(o.code == "schema_mismatch" for o in failed):
+            raise PreconditionFailed(message, code="schema_mismatch")  # exit 3: migrate a node
         raise OperationFailed(message)
 
 

@@ -1,33 +1,49 @@
 """A change of place is a pg_upgrade only when prepare-upgrade announced it and the database
-kept its OID under a new system identifier; anything else is a copy."""
+kept its OID and relfilenodes under a new system identifier on a later major version;
+anything else is a copy. A Leader is cloned only on its own cluster."""
 
 from __future__ import annotations
 
-from pgsync_dossier.placement import verdict
+from pgsync_dossier.placement import leader_cloned, verdict
 
 HERE = "7300000000000000001/16384/var/lib/postgresql/15/main"
+MARK = f"{HERE}|15|16500"
 UPGRADED = "7400000000000000002/16384/var/lib/postgresql/18/main"
 
 
 def test_the_same_place_or_none_recorded_is_here() -> None:
-    assert verdict(HERE, None, HERE) == "here"
-    assert verdict(None, None, HERE) == "here"
-    assert verdict(HERE, HERE, HERE) == "here"  # announced, not moved yet
+    assert verdict(HERE, None, MARK) == "here"
+    assert verdict(None, None, MARK) == "here"
+    assert verdict(HERE, MARK, MARK) == "here"  # announced, not moved yet
 
 
 def test_an_announced_upgrade_keeps_the_identity() -> None:
-    assert verdict(HERE, HERE, UPGRADED) == "moved_by_upgrade"
+    assert verdict(HERE, MARK, f"{UPGRADED}|18|16500") == "moved_by_upgrade"
 
 
 def test_an_unannounced_move_is_a_copy() -> None:
-    assert verdict(HERE, None, UPGRADED) == "copied"
+    assert verdict(HERE, None, f"{UPGRADED}|18|16500") == "copied"
+
+
+def test_a_restore_is_a_copy_even_when_announced() -> None:
+    # A new cluster whose first database got the same OID: the relfilenodes differ.
+    assert verdict(HERE, MARK, f"{UPGRADED}|18|16999") == "copied"
+    # ... or the same major version: no upgrade happened.
+    assert verdict(HERE, MARK, f"{UPGRADED}|15|16500") == "copied"
 
 
 def test_a_clone_on_the_same_cluster_is_a_copy_even_when_announced() -> None:
-    # CREATE DATABASE ... TEMPLATE: same system identifier, another OID.
-    assert verdict(HERE, HERE, "7300000000000000001/16999/var/lib/postgresql/15/main") == "copied"
+    clone = "7300000000000000001/16999/var/lib/postgresql/15/main"
+    assert verdict(HERE, MARK, f"{clone}|15|16500") == "copied"
+    assert leader_cloned(HERE, clone)
 
 
 def test_a_physical_copy_is_a_copy_even_when_announced() -> None:
     # pg_basebackup elsewhere: the same system identifier and OID, another directory.
-    assert verdict(HERE, HERE, "7300000000000000001/16384/srv/copy") == "copied"
+    assert verdict(HERE, MARK, "7300000000000000001/16384/srv/copy|15|16500") == "copied"
+
+
+def test_a_promoted_standby_or_an_upgrade_is_the_same_leader() -> None:
+    assert not leader_cloned(HERE, "7300000000000000001/16384/srv/standby")
+    assert not leader_cloned(HERE, UPGRADED)
+    assert not leader_cloned(None, HERE)
