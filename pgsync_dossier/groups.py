@@ -393,25 +393,27 @@ def publish(s: Session, group: Group, leader: LeaderClient, lists: list[int]) ->
     leader.set_group_lists(group.name, s.node.node_name, lists, schema_skew.stream_columns(s.conn, leader))
 
 
-def refresh_columns(s: Session, group: Group, leader: LeaderClient) -> bool:
-    """Publish the columns in common now (a node migrated since); True when a column was added,
-    whose values the stream never carried: the group's lists are then copied again in place
-    (copy_pending), which writes only the rows that differ."""
+def refresh_columns(s: Session, group: Group, leader: LeaderClient) -> None:
+    """Publish the columns in common now (a node migrated since). A column added there was
+    never carried by the stream: the group's lists then owe a copy in place (copy_pending,
+    which writes only the rows that differ), recorded before the publication changes so that
+    a command killed in between still owes it."""
     wanted = schema_skew.stream_columns(s.conn, leader)
     if wanted is None or not links_of(s.conn, group.id):
-        return False
+        return
     published = leader.group_columns(group.name)
     if all(published.get(table) == columns for table, columns in wanted.items()):
-        return False
+        return
     added = any(
         published.get(table) is not None and set(columns) - set(published[table] or [])
         for table, columns in wanted.items()
     )
+    if added:
+        catalog.set_group_links_state(s.conn, group.id, LinkState.ATTACHING, from_states=(LinkState.READY,))
     publish(s, group, leader, sorted(link.remote_list_id for link in links_of(s.conn, group.id)))
     log.info(
         "group %s: published columns now %s%s", group.name, wanted, " (lists copied again)" if added else ""
     )
-    return added
 
 
 def drop(s: Session, group: Group, leader: LeaderClient | None) -> bool:

@@ -157,10 +157,7 @@ def _locked_sync(
         subscriber.make_failover_ready(
             s.conn, group.name, leader.version, deadline.at_most(groups.PAUSE_TIMEOUT_S)
         )
-        if groups.refresh_columns(s, group, leader):
-            catalog.set_group_links_state(
-                s.conn, group.id, LinkState.ATTACHING, from_states=(LinkState.READY,)
-            )
+        groups.refresh_columns(s, group, leader)
         copies = {
             done.link.local_list_id: done.result
             for done in groups.copy_pending(s, group, leader, deadline, progress)
