@@ -354,13 +354,9 @@ def _upsert(
 ) -> None:
     """These rows of Leader list `remote`, staged from the snapshot and upserted into `local`."""
     stage = sql.Identifier(f"stage_{table}")
-    writer.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(
-            stage, sql.Identifier("public", table)
-        )
-    )
-    writer.execute(sql.SQL("TRUNCATE {}").format(stage))
     columns = schema_skew.copy_columns(source, writer)[table]
+    copier.make_stage(writer, stage, table, columns)
+    writer.execute(sql.SQL("TRUNCATE {}").format(stage))
     copier.pipe(
         source, writer, copier.select_rows(table, columns, remote, local, ids), copier.copy_in(stage, columns)
     )

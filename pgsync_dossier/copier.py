@@ -192,6 +192,16 @@ def copy_in(target: sql.Identifier, columns: Sequence[str]) -> sql.Composed:
     )
 
 
+def make_stage(writer: pg.Connection, stage: sql.Identifier, table: str, columns: Sequence[str]) -> None:
+    """A temporary table for the rows a copy stages: the columns copied and nothing else (no NOT
+    NULL of a column only this node has, which the staged rows do not carry)."""
+    writer.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            stage, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier("public", table)
+        )
+    )
+
+
 def _stage(table: str) -> sql.Identifier:
     return sql.Identifier(f"stage_{table}")
 
@@ -338,11 +348,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
     writer = _writer(job)
     try:
         for table in TABLES:
-            writer.execute(
-                sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
-                    _stage(table), sql.Identifier("public", table)
-                )
-            )
+            make_stage(writer, _stage(table), table, job.columns[table])
 
         def stage() -> tuple[int, int]:
             dossiers, faces = (

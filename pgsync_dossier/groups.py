@@ -377,6 +377,10 @@ def narrow(s: Session, group: Group, leader: LeaderClient, registered: list[int]
         publish(s, group, leader, mapped)
 
 
+#: Why a group's lists are copied again in place (groups.publish).
+COLUMNS_ADDED = "the nodes have a column in common that was not published: copied again in place"
+
+
 def pause_reason(s: Session, leader: LeaderClient, facts: LeaderFacts) -> tuple[str, str] | None:
     """Why the group's stream must stay closed, as (code, message): the face models differ,
     or the schemas differ beyond what a column list absorbs. None: it may stream."""
@@ -389,31 +393,56 @@ def pause_reason(s: Session, leader: LeaderClient, facts: LeaderFacts) -> tuple[
 def publish(s: Session, group: Group, leader: LeaderClient, lists: list[int]) -> None:
     """The group's publication on the Leader: these lists, and the columns this Subscriber has
     in common with the Leader (schema_skew.py), so that a column only the Leader has is never
-    published."""
-    leader.set_group_lists(group.name, s.node.node_name, lists, schema_skew.stream_columns(s.conn, leader))
+    published.
+
+    A column published from now on was never carried by the stream, and what the slot holds
+    was decoded without it (a row it cannot insert, when the column is required here). So the
+    stream pauses, its lists owe a copy in place (copy_pending, which writes only the rows that
+    differ) and its slot starts anew after the change: the copies, taken later, hold
+    everything the old slot held."""
+    wanted = schema_skew.stream_columns(s.conn, leader)
+    adds = wanted is not None and _adds_columns(leader.group_columns(group.name), wanted)
+    if adds:
+        subscriber.pause(s.conn, group.name, Deadline(PAUSE_TIMEOUT_S))
+        catalog.set_group_links_state(
+            s.conn,
+            group.id,
+            LinkState.ATTACHING,
+            COLUMNS_ADDED,
+            from_states=(LinkState.READY, LinkState.REPAIRING),
+        )
+    leader.set_group_lists(group.name, s.node.node_name, lists, wanted)
+    if adds:
+        leader.recreate_slot(group.name)
+        catalog.set_stopped_at(s.conn, group.id, None)
+        log.info(
+            "group %s: publishes %s from now on: new slot, lists copied again in place", group.name, wanted
+        )
+
+
+def _adds_columns(published: dict[str, list[str] | None], wanted: dict[str, list[str]]) -> bool:
+    """Whether `wanted` publishes a column the group's publication does not (one that has no
+    column list publishes every column; a new group publishes nothing yet)."""
+    return any(
+        published.get(table) is not None and bool(set(columns) - set(published[table] or []))
+        for table, columns in wanted.items()
+    )
+
+
+def columns_behind(s: Session, group: Group, leader: LeaderClient) -> bool:
+    """Whether the group's publication names other columns than the two nodes now have in
+    common (a node migrated since): refresh_columns then publishes them."""
+    wanted = schema_skew.stream_columns(s.conn, leader)
+    if wanted is None or not links_of(s.conn, group.id):
+        return False
+    published = leader.group_columns(group.name)
+    return not all(published.get(table) == columns for table, columns in wanted.items())
 
 
 def refresh_columns(s: Session, group: Group, leader: LeaderClient) -> None:
-    """Publish the columns in common now (a node migrated since). A column added there was
-    never carried by the stream: the group's lists then owe a copy in place (copy_pending,
-    which writes only the rows that differ), recorded before the publication changes so that
-    a command killed in between still owes it."""
-    wanted = schema_skew.stream_columns(s.conn, leader)
-    if wanted is None or not links_of(s.conn, group.id):
-        return
-    published = leader.group_columns(group.name)
-    if all(published.get(table) == columns for table, columns in wanted.items()):
-        return
-    added = any(
-        published.get(table) is not None and set(columns) - set(published[table] or [])
-        for table, columns in wanted.items()
-    )
-    if added:
-        catalog.set_group_links_state(s.conn, group.id, LinkState.ATTACHING, from_states=(LinkState.READY,))
-    publish(s, group, leader, sorted(link.remote_list_id for link in links_of(s.conn, group.id)))
-    log.info(
-        "group %s: published columns now %s%s", group.name, wanted, " (lists copied again)" if added else ""
-    )
+    """Publish the columns in common now, when they changed since the publication was made."""
+    if columns_behind(s, group, leader):
+        publish(s, group, leader, sorted(link.remote_list_id for link in links_of(s.conn, group.id)))
 
 
 def drop(s: Session, group: Group, leader: LeaderClient | None) -> bool:

@@ -191,6 +191,8 @@ class LeaderClient:
         #: the same (its password was derived from its token at its setup). A Subscriber's own
         #: login proves nothing about today's tokens: attach checks the verifier then.
         self.token_proven = login.kind == "enrollment" and self.conn.pgconn.used_password
+        self._versions: tuple[str | None, str | None] | None = None
+        self._columns: list[dict[str, Any]] | None = None
 
     @property
     def version(self) -> int:
@@ -282,19 +284,22 @@ class LeaderClient:
 
     def versions(self) -> tuple[str | None, str | None]:
         """The Leader's schema revision and pgsync-dossier version (None, None: a Leader set up by a
-        version that does not tell)."""
-        try:
-            cur = self.conn.execute("SELECT * FROM pgsync.api_node_versions()")
-        except psycopg.errors.UndefinedFunction:
-            return None, None
-        except psycopg.Error as exc:
-            raise self.error(exc) from None
-        row = cur.fetchone()
-        return (row["schema_revision"], row["software_version"]) if row else (None, None)
+        version that does not tell). Read once per command, as dossier_columns."""
+        if self._versions is None:
+            try:
+                row = self.conn.execute("SELECT * FROM pgsync.api_node_versions()").fetchone()
+            except psycopg.errors.UndefinedFunction:
+                row = None
+            except psycopg.Error as exc:
+                raise self.error(exc) from None
+            self._versions = (row["schema_revision"], row["software_version"]) if row else (None, None)
+        return self._versions
 
     def dossier_columns(self) -> list[dict[str, Any]]:
         """The Leader's dossier and face columns, as schema_skew compares them."""
-        return self._call(pg.query("dossier_columns"))
+        if self._columns is None:
+            self._columns = self._call(pg.query("dossier_columns"))
+        return self._columns
 
     def enrollment_state(self, node_tag: str) -> str | None:
         """pending, active, approved, revoked, or None when the Leader never saw this tag."""

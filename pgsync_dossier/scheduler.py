@@ -211,15 +211,18 @@ def _probe(s: Session, group: Group) -> str | None:
         catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
         try:
             reason = groups.pause_reason(s, leader, facts)
-        except PgsyncError as exc:
+            if reason is not None:
+                catalog.set_group_links_state(
+                    s.conn, group.id, LinkState.PAUSED, reason[1], from_states=(LinkState.READY,)
+                )
+            else:
+                catalog.set_group_links_state(
+                    s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,)
+                )
+                if groups.columns_behind(s, group, leader):
+                    trouble = trouble or "columns"  # a node migrated: the sync publishes them
+        except PgsyncError as exc:  # the states stay as they are: no pause is lifted unseen
             log.warning("group %s: %s", group.name, exc)
-            reason = None
-        if reason is not None:
-            catalog.set_group_links_state(
-                s.conn, group.id, LinkState.PAUSED, reason[1], from_states=(LinkState.READY,)
-            )
-        else:
-            catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
     sub = subscriber.subscription(s.conn, group.name)
     if sub is not None and sub["relations"] == 0:
         trouble = trouble or "untabled"  # pg_upgrade from before 17: the sync makes it again

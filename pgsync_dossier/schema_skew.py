@@ -83,7 +83,9 @@ def skew(leader: Columns, here: Columns, column_lists: bool) -> Skew | None:
         required_here += [
             f"{table}.{name}"
             for name, column in ours.items()
-            if name not in theirs and column.not_null and not column.has_default
+            if column.not_null
+            and not column.has_default
+            and (name not in theirs or not theirs[name].not_null)  # the Leader may send no value
         ]
         retyped += [
             f"{table}.{name} is {theirs[name].type} there, {column.type} here"
@@ -94,7 +96,7 @@ def skew(leader: Columns, here: Columns, column_lists: bool) -> Skew | None:
     if leader_only:
         reasons.append(f"the Leader publishes {', '.join(leader_only)}, which this Subscriber lacks")
     if required_here:
-        reasons.append(f"{', '.join(required_here)} must be set here and the Leader has no such column")
+        reasons.append(f"{', '.join(required_here)} must be set here and the Leader may leave it empty")
     reasons += retyped
     if not reasons:
         return None

@@ -213,9 +213,21 @@ $$
 $$;
 REVOKE ALL ON FUNCTION pgsync.published_columns(text, text) FROM PUBLIC;
 
+-- The columns this version of pgsync-dossier reads and writes (copier.COLUMNS; a unit test
+-- keeps the two equal): every Subscriber of this version or an earlier one has them.
+CREATE OR REPLACE FUNCTION pgsync.known_columns(p_table text) RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS
+$$
+    SELECT CASE p_table
+        WHEN 'dossier' THEN ARRAY['id', 'dossier_list_id', 'name', 'comment', 'active', 'created_at',
+                                  'modified_at', 'row_version']
+        WHEN 'dossier_face' THEN ARRAY['id', 'dossier_id', 'dossier_list_id', 'embedding', 'model', 'created_at',
+                                       'row_version'] END
+$$;
+
 -- A column list for one table: the columns asked for, each a stored column of the table, and
 -- always the replica identity (without it PostgreSQL refuses the Leader's own UPDATEs and
--- DELETEs). NULL asks for none.
+-- DELETEs) and row_version (which orders a row's versions on the Subscriber). NULL asks for none.
 CREATE OR REPLACE FUNCTION pgsync.column_list(p_table text, p_columns text[]) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS
 $$
@@ -233,8 +245,8 @@ BEGIN
         RAISE EXCEPTION 'public.% has no column % to publish', p_table, v_unknown
             USING ERRCODE = 'undefined_column';
     END IF;
-    IF NOT (p_columns @> ARRAY['id', 'dossier_list_id']) THEN
-        RAISE EXCEPTION 'a column list of public.% must name id and dossier_list_id', p_table
+    IF NOT (p_columns @> ARRAY['id', 'dossier_list_id', 'row_version']) THEN
+        RAISE EXCEPTION 'a column list of public.% must name id, dossier_list_id and row_version', p_table
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN ' (' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ' ORDER BY a.attnum)
@@ -306,12 +318,34 @@ BEGIN
 END
 $$;
 
--- The same, for a Subscriber of an older version: every column published.
+-- The same, for a Subscriber of an older version: the columns it has (a column the Leader adds
+-- later is not published to it).
 DROP FUNCTION IF EXISTS pgsync.api_set_group_lists(text, text, integer[]);
 CREATE OR REPLACE FUNCTION pgsync.api_set_group_lists(
     p_name text, p_subscriber_node text, p_lists integer[]) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
-$$ SELECT pgsync.api_set_group_lists(p_name, p_subscriber_node, p_lists, NULL, NULL) $$;
+$$
+    SELECT pgsync.api_set_group_lists(p_name, p_subscriber_node, p_lists,
+                                      pgsync.known_columns('dossier'), pgsync.known_columns('dossier_face'))
+$$;
+
+-- Publications made before column lists publish every column: from now on they name the
+-- columns every Subscriber has, so that a column the Leader adds later is never published to
+-- one that lacks it. The columns stay the same, so nothing in flight is lost.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT g.name, g.subscriber_node, g.lists FROM pgsync.group_registration AS g
+              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_publication AS p WHERE p.pubname = g.name)
+                AND (pgsync.published_columns(g.name, 'dossier') IS NULL
+                     OR pgsync.published_columns(g.name, 'dossier_face') IS NULL)
+    LOOP
+        PERFORM pgsync.api_set_group_lists(r.name, r.subscriber_node, r.lists,
+                                           pgsync.known_columns('dossier'), pgsync.known_columns('dossier_face'));
+    END LOOP;
+END
+$$;
 
 -- Which columns a group's publication names, per table (NULL: all of them).
 CREATE OR REPLACE FUNCTION pgsync.api_group_columns(p_name text)

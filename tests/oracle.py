@@ -6,7 +6,8 @@ its own generated columns, not the catalog. The caller says which Leader list ea
 should hold (the test attached it, so it knows); a link the product dropped by mistake is then
 still compared. Every column of every dossier and face is compared (a digest of the row with
 its list id and the product's `content_hash` left out: the list id differs between the two
-sides by design, and the hash is derived from the other columns), and, on both sides, every
+sides by design, and the hash is derived from the other columns; while the two schemas differ,
+a column only one side has cannot be compared and is left out too), and, on both sides, every
 face whose dossier is missing or in another list is counted.
 """
 
@@ -32,7 +33,17 @@ Conn = psycopg.Connection[Any]
 KINDS = ("missing", "extra", "changed")
 
 
-def row_digests(conn: Conn, table: str, list_id: int) -> dict[str, str]:
+def columns_of(conn: Conn, table: str) -> set[str]:
+    """The table's columns on this side (the two sides' schemas may differ during an upgrade)."""
+    query = (
+        "SELECT attname::text FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+    )
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return {name for (name,) in cur.execute(query, [f"public.{table}"]).fetchall()}
+
+
+def row_digests(conn: Conn, table: str, list_id: int, left_out: Iterable[str] = LEFT_OUT) -> dict[str, str]:
     """Each row of `list_id` in `table`: its id -> an md5 of every other column. Both sides
     render timestamps and bytes alike whatever their servers' settings (set for this
     transaction only: the caller's session keeps its own)."""
@@ -43,7 +54,7 @@ def row_digests(conn: Conn, table: str, list_id: int) -> dict[str, str]:
     query = sql.SQL(
         "SELECT t.id::text, md5((to_jsonb(t) - {left_out}::text[])::text) FROM {table} AS t "
         "WHERE t.dossier_list_id = %s"
-    ).format(table=sql.Identifier(table), left_out=sql.Literal(list(LEFT_OUT)))
+    ).format(table=sql.Identifier(table), left_out=sql.Literal(sorted(left_out)))
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(settle)
         return {row_id: digest for row_id, digest in cur.execute(query, [list_id]).fetchall()}
@@ -106,7 +117,10 @@ def compare_list(leader: Conn, remote: int, replica: Conn, local: int) -> ListCo
     leader_rows: dict[str, int] = {}
     replica_rows: dict[str, int] = {}
     for table in TABLES:
-        on_leader, on_replica = row_digests(leader, table, remote), row_digests(replica, table, local)
+        one_side_only = columns_of(leader, table) ^ columns_of(replica, table)
+        left_out = {*LEFT_OUT, *one_side_only}
+        on_leader = row_digests(leader, table, remote, left_out)
+        on_replica = row_digests(replica, table, local, left_out)
         leader_rows[table], replica_rows[table] = len(on_leader), len(on_replica)
         tables[table] = diff_rows(on_leader, on_replica)
     return ListComparison(remote, local, leader_rows, replica_rows, tables)

@@ -53,3 +53,25 @@ def test_a_retyped_column_names_the_older_node() -> None:
     found = skew(schema(name=Column("character varying(80)", False, False)), schema(), column_lists=True)
     assert found is not None and found.migrate == "older"
     assert "dossier.name is character varying(80) there, text here" in found.reasons
+
+
+def test_the_leader_knows_the_columns_the_copier_knows() -> None:
+    """What a Subscriber of an older version gets published (pgsync.known_columns) is what this
+    version reads and writes (copier.COLUMNS): one list, kept in two languages."""
+    import re
+
+    from pgsync_dossier.copier import COLUMNS
+    from pgsync_dossier.resources import sql_dir
+
+    text = (sql_dir() / "leader_api.sql").read_text()
+    body = text[text.index("FUNCTION pgsync.known_columns") :]
+    for table, columns in COLUMNS.items():
+        found = re.search(rf"WHEN '{table}' THEN ARRAY\[([^\]]*)\]", body)
+        assert found is not None
+        assert tuple(re.findall(r"'([a-z_]+)'", found.group(1))) == columns
+
+
+def test_a_column_required_here_and_optional_there_waits_for_the_leader() -> None:
+    found = skew(schema(badge=TEXT), schema(badge=REQUIRED), column_lists=True)
+    assert found is not None and found.migrate == "leader"
+    assert skew(schema(badge=REQUIRED), schema(badge=REQUIRED), column_lists=True) is None
