@@ -406,9 +406,54 @@ def run_history(conn: pg.Connection) -> dict[int, dict[str, Any]]:
 
 
 def prune_history(conn: pg.Connection) -> None:
-    """Runs and lag samples are kept as long as the history shows them, and no longer."""
+    """Runs, lag samples and verifications are kept as long as the history shows them, and no
+    longer (each list's latest verification stays: it is what status reports)."""
     _run(conn, "prune_runs", {"days": HISTORY_DAYS})
     _run(conn, "prune_lag_samples", {"days": HISTORY_DAYS})
+    _run(conn, "prune_verifications", {"days": HISTORY_DAYS})
+
+
+@dataclass(frozen=True)
+class Verification:
+    """One comparison of a replica with its Leader list, as recorded."""
+
+    local_list_id: int
+    remote_list_id: int
+    reason: str  # schedule, manual, repair
+    started_at: datetime
+    leader_lsn: int | None
+    #: None: it could not compare (error says why)
+    equal: bool | None
+    #: (table, kind) -> rows: dossiers/faces, missing/extra/changed
+    counts: dict[tuple[str, str], int] | None = None
+    error: str | None = None
+
+
+def record_verification(conn: pg.Connection, found: Verification) -> None:
+    counts = found.counts or {}
+    _run(
+        conn,
+        "record_verification",
+        {
+            "local": found.local_list_id,
+            "remote": found.remote_list_id,
+            "reason": found.reason,
+            "started_at": found.started_at,
+            "leader_lsn": found.leader_lsn,
+            "equal": found.equal,
+            "error": found.error,
+            **{
+                f"{table}_{kind}": counts.get((table, kind)) if found.counts is not None else None
+                for table in ("dossiers", "faces")
+                for kind in ("missing", "extra", "changed")
+            },
+        },
+    )
+
+
+def last_verifications(conn: pg.Connection) -> dict[int, dict[str, Any]]:
+    """Each list's latest verification that compared: finished_at, equal, reason, differences."""
+    return {row["local_list_id"]: row for row in conn.execute(_query("last_verifications")).fetchall()}
 
 
 def sync_days(conn: pg.Connection, group_id: int) -> list[SyncDay]:

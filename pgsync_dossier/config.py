@@ -39,9 +39,25 @@ _STRING_KEYS = (
     "replication_url",
     "leader_sslrootcert",
 )
-_BOOL_KEYS = ("sync_at_startup", "sync_at_creation", "web_ui")
-_BOOL_DEFAULTS = {"sync_at_startup": True, "sync_at_creation": True, "web_ui": False}
-KNOWN_KEYS = ("role", *_STRING_KEYS, "sync_schedule", *_BOOL_KEYS, "wal_retention_budget", "enrollment")
+_BOOL_KEYS = ("sync_at_startup", "sync_at_creation", "web_ui", "repair_on_divergence")
+_BOOL_DEFAULTS = {
+    "sync_at_startup": True,
+    "sync_at_creation": True,
+    "web_ui": False,
+    "repair_on_divergence": True,
+}
+KNOWN_KEYS = (
+    "role",
+    *_STRING_KEYS,
+    "sync_schedule",
+    "verify_schedule",
+    *_BOOL_KEYS,
+    "wal_retention_budget",
+    "enrollment",
+)
+#: When a Subscriber proves its replicas equal, unless its config says otherwise: once a day,
+#: at an hour when watch lists are seldom edited ('none' turns it off).
+DEFAULT_VERIFY_SCHEDULE = "FREQ=DAILY;BYHOUR=4;BYMINUTE=15"
 ENROLLMENT_MODES = ("auto", "manual")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
@@ -71,6 +87,10 @@ class Config:
     #: On a Subscriber: the CA that signs its Leaders' server certificates; every Leader
     #: connection is then verify-full (unless its URL names an sslmode of its own)
     leader_sslrootcert: str | None = None
+    #: On a Subscriber: when each replica is verified (None: never, `verify_schedule: none`)
+    verify_schedule: Schedule | None = None
+    #: On a Subscriber: a scheduled verification that finds differences repairs them at once
+    repair_on_divergence: bool = True
 
     def effective(self) -> dict[str, Any]:
         """The settings as a person should see them: the token masked, never revealed."""
@@ -89,6 +109,8 @@ class Config:
             "replication_url": self.replication_url,
             "enrollment": self.enrollment,
             "leader_sslrootcert": self.leader_sslrootcert,
+            "verify_schedule": self.verify_schedule.text if self.verify_schedule else None,
+            "repair_on_divergence": self.repair_on_divergence,
         }
 
 
@@ -188,12 +210,14 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         if key not in values or values[key][0] in (None, ""):
             raise ConfigError(f"{where}: {key} is required; {_HINTS[key]}")
     strings: dict[str, str] = {}
-    for key in (*_STRING_KEYS, "role", "sync_schedule", "enrollment"):
+    for key in (*_STRING_KEYS, "role", "sync_schedule", "verify_schedule", "enrollment"):
         if key in values and values[key][0] is not None:
             value, origin = values[key]
             if not isinstance(value, str):
                 raise ConfigError(f"{origin}: must be a string, not {_yaml_type(value)}")
-            if key != "sync_schedule" and any(unicodedata.category(c) == "Cc" for c in value.strip()):
+            if key not in ("sync_schedule", "verify_schedule") and any(
+                unicodedata.category(c) == "Cc" for c in value.strip()
+            ):
                 raise ConfigError(f"{origin}: holds control characters (a newline, an escape); remove them")
             strings[key] = value.strip()
     role = strings["role"]
@@ -217,6 +241,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
                 f"{values['sync_schedule'][1]}: invalid RRULE: {exc}; "
                 "e.g. 'FREQ=DAILY;BYHOUR=3', or remove the key for continuous sync"
             ) from None
+    verify_schedule = _verify_schedule(strings, values, role)
     budget = _size(values["wal_retention_budget"]) if "wal_retention_budget" in values else None
     replication_url = strings.get("replication_url") or None
     if replication_url is not None:
@@ -261,7 +286,29 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
         replication_url=replication_url,
         enrollment=enrollment,
         leader_sslrootcert=rootcert,
+        verify_schedule=verify_schedule,
+        repair_on_divergence=flags["repair_on_divergence"],
     )
+
+
+def _verify_schedule(
+    strings: dict[str, str], values: dict[str, tuple[object, str]], role: str
+) -> Schedule | None:
+    """A Subscriber's verify_schedule: the default, an RRULE, or 'none'."""
+    text = strings.get("verify_schedule")
+    if text is not None and role != "subscriber":
+        raise ConfigError(
+            f"{values['verify_schedule'][1]}: is a Subscriber setting (when replicas are verified); remove it"
+        )
+    if role != "subscriber" or (text or "").lower() == "none":
+        return None
+    try:
+        return Schedule.parse(text or DEFAULT_VERIFY_SCHEDULE)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{values['verify_schedule'][1]}: invalid RRULE: {exc}; e.g. 'FREQ=DAILY;BYHOUR=4', "
+            "or 'none' to verify only when asked"
+        ) from None
 
 
 def _size(entry: tuple[object, str]) -> int | None:

@@ -47,6 +47,14 @@ sync_at_creation: true
 # Subscriber: serve the small web page at / with `pgsync-dossier serve` (the API is always on).
 web_ui: false
 
+# Subscriber: when each replica proves it equals its Leader list (an RRULE; 'none': only when
+# asked with `verify`). The default is once a day at 04:15. `tick` (or `run`) verifies one
+# group at a time, after its sync.
+# verify_schedule: "FREQ=DAILY;BYHOUR=4;BYMINUTE=15"
+# Subscriber: a scheduled verification that finds differences repairs them in place at once
+# and verifies again; false only reports them (status, /metrics, the alert).
+# repair_on_divergence: true
+
 # Subscriber: when a Leader sets no max_slot_wal_keep_size, status warns once a closed
 # window's slot holds more than 80% of this much WAL (e.g. 10GB).
 # wal_retention_budget: 10GB

@@ -91,6 +91,26 @@ _LINK_GAUGES: tuple[Gauge, ...] = (
         "Windowed links only: the longest wait between two windows of the schedule",
         _key("sync_interval"),
     ),
+    (
+        "pgsync_dossier_link_last_verified_timestamp_seconds",
+        "When the list was last proven equal to its Leader list, or found to differ (verify_schedule)",
+        lambda row: row["verified_at"].timestamp() if row["verified_at"] else None,
+    ),
+    (
+        "pgsync_dossier_link_verified_equal",
+        "1 when the list's last verification found it equal to its Leader list, 0 when it differed",
+        lambda row: None if row["verified"] == "never" else row["verified"] == "equal",
+    ),
+    (
+        "pgsync_dossier_link_verified_differences",
+        "Rows (dossiers and faces) missing, extra or changed at the list's last verification",
+        _key("verified_differences"),
+    ),
+    (
+        "pgsync_dossier_link_verify_interval_seconds",
+        "The longest wait between two occurrences of verify_schedule (absent: verification off)",
+        _key("verify_interval"),
+    ),
 )
 
 _SLOT_GAUGES: tuple[Gauge, ...] = (
@@ -206,7 +226,9 @@ def render(config: Config) -> str:
         row["last_success"] = float(history["last_success"]) if history.get("last_success") else None
         row["failures"] = history.get("failures", 0)
         row["last_heal_at"] = heal["finished_at"].timestamp() if heal else None
-        row["sync_interval"] = _sync_interval(row["schedule"], now.replace(minute=0, second=0, microsecond=0))
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        row["sync_interval"] = _sync_interval(row["schedule"], hour)
+        row["verify_interval"] = _sync_interval(row["verify_schedule"], hour)
     labelled = [
         (
             {

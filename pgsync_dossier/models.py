@@ -300,7 +300,7 @@ link = Table(
     schema=CATALOG_SCHEMA,
 )
 
-SYNC_REASONS = ("schedule", "startup", "creation", "manual", "repair", "heal")
+SYNC_REASONS = ("schedule", "startup", "creation", "manual", "repair", "heal", "verify")
 
 sync_run = Table(
     "sync_run",
@@ -330,6 +330,34 @@ lag_sample = Table(
     Column("lag_bytes", BigInteger),
     Column("lag_seconds", Double),
     Index(None, "group_id", "sampled_at"),
+    schema=CATALOG_SCHEMA,
+)
+
+#: Why a replica was verified: its verify_schedule, a `verify` asked for, or after a repair.
+VERIFICATION_REASONS = ("schedule", "manual", "repair")
+
+#: Every verification of a replica, kept as long as the sync history (status shows the latest).
+verification = Table(
+    "verification",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("local_list_id", Integer, nullable=False),
+    Column("remote_list_id", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("started_at", TIMESTAMP(timezone=True), nullable=False),
+    _timestamp("finished_at"),
+    Column("leader_lsn", BigInteger),
+    Column("equal", Boolean),  # None: it could not compare (see error)
+    *(
+        Column(f"{table}_{kind}", Integer)
+        for table in ("dossiers", "faces")
+        for kind in ("missing", "extra", "changed")
+    ),
+    Column("error", Text),
+    CheckConstraint(
+        "reason IN (" + ", ".join(f"'{reason}'" for reason in VERIFICATION_REASONS) + ")", name="reason"
+    ),
+    Index(None, "local_list_id", "finished_at"),
     schema=CATALOG_SCHEMA,
 )
 

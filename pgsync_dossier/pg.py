@@ -141,7 +141,7 @@ LOCK_NAMESPACE = 0x7067_7364  # 'pgsd'
 
 
 def lock_key(kind: str, ident: int) -> tuple[int, int]:
-    kinds = {"list": 2, "node": 3, "group": 4, "enrollment": 5}
+    kinds = {"list": 2, "node": 3, "group": 4, "enrollment": 5, "verification": 6}
     return (LOCK_NAMESPACE + kinds[kind], ident)
 
 

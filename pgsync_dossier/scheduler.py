@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, groups, pg, subscriber
+from pgsync_dossier import catalog, groups, pg, subscriber, verify
 from pgsync_dossier.catalog import Group, LinkState
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
@@ -153,11 +153,27 @@ def tick(
         "tick",
         "startup" if startup else "schedule",
         chosen,
-        lambda s, group: _step(s, group, startup, deadline, clock()),
+        lambda s, group: _step_then_verify(s, group, startup, deadline, clock()),
     )
     with subscriber_session(config, "tick") as s:
         catalog.prune_history(s.conn)
     return [outcome for group_outcome in outcomes for outcome in group_outcome.per_list()]
+
+
+def _step_then_verify(
+    s: Session, group: Group, startup: bool, deadline: Deadline, now: datetime
+) -> GroupOutcome | None:
+    """The group's step, then its scheduled verification when one is due and the group is in
+    order (verify.scheduled): a verification's failure is logged and recorded, never the tick's."""
+    outcome = _step(s, group, startup, deadline, now)
+    if outcome is None or outcome.status == "synced":
+        fresh = catalog.group(s.conn, group.id)
+        try:
+            if fresh is not None:
+                verify.scheduled(s, fresh, deadline)
+        except PgsyncError as exc:
+            log.warning("group %s: its scheduled verification failed: %s", group.name, exc)
+    return outcome
 
 
 def _step(s: Session, group: Group, startup: bool, deadline: Deadline, now: datetime) -> GroupOutcome | None:

@@ -54,6 +54,10 @@ SUBSCRIBER_FIELDS = (
     "last_sync_ok",
     "next_sync",
     "last_heal",
+    "verified",
+    "verified_at",
+    "verified_differences",
+    "verify_schedule",
     "warning",
     "last_error",
 )
@@ -104,6 +108,7 @@ class _LocalView:
         self.subscriptions = subscriber.subscriptions(conn)
         self.last_runs = catalog.last_runs(conn)
         self.last_heals = catalog.last_heals(conn)
+        self.verifications = catalog.last_verifications(conn)
         self.heartbeats = {row["group_name"]: row for row in conn.execute(pg.query("heartbeats"))}
         copying = [copier.application_name(link.local_list_id) for link in links if link.needs_copy]
         self.copied = (
@@ -159,6 +164,7 @@ def _row(
     windowed = schedule is not None
     enabled = bool(sub and sub["enabled"])
     heal = local.last_heals.get(group.id)
+    proof = local.verifications.get(link.local_list_id)
     pausing_for = "repairing" if states.get(group.copying_list_id or -1) == "repairing" else "copying"
     facts = stream_facts(
         group, window_open=enabled and windowed, models_match=link.state != "paused", pausing_for=pausing_for
@@ -191,6 +197,11 @@ def _row(
         "last_sync_ok": last["ok"] if last else None,
         "next_sync": schedule.next_after(now) if schedule else None,
         "last_heal": f"{heal['finished_at'].isoformat(timespec='seconds')}: {heal['note']}" if heal else None,
+        # equal, differs, or never: the latest verification that compared (verify.py)
+        "verified": ("equal" if proof["equal"] else "differs") if proof else "never",
+        "verified_at": proof["finished_at"] if proof else None,
+        "verified_differences": proof["differences"] if proof else None,
+        "verify_schedule": config.verify_schedule.text if config.verify_schedule else None,
         "warning": None,
         "last_error": link.last_error
         or group.last_error

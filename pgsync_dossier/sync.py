@@ -24,7 +24,7 @@ from pgsync_dossier.session import Session
 
 log = logging.getLogger(__name__)
 
-Reason = Literal["schedule", "startup", "creation", "manual", "repair", "heal"]
+Reason = Literal["schedule", "startup", "creation", "manual", "repair", "heal", "verify"]
 Status = Literal["synced", "failed", "paused", "busy", "skipped"]
 
 

@@ -6,6 +6,11 @@ divergence; a list that still differs is compared again after another barrier (a
 between the barrier and the comparison), and what differs after the last attempt is
 reported by kind: missing, extra, changed rows.
 
+Every verification is recorded (pgsync.verification): `status`, the API, the web page and
+`/metrics` show each list's latest. `tick` and `run` verify each group on `verify_schedule`
+(scheduled), one group of this Subscriber at a time, and with `repair_on_divergence` repair a
+list that differs at once and verify it again.
+
 When the blind `verify.blind` is armed (faults.py; only the soak's self-test does it), every
 compared list is reported equal with no differences: the self-test plants damage and blinds
 verify, and the soak, which judges by its own SQL oracle, must still fail.
@@ -13,15 +18,21 @@ verify, and the soak, which judges by its own SQL oracle, must still fail.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from pgsync_dossier import catalog, compare, faults
-from pgsync_dossier.catalog import Link, LinkState
+from pgsync_dossier import catalog, compare, faults, pg
+from pgsync_dossier.catalog import Group, Link, LinkState, Verification
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import sync_group
+
+Why = Literal["schedule", "manual", "repair"]
+#: The tables as a verification's counts name them.
+_COUNTED = {"dossier": "dossiers", "dossier_face": "faces"}
+KINDS = ("missing", "extra", "changed")
 
 ATTEMPTS = 3
 
@@ -38,7 +49,7 @@ def verify(
                 raise PreconditionFailed(
                     f"list {local_list_id} is not a replica on this Subscriber", code="not_a_replica"
                 )
-        results = _compare_after_barriers(s, links, deadline)
+        results = _compare_after_barriers(s, links, deadline, "manual")
         if repair:
             for result in results:
                 if result["match"] is False:
@@ -51,28 +62,110 @@ def verify(
     return sorted(results, key=lambda r: r["local_list"])
 
 
-def _compare_after_barriers(s: Session, links: list[Link], deadline: Deadline) -> list[dict[str, Any]]:
+def scheduled(s: Session, group: Group, deadline: Deadline) -> list[dict[str, Any]] | None:
+    """The group's verification, when its `verify_schedule` says one is due and no other group
+    of this Subscriber is being verified (a later tick takes it then); None when nothing ran."""
+    now = datetime.now(UTC)
+    if not due(s, group, now):
+        return None
+    if not pg.try_advisory_lock(s.conn, "verification", 0):
+        return None
+    try:
+        links = [link for link in _ready(s, group)]
+        results = _compare_after_barriers(s, links, deadline, "schedule")
+        if s.config.repair_on_divergence:
+            for result in results:
+                if result["match"] is False:
+                    _repair(
+                        s,
+                        next(link for link in links if link.local_list_id == result["local_list"]),
+                        result,
+                        deadline,
+                    )
+        return results
+    finally:
+        pg.advisory_unlock(s.conn, "verification", 0)
+
+
+def due(s: Session, group: Group, now: datetime) -> bool:
+    """Whether an occurrence of `verify_schedule` passed since one of the group's ready lists was
+    last verified (or, never verified, since it was attached: the copy made it equal then)."""
+    schedule = s.config.verify_schedule
+    if schedule is None:
+        return False
+    last = catalog.last_verifications(s.conn)
+    return any(
+        schedule.due(
+            last[link.local_list_id]["finished_at"] if link.local_list_id in last else link.created_at, now
+        )
+        is not None
+        for link in _ready(s, group)
+    )
+
+
+def _ready(s: Session, group: Group) -> list[Link]:
+    return [
+        link for link in catalog.links(s.conn) if link.group_id == group.id and link.state == LinkState.READY
+    ]
+
+
+def _compare_after_barriers(
+    s: Session, links: list[Link], deadline: Deadline, why: Why
+) -> list[dict[str, Any]]:
     by_id = {group.id: group for group in catalog.groups(s.conn)}
     pending = {link.local_list_id: link for link in links}
     results = []
     for attempt in range(ATTEMPTS):
         for group_id in sorted({link.group_id for link in pending.values()}):
-            outcome = sync_group(s, by_id[group_id], "manual", deadline)
+            outcome = sync_group(s, by_id[group_id], "verify" if why == "schedule" else "manual", deadline)
             if outcome.status == "synced":
                 continue
             for local in outcome.lists:
                 if local in pending:
                     link = pending.pop(local)
-                    results.append(_result(link, match=None, error=f"could not sync first: {outcome.error}"))
+                    error = f"could not sync first: {outcome.error}"
+                    results.append(_result(link, match=None, error=error))
+                    _record(s, link, why, datetime.now(UTC), None, None, error)
         for local, link in sorted(pending.items()):
             leader = s.leaders.get(by_id[link.group_id].leader_url)
+            started, position = datetime.now(UTC), leader.wal_position()
             found = compare.compare_list(leader, s.conn, link.remote_list_id, local)
             if found.equal or attempt == ATTEMPTS - 1 or faults.blinded(faults.VERIFY_BLIND):
-                results.append(_result(link, **_as_reported(compare.describe(found))))
+                reported = _as_reported(compare.describe(found))
+                results.append(_result(link, **reported))
+                _record(s, link, why, started, position, found if reported["match"] is found.equal else None)
                 del pending[local]
         if not pending:
             break
     return results
+
+
+def _record(
+    s: Session,
+    link: Link,
+    why: Why,
+    started: datetime,
+    position: int | None,
+    found: compare.Comparison | None,
+    error: str | None = None,
+) -> None:
+    """Keep what one comparison found (a blinded one: equal, nothing counted, as it reports)."""
+    counts = (
+        {
+            (_COUNTED[table], kind): len(getattr(difference, kind))
+            for table, difference in found.tables.items()
+            for kind in KINDS
+        }
+        if found is not None
+        else (
+            None if error is not None else {(table, kind): 0 for table in _COUNTED.values() for kind in KINDS}
+        )
+    )
+    equal = None if error is not None else (found.equal if found is not None else True)
+    catalog.record_verification(
+        s.conn,
+        Verification(link.local_list_id, link.remote_list_id, why, started, position, equal, counts, error),
+    )
 
 
 def _repair(s: Session, link: Link, result: dict[str, Any], deadline: Deadline) -> None:
@@ -85,7 +178,7 @@ def _repair(s: Session, link: Link, result: dict[str, Any], deadline: Deadline) 
     if outcome.status != "synced":
         result["error"] = f"the repair did not finish: {outcome.error}"
         return
-    (after,) = _compare_after_barriers(s, [link], deadline)
+    (after,) = _compare_after_barriers(s, [link], deadline, "repair")
     result.update(
         {key: after[key] for key in ("dossiers", "faces", "leader_dossiers", "leader_faces", "match")}
     )

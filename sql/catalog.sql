@@ -134,6 +134,29 @@ SELECT g.id AS group_id,
 DELETE FROM pgsync.sync_run WHERE finished_at < now() - make_interval(days => %(days)s)
    AND id NOT IN (SELECT max(id) FROM pgsync.sync_run WHERE ok GROUP BY group_id);
 
+-- The latest verification of each list kept by prune_verifications: what status reports.
+-- name: prune_verifications
+DELETE FROM pgsync.verification AS v
+ WHERE v.finished_at < now() - make_interval(days => %(days)s)
+   AND v.id <> (SELECT w.id FROM pgsync.verification AS w WHERE w.local_list_id = v.local_list_id
+                 ORDER BY w.finished_at DESC LIMIT 1);
+
+-- name: record_verification
+INSERT INTO pgsync.verification (local_list_id, remote_list_id, reason, started_at, leader_lsn, equal,
+    dossiers_missing, dossiers_extra, dossiers_changed, faces_missing, faces_extra, faces_changed, error)
+VALUES (%(local)s, %(remote)s, %(reason)s, %(started_at)s, %(leader_lsn)s, %(equal)s,
+    %(dossiers_missing)s, %(dossiers_extra)s, %(dossiers_changed)s,
+    %(faces_missing)s, %(faces_extra)s, %(faces_changed)s, %(error)s);
+
+-- Each list's latest verification that compared (one that could not is no proof either way).
+-- name: last_verifications
+SELECT DISTINCT ON (local_list_id) local_list_id, finished_at, equal, reason,
+       dossiers_missing + dossiers_extra + dossiers_changed + faces_missing + faces_extra + faces_changed
+           AS differences
+  FROM pgsync.verification
+ WHERE equal IS NOT NULL
+ ORDER BY local_list_id, finished_at DESC;
+
 -- name: prune_lag_samples
 DELETE FROM pgsync.lag_sample WHERE sampled_at < pg_catalog.now() - pg_catalog.make_interval(days => %(days)s);
 

@@ -83,6 +83,14 @@ class Link(BaseModel):
     last_sync_ok: bool | None
     next_sync: datetime | None
     last_heal: str | None = Field(description="when the group's stream was last healed, and why")
+    verified: str = Field(description="the last verification: 'equal', 'differs' or 'never'")
+    verified_at: datetime | None = Field(
+        description="when the list was last verified (verify_schedule, verify)"
+    )
+    verified_differences: int | None = Field(
+        description="rows missing, extra or changed at that verification"
+    )
+    verify_schedule: str | None = Field(description="when this Subscriber verifies its replicas (None: off)")
     warning: str | None = Field(description="e.g. a closed window's slot close to being lost")
     last_error: str | None
 

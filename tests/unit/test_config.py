@@ -156,3 +156,25 @@ def test_replication_url_is_a_leader_setting_without_a_password(tmp_path: Path) 
         )
     with pytest.raises(ConfigError, match="replication_url: is a Leader setting"):
         config.load(write(tmp_path, GOOD + 'replication_url: "postgresql://db/dossiers"\n'), environ={})
+
+
+def test_verify_schedule_defaults_to_daily_and_none_turns_it_off(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, GOOD), environ={})
+    assert (
+        loaded.verify_schedule is not None and loaded.verify_schedule.text == config.DEFAULT_VERIFY_SCHEDULE
+    )
+    assert loaded.repair_on_divergence is True
+    off = config.load(
+        write(tmp_path, GOOD + "verify_schedule: none\nrepair_on_divergence: false\n"), environ={}
+    )
+    assert off.verify_schedule is None and off.repair_on_divergence is False
+    hourly = config.load(write(tmp_path, GOOD + 'verify_schedule: "FREQ=HOURLY"\n'), environ={})
+    assert hourly.verify_schedule is not None and hourly.effective()["verify_schedule"] == "FREQ=HOURLY"
+    with pytest.raises(
+        ConfigError, match="verify_schedule: invalid RRULE: .*'none' to verify only when asked"
+    ):
+        config.load(write(tmp_path, GOOD + 'verify_schedule: "FREQ=SOMETIMES"\n'), environ={})
+    leader = GOOD.replace("role: subscriber", "role: leader")
+    assert config.load(write(tmp_path, leader), environ={}).verify_schedule is None
+    with pytest.raises(ConfigError, match="verify_schedule: is a Subscriber setting"):
+        config.load(write(tmp_path, leader + 'verify_schedule: "FREQ=DAILY"\n'), environ={})
