@@ -10,6 +10,7 @@ every command, ~40 ms each).
 
     ./run bench                       every case, every PostgreSQL found (15 and 18 here)
     ./run bench attach --reps 5       one case
+    ./run bench verify --dossiers 300000   the verify case on a larger list
     ./run bench --smoke               tiny sizes, one repetition: the harness works (CI)
 """
 
@@ -26,7 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import case_attach, case_catchup, case_freshness, case_leader, case_overhead, case_repair
+from bench import (
+    case_attach,
+    case_catchup,
+    case_freshness,
+    case_leader,
+    case_overhead,
+    case_repair,
+    case_verify,
+)
 from bench.sites import Sites, started
 from pgsync_dossier import __file__ as package_init
 from pgsync_dossier.clusters import find_bindir, server_version
@@ -51,6 +60,7 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
         "leader": lambda s: case_leader.run(
             s, [1, 2] if smoke else [1, 8, 32], reps, 2.0 if smoke else 15.0, 100 if smoke else 500
         ),
+        "verify": lambda s: case_verify.run(s, 2000 if smoke else args.dossiers, reps),
     }
 
 
@@ -74,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda v: [int(x) for x in v.split(",")],
         default=[100_000, 300_000],
         help="attach and repair sizes",
+    )
+    parser.add_argument(
+        "--dossiers", type=int, default=100_000, help="the verify case's list size (--smoke: 2000)"
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes, one repetition (checks the harness)"
