@@ -184,6 +184,47 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
     return result
 
 
+def recheck(
+    leader: LeaderClient, local: pg.Connection, remote_list: int, local_list: int, found: Comparison
+) -> Comparison:
+    """`found`'s differing rows compared again, at a new Leader snapshot, and only those: what
+    still differs. A list being written shows differences that are only the two sides reading
+    at different moments (a row the stream applied after the Leader's snapshot was taken); a
+    divergence stays whatever the moment."""
+    params: dict[str, Any] = {"list": remote_list}
+    for table in TABLES:
+        difference = found.tables[table]
+        params[f"{table}_ids"] = difference.missing + difference.extra + difference.changed
+    source = snapshot(leader)
+    try:
+        theirs = _id_rows(source, params)
+        ours = _id_rows(local, {**params, "list": local_list})
+    except psycopg.Error as exc:
+        raise (
+            leader.error(exc) if source.broken else _local_error(exc, f"comparing list {local_list}")
+        ) from None
+    finally:
+        source.close()
+    result = Comparison({}, dict(found.leader_rows), dict(found.local_rows))
+    for index, table in enumerate(TABLES):
+        leader_only = _ids(theirs[index] - ours[index])
+        local_only = _ids(ours[index] - theirs[index])
+        result.tables[table] = TableDifference(
+            missing=_uuids(leader_only - local_only),
+            extra=_uuids(local_only - leader_only),
+            changed=_uuids(leader_only & local_only),
+        )
+    return result
+
+
+def _id_rows(conn: pg.Connection, params: dict[str, Any]) -> list[set[bytes]]:
+    found: list[set[bytes]] = [set() for _table in TABLES]
+    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
+        for t, rows in cur.execute(pg.query("id_rows"), params):
+            found[t] = _records(rows, ROW_BYTES)
+    return found
+
+
 def snapshot(leader: LeaderClient) -> pg.Connection:
     """A Leader connection in a repeatable-read, read-only transaction: one consistent view."""
     conn = leader.connect(autocommit=False, statement_timeout_ms=0)

@@ -2,9 +2,11 @@
 
 Each replica is compared right after its group's sync barrier, chunk by chunk through the
 content hashes both sides keep (compare.py), so changes in flight are not mistaken for
-divergence; a list that still differs is compared again after another barrier (a Leader edit
-between the barrier and the comparison), and what differs after the last attempt is
-reported by kind: missing, extra, changed rows.
+divergence. On a list being written the two sides are still read at slightly different
+moments, so the rows that differ are compared again after another barrier, and again, up to
+ATTEMPTS barriers: only what differs every time is reported, by kind (missing, extra,
+changed rows). A divergence differs whenever it is read; a row the stream applied between the
+two reads does not differ the next time.
 
 Every verification is recorded (pgsync.verification): `status`, the API, the web page and
 `/metrics` show each list's latest. `tick` and `run` verify each group on `verify_schedule`
@@ -34,7 +36,8 @@ Why = Literal["schedule", "manual", "repair"]
 _COUNTED = {"dossier": "dossiers", "dossier_face": "faces"}
 KINDS = ("missing", "extra", "changed")
 
-ATTEMPTS = 3
+#: Barriers a list is compared after at most: the first compares it all, the others what differed.
+ATTEMPTS = 5
 
 
 def verify(
@@ -115,6 +118,10 @@ def _compare_after_barriers(
     by_id = {group.id: group for group in catalog.groups(s.conn)}
     pending = {link.local_list_id: link for link in links}
     results = []
+    #: What each list's last comparison found: after the first, only those rows are compared
+    #: again, after another barrier (compare.recheck), until they no longer differ.
+    candidates: dict[int, compare.Comparison] = {}
+    started: dict[int, datetime] = {}
     for attempt in range(ATTEMPTS):
         for group_id in sorted({link.group_id for link in pending.values()}):
             outcome = sync_group(s, by_id[group_id], "verify" if why == "schedule" else "manual", deadline)
@@ -125,15 +132,29 @@ def _compare_after_barriers(
                     link = pending.pop(local)
                     error = f"could not sync first: {outcome.error}"
                     results.append(_result(link, match=None, error=error))
-                    _record(s, link, why, datetime.now(UTC), None, None, error)
+                    _record(s, link, why, started.get(local, datetime.now(UTC)), None, None, error)
         for local, link in sorted(pending.items()):
             leader = s.leaders.get(by_id[link.group_id].leader_url)
-            started, position = datetime.now(UTC), leader.wal_position()
-            found = compare.compare_list(leader, s.conn, link.remote_list_id, local)
+            position = leader.wal_position()
+            started.setdefault(local, datetime.now(UTC))
+            earlier = candidates.get(local)
+            found = (
+                compare.compare_list(leader, s.conn, link.remote_list_id, local)
+                if earlier is None
+                else compare.recheck(leader, s.conn, link.remote_list_id, local, earlier)
+            )
+            candidates[local] = found
             if found.equal or attempt == ATTEMPTS - 1 or faults.blinded(faults.VERIFY_BLIND):
                 reported = _as_reported(compare.describe(found))
                 results.append(_result(link, **reported))
-                _record(s, link, why, started, position, found if reported["match"] is found.equal else None)
+                _record(
+                    s,
+                    link,
+                    why,
+                    started[local],
+                    position,
+                    found if reported["match"] is found.equal else None,
+                )
                 del pending[local]
         if not pending:
             break

@@ -340,3 +340,12 @@ SELECT c.relname AS table_name, a.attname AS column_name,
 -- This database's schema revision (what migrations.current_revision_on reads, without Alembic).
 -- name: schema_revision
 SELECT version_num AS revision FROM public.alembic_version;
+
+-- The (id, content hash) records of these rows of a list, as range_rows packs them: a
+-- verification checks again, after another barrier, only the rows that differed (verify.py).
+-- name: id_rows
+SELECT 0 AS t, pg_catalog.string_agg(pg_catalog.uuid_send(id) || pg_catalog.int8send(content_hash), ''::bytea)
+  FROM public.dossier WHERE dossier_list_id = %(list)s AND id = ANY (%(dossier_ids)s::uuid[])
+UNION ALL
+SELECT 1, pg_catalog.string_agg(pg_catalog.uuid_send(id) || pg_catalog.int8send(content_hash), ''::bytea)
+  FROM public.dossier_face WHERE dossier_list_id = %(list)s AND id = ANY (%(dossier_face_ids)s::uuid[]);

@@ -10,6 +10,8 @@ since. Convergence is judged by the SQL oracle; the product's own reports (histo
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +47,15 @@ def _replica(leader: Site, sub: Site) -> tuple[int, int]:
 
 
 def _damage(sub: Site, local: int) -> None:
+    """A dossier's comment changed and a face deleted, of rows the Leader's writers leave alone."""
     with sub.node.connect() as conn, conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(
-            "UPDATE dossier SET comment = 'tampered' WHERE id = "
-            "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY id LIMIT 1)",
-            [local],
+            "UPDATE dossier SET comment = 'tampered' WHERE dossier_list_id = %s AND name = 'd0'", [local]
         )
         conn.execute(
-            "DELETE FROM dossier_face WHERE id = "
-            "(SELECT id FROM dossier_face WHERE dossier_list_id = %s ORDER BY id LIMIT 1)",
+            "DELETE FROM dossier_face WHERE id = (SELECT f.id FROM dossier_face AS f JOIN dossier AS d "
+            "ON d.id = f.dossier_id WHERE d.dossier_list_id = %s AND d.name = 'd1' ORDER BY f.id LIMIT 1)",
             [local],
         )
 
@@ -162,3 +163,48 @@ def test_verify_schedule_none_never_verifies(sites: dict[str, Site], tmp_path: P
         )
         is None
     )
+
+
+def test_a_list_being_written_is_not_reported_different_but_damage_is(
+    sites: dict[str, Site], tmp_path: Path
+) -> None:
+    """The Leader's application writes all along (a new dossier and an edit of one of its own every
+    10 ms): the two sides are read at slightly different moments, which is no divergence; the
+    damage (to rows the application leaves alone) is."""
+    leader = sites["leader"]
+    sub = _subscriber(sites, tmp_path, verify_schedule="none")
+    remote, local = _replica(leader, sub)
+    stop = threading.Event()
+
+    def write() -> None:
+        with leader.node.connect() as conn:
+            n = 0
+            while not stop.is_set():
+                conn.execute(
+                    "INSERT INTO dossier (dossier_list_id, name, comment) VALUES (%s, %s, 'live')",
+                    [remote, f"w{n}"],
+                )
+                conn.execute(
+                    "UPDATE dossier SET comment = %s WHERE id = "
+                    "(SELECT id FROM dossier WHERE dossier_list_id = %s AND name LIKE 'w%%' "
+                    "ORDER BY random() LIMIT 1)",
+                    [f"edit {n}", remote],
+                )
+                n += 1
+                time.sleep(0.01)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        for _ in range(3):
+            clean = sub.cli("verify", str(local), "--json")
+            assert clean.exit_code == 0, clean.stdout + clean.stderr
+        _damage(sub, local)
+        damaged = sub.cli("verify", str(local), "--json")
+        assert damaged.exit_code == 1
+        (row,) = damaged.json()
+        assert (row["missing"], row["extra"], row["changed"]) == (1, 0, 1), row
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    assert [(r["equal"]) for r in _history(sub, local)] == [True, True, True, False]
