@@ -164,9 +164,12 @@ def _step_then_verify(
     s: Session, group: Group, startup: bool, deadline: Deadline, now: datetime
 ) -> GroupOutcome | None:
     """The group's step, then its scheduled verification when one is due and the group is in
-    order (verify.scheduled): a verification's failure is logged and recorded, never the tick's."""
+    order (verify.scheduled): a verification's failure is logged and recorded, never the tick's.
+    A windowed group is verified only right after a window's sync: its verification syncs
+    first, and must not open a window of its own."""
     outcome = _step(s, group, startup, deadline, now)
-    if outcome is None or outcome.status == "synced":
+    windowed = group_schedule(group) is not None
+    if (outcome is not None and outcome.status == "synced") or (outcome is None and not windowed):
         fresh = catalog.group(s.conn, group.id)
         try:
             if fresh is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from pgsync_dossier import config as config_module
 from pgsync_dossier import metrics
 from tests.harness import (
+    NIGHTLY,
     Site,
     add_dossiers,
     assert_converged,
@@ -208,3 +209,22 @@ def test_a_list_being_written_is_not_reported_different_but_damage_is(
         stop.set()
         writer.join(timeout=10)
     assert [(r["equal"]) for r in _history(sub, local)] == [True, True, True, False]
+
+
+def test_a_windowed_group_is_verified_only_after_its_windows_sync(
+    sites: dict[str, Site], tmp_path: Path
+) -> None:
+    """A verification syncs first: outside a window it would open one of its own."""
+    leader = sites["leader"]
+    sub = _subscriber(sites, tmp_path, verify_schedule=DAILY)
+    remote = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, remote, 5)
+    local = make_list(sub.node, "Replica")
+    attach(sub, leader, remote, local, "--schedule", NIGHTLY)
+    sub.node.execute(
+        "UPDATE pgsync.link SET created_at = created_at - interval '2 days' WHERE local_list_id = %s", [local]
+    )
+    syncs = sub.node.execute("SELECT count(*) AS n FROM pgsync.sync_run")[0]["n"]
+    assert sub.cli("tick").exit_code == 0
+    assert _history(sub, local) == [], "no window was due: no verification, no sync"
+    assert sub.node.execute("SELECT count(*) AS n FROM pgsync.sync_run")[0]["n"] == syncs

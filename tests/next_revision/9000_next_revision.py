@@ -16,6 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # The order a face insert takes them (its trigger reads the dossier): a migration that
+    # takes dossier first deadlocks with the application's writes.
+    op.execute("LOCK TABLE public.dossier_face, public.dossier IN ACCESS EXCLUSIVE MODE")
     op.execute("ALTER TABLE public.dossier ADD COLUMN nickname text")
     op.execute("ALTER TABLE public.dossier_face ADD COLUMN quality real")
 
