@@ -171,14 +171,7 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
             our_rows = mine_rows.result()
     result = Comparison({}, {}, {})
     for index, table in enumerate(TABLES):
-        # Rows that are not on both sides with the same content.
-        leader_only = _ids(their_rows[index] - our_rows[index])
-        local_only = _ids(our_rows[index] - their_rows[index])
-        result.tables[table] = TableDifference(
-            missing=_uuids(leader_only - local_only),
-            extra=_uuids(local_only - leader_only),
-            changed=_uuids(leader_only & local_only),
-        )
+        result.tables[table] = _difference(their_rows[index], our_rows[index])
         result.leader_rows[table] = sizes[index]
         result.local_rows[table] = local_rows[index]
     return result
@@ -207,14 +200,19 @@ def recheck(
         source.close()
     result = Comparison({}, dict(found.leader_rows), dict(found.local_rows))
     for index, table in enumerate(TABLES):
-        leader_only = _ids(theirs[index] - ours[index])
-        local_only = _ids(ours[index] - theirs[index])
-        result.tables[table] = TableDifference(
-            missing=_uuids(leader_only - local_only),
-            extra=_uuids(local_only - leader_only),
-            changed=_uuids(leader_only & local_only),
-        )
+        result.tables[table] = _difference(theirs[index], ours[index])
     return result
+
+
+def _difference(theirs: set[bytes], ours: set[bytes]) -> TableDifference:
+    """Rows (id, content hash records) that are not on both sides with the same content."""
+    leader_only = _ids(theirs - ours)
+    local_only = _ids(ours - theirs)
+    return TableDifference(
+        missing=_uuids(leader_only - local_only),
+        extra=_uuids(local_only - leader_only),
+        changed=_uuids(leader_only & local_only),
+    )
 
 
 def _id_rows(conn: pg.Connection, params: dict[str, Any]) -> list[set[bytes]]:

@@ -54,14 +54,7 @@ def verify(
                 )
         results = _compare_after_barriers(s, links, deadline, "manual")
         if repair:
-            for result in results:
-                if result["match"] is False:
-                    _repair(
-                        s,
-                        next(link for link in links if link.local_list_id == result["local_list"]),
-                        result,
-                        deadline,
-                    )
+            _repair_differing(s, links, results, deadline)
     return sorted(results, key=lambda r: r["local_list"])
 
 
@@ -74,17 +67,10 @@ def scheduled(s: Session, group: Group, deadline: Deadline) -> list[dict[str, An
     if not pg.try_advisory_lock(s.conn, "verification", 0):
         return None
     try:
-        links = [link for link in _ready(s, group)]
+        links = _ready(s, group)
         results = _compare_after_barriers(s, links, deadline, "schedule")
         if s.config.repair_on_divergence:
-            for result in results:
-                if result["match"] is False:
-                    _repair(
-                        s,
-                        next(link for link in links if link.local_list_id == result["local_list"]),
-                        result,
-                        deadline,
-                    )
+            _repair_differing(s, links, results, deadline)
         return results
     finally:
         pg.advisory_unlock(s.conn, "verification", 0)
@@ -187,6 +173,19 @@ def _record(
         s.conn,
         Verification(link.local_list_id, link.remote_list_id, why, started, position, equal, counts, error),
     )
+
+
+def _repair_differing(
+    s: Session, links: list[Link], results: list[dict[str, Any]], deadline: Deadline
+) -> None:
+    for result in results:
+        if result["match"] is False:
+            _repair(
+                s,
+                next(link for link in links if link.local_list_id == result["local_list"]),
+                result,
+                deadline,
+            )
 
 
 def _repair(s: Session, link: Link, result: dict[str, Any], deadline: Deadline) -> None:
