@@ -224,6 +224,7 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
         "retained_wal_bytes",
         "wal_status",
         "last_sync",
+        "verified",
         "last_error",
     ]
     render.emit(rows, as_json, render.table(rows, columns))
