@@ -93,9 +93,7 @@ def run(sites: Sites, list_counts: list[int], reps: int, first_list_rows: int) -
     attached: list[int] = []
     for count in list_counts:
         _attach_up_to(sites, count, attached, first_list_rows)
-        # Replicas that have been live a while: autovacuum has visited them (index-only
-        # counts need no heap visits), as in the repair case.
-        sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
+        sites.age_replicas()  # index-only counts need no heap visits then
         commands = {**COMMANDS, "sync (one list)": ("sync", str(attached[0]))}
         series = {name: Series(name) for name in [*commands, FLOOR]}
         for order in rotations(list(series), reps):

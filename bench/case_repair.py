@@ -72,14 +72,7 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
     results: dict[str, Any] = {"sizes": {}}
     lines = []
     for size in sizes:
-        remote = sites.make_list(sites.leader, f"repair {size}")
-        sites.fill(remote, size)
-        local = sites.make_list(sites.subscriber, f"repair replica {size}")
-        sites.attach(remote, local)
-        # A replica that has been live a while: autovacuum has visited it (its visibility map is
-        # set, its statistics exist); right after a copy neither is true yet.
-        sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
-        expected = sites.content(sites.leader, remote)
+        remote, local, expected = sites.live_replica(f"repair {size}", size)
         series = {method: Series(method) for method in METHODS}
         for order in rotations(METHODS, reps):
             for method in order:
@@ -91,12 +84,7 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
                         raise RuntimeError(f"repair failed: {timed.stderr.strip()[-400:]}")
                     series[method].values.append(timed.seconds)
                 else:
-                    sites.ok("subscriber", "detach", str(local), "--purge")
-                    # The purged rows' space is free again (other cases' replicas forbid TRUNCATE).
-                    sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")
-                    sites.checkpoint()
-                    series[method].values.append(sites.attach(remote, local))
-                    sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
+                    series[method].values.append(sites.attach_again(remote, local))
                 if sites.content(sites.subscriber, local) != expected:
                     found = sites.cli("subscriber", "verify", str(local), "--json")
                     raise RuntimeError(

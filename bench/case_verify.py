@@ -218,12 +218,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def run(sites: Sites, dossiers: int, reps: int, rate: int = 200) -> dict[str, Any]:
-    remote = sites.make_list(sites.leader, f"verify {dossiers}")
-    sites.fill(remote, dossiers)
-    local = sites.make_list(sites.subscriber, f"verify replica {dossiers}")
-    sites.attach(remote, local)
-    sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
-    expected = sites.content(sites.leader, remote)
+    remote, local, expected = sites.live_replica(f"verify {dossiers}", dossiers)
 
     # -- 1. cost: verify against a fresh attach, quiet Leader --------------------------------
     series = {method: Series(method) for method in METHODS}
@@ -238,11 +233,7 @@ def run(sites: Sites, dossiers: int, reps: int, rate: int = 200) -> dict[str, An
                     )
                 series[method].values.append(timed.seconds)
             else:
-                sites.ok("subscriber", "detach", str(local), "--purge")
-                sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")  # space free again
-                sites.checkpoint()
-                series[method].values.append(sites.attach(remote, local))
-                sites.execute(sites.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
+                series[method].values.append(sites.attach_again(remote, local))
             if sites.content(sites.subscriber, local) != expected:
                 raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
     attach, verify = series["fresh attach (CLI)"], series["verify (CLI)"]

@@ -157,6 +157,31 @@ class Sites:
             raise RuntimeError(f"attach failed: {timed.stderr.strip()[-500:]}")
         return timed.seconds
 
+    def live_replica(self, name: str, dossiers: int) -> tuple[int, int, tuple[int, int, str]]:
+        """A Leader list of `dossiers` dossiers and faces, attached here and aged as a replica
+        that has been live a while: (Leader list, replica, the Leader list's content)."""
+        remote = self.make_list(self.leader, name)
+        self.fill(remote, dossiers)
+        local = self.make_list(self.subscriber, f"{name} replica")
+        self.attach(remote, local)
+        self.age_replicas()
+        return remote, local, self.content(self.leader, remote)
+
+    def age_replicas(self) -> None:
+        """As autovacuum leaves replicas that have been live a while: their visibility map set,
+        their statistics there (right after a copy neither is true yet)."""
+        self.execute(self.subscriber, "VACUUM (ANALYZE) dossier, dossier_face")
+
+    def attach_again(self, remote: int, local: int) -> float:
+        """The seconds of a fresh attach of a replica: detach --purge and a VACUUM (the purged
+        rows' space free again: replicas forbid TRUNCATE) untimed before it, aged after it."""
+        self.ok("subscriber", "detach", str(local), "--purge")
+        self.execute(self.subscriber, "VACUUM dossier, dossier_face")
+        self.checkpoint()
+        seconds = self.attach(remote, local)
+        self.age_replicas()
+        return seconds
+
     def ok(self, role: str, *args: str) -> Timed:
         result = self.cli(role, *args)
         if result.exit_code != 0:

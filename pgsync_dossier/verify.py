@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pgsync_dossier import catalog, compare, faults, pg
+from pgsync_dossier import catalog, compare, faults, groups, pg
 from pgsync_dossier.catalog import Group, Link, LinkState, Verification
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
@@ -61,13 +61,12 @@ def verify(
 def scheduled(s: Session, group: Group, deadline: Deadline) -> list[dict[str, Any]] | None:
     """The group's verification, when its `verify_schedule` says one is due and no other group
     of this Subscriber is being verified (a later tick takes it then); None when nothing ran."""
-    now = datetime.now(UTC)
-    if not due(s, group, now):
+    links = [link for link in groups.links_of(s.conn, group.id) if link.state == LinkState.READY]
+    if not due(s, links, datetime.now(UTC)):
         return None
     if not pg.try_advisory_lock(s.conn, "verification", 0):
         return None
     try:
-        links = _ready(s, group)
         results = _compare_after_barriers(s, links, deadline, "schedule")
         if s.config.repair_on_divergence:
             _repair_differing(s, links, results, deadline)
@@ -76,9 +75,9 @@ def scheduled(s: Session, group: Group, deadline: Deadline) -> list[dict[str, An
         pg.advisory_unlock(s.conn, "verification", 0)
 
 
-def due(s: Session, group: Group, now: datetime) -> bool:
-    """Whether an occurrence of `verify_schedule` passed since one of the group's ready lists was
-    last verified (or, never verified, since it was attached: the copy made it equal then)."""
+def due(s: Session, links: list[Link], now: datetime) -> bool:
+    """Whether an occurrence of `verify_schedule` passed since one of these lists was last
+    verified (or, never verified, since it was attached: the copy made it equal then)."""
     schedule = s.config.verify_schedule
     if schedule is None:
         return False
@@ -88,14 +87,8 @@ def due(s: Session, group: Group, now: datetime) -> bool:
             last[link.local_list_id]["finished_at"] if link.local_list_id in last else link.created_at, now
         )
         is not None
-        for link in _ready(s, group)
+        for link in links
     )
-
-
-def _ready(s: Session, group: Group) -> list[Link]:
-    return [
-        link for link in catalog.links(s.conn) if link.group_id == group.id and link.state == LinkState.READY
-    ]
 
 
 def _compare_after_barriers(
