@@ -794,8 +794,10 @@ def main(argv: list[str] | None = None) -> int:
         soak.judge(blind=args.self_test)
         for key in MUST_BE_ZERO:  # each printed, 0 included
             soak.ledger[key] += 0
-        if any(soak.ledger[key] for key in MUST_BE_ZERO):
-            print("\ndiagnosis:", *soak.diagnosis(), sep="\n  ")
+        # Read while the clusters still run; printed last, so that a log cut to its tail (CI's)
+        # still holds what went wrong.
+        diagnosis = soak.diagnosis() if any(soak.ledger[key] for key in MUST_BE_ZERO) else []
+        if diagnosis:
             print("\nthe last operations:", *soak.timeline[-40:], sep="\n  ")
     width = max(len(key) for key in soak.ledger)
     print("\nledger:")
@@ -803,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key.ljust(width)}  {value}")
     if soak.findings:
         print("\nfindings (worth a look):", *soak.findings, sep="\n  ")
+    if diagnosis:
+        print("\ndiagnosis:", *diagnosis, sep="\n  ")
     bad = [key for key in MUST_BE_ZERO if soak.ledger[key]]
     if args.self_test:
         return _self_test_verdict(soak, planted)
