@@ -130,7 +130,7 @@ def server_version(conn: Connection) -> int:
 
 
 def setting(conn: Connection, name: str) -> str:
-    row = conn.execute("SELECT pg_catalog.current_setting(%s) AS value", [name]).fetchone()
+    row = conn.execute(query("setting", "pg.sql"), {"name": name}).fetchone()
     assert row is not None
     return str(row["value"])
 
@@ -139,32 +139,50 @@ def setting(conn: Connection, name: str) -> str:
 # One key space: the first int says what kind of thing is locked, the second which one.
 LOCK_NAMESPACE = 0x7067_7364  # 'pgsd'
 
+#: Every kind of advisory lock, Python's and SQL's. A function in sql/ takes its lock by number
+#: with the kind named beside it (`-- lock: <kind>`); tests/unit/test_lock_keys.py checks that
+#: the numbers are these. A database is a Leader's or a Subscriber's, and advisory locks belong
+#: to one database: so "leader_enrollment" (a Leader's) and "list" (a Subscriber's) share 2.
+LOCK_KINDS: dict[str, int] = {
+    # On a Leader (sql/leader_api.sql and leader_admin.py).
+    "leader_registration": 1,  # ident: pg_catalog.hashtext(group name)
+    "leader_enrollment": 2,  # ident: 0; an approval never races an enrollment
+    # On a Subscriber.
+    "list": 2,
+    "node": 3,
+    "group": 4,
+    "enrollment": 5,
+    "verification": 6,
+}
+
 
 def lock_key(kind: str, ident: int) -> tuple[int, int]:
-    kinds = {"list": 2, "node": 3, "group": 4, "enrollment": 5, "verification": 6}
-    return (LOCK_NAMESPACE + kinds[kind], ident)
+    return (LOCK_NAMESPACE + LOCK_KINDS[kind], ident)
+
+
+def _lock_params(kind: str, ident: int) -> dict[str, int]:
+    key, ident = lock_key(kind, ident)
+    return {"kind": key, "ident": ident}
 
 
 def try_advisory_lock(conn: Connection, kind: str, ident: int) -> bool:
     """Session-level lock: held until unlock or disconnect, so a crash releases it."""
-    row = conn.execute(
-        "SELECT pg_catalog.pg_try_advisory_lock(%s, %s) AS locked", lock_key(kind, ident)
-    ).fetchone()
+    row = conn.execute(query("try_advisory_lock", "pg.sql"), _lock_params(kind, ident)).fetchone()
     return bool(row and row["locked"])
 
 
 def advisory_lock(conn: Connection, kind: str, ident: int) -> None:
     """Session-level lock, waited for (within the connection's statement timeout)."""
-    conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", lock_key(kind, ident))
+    conn.execute(query("advisory_lock", "pg.sql"), _lock_params(kind, ident))
 
 
 def advisory_unlock(conn: Connection, kind: str, ident: int) -> None:
-    conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s, %s)", lock_key(kind, ident))
+    conn.execute(query("advisory_unlock", "pg.sql"), _lock_params(kind, ident))
 
 
 def xact_advisory_lock(conn: Connection, kind: str, ident: int) -> None:
     """Transaction-level lock, released at commit or rollback."""
-    conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s, %s)", lock_key(kind, ident))
+    conn.execute(query("advisory_xact_lock", "pg.sql"), _lock_params(kind, ident))
 
 
 # -- named queries -------------------------------------------------------------------------

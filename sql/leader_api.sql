@@ -110,7 +110,7 @@ BEGIN
     IF p_verifier IS NULL OR p_verifier !~ '^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$' THEN
         RAISE EXCEPTION 'a SCRAM-SHA-256 verifier is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(1885827942, 0);
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885827942, 0);  -- lock: leader_enrollment
     IF EXISTS (SELECT 1 FROM pgsync.subscriber_login
                 WHERE node_name = p_node_name AND node_tag <> p_tag AND state <> 'revoked') THEN
         RAISE EXCEPTION 'node name "%" is already enrolled by another Subscriber', p_node_name
@@ -286,7 +286,7 @@ BEGIN
         RAISE EXCEPTION 'a group publishes at least one list' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Serialise changes of one group.
-    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));  -- lock: leader_registration
     INSERT INTO pgsync.heartbeat (group_name) VALUES (p_name) ON CONFLICT (group_name) DO NOTHING;
     v_filter := pg_catalog.array_to_string(v_lists, ', ');
     v_tables := pg_catalog.format(
@@ -403,7 +403,7 @@ DECLARE
     v_legacy_list integer;
 BEGIN
     PERFORM pgsync.check_group_access(p_name);
-    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));  -- lock: leader_registration
     PERFORM pgsync.drop_group_slot(p_name);
     EXECUTE pg_catalog.format('DROP PUBLICATION IF EXISTS %I', p_name);
     DELETE FROM pgsync.heartbeat WHERE group_name = p_name;

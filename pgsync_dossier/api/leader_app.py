@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 
 from pgsync_dossier import __version__, handshake, leader_web, pg, status
 from pgsync_dossier.api.common import ERRORS, install_common, reader
+from pgsync_dossier.catalog import require_role
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
-from pgsync_dossier.node import require_role
 
 
 class StreamView(BaseModel):
