@@ -6,14 +6,19 @@ them only by calling one of them, so what a state means is decided here and in s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 
 from pgsync_dossier import pg
+from pgsync_dossier.conninfo import mask_conninfo
+from pgsync_dossier.errors import PreconditionFailed
 
 HISTORY_DAYS = 30
 
@@ -77,8 +82,6 @@ class Group:
 
     @property
     def leader_shown(self) -> str:
-        from pgsync_dossier.conninfo import mask_conninfo
-
         return self.leader_node_name or mask_conninfo(self.leader_url)
 
 
@@ -132,27 +135,91 @@ class LagHour:
     lag_bytes: int | None
 
 
-def _query(name: str) -> Any:
+def _query(name: str) -> sql.Composed:
     return pg.query(name, "catalog.sql")
 
 
-def _all(conn: pg.Connection, cls: type[T], name: str, params: dict[str, Any] | None = None) -> list[T]:
+Params = Mapping[str, object]
+
+
+def _all(conn: pg.Connection, cls: type[T], name: str, params: Params | None = None) -> list[T]:
     with conn.cursor(row_factory=class_row(cls)) as cur:
         return cur.execute(_query(name), params).fetchall()
 
 
-def _one(conn: pg.Connection, cls: type[T], name: str, params: dict[str, Any] | None = None) -> T | None:
+def _one(conn: pg.Connection, cls: type[T], name: str, params: Params | None = None) -> T | None:
     with conn.cursor(row_factory=class_row(cls)) as cur:
         return cur.execute(_query(name), params).fetchone()
 
 
-def _run(conn: pg.Connection, name: str, params: dict[str, Any] | None = None) -> int:
+def _run(conn: pg.Connection, name: str, params: Params | None = None) -> int:
     return conn.execute(_query(name), params).rowcount
 
 
 # -- node ------------------------------------------------------------------------------------
 def node(conn: pg.Connection) -> Node | None:
     return _one(conn, Node, "node")
+
+
+def read_node(conn: pg.Connection) -> Node:
+    """This database's recorded node; refused when the database is not migrated or set up."""
+    try:
+        found = node(conn)
+    except psycopg.errors.UndefinedTable:
+        raise PreconditionFailed(
+            "this database has no pgsync catalog: run pgsync-dossier migrate, then setup", code="not_migrated"
+        ) from None
+    if found is None:
+        raise PreconditionFailed(
+            "this node is not set up: run pgsync-dossier setup first", code="node_not_set_up"
+        )
+    return found
+
+
+def require_role(conn: pg.Connection, role: str, command: str) -> Node:
+    """This database's recorded node, which must have been set up with `role`."""
+    found = read_node(conn)
+    if found.role != role:
+        raise PreconditionFailed(
+            f"{command} runs on a {role}; this node is a {found.role}", code="wrong_role"
+        )
+    return found
+
+
+def record_node(
+    conn: pg.Connection,
+    *,
+    role: str,
+    node_name: str,
+    face_model: str,
+    verifier: str,
+    schedule: str | None,
+    startup: bool,
+    creation: bool,
+) -> None:
+    """This node as `setup` records it (made, or updated in place)."""
+    _run(
+        conn,
+        "record_node",
+        {
+            "role": role,
+            "node_name": node_name,
+            "face_model": face_model,
+            "verifier": verifier,
+            "schedule": schedule,
+            "startup": startup,
+            "creation": creation,
+        },
+    )
+
+
+def set_enrollment(conn: pg.Connection, enrollment: str) -> None:
+    _run(conn, "set_enrollment", {"enrollment": enrollment})
+
+
+def settle_leader_identity(conn: pg.Connection, software_version: str) -> None:
+    """On a Leader: its identity, recorded once, and the version that set it up."""
+    _run(conn, "settle_leader_identity", {"version": software_version})
 
 
 def placement(conn: pg.Connection) -> str:
@@ -196,6 +263,10 @@ def rename_group(conn: pg.Connection, group_id: int, name: str) -> None:
 # -- groups ----------------------------------------------------------------------------------
 def groups(conn: pg.Connection) -> list[Group]:
     return _all(conn, Group, "groups")
+
+
+def has_groups(conn: pg.Connection) -> bool:
+    return conn.execute(_query("has_groups")).fetchone() is not None
 
 
 def group(conn: pg.Connection, group_id: int) -> Group | None:

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from pgsync_dossier import pg
-from pgsync_dossier.leader import ENROLL_ROLE, SUBSCRIBER_ROLE
+from pgsync_dossier.leader_install import ENROLL_ROLE, SUBSCRIBER_ROLE
 
 #: The dossier schema's own tables: everything else in the Leader's database is exposed.
 DOSSIER_TABLES = ("public.dossier_list", "public.dossier", "public.dossier_face", "public.alembic_version")
@@ -81,7 +81,7 @@ def _matches(users: list[str], login: str) -> bool:
 
 def foreign_table_warnings(conn: pg.Connection) -> list[str]:
     rows: list[dict[str, Any]] = conn.execute(
-        pg.query("foreign_tables"), {"dossier": list(DOSSIER_TABLES)}
+        pg.query("foreign_tables", "exposure.sql"), {"dossier": list(DOSSIER_TABLES)}
     ).fetchall()
     if not rows:
         return []

@@ -1,21 +1,24 @@
-"""What happens on the Leader: its setup, and its SQL API as seen from a Subscriber.
+"""The Subscriber's client of the Leader: its SQL API as seen from a Subscriber.
 
 A Subscriber never owns the Leader's tables; it calls the SECURITY DEFINER functions that
-`setup` installed (sql/leader_api.sql). It logs in with a login of its own, which it got by
-enrolling (enrollment.py) through a login whose password is derived from the sync token: a
-Subscriber with another token cannot even enroll, and the token alone opens no stream.
+the Leader's `setup` installed (leader_install.py, sql/leader_api.sql), as the named queries
+of sql/leader_client.sql. It logs in with a login of its own, which it got by enrolling
+(enrollment.py) through a login whose password is derived from the sync token: a Subscriber
+with another token cannot even enroll, and the token alone opens no stream.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row
 
-from pgsync_dossier import __version__, pg
+from pgsync_dossier import pg
 from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import (
@@ -25,16 +28,9 @@ from pgsync_dossier.errors import (
     PreconditionFailed,
     ServerUnreachable,
 )
+from pgsync_dossier.leader_install import ENROLL_ROLE
 from pgsync_dossier.token import Secret, enrollment_password
 
-#: The login the sync token opens: it may read the public facts and enroll, nothing else.
-ENROLL_ROLE = "pgsync_enroll"
-#: The group role of every Subscriber's own login (EXECUTE on the group API, SELECT on the
-#: dossier tables); REPLICATION is an attribute, never inherited, so each login has its own.
-SUBSCRIBER_ROLE = "pgsync_subscriber"
-#: Before enrollment, one replication login shared by every Subscriber (its password derived
-#: from the token): retired at the Leader's next setup.
-LEGACY_ROLE = "pgsync_replicator"
 #: libpq (16+) then refuses to hand a password to a server that asks for it in clear or as
 #: MD5, or that skips authentication: a fake or downgraded server learns nothing.
 REQUIRE_SCRAM = {"require_auth": "scram-sha-256"}
@@ -46,67 +42,8 @@ def scram_only(libpq_version: int) -> dict[str, str]:
     return REQUIRE_SCRAM if libpq_version >= REQUIRE_AUTH_SINCE else {}
 
 
-def install(conn: pg.Connection, token: Secret, enrollment: str) -> None:
-    """Create or update the logins and (re)install the API. Inside a transaction."""
-    for role in (SUBSCRIBER_ROLE, ENROLL_ROLE):
-        if not conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [role]).fetchone():
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-    # Send a SCRAM verifier, never the password itself: statement logs must not hold it.
-    verifier = conn.pgconn.encrypt_password(
-        enrollment_password(token).reveal().encode(), ENROLL_ROLE.encode(), b"scram-sha-256"
-    ).decode()
-    conn.execute(
-        sql.SQL(
-            "ALTER ROLE {} LOGIN NOREPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
-        ).format(sql.Identifier(ENROLL_ROLE), sql.Literal(verifier))
-    )
-    conn.execute(
-        sql.SQL("ALTER ROLE {} NOLOGIN NOREPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS").format(
-            sql.Identifier(SUBSCRIBER_ROLE)
-        )
-    )
-    _retire_legacy_login(conn)
-    conn.execute("UPDATE pgsync.node SET enrollment = %s", [enrollment])
-    conn.execute(
-        "ALTER TABLE public.dossier REPLICA IDENTITY USING INDEX dossier_id_dossier_list_id_key;"
-        "ALTER TABLE public.dossier_face REPLICA IDENTITY USING INDEX dossier_face_id_dossier_list_id_key;"
-        "ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT"
-    )
-    conn.execute(pg.sql_file("leader_api.sql").encode())
-    conn.execute(
-        "UPDATE pgsync.node SET leader_id = coalesce(leader_id, pgsync.leader_identity()), "
-        "software_version = %s",
-        [__version__],
-    )
-
-
-def _retire_legacy_login(conn: pg.Connection) -> None:
-    """The shared replication login goes: its streams end now, and each Subscriber enrolls
-    and points its subscriptions at its own login at its next sync or tick."""
-    if not conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [LEGACY_ROLE]).fetchone():
-        return
-    role = sql.Identifier(LEGACY_ROLE)
-    conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN NOREPLICATION").format(role))
-    conn.execute(
-        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = %s",
-        [LEGACY_ROLE],
-    )
-    conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
-    try:
-        with conn.transaction():
-            conn.execute(sql.SQL("DROP ROLE {}").format(role))
-    except psycopg.errors.DependentObjectsStillExist:
-        pass  # it holds privileges in another database: disabled, it can do nothing
-
-
-def registered_groups(conn: pg.Connection) -> list[dict[str, Any]]:
-    """On the Leader: every Subscriber group, with its slot."""
-    return conn.execute(pg.query("leader_groups")).fetchall()
-
-
-def lists_info(conn: pg.Connection, list_ids: list[int]) -> dict[int, dict[str, Any]]:
-    rows = conn.execute("SELECT * FROM pgsync.api_lists_info(%s)", [list_ids]).fetchall()
-    return {row["id"]: row for row in rows}
+def _query(name: str, **parts: sql.Composable) -> sql.Composed:
+    return pg.query(name, "leader_client.sql", **parts)
 
 
 # -- the Subscriber's view of the Leader ---------------------------------------------------
@@ -121,6 +58,17 @@ class LeaderFacts:
     sync_at_creation: bool
     leader_id: str
     server_version: int
+
+
+@dataclass(frozen=True)
+class DossierColumn:
+    """A column of the dossier tables, as the query dossier_columns reads it on either node."""
+
+    table_name: str
+    column_name: str
+    type: str
+    not_null: bool
+    has_default: bool
 
 
 @dataclass(frozen=True)
@@ -192,7 +140,7 @@ class LeaderClient:
         #: login proves nothing about today's tokens: attach checks the verifier then.
         self.token_proven = login.kind == "enrollment" and self.conn.pgconn.used_password
         self._versions: tuple[str | None, str | None] | None = None
-        self._columns: list[dict[str, Any]] | None = None
+        self._columns: list[DossierColumn] | None = None
 
     @property
     def version(self) -> int:
@@ -237,12 +185,24 @@ class LeaderClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, query: str | sql.Composed, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    def _call(self, name: str, params: Mapping[str, object] | None = None) -> list[dict[str, Any]]:
+        """Run the named query `name` of sql/leader_client.sql; its rows."""
         try:
-            cur = self.conn.execute(query, params)
+            cur = self.conn.execute(_query(name), params)
             return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
             raise self.error(exc) from None
+
+    def snapshot_reader(self, snapshot: str | None = None) -> pg.Connection:
+        """A Leader connection in a repeatable-read, read-only transaction: one consistent view
+        (the one exported as `snapshot`, when given), without a statement timeout (a copy or a
+        comparison reads a whole list). The caller closes it."""
+        conn = self.connect(autocommit=False, statement_timeout_ms=0)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        if snapshot is not None:
+            conn.execute(_query("set_transaction_snapshot", snapshot=sql.Literal(snapshot)))
+        return conn
 
     def error(self, exc: psycopg.Error) -> PgsyncError:
         """What a failed call to the Leader means for the user."""
@@ -271,10 +231,10 @@ class LeaderClient:
 
     def alive(self) -> None:
         """Raise ServerUnreachable when the Leader connection is gone (a Leader that died)."""
-        self._call("SELECT 1")
+        self._call("alive")
 
     def facts(self) -> LeaderFacts:
-        rows = self._call("SELECT * FROM pgsync.api_node_facts()")
+        rows = self._call("node_facts")
         if not rows:
             raise PreconditionFailed(
                 f"the Leader ({self.shown_url}) is not set up: run pgsync-dossier setup there",
@@ -287,7 +247,7 @@ class LeaderClient:
         version that does not tell). Read once per command, as dossier_columns."""
         if self._versions is None:
             try:
-                row = self.conn.execute("SELECT * FROM pgsync.api_node_versions()").fetchone()
+                row = self.conn.execute(_query("node_versions")).fetchone()
             except psycopg.errors.UndefinedFunction:
                 row = None
             except psycopg.Error as exc:
@@ -295,15 +255,19 @@ class LeaderClient:
             self._versions = (row["schema_revision"], row["software_version"]) if row else (None, None)
         return self._versions
 
-    def dossier_columns(self) -> list[dict[str, Any]]:
+    def dossier_columns(self) -> list[DossierColumn]:
         """The Leader's dossier and face columns, as schema_skew compares them."""
         if self._columns is None:
-            self._columns = self._call(pg.query("dossier_columns"))
+            try:
+                with self.conn.cursor(row_factory=class_row(DossierColumn)) as cur:
+                    self._columns = cur.execute(pg.query("dossier_columns", "schema_skew.sql")).fetchall()
+            except psycopg.Error as exc:
+                raise self.error(exc) from None
         return self._columns
 
     def enrollment_state(self, node_tag: str) -> str | None:
         """pending, active, approved, revoked, or None when the Leader never saw this tag."""
-        rows = self._call("SELECT pgsync.api_enrollment_state(%s) AS state", [node_tag])
+        rows = self._call("enrollment_state", {"tag": node_tag})
         return rows[0]["state"] if rows else None
 
     def enroll(self, node_tag: str, node_name: str, password: Secret, login: str) -> str:
@@ -314,7 +278,7 @@ class LeaderClient:
         ).decode()
         try:
             cur = self.conn.execute(
-                "SELECT pgsync.api_enroll(%s, %s, %s) AS state", [node_tag, node_name, verifier]
+                _query("enroll"), {"tag": node_tag, "node_name": node_name, "verifier": verifier}
             )
         except (
             psycopg.errors.UniqueViolation,
@@ -335,22 +299,17 @@ class LeaderClient:
 
     def lists_info(self, list_ids: list[int]) -> dict[int, dict[str, Any]]:
         """Name and rows of each Leader list named (missing lists are absent)."""
-        rows = self._call("SELECT * FROM pgsync.api_lists_info(%s)", [list_ids])
+        rows = self._call("lists_info", {"lists": list_ids})
         return {row["id"]: row for row in rows}
 
     def wal_position(self) -> int:
         """The Leader's WAL insert position, as row_version counts it."""
-        rows = self._call(
-            "SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn)::bigint AS lsn"
-        )
+        rows = self._call("wal_position")
         return int(rows[0]["lsn"])
 
     def dossiers_in_lists(self, ids: list[str], list_ids: list[int]) -> list[str]:
         """Which of these dossiers are in one of these Leader lists now."""
-        rows = self._call(
-            "SELECT id::text FROM public.dossier WHERE id = ANY (%s::uuid[]) AND dossier_list_id = ANY (%s)",
-            [ids, list_ids],
-        )
+        rows = self._call("dossiers_in_lists", {"ids": ids, "lists": list_ids})
         return [row["id"] for row in rows]
 
     def set_group_lists(
@@ -359,16 +318,22 @@ class LeaderClient:
         """Make the group's publication filter on exactly these lists and publish these columns
         per table (None: every column, on a Leader without column lists); committed on return."""
         if columns is None:
-            self._call("SELECT pgsync.api_set_group_lists(%s, %s, %s)", [name, node_name, list_ids])
+            self._call("set_group_lists", {"name": name, "node_name": node_name, "lists": list_ids})
             return
         self._call(
-            "SELECT pgsync.api_set_group_lists(%s, %s, %s, %s, %s)",
-            [name, node_name, list_ids, columns["dossier"], columns["dossier_face"]],
+            "set_group_lists_columns",
+            {
+                "name": name,
+                "node_name": node_name,
+                "lists": list_ids,
+                "dossier": columns["dossier"],
+                "dossier_face": columns["dossier_face"],
+            },
         )
 
     def group_columns(self, name: str) -> dict[str, list[str] | None]:
         """The columns the group's publication names per table (None: all of them)."""
-        rows = self._call("SELECT * FROM pgsync.api_group_columns(%s)", [name])
+        rows = self._call("group_columns", {"name": name})
         return {row["table_name"]: row["columns"] for row in rows}
 
     def wait_xacts_ended(self, deadline: Deadline) -> None:
@@ -376,10 +341,10 @@ class LeaderClient:
         filter change has ended: what they wrote then is published with the filter as it was
         before, so a copy that widened the filter must see it instead, and a detach that
         narrowed it must let it arrive before its barrier."""
-        horizon = self._call("SELECT pgsync.api_xid_horizon()::text AS xid")[0]["xid"]
+        horizon = self._call("xid_horizon")[0]["xid"]
 
         def ended() -> bool | None:
-            rows = self._call("SELECT pgsync.api_xacts_ended_before(%s::xid8) AS ended", [horizon])
+            rows = self._call("xacts_ended_before", {"horizon": horizon})
             return True if rows[0]["ended"] else None
 
         if poll(ended, deadline) is None:
@@ -390,17 +355,17 @@ class LeaderClient:
             )
 
     def drop_group(self, name: str) -> None:
-        self._call("SELECT pgsync.api_drop_group(%s)", [name])
+        self._call("drop_group", {"name": name})
 
     def drop_stale_slot(self, name: str) -> bool:
-        return bool(self._call("SELECT pgsync.api_drop_stale_slot(%s) AS r", [name])[0]["r"])
+        return bool(self._call("drop_stale_slot", {"name": name})[0]["r"])
 
     def recreate_slot(self, name: str) -> None:
         """The group's slot anew (a lost one is dropped first)."""
-        self._call("SELECT pgsync.api_recreate_slot(%s)", [name])
+        self._call("recreate_slot", {"name": name})
 
     def heartbeat(self, name: str) -> int:
-        seq = self._call("SELECT pgsync.api_heartbeat(%s) AS seq", [name])[0]["seq"]
+        seq = self._call("heartbeat", {"name": name})[0]["seq"]
         if seq is None:
             raise OperationFailed(
                 f"the Leader ({self.shown_url}) does not know the group {name}: run "
@@ -410,13 +375,13 @@ class LeaderClient:
         return int(seq)
 
     def groups_status(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        rows = self._call("SELECT * FROM pgsync.api_groups_status(%s)", [names])
+        rows = self._call("groups_status", {"names": names})
         return {row["name"]: row for row in rows}
 
     def stream_stall(self, name: str) -> dict[str, Any]:
         """What the Leader knows of why the group's stream may not advance: its walsender's
         wait event, and the slots synchronized_standby_slots names (see stall.py)."""
-        return self._call("SELECT * FROM pgsync.api_stream_stall(%s)", [name])[0]
+        return self._call("stream_stall", {"name": name})[0]
 
 
 class LeaderPool:

@@ -7,12 +7,10 @@ and how, so a DBA can fix everything in one pass (exit 3, nothing changed).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-import psycopg
-
-from pgsync_dossier import catalog, exposure, leader, pg, placement, standby, subscriber
+from pgsync_dossier import catalog, exposure, leader_install, legacy_links, pg, placement, standby, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.token import make_verifier, matches_verifier
@@ -22,8 +20,6 @@ log = logging.getLogger(__name__)
 MIN_SLOTS = 4
 MIN_SENDERS = 4
 MIN_LOGICAL_WORKERS = 2
-#: How long setup spends copying one group of version-1 links into place.
-UPGRADE_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -46,9 +42,7 @@ def preflight(conn: pg.Connection, config: Config) -> list[Check]:
             f"PostgreSQL {version // 10000} found; row-filtered publications need 15 or later: upgrade",
         )
     ]
-    is_super = conn.execute(
-        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
-    ).fetchone()
+    is_super = conn.execute(pg.query("is_superuser", "node.sql")).fetchone()
     checks.append(
         Check(
             "superuser",
@@ -85,9 +79,7 @@ def preflight(conn: pg.Connection, config: Config) -> list[Check]:
     else:
         setting_at_least("max_logical_replication_workers", MIN_LOGICAL_WORKERS)
         # Room for this node's first stream (a group); attach checks again for each new one.
-        has_groups = bool(
-            current_is_head and conn.execute("SELECT 1 FROM pgsync.sync_group LIMIT 1").fetchone()
-        )
+        has_groups = current_is_head and catalog.has_groups(conn)
         for limit in subscriber.stream_capacity(conn, more=0 if has_groups else 1):
             checks.append(
                 Check(
@@ -121,62 +113,48 @@ def setup(config: Config) -> dict[str, Any]:
             )
         with conn.transaction():
             pg.xact_advisory_lock(conn, "node", 0)
-            existing = conn.execute("SELECT role, token_verifier, face_model FROM pgsync.node").fetchone()
-            if existing and existing["role"] != config.role:
+            existing = catalog.node(conn)
+            if existing and existing.role != config.role:
                 raise PreconditionFailed(
-                    f"this database was set up as a {existing['role']}, the config says "
+                    f"this database was set up as a {existing.role}, the config says "
                     f"{config.role}: use the right config, or a fresh database for this role",
                     code="wrong_role",
                 )
-            token_changed = not (existing and matches_verifier(config.sync_token, existing["token_verifier"]))
-            verifier = (
-                make_verifier(config.sync_token) if token_changed else existing["token_verifier"]  # type: ignore[index]
+            token_changed = existing is None or not matches_verifier(
+                config.sync_token, existing.token_verifier
             )
-            conn.execute(
-                """
-                INSERT INTO pgsync.node AS n (role, node_name, face_model, token_verifier,
-                    sync_schedule, sync_at_startup, sync_at_creation)
-                VALUES (%(role)s, %(node_name)s, %(face_model)s, %(verifier)s,
-                    %(schedule)s, %(startup)s, %(creation)s)
-                ON CONFLICT (id) DO UPDATE SET
-                    node_name = EXCLUDED.node_name, face_model = EXCLUDED.face_model,
-                    token_verifier = EXCLUDED.token_verifier,
-                    sync_schedule = EXCLUDED.sync_schedule,
-                    sync_at_startup = EXCLUDED.sync_at_startup,
-                    sync_at_creation = EXCLUDED.sync_at_creation,
-                    updated_at = now()
-                """,
-                {
-                    "role": config.role,
-                    "node_name": config.node_name,
-                    "face_model": config.face_model,
-                    "verifier": verifier,
-                    "schedule": config.sync_schedule.text if config.sync_schedule else None,
-                    "startup": config.sync_at_startup,
-                    "creation": config.sync_at_creation,
-                },
+            verifier = (
+                existing.token_verifier
+                if existing is not None and not token_changed
+                else make_verifier(config.sync_token)
+            )
+            catalog.record_node(
+                conn,
+                role=config.role,
+                node_name=config.node_name,
+                face_model=config.face_model,
+                verifier=verifier,
+                schedule=config.sync_schedule.text if config.sync_schedule else None,
+                startup=config.sync_at_startup,
+                creation=config.sync_at_creation,
             )
             if config.role == "leader":
-                leader.install(conn, config.sync_token, config.enrollment)
+                leader_install.install(conn, config.sync_token, config.enrollment)
             else:
                 subscriber.install(conn)
         reidentified = _settle_identity(conn, config.role)
         warnings = leader_warnings(conn) if config.role == "leader" else []
-        legacy = (
-            [link.local_list_id for link in catalog.links(conn) if link.legacy_subscription]
-            if config.role == "subscriber"
-            else []
-        )
-    upgraded, upgrade_pending = _upgrade_legacy_links(config) if legacy else ([], [])
+        legacy = legacy_links.legacy_lists(conn) if config.role == "subscriber" else []
+    upgraded, upgrade_pending = legacy_links.upgrade(config) if legacy else ([], [])
     return {
         "role": config.role,
         "node_name": config.node_name,
         "face_model": config.face_model,
         "created": existing is None,
-        "token_rotated": bool(existing) and token_changed,
-        "face_model_changed": bool(existing) and existing["face_model"] != config.face_model,  # type: ignore[index]
+        "token_rotated": existing is not None and token_changed,
+        "face_model_changed": existing is not None and existing.face_model != config.face_model,
         "upgraded_lists": upgraded,
-        "upgrade_pending": upgrade_pending,
+        "upgrade_pending": [asdict(pending) for pending in upgrade_pending],
         "new_identity": reidentified,
         "warnings": warnings,
     }
@@ -226,51 +204,3 @@ def _settle_identity(conn: pg.Connection, role: str) -> bool:
         )
     log.warning("this database moved or was copied: it has a new identity (%s)", tag)
     return True
-
-
-def _upgrade_legacy_links(config: Config) -> tuple[list[int], list[dict[str, Any]]]:
-    """Copy each version-1 link into its group in place, then drop its own subscription and
-    slot. A Leader that cannot do it now (down, not yet set up with this version) leaves its
-    lists for the next sync or tick, which finishes the job the same way."""
-    from pgsync_dossier import sync
-    from pgsync_dossier.deadline import Deadline
-    from pgsync_dossier.session import subscriber_session
-
-    upgraded: list[int] = []
-    pending: list[dict[str, Any]] = []
-    with subscriber_session(config, "setup") as s:
-        legacy_groups = {link.group_id for link in catalog.links(s.conn) if link.legacy_subscription}
-        for group in catalog.groups(s.conn):
-            if group.id not in legacy_groups:
-                continue
-            outcome = sync.sync_group(s, group, "manual", Deadline(UPGRADE_TIMEOUT_S))
-            if outcome.status == "synced":
-                upgraded.extend(outcome.lists)
-            else:
-                pending.extend({"local_list": local, "error": outcome.error} for local in outcome.lists)
-    return upgraded, pending
-
-
-def read_node(conn: pg.Connection) -> dict[str, Any]:
-    """This database's recorded node; refused when the database is not migrated or set up."""
-    try:
-        node = conn.execute("SELECT * FROM pgsync.node").fetchone()
-    except psycopg.errors.UndefinedTable:
-        raise PreconditionFailed(
-            "this database has no pgsync catalog: run pgsync-dossier migrate, then setup", code="not_migrated"
-        ) from None
-    if node is None:
-        raise PreconditionFailed(
-            "this node is not set up: run pgsync-dossier setup first", code="node_not_set_up"
-        )
-    return node
-
-
-def require_role(conn: pg.Connection, role: str, command: str) -> dict[str, Any]:
-    """This database's recorded node, which must have been set up with `role`."""
-    node = read_node(conn)
-    if node["role"] != role:
-        raise PreconditionFailed(
-            f"{command} runs on a {role}; this node is a {node['role']}", code="wrong_role"
-        )
-    return node

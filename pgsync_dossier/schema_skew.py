@@ -15,10 +15,11 @@ adds a column on both sides, the group's lists are copied again in place to carr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from psycopg.rows import class_row
 
 from pgsync_dossier import pg
-from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.leader import DossierColumn, LeaderClient
 
 TABLES = ("dossier", "dossier_face")
 
@@ -33,17 +34,19 @@ class Column:
 Columns = dict[str, dict[str, Column]]  # table -> column -> what it is
 
 
-def columns(rows: list[dict[str, Any]]) -> Columns:
+def columns(rows: list[DossierColumn]) -> Columns:
     found: Columns = {table: {} for table in TABLES}
     for row in rows:
-        found.setdefault(row["table_name"], {})[row["column_name"]] = Column(
-            row["type"], row["not_null"], row["has_default"]
+        found.setdefault(row.table_name, {})[row.column_name] = Column(
+            row.type, row.not_null, row.has_default
         )
     return found
 
 
-def local_columns(conn: pg.Connection) -> Columns:
-    return columns(conn.execute(pg.query("dossier_columns")).fetchall())
+def columns_of(conn: pg.Connection) -> Columns:
+    """The columns of the database `conn` is connected to (this node's, or the Leader's for a copy)."""
+    with conn.cursor(row_factory=class_row(DossierColumn)) as cur:
+        return columns(cur.execute(pg.query("dossier_columns", "schema_skew.sql")).fetchall())
 
 
 def common(leader: Columns, here: Columns) -> dict[str, list[str]]:
@@ -53,7 +56,7 @@ def common(leader: Columns, here: Columns) -> dict[str, list[str]]:
 
 def copy_columns(leader: pg.Connection, here: pg.Connection) -> dict[str, list[str]]:
     """What a copy or repair carries: every column both nodes have, whatever their versions."""
-    return common(columns(leader.execute(pg.query("dossier_columns")).fetchall()), local_columns(here))
+    return common(columns_of(leader), columns_of(here))
 
 
 def stream_columns(conn: pg.Connection, leader: LeaderClient) -> dict[str, list[str]] | None:
@@ -61,7 +64,7 @@ def stream_columns(conn: pg.Connection, leader: LeaderClient) -> dict[str, list[
     version that does not tell its schema revision), which publishes every column."""
     if leader.versions()[0] is None:
         return None
-    return common(columns(leader.dossier_columns()), local_columns(conn))
+    return common(columns(leader.dossier_columns()), columns_of(conn))
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,9 @@ def message(
 
 def mismatch(conn: pg.Connection, leader: LeaderClient, leader_node: str) -> str | None:
     """The pause message when the Leader's stream does not fit here; None when it does."""
-    row = conn.execute(pg.query("schema_revision")).fetchone()
+    row = conn.execute(pg.query("schema_revision", "schema_skew.sql")).fetchone()
     own_revision = row["revision"] if row else None
     leader_versions = leader.versions()
     column_lists = leader_versions[0] is not None
-    found = skew(columns(leader.dossier_columns()), local_columns(conn), column_lists)
+    found = skew(columns(leader.dossier_columns()), columns_of(conn), column_lists)
     return None if found is None else message(found, leader_node, leader_versions, own_revision)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgsync_dossier import catalog, pg
+from pgsync_dossier import catalog, leader_install, pg
 from pgsync_dossier.config import Config
-from pgsync_dossier.node import require_role
 
 #: pg_upgrade keeps logical slots from this version of the old cluster on.
 SLOTS_KEPT_SINCE = 170000
@@ -25,7 +24,7 @@ SLOTS_KEPT_SINCE = 170000
 
 def prepare(config: Config) -> dict[str, Any]:
     with pg.connect(config.database_url, what="this node's database") as conn:
-        require_role(conn, config.role, "prepare-upgrade")
+        catalog.require_role(conn, config.role, "prepare-upgrade")
         version = pg.server_version(conn)
         data_directory = pg.setting(conn, "data_directory")
         with conn.transaction():
@@ -38,7 +37,7 @@ def prepare(config: Config) -> dict[str, Any]:
                     "subscriber": row["subscriber_node"],
                     "unconfirmed_bytes": row["lag_bytes"],
                 }
-                for row in conn.execute(pg.query("leader_groups")).fetchall()
+                for row in leader_install.registered_groups(conn)
                 if row["slot_exists"]
             ]
             with conn.transaction():

@@ -13,7 +13,6 @@ from pgsync_dossier.config import Config
 from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.leader import LeaderPool
-from pgsync_dossier.node import require_role
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +29,7 @@ class Session:
 def subscriber_session(config: Config, command: str) -> Iterator[Session]:
     """Open this Subscriber's database for `command`; refused on a Leader or an unset node."""
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
-        require_role(conn, "subscriber", command)
-        node = catalog.node(conn)
-        assert node is not None
+        node = catalog.require_role(conn, "subscriber", command)
         mark = catalog.upgrade_mark(conn)
         moved = placement.verdict(node.placement, node.upgrading_from, mark)
         if moved == "moved_by_upgrade":

@@ -316,3 +316,29 @@ WITH found AS (
        AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
 )
 SELECT name, read_only, created_at, last_used_at FROM found;
+
+-- `setup` records this node (both roles), or updates it: a changed token or face model is applied.
+-- name: record_node
+INSERT INTO pgsync.node AS n (role, node_name, face_model, token_verifier,
+    sync_schedule, sync_at_startup, sync_at_creation)
+VALUES (%(role)s, %(node_name)s, %(face_model)s, %(verifier)s,
+    %(schedule)s, %(startup)s, %(creation)s)
+ON CONFLICT (id) DO UPDATE SET
+    node_name = EXCLUDED.node_name, face_model = EXCLUDED.face_model,
+    token_verifier = EXCLUDED.token_verifier,
+    sync_schedule = EXCLUDED.sync_schedule,
+    sync_at_startup = EXCLUDED.sync_at_startup,
+    sync_at_creation = EXCLUDED.sync_at_creation,
+    updated_at = now();
+
+-- name: has_groups
+SELECT 1 FROM pgsync.sync_group LIMIT 1;
+
+-- On a Leader: how Subscribers enroll (leader_install.install).
+-- name: set_enrollment
+UPDATE pgsync.node SET enrollment = %(enrollment)s;
+
+-- On a Leader: its identity, recorded once (pg_upgrade gives the cluster a new system
+-- identifier, and the Leader must stay the same Leader), and the version that set it up.
+-- name: settle_leader_identity
+UPDATE pgsync.node SET leader_id = coalesce(leader_id, pgsync.leader_identity()), software_version = %(version)s;

@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgsync_dossier.clusters import find_bindir
-from pgsync_dossier.leader import ENROLL_ROLE
+from pgsync_dossier.leader_install import ENROLL_ROLE
 from pgsync_dossier.token import Secret, enrollment_password
 from tests.harness import (
     TEMPLATE_DB,

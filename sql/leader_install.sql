@@ -1,0 +1,42 @@
+-- The Leader's install (pgsync_dossier.leader_install, run by `setup` on a Leader): its logins,
+-- the replica identities its publications need, and what status and /metrics read there.
+-- Loaded with pgsync_dossier.pg.query(name, "leader_install.sql"); {role} is a quoted identifier.
+-- The groups Subscribers registered are read with sql/leader_groups.sql.
+-- The SQL API itself is sql/leader_api.sql, installed as one script.
+
+-- name: role_exists
+SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %(role)s;
+
+-- name: role_create
+CREATE ROLE {role} NOLOGIN;
+
+-- The enrollment login: its password is sent as a SCRAM verifier (a literal: DDL takes no
+-- parameter), never in clear, so statement logs cannot hold it.
+-- name: enroll_role_set
+ALTER ROLE {role} LOGIN NOREPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {verifier};
+
+-- The Subscribers' group role: REPLICATION is never inherited, each login has its own.
+-- name: subscriber_role_set
+ALTER ROLE {role} NOLOGIN NOREPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+
+-- name: role_disable
+ALTER ROLE {role} NOLOGIN NOREPLICATION;
+
+-- name: terminate_sessions_of
+SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = %(role)s;
+
+-- name: drop_owned_by
+DROP OWNED BY {role};
+
+-- name: drop_role
+DROP ROLE {role};
+
+-- A row of a list is identified by (id, list) on both sides, as the row filters need.
+-- name: replica_identities
+ALTER TABLE public.dossier REPLICA IDENTITY USING INDEX dossier_id_dossier_list_id_key;
+ALTER TABLE public.dossier_face REPLICA IDENTITY USING INDEX dossier_face_id_dossier_list_id_key;
+ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT;
+
+-- Name and rows of each Leader list named, read on the Leader itself (status there).
+-- name: lists_info
+SELECT * FROM pgsync.api_lists_info(%(lists)s);
