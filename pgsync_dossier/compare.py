@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -73,6 +73,10 @@ class Comparison:
         return ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "equal"
 
 
+def _query(name: str, **identifiers: str) -> sql.Composed:
+    return pg.query(name, "compare.sql", **identifiers)
+
+
 def chunk_shift(rows: int) -> int:
     """The shift that makes about ROWS_PER_CHUNK rows per chunk (16-bit id prefixes at most)."""
     bits = max(0, min(MAX_CHUNK_BITS, math.ceil(math.log2(max(rows, 1) / ROWS_PER_CHUNK)) if rows > 1 else 0))
@@ -86,6 +90,8 @@ ROW_BYTES = 24
 ID_BYTES = 16
 #: Per table (its index in TABLES): the lowest and highest 16-bit id prefix of each range.
 Ranges = dict[int, tuple[list[int], list[int]]]
+#: The id_rows query's parameters: the list, and per table the ids to read (`<table>_ids`).
+IdParams = dict[str, int | list[uuid.UUID]]
 
 
 def _records(blob: bytes | None, size: int) -> set[bytes]:
@@ -103,7 +109,7 @@ def _digests(conn: pg.Connection, list_id: int, shifts: list[int]) -> tuple[list
     chunks: list[set[bytes]] = [set() for _table in TABLES]
     rows = [0] * len(TABLES)
     with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-        for t, digests, count in cur.execute(pg.query("chunk_digests"), params):
+        for t, digests, count in cur.execute(_query("chunk_digests"), params):
             chunks[t], rows[t] = _records(digests, DIGEST_BYTES), int(count)
     return chunks, rows
 
@@ -125,12 +131,12 @@ def id_ranges(chunks: list[int], shift: int) -> tuple[list[int], list[int]]:
 
 def _rows(conn: pg.Connection, list_id: int, ranges: Ranges) -> list[set[bytes]]:
     """Per table: the rows of the ranges, as (id, content hash) records."""
-    params: dict[str, Any] = {"list": list_id}
+    params: dict[str, int | list[int]] = {"list": list_id}
     for index, table in enumerate(TABLES):
         params[f"{table}_lows"], params[f"{table}_highs"] = ranges.get(index, ([], []))
     found: list[set[bytes]] = [set() for _table in TABLES]
     with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-        for t, rows in cur.execute(pg.query("range_rows"), params):
+        for t, rows in cur.execute(_query("range_rows"), params):
             found[t] = _records(rows, ROW_BYTES)
     return found
 
@@ -151,7 +157,7 @@ def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local
     to the scans."""
     # The chunking follows the Leader's size (the replica's may be anything); both sides use
     # the same. The count also opens the Leader's snapshot.
-    counts = source.execute(pg.query("list_rows"), {"list": remote_list}).fetchone() or {}
+    counts = source.execute(pg.query("list_rows", "copier.sql"), {"list": remote_list}).fetchone() or {}
     sizes = [int(counts.get(key) or 0) for key in ("dossiers", "faces")]  # in TABLES' order
     shifts = [chunk_shift(size) for size in sizes]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-compare") as pool:
@@ -184,7 +190,7 @@ def recheck(
     still differs. A list being written shows differences that are only the two sides reading
     at different moments (a row the stream applied after the Leader's snapshot was taken); a
     divergence stays whatever the moment."""
-    params: dict[str, Any] = {"list": remote_list}
+    params: IdParams = {"list": remote_list}
     for table in TABLES:
         difference = found.tables[table]
         params[f"{table}_ids"] = difference.missing + difference.extra + difference.changed
@@ -215,10 +221,10 @@ def _difference(theirs: set[bytes], ours: set[bytes]) -> TableDifference:
     )
 
 
-def _id_rows(conn: pg.Connection, params: dict[str, Any]) -> list[set[bytes]]:
+def _id_rows(conn: pg.Connection, params: IdParams) -> list[set[bytes]]:
     found: list[set[bytes]] = [set() for _table in TABLES]
     with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-        for t, rows in cur.execute(pg.query("id_rows"), params):
+        for t, rows in cur.execute(_query("id_rows"), params):
             found[t] = _records(rows, ROW_BYTES)
     return found
 
@@ -362,7 +368,7 @@ def _settle_neighbours(
     written = 0
     for table in TABLES:
         recent = source.execute(
-            pg.query("recent_rows", table=table),
+            _query("recent_rows", table=table),
             {"lists": sorted(neighbours.lists), "since": neighbours.since},
         ).fetchall()
         for row in recent:
@@ -419,18 +425,4 @@ def _fix(
         if wanted:
             _upsert(source, writer, table, remote_list, local_list, group_id, wanted)
         if difference.extra:
-            writer.execute(
-                pg.query("delete_rows", table=table), {"list": local_list, "ids": difference.extra}
-            )
-
-
-def describe(found: Comparison) -> dict[str, Any]:
-    """The comparison as verify reports it."""
-    return {
-        "dossiers": found.local_rows.get("dossier"),
-        "faces": found.local_rows.get("dossier_face"),
-        "leader_dossiers": found.leader_rows.get("dossier"),
-        "leader_faces": found.leader_rows.get("dossier_face"),
-        "match": found.equal,
-        **found.counts(),
-    }
+            writer.execute(_query("delete_rows", table=table), {"list": local_list, "ids": difference.extra})

@@ -20,8 +20,9 @@ verify, and the soak, which judges by its own SQL oracle, must still fail.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pgsync_dossier import catalog, compare, faults, groups, pg
 from pgsync_dossier.catalog import Group, Link, LinkState, Verification
@@ -40,9 +41,62 @@ KINDS = ("missing", "extra", "changed")
 ATTEMPTS = 5
 
 
+@dataclass(frozen=True)
+class VerifyRow:
+    """One replica as `verify --json` reports it (the keys, in this order, are documented in
+    docs/cli.md). `match` is None when it could not compare (see `error`)."""
+
+    local_list: int
+    remote_list: int
+    dossiers: int | None = None
+    faces: int | None = None
+    leader_dossiers: int | None = None
+    leader_faces: int | None = None
+    match: bool | None = None
+    missing: int | None = None
+    extra: int | None = None
+    changed: int | None = None
+    #: with --repair: the rows the repair found (missing, extra, changed), None when none ran
+    repaired: dict[str, int] | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, link: Link, found: compare.Comparison) -> VerifyRow:
+        """What a comparison found, as verify reports it."""
+        counts = found.counts()
+        return cls(
+            link.local_list_id,
+            link.remote_list_id,
+            dossiers=found.local_rows.get("dossier"),
+            faces=found.local_rows.get("dossier_face"),
+            leader_dossiers=found.leader_rows.get("dossier"),
+            leader_faces=found.leader_rows.get("dossier_face"),
+            match=found.equal,
+            missing=counts["missing"],
+            extra=counts["extra"],
+            changed=counts["changed"],
+        )
+
+    def as_json(self) -> dict[str, Cell]:
+        return asdict(self)
+
+
+#: A value of a row of `verify --json`.
+Cell = int | bool | str | dict[str, int] | None
+
+
 def verify(
     config: Config, local_list_id: int | None, timeout_s: float, repair: bool = False
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Cell]]:
+    """`verify --json`'s rows (for callers that render them; verify_lists is the typed read)."""
+    return [row.as_json() for row in verify_lists(config, local_list_id, timeout_s, repair)]
+
+
+def verify_lists(
+    config: Config, local_list_id: int | None, timeout_s: float, repair: bool = False
+) -> list[VerifyRow]:
+    """Each replica (or only `local_list_id`) compared with its Leader list after a barrier;
+    with `repair`, the ones that differ repaired and compared again."""
     deadline = Deadline(timeout_s)
     with subscriber_session(config, "verify") as s:
         links = catalog.links(s.conn)
@@ -54,11 +108,11 @@ def verify(
                 )
         results = _compare_after_barriers(s, links, deadline, "manual")
         if repair:
-            _repair_differing(s, links, results, deadline)
-    return sorted(results, key=lambda r: r["local_list"])
+            results = _repair_differing(s, links, results, deadline)
+    return sorted(results, key=lambda r: r.local_list)
 
 
-def scheduled(s: Session, group: Group, deadline: Deadline) -> list[dict[str, Any]] | None:
+def scheduled(s: Session, group: Group, deadline: Deadline) -> list[VerifyRow] | None:
     """The group's verification, when its `verify_schedule` says one is due and no other group
     of this Subscriber is being verified (a later tick takes it then); None when nothing ran."""
     links = [link for link in groups.links_of(s.conn, group.id) if link.state == LinkState.READY]
@@ -69,7 +123,7 @@ def scheduled(s: Session, group: Group, deadline: Deadline) -> list[dict[str, An
     try:
         results = _compare_after_barriers(s, links, deadline, "schedule")
         if s.config.repair_on_divergence:
-            _repair_differing(s, links, results, deadline)
+            results = _repair_differing(s, links, results, deadline)
         return results
     finally:
         pg.advisory_unlock(s.conn, "verification", 0)
@@ -91,9 +145,7 @@ def due(s: Session, links: list[Link], now: datetime) -> bool:
     )
 
 
-def _compare_after_barriers(
-    s: Session, links: list[Link], deadline: Deadline, why: Why
-) -> list[dict[str, Any]]:
+def _compare_after_barriers(s: Session, links: list[Link], deadline: Deadline, why: Why) -> list[VerifyRow]:
     by_id = {group.id: group for group in catalog.groups(s.conn)}
     pending = {link.local_list_id: link for link in links}
     results = []
@@ -110,7 +162,7 @@ def _compare_after_barriers(
                 if local in pending:
                     link = pending.pop(local)
                     error = f"could not sync first: {outcome.error}"
-                    results.append(_result(link, match=None, error=error))
+                    results.append(VerifyRow(link.local_list_id, link.remote_list_id, error=error))
                     _record(s, link, why, started.get(local, datetime.now(UTC)), None, None, error)
         for local, link in sorted(pending.items()):
             leader = s.leaders.get(by_id[link.group_id].leader_url)
@@ -124,15 +176,10 @@ def _compare_after_barriers(
             )
             candidates[local] = found
             if found.equal or attempt == ATTEMPTS - 1 or faults.blinded(faults.VERIFY_BLIND):
-                reported = _as_reported(compare.describe(found))
-                results.append(_result(link, **reported))
+                reported = _as_reported(VerifyRow.of(link, found))
+                results.append(reported)
                 _record(
-                    s,
-                    link,
-                    why,
-                    started[local],
-                    position,
-                    found if reported["match"] is found.equal else None,
+                    s, link, why, started[local], position, found if reported.match is found.equal else None
                 )
                 del pending[local]
         if not pending:
@@ -169,19 +216,17 @@ def _record(
 
 
 def _repair_differing(
-    s: Session, links: list[Link], results: list[dict[str, Any]], deadline: Deadline
-) -> None:
-    for result in results:
-        if result["match"] is False:
-            _repair(
-                s,
-                next(link for link in links if link.local_list_id == result["local_list"]),
-                result,
-                deadline,
-            )
+    s: Session, links: list[Link], results: list[VerifyRow], deadline: Deadline
+) -> list[VerifyRow]:
+    """The results, each list found different repaired and reported as it is afterwards."""
+    by_list = {link.local_list_id: link for link in links}
+    return [
+        _repair(s, by_list[result.local_list], result, deadline) if result.match is False else result
+        for result in results
+    ]
 
 
-def _repair(s: Session, link: Link, result: dict[str, Any], deadline: Deadline) -> None:
+def _repair(s: Session, link: Link, result: VerifyRow, deadline: Deadline) -> VerifyRow:
     """Repair in place what verify found, then report the list as it is afterwards."""
     group = catalog.group(s.conn, link.group_id)
     assert group is not None
@@ -189,45 +234,30 @@ def _repair(s: Session, link: Link, result: dict[str, Any], deadline: Deadline) 
     outcome = sync_group(s, group, "repair", deadline)
     fixed = outcome.repairs.get(link.local_list_id)
     if outcome.status != "synced":
-        result["error"] = f"the repair did not finish: {outcome.error}"
-        return
+        return replace(result, error=f"the repair did not finish: {outcome.error}")
     (after,) = _compare_after_barriers(s, [link], deadline, "repair")
-    result.update(
-        {key: after[key] for key in ("dossiers", "faces", "leader_dossiers", "leader_faces", "match")}
+    return replace(
+        result,
+        dossiers=after.dossiers,
+        faces=after.faces,
+        leader_dossiers=after.leader_dossiers,
+        leader_faces=after.leader_faces,
+        match=after.match,
+        repaired=fixed.before if fixed is not None else None,
     )
-    result["repaired"] = fixed.before if fixed is not None else None
 
 
-def _as_reported(described: dict[str, Any]) -> dict[str, Any]:
+def _as_reported(found: VerifyRow) -> VerifyRow:
     """A comparison as verify reports it: as found, or, with the blind `verify.blind` armed,
     equal to its Leader list with no differences (a lie on purpose, for a harness to catch)."""
     if not faults.blinded(faults.VERIFY_BLIND):
-        return described
-    return {
-        **described,
-        "dossiers": described.get("leader_dossiers"),
-        "faces": described.get("leader_faces"),
-        "match": True,
-        "missing": 0,
-        "extra": 0,
-        "changed": 0,
-    }
-
-
-def _result(link: Link, **values: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "local_list": link.local_list_id,
-        "remote_list": link.remote_list_id,
-        "dossiers": None,
-        "faces": None,
-        "leader_dossiers": None,
-        "leader_faces": None,
-        "match": None,
-        "missing": None,
-        "extra": None,
-        "changed": None,
-        "repaired": None,
-        "error": None,
-    }
-    base.update(values)
-    return base
+        return found
+    return replace(
+        found,
+        dossiers=found.leader_dossiers,
+        faces=found.leader_faces,
+        match=True,
+        missing=0,
+        extra=0,
+        changed=0,
+    )

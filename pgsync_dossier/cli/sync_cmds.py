@@ -16,6 +16,7 @@ from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
 from pgsync_dossier.errors import OperationFailed, PreconditionFailed, ServerUnreachable, UsageError
 from pgsync_dossier.sync import SyncOutcome
+from pgsync_dossier.verify import verify_lists
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,6 @@ def systemd_units(app: AppContext, output: Path | None, user: str, executable: s
 def verify(app: AppContext, local_list: int | None, timeout: float, repair: bool, as_json: bool) -> None:
     """Sync, then check that each replica holds exactly its Leader list (exit 1 if not): the
     rows missing, extra or changed here."""
-    from pgsync_dossier.verify import verify as verify_lists
-
     rows = verify_lists(app.config, local_list, timeout, repair=repair)
     columns = [
         "local_list",
@@ -143,18 +142,15 @@ def verify(app: AppContext, local_list: int | None, timeout: float, repair: bool
         *(["repaired"] if repair else []),
         "error",
     ]
-    render.emit(rows, as_json, render.table(rows, columns))
-    bad = [r for r in rows if not r["match"]]
+    documents = [row.as_json() for row in rows]
+    render.emit(documents, as_json, render.table(documents, columns))
+    bad = [r for r in rows if not r.match]
     if bad:
         raise OperationFailed(
             "replicas differ from their Leader lists: "
             + "; ".join(
-                f"list {r['local_list']}"
-                + (
-                    f" ({r['missing']} missing, {r['extra']} extra, {r['changed']} changed)"
-                    if r["error"] is None
-                    else ""
-                )
+                f"list {r.local_list}"
+                + (f" ({r.missing} missing, {r.extra} extra, {r.changed} changed)" if r.error is None else "")
                 for r in bad
             )
             + ("" if repair else "; repair them with pgsync-dossier verify --repair")
