@@ -63,6 +63,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 PROGRESS_EVERY_S = 0.25
+_SQL = "copier.sql"
 
 
 def application_name(local_list_id: int) -> str:
@@ -126,8 +127,8 @@ def copy_list(
             try:
                 source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 source.read_only = True
-                snapshot = str(source.execute("SELECT pg_catalog.pg_export_snapshot() AS s").fetchone()["s"])  # type: ignore[index]
-                counts = source.execute(pg.query("list_rows"), {"list": remote}).fetchone()
+                snapshot = str(source.execute(pg.query("export_snapshot", _SQL)).fetchone()["s"])  # type: ignore[index]
+                counts = source.execute(pg.query("list_rows", "copier.sql"), {"list": remote}).fetchone()
             except psycopg.Error as exc:
                 raise LeaderSideError(exc) from None
             assert counts is not None
@@ -141,7 +142,9 @@ def copy_list(
                     raise LeaderSideError(exc) from None
                 job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source, columns)
                 if merge is None:
-                    has_rows = monitor.execute(pg.query("list_has_rows"), {"list": local}).fetchone()
+                    has_rows = monitor.execute(
+                        pg.query("list_has_rows", "copier.sql"), {"list": local}
+                    ).fetchone()
                     merge = bool(has_rows and has_rows["any"])
                 if merge:
                     return _merge(job, monitor, expected, progress)
@@ -180,24 +183,30 @@ def select_rows(
         else sql.Identifier(column)
         for column in columns
     ]
-    only = sql.SQL(" AND id = ANY ({}::uuid[])").format(sql.Literal(ids)) if ids is not None else sql.SQL("")
-    return sql.SQL("COPY (SELECT {} FROM {} WHERE dossier_list_id = {}{}) TO STDOUT (FORMAT binary)").format(
-        sql.SQL(", ").join(selected), sql.Identifier("public", table), sql.Literal(remote), only
-    )
+    parts: dict[str, sql.Composable] = {
+        "columns": sql.SQL(", ").join(selected),
+        "table": sql.Identifier("public", table),
+        "remote": sql.Literal(remote),
+    }
+    if ids is None:
+        return pg.query("copy_out", _SQL, **parts)
+    return pg.query("copy_out_ids", _SQL, **parts, ids=sql.Literal(ids))
 
 
 def copy_in(target: sql.Identifier, columns: Sequence[str]) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-        target, sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+    return pg.query("copy_in", _SQL, target=target, columns=_names(columns))
+
+
+def _names(columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, columns))
 
 
 def make_stage(writer: pg.Connection, stage: sql.Identifier, table: str, columns: Sequence[str]) -> None:
     """A temporary table for the rows a copy stages: the columns copied and nothing else (no NOT
     NULL of a column only this node has, which the staged rows do not carry)."""
     writer.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            stage, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier("public", table)
+        pg.query(
+            "make_stage", _SQL, stage=stage, columns=_names(columns), table=sql.Identifier("public", table)
         )
     )
 
@@ -212,7 +221,7 @@ def _reader(job: _Job) -> pg.Connection:
         conn = job.leader.connect(autocommit=False, statement_timeout_ms=0)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(job.snapshot)))
+        conn.execute(pg.query("set_snapshot", _SQL, snapshot=sql.Literal(job.snapshot)))
     except psycopg.Error as exc:
         raise LeaderSideError(exc) from None
     return conn
@@ -286,11 +295,7 @@ class _Watch:
                         "and blocks the other"
                     )
                 if self.progress:
-                    row = self.monitor.execute(
-                        "SELECT coalesce(sum(tuples_processed), 0)::bigint AS n "
-                        "FROM pg_catalog.pg_stat_progress_copy WHERE pid = ANY (%s)",
-                        [pids],
-                    ).fetchone()
+                    row = self.monitor.execute(pg.query("rows_written", _SQL), {"pids": pids}).fetchone()
                     self.progress(min(int(row["n"]), self.expected), self.expected)  # type: ignore[index]
         if first_failure:
             raise first_failure[0]
@@ -305,7 +310,9 @@ class _Watch:
         table waits on the client, where PostgreSQL's deadlock detector cannot see it: a
         stream of another group that waits on its rows while holding rows the other writer
         needs would stall both for the whole deadline."""
-        row = self.monitor.execute(pg.query("copy_blocked_by_itself"), {"writers": pids}).fetchone()
+        row = self.monitor.execute(
+            pg.query("copy_blocked_by_itself", "copier.sql"), {"writers": pids}
+        ).fetchone()
         return bool(row and row["blocked"])
 
     @staticmethod
@@ -365,7 +372,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
         ((dossiers, faces),) = _Watch(job, monitor, expected, progress).run([stage], [writer], [reader])
         changed = 0
         for table in TABLES:
-            writer.execute(sql.SQL("ANALYZE {}").format(_stage(table)))
+            writer.execute(pg.query("analyze_stage", _SQL, stage=_stage(table)))
             changed += writer.execute(
                 upsert(table, job.columns[table]), {"local": job.local, "group": job.group_id}
             ).rowcount
@@ -377,24 +384,15 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
 
 
 def upsert(table: str, columns: Sequence[str]) -> sql.Composed:
-    """Insert the staged rows; overwrite a row that is already here unless it is equal, or it
-    lives in a list of another group that applied a newer version of it (apply_change's rule)."""
+    """Insert the staged rows, by apply_change's rule (sql/copier.sql, upsert)."""
     values = [column for column in columns if column != "id"]
-    return sql.SQL(
-        """
-        INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {stage}
-        ON CONFLICT (id) DO UPDATE SET ({values}) = ({excluded})
-        WHERE ({current}) IS DISTINCT FROM ({excluded})
-          AND (t.dossier_list_id = %(local)s
-               OR NOT EXISTS (SELECT 1 FROM pgsync.link AS k
-                               WHERE k.local_list_id = t.dossier_list_id AND k.group_id <> %(group)s)
-               OR EXCLUDED.row_version > t.row_version)
-        """
-    ).format(
+    return pg.query(
+        "upsert",
+        _SQL,
         target=sql.Identifier("public", table),
         stage=_stage(table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(map(sql.Identifier, values)),
+        columns=_names(columns),
+        values=_names(values),
         excluded=sql.SQL(", ").join(sql.Identifier("excluded", column) for column in values),
         current=sql.SQL(", ").join(sql.Identifier("t", column) for column in values),
     )
@@ -402,7 +400,4 @@ def upsert(table: str, columns: Sequence[str]) -> sql.Composed:
 
 def _delete_missing(table: str) -> sql.Composed:
     """The list's local rows that the Leader list does not have (at the copy's snapshot)."""
-    return sql.SQL(
-        "DELETE FROM {target} AS t WHERE t.dossier_list_id = %(local)s "
-        "AND NOT EXISTS (SELECT 1 FROM {stage} AS s WHERE s.id = t.id)"
-    ).format(target=sql.Identifier("public", table), stage=_stage(table))
+    return pg.query("delete_missing", _SQL, target=sql.Identifier("public", table), stage=_stage(table))

@@ -37,6 +37,7 @@ DATABASE = "dossiers"
 ADMIN = "dossier_admin"
 FACE_MODEL = "arcface-r100-v1"
 EMBEDDING_FLOATS = 512
+_SQL = "demo.sql"
 SITES = (
     ("leader", "leader", "hq-paris"),
     ("subscriber_a", "subscriber", "site-lyon"),
@@ -143,13 +144,33 @@ def stop(base: Path = DEFAULT_DIR) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class SiteInfo:
+    """A site of the demo, as the CLI tells how to explore it (--keep)."""
+
+    name: str
+    role: str
+    config: str
+    psql: str
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    status: list[dict[str, Any]]  # status.status's rows, as `status --json`
+    verify: list[dict[str, verify.Cell]]  # verify.verify's rows, as `verify --json`
+    match: bool
+    seconds: float
+    sites: list[SiteInfo]
+    kept: bool
+
+
 def run(
     base: Path = DEFAULT_DIR,
     dossiers: int = 3000,
     keep: bool = False,
     narrate: Narrate = print,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> DemoResult:
     if dossiers < 20:
         raise UsageError("--dossiers must be at least 20")
     if _state_path(base).exists():
@@ -219,17 +240,14 @@ def run(
             + ", ".join(f"{c['dossiers']}/{c['leader_dossiers']} dossiers" for c in checks)
             + ")"
         )
-        return {
-            "status": rows,
-            "verify": checks,
-            "match": all_match,
-            "seconds": round(time.monotonic() - started, 1),
-            "sites": [
-                {"name": s.node_name, "role": s.role, "config": str(s.config_path), "psql": s.psql}
-                for s in sites
-            ],
-            "kept": keep,
-        }
+        return DemoResult(
+            status=rows,
+            verify=checks,
+            match=all_match,
+            seconds=round(time.monotonic() - started, 1),
+            sites=[SiteInfo(s.node_name, s.role, str(s.config_path), s.psql) for s in sites],
+            kept=keep,
+        )
     finally:
         if not keep:
             for site in sites:
@@ -244,14 +262,8 @@ def _start_sites(base: Path, bindir: Path) -> list[DemoSite]:
         cluster = LocalCluster(base / name, bindir=bindir, dossier_database=DATABASE).init().start()
         password = secrets.token_urlsafe(24)
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-                    sql.Identifier(ADMIN), sql.Literal(password)
-                )
-            )
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DATABASE), sql.Identifier(ADMIN))
-            )
+            conn.execute(pg.query("create_admin", _SQL, admin=ADMIN, password=sql.Literal(password)))
+            conn.execute(pg.query("create_database", _SQL, database=DATABASE, admin=ADMIN))
         config_path = base / f"{name}.yaml"
         settings = {
             "role": role,
@@ -297,9 +309,7 @@ def _make_lists(site: DemoSite, wanted: list[tuple[str, int]]) -> dict[str, int]
     rng = random.Random(site.name)
     with site.connect() as conn:
         for name, count in wanted:
-            list_id = conn.execute(
-                "INSERT INTO dossier_list (name) VALUES (%s) RETURNING id", [name]
-            ).fetchone()["id"]  # type: ignore[index]
+            list_id = conn.execute(pg.query("insert_list", _SQL), {"name": name}).fetchone()["id"]  # type: ignore[index]
             made[name] = int(list_id)
             _copy_dossiers(conn, list_id, count, rng)
     return made
@@ -310,9 +320,7 @@ def _make_leader_data(leader: DemoSite, total: int, narrate: Narrate) -> dict[st
     t0 = time.monotonic()
     made = _make_lists(leader, [(name, max(1, int(total * share))) for name, share in shares])
     with leader.connect() as conn:
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM dossier) AS d, (SELECT count(*) FROM dossier_face) AS f"
-        ).fetchone()
+        row = conn.execute(pg.query("counts", _SQL)).fetchone()
     assert row is not None
     narrate(
         f"{leader.node_name}: {len(made)} watch lists, {row['d']} dossiers and {row['f']} faces "
@@ -326,7 +334,7 @@ def _copy_dossiers(conn: pg.Connection, list_id: int, count: int, rng: random.Ra
         return
     faces: list[tuple[uuid.UUID, int]] = []
     with conn.transaction(), conn.cursor() as cur:
-        with cur.copy("COPY dossier (id, dossier_list_id, name, comment) FROM STDIN") as copy:
+        with cur.copy(pg.query("copy_dossiers", _SQL)) as copy:
             for _ in range(count):
                 dossier_id = uuid.UUID(int=rng.getrandbits(128), version=4)
                 copy.write_row(
@@ -338,9 +346,7 @@ def _copy_dossiers(conn: pg.Connection, list_id: int, count: int, rng: random.Ra
                     )
                 )
                 faces.extend((dossier_id, list_id) for _ in range(rng.randint(1, 3)))
-        with cur.copy(
-            "COPY dossier_face (id, dossier_id, dossier_list_id, embedding, model) FROM STDIN"
-        ) as copy:
+        with cur.copy(pg.query("copy_faces", _SQL)) as copy:
             for dossier_id, face_list in faces:
                 copy.write_row(
                     (
@@ -357,34 +363,16 @@ def _edit_on_leader(leader: DemoSite, lists: dict[str, int], narrate: Narrate) -
     rng = random.Random("edits")
     wanted, staff = lists["Wanted persons"], lists["Staff"]
     with leader.connect() as conn, conn.transaction():
-        new_id = conn.execute(
-            "INSERT INTO dossier (dossier_list_id, name, comment) VALUES (%s, 'Δημήτρης Κ.', 'added today') "
-            "RETURNING id",
-            [wanted],
-        ).fetchone()["id"]  # type: ignore[index]
+        new_id = conn.execute(pg.query("insert_dossier", _SQL), {"list": wanted}).fetchone()["id"]  # type: ignore[index]
         conn.execute(
-            "INSERT INTO dossier_face (dossier_id, embedding, model) VALUES (%s, %s, %s)",
-            [new_id, _embedding(rng), FACE_MODEL],
+            pg.query("insert_face", _SQL),
+            {"dossier": new_id, "embedding": _embedding(rng), "model": FACE_MODEL},
         )
-        updated = conn.execute(
-            "UPDATE dossier SET comment = 'last seen at gate 4' WHERE id = "
-            "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY id LIMIT 1) RETURNING name",
-            [wanted],
-        ).fetchone()["name"]  # type: ignore[index]
-        moved = conn.execute(
-            "UPDATE dossier SET dossier_list_id = %s WHERE id = "
-            "(SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY id LIMIT 1) RETURNING id, name",
-            [wanted, staff],
-        ).fetchone()
+        updated = conn.execute(pg.query("update_first_dossier", _SQL), {"list": wanted}).fetchone()["name"]  # type: ignore[index]
+        moved = conn.execute(pg.query("move_first_dossier", _SQL), {"to": wanted, "from": staff}).fetchone()
         assert moved is not None
-        moved_faces = conn.execute(
-            "SELECT count(*) AS n FROM dossier_face WHERE dossier_id = %s", [moved["id"]]
-        ).fetchone()["n"]  # type: ignore[index]
-        deleted = conn.execute(
-            "DELETE FROM dossier WHERE id = (SELECT id FROM dossier WHERE dossier_list_id = %s "
-            "ORDER BY id DESC LIMIT 1) RETURNING name",
-            [wanted],
-        ).fetchone()["name"]  # type: ignore[index]
+        moved_faces = conn.execute(pg.query("count_faces", _SQL), {"dossier": moved["id"]}).fetchone()["n"]  # type: ignore[index]
+        deleted = conn.execute(pg.query("delete_last_dossier", _SQL), {"list": wanted}).fetchone()["name"]  # type: ignore[index]
     narrate(
         f"{leader.node_name}: edits in 'Wanted persons': inserted 'Δημήτρης Κ.', updated {updated!r}, "
         f"moved {moved['name']!r} in from 'Staff' with its {moved_faces} face(s), deleted {deleted!r}"

@@ -79,7 +79,8 @@ class Logins:
                     client.token_proven = True  # the enrollment login just proved it
                     if self.may_enroll:  # (status only reads) the next command goes straight in
                         self.conn.execute(
-                            pg.query("set_leader_login_url"), {"leader_id": leader_id, "url": url}
+                            pg.query("set_leader_login_url", "enrollment.sql"),
+                            {"leader_id": leader_id, "url": url},
                         )
                     return client
             if state in ("pending", "revoked", "active"):
@@ -108,13 +109,13 @@ class Logins:
     def _stored(self, leader_id: str | None) -> Login | None:
         if leader_id is None:
             return None
-        row = self.conn.execute(pg.query("leader_login"), {"leader_id": leader_id}).fetchone()
+        row = self.conn.execute(
+            pg.query("leader_login", "enrollment.sql"), {"leader_id": leader_id}
+        ).fetchone()
         if row is None or row["login"] != own_login_name(self.node.node_tag, leader_id):
             return None  # a copy of another Subscriber's database: it enrolls as itself
         path = subscriber.passfile_path(self.conn, self._passfile_name(leader_id))
-        line = self.conn.execute(
-            "SELECT pg_catalog.pg_read_file(%s, 0, 4096, true) AS line", [path]
-        ).fetchone()
+        line = self.conn.execute(pg.query("read_passfile", "enrollment.sql"), {"path": path}).fetchone()
         if line is None or not line["line"]:
             return None
         return Login("own", row["login"], Secret(subscriber.passfile_password(line["line"])))
@@ -122,7 +123,8 @@ class Logins:
     def _store(self, leader_id: str, login: str, password: Secret, url: str) -> None:
         subscriber.write_passfile(self.conn, self._passfile_name(leader_id), password)
         self.conn.execute(
-            pg.query("store_leader_login"), {"leader_id": leader_id, "login": login, "url": url}
+            pg.query("store_leader_login", "enrollment.sql"),
+            {"leader_id": leader_id, "login": login, "url": url},
         )
 
     def _passfile_name(self, leader_id: str) -> str:
@@ -159,5 +161,5 @@ def _refusal(state: str, node_name: str, leader: str) -> PreconditionFailed:
 
 
 def _leader_id_for_url(conn: pg.Connection, url: str) -> str | None:
-    row = conn.execute(pg.query("leader_id_for_url"), {"url": url}).fetchone()
+    row = conn.execute(pg.query("leader_id_for_url", "enrollment.sql"), {"url": url}).fetchone()
     return None if row is None else str(row["leader_id"])

@@ -14,7 +14,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -23,6 +23,9 @@ from pgsync_dossier import __version__, handshake
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import is_url, mask_conninfo, web_address
 from pgsync_dossier.errors import PreconditionFailed, ServerUnreachable, UsageError
+
+if TYPE_CHECKING:
+    from pgsync_dossier.catalog import Node
 
 #: What the Leader passes on of its connection string: where it is, never who logs in.
 PUBLIC_KEYS = ("host", "hostaddr", "port", "dbname", "sslmode", "target_session_attrs")
@@ -58,13 +61,24 @@ def _netloc(host: str, port: str) -> str:
     return shown + (f":{port}" if port else "")
 
 
-def answer(config: Config, node: dict[str, Any]) -> dict[str, Any]:
+class Answer(TypedDict):
+    """The Leader's answer, as JSON (its field names are the protocol's)."""
+
+    role: str
+    node_name: str
+    face_model: str
+    sync_schedule: str | None
+    replication_url: str
+    version: str
+
+
+def answer(config: Config, node: Node) -> Answer:
     """The public facts a Subscriber needs: the replication endpoint and what attach checks."""
     return {
-        "role": node["role"],
-        "node_name": node["node_name"],
-        "face_model": node["face_model"],
-        "sync_schedule": node["sync_schedule"],
+        "role": node.role,
+        "node_name": node.node_name,
+        "face_model": node.face_model,
+        "sync_schedule": node.sync_schedule,
         "replication_url": public_endpoint(config.replication_url or config.database_url),
         "version": __version__,
     }

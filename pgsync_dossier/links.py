@@ -94,12 +94,16 @@ def _same_token(s: Session, facts: LeaderFacts, leader: LeaderClient) -> bool:
     Leader verifier and token: the outcome is kept as a keyed hash, which only the same token
     reproduces and which tells nothing about it."""
     check = verifier_check(s.config.sync_token, facts.token_verifier)
-    row = s.conn.execute(pg.query("leader_token_check"), {"leader_id": facts.leader_id}).fetchone()
+    row = s.conn.execute(
+        pg.query("leader_token_check", "enrollment.sql"), {"leader_id": facts.leader_id}
+    ).fetchone()
     if row is not None and row["token_check"] is not None and hmac.compare_digest(row["token_check"], check):
         return True
     if not leader.token_proven and not matches_verifier(s.config.sync_token, facts.token_verifier):
         return False
-    s.conn.execute(pg.query("set_leader_token_check"), {"leader_id": facts.leader_id, "check": check})
+    s.conn.execute(
+        pg.query("set_leader_token_check", "enrollment.sql"), {"leader_id": facts.leader_id, "check": check}
+    )
     return True
 
 
@@ -254,7 +258,7 @@ def type_for(code: str | None) -> type[PgsyncError]:
 def _check_local(conn: pg.Connection, request: AttachRequest) -> Link | None:
     """The local preconditions; returns the link of an earlier attempt at the same attach."""
     target = request.local_list_id
-    if not conn.execute(pg.query("local_list_exists"), {"list": target}).fetchone():
+    if not conn.execute(pg.query("local_list_exists", "links.sql"), {"list": target}).fetchone():
         raise PreconditionFailed(
             f"local list {target} does not exist on this Subscriber: create it first",
             code="local_list_not_found",
@@ -293,7 +297,7 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
     this commit waits on that lock (the guard takes FOR SHARE) and then sees the link.
     """
     with conn.transaction():
-        conn.execute(pg.query("lock_local_list"), {"list": request.local_list_id})
+        conn.execute(pg.query("lock_local_list", "links.sql"), {"list": request.local_list_id})
         _refuse_non_empty(conn, request.local_list_id)
         try:
             catalog.insert_link(
@@ -474,7 +478,7 @@ def _purge(conn: pg.Connection, local_list_id: int, keep: list[str]) -> int:
     stream's transaction that committed between them keep its faces and lose its dossiers
     (the soak found such faces)."""
     subscriber.write_as_apply(conn)
-    return conn.execute(pg.query("purge_list"), {"list": local_list_id, "keep": keep}).rowcount
+    return conn.execute(pg.query("purge_list", "links.sql"), {"list": local_list_id, "keep": keep}).rowcount
 
 
 def _moved_within_group(
@@ -484,7 +488,10 @@ def _moved_within_group(
     stream could not catch up before the detach: their moves may still be on their way, as
     UPDATEs that find nothing to move if the purge deletes the rows first. They are kept;
     the move takes them over."""
-    ids = [str(row["id"]) for row in conn.execute(pg.query("list_dossier_ids"), {"list": local_list_id})]
+    ids = [
+        str(row["id"])
+        for row in conn.execute(pg.query("list_dossier_ids", "links.sql"), {"list": local_list_id})
+    ]
     return leader.dossiers_in_lists(ids, others) if ids else []
 
 

@@ -205,10 +205,12 @@ def _statement(body: str) -> str:
     return "\n".join(lines).rstrip().rstrip(";")
 
 
-def query(name: str, filename: str = "queries.sql", **identifiers: str) -> sql.Composed:
-    """A named query from sql/; `identifiers` fill `{name}` placeholders as quoted identifiers."""
+def query(name: str, filename: str, /, **parts: str | sql.Composable) -> sql.Composed:
+    """A named query from sql/`filename`; `parts` fill its `{name}` placeholders: a str as a
+    quoted identifier, a psycopg.sql object as it is (a Literal where the server takes no
+    parameters: DDL, SET, COPY TO PROGRAM; a list of columns a statement is built with)."""
     template = sql.SQL(_queries(filename)[name])
-    return template.format(**{k: sql.Identifier(v) for k, v in identifiers.items()})
+    return template.format(**{k: sql.Identifier(v) if isinstance(v, str) else v for k, v in parts.items()})
 
 
 def sql_file(filename: str) -> str:

@@ -256,7 +256,12 @@ def _probe(s: Session, group: Group) -> str | None:
 def _sample_lag(s: Session, group: Group, slot: dict[str, Any]) -> None:
     """The lag history the web page charts: the lag as `status` would show it now."""
     beat = next(
-        (row for row in s.conn.execute(pg.query("heartbeats")) if row["group_name"] == group.name), None
+        (
+            row
+            for row in s.conn.execute(pg.query("heartbeats", "subscriber.sql"))
+            if row["group_name"] == group.name
+        ),
+        None,
     )
     catalog.record_lag_sample(s.conn, group.id, slot.get("lag_bytes"), lag_seconds(slot, beat))
 

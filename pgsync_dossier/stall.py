@@ -30,7 +30,7 @@ def why_stalled(
     try:
         # A savepoint (or a transaction of its own): a failed read leaves the caller's intact.
         with conn.transaction():
-            row = conn.execute(pg.query("subscription_stall"), {"name": name}).fetchone()
+            row = conn.execute(pg.query("subscription_stall", "subscriber.sql"), {"name": name}).fetchone()
         reasons += subscriber_reasons(name, row, errors_before)
     except Exception as exc:  # the diagnosis must never replace the timeout
         log.warning("stream %s: could not read why it waits on this Subscriber: %s", name, exc)

@@ -7,10 +7,11 @@ import re
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import kwargs_row
 
 from pgsync_dossier import pg, stall
 from pgsync_dossier.deadline import Deadline, poll
@@ -31,43 +32,72 @@ MAX_NEW_ERRORS = 2
 #: they were almost always stopped after it anyway).
 STOP_GRACE_S = 0.1
 WAKES_WORKERS_AT_DISABLE_SINCE = 160000
+_SQL = "subscriber.sql"
+#: The statements of the Subscriber's triggers, in the order `install` runs them.
+_INSTALL = (
+    "replica_identity",
+    "drop_retired_functions",
+    "create_applying_group",
+    "create_apply_change",
+    "create_guard_replica_list",
+    "create_guard_replica_truncate",
+    "create_triggers",
+)
+
+
+class Subscription(TypedDict):
+    """A subscription of this database (`relations`: 0 after pg_upgrade from before 17)."""
+
+    oid: int
+    enabled: bool
+    slot_name: str | None
+    relations: int
+
+
+class SubscriptionStats(TypedDict):
+    """A subscription's state, errors and, on PostgreSQL 18, apply conflicts (None before)."""
+
+    enabled: bool
+    errors: int
+    conflicts: int | None
 
 
 def write_as_apply(conn: pg.Connection) -> None:
     """For the rest of this transaction, write as an apply worker does: replica mode, in which
     foreign keys and ordinary triggers do not fire, with the apply triggers told to stand by."""
-    conn.execute("SET LOCAL session_replication_role = replica")
-    conn.execute("SET LOCAL pgsync.bulk = on")
+    conn.execute(pg.query("write_as_apply", _SQL))
 
 
 def install(conn: pg.Connection) -> None:
     """Replica identity by primary key, apply and guard triggers. Inside a transaction."""
-    conn.execute(pg.sql_file("subscriber.sql").encode())
+    for name in _INSTALL:
+        conn.execute(pg.query(name, _SQL))
 
 
-def subscription(conn: pg.Connection, name: str) -> dict[str, Any] | None:
-    return conn.execute(pg.query("subscription"), {"name": name}).fetchone()
+def subscription(conn: pg.Connection, name: str) -> Subscription | None:
+    with conn.cursor(row_factory=kwargs_row(Subscription)) as cur:
+        return cur.execute(pg.query("subscription", _SQL), {"name": name}).fetchone()
 
 
-def subscriptions(conn: pg.Connection) -> dict[str, dict[str, Any]]:
+def subscriptions(conn: pg.Connection) -> dict[str, SubscriptionStats]:
     """Every subscription of this database with its state, errors and conflicts, in one read.
 
     PostgreSQL 18 counts apply conflicts (a row missing or already there) in confl_* columns;
     15 only logs them (None).
     """
-    result = {}
-    for row in conn.execute(pg.query("subscriptions")).fetchall():
+    result: dict[str, SubscriptionStats] = {}
+    for row in conn.execute(pg.query("subscriptions", _SQL)).fetchall():
         conflicts = [value for key, value in row.items() if key.startswith("confl_") and value is not None]
-        result[row["subname"]] = {
-            "enabled": row["enabled"],
-            "errors": int(row["apply_error_count"] or 0) + int(row["sync_error_count"] or 0),
-            "conflicts": int(sum(conflicts)) if conflicts else None,
-        }
+        result[row["subname"]] = SubscriptionStats(
+            enabled=row["enabled"],
+            errors=int(row["apply_error_count"] or 0) + int(row["sync_error_count"] or 0),
+            conflicts=int(sum(conflicts)) if conflicts else None,
+        )
     return result
 
 
 def error_count(conn: pg.Connection, name: str) -> int:
-    row = conn.execute(pg.query("subscription_errors"), {"name": name}).fetchone()
+    row = conn.execute(pg.query("subscription_errors", _SQL), {"name": name}).fetchone()
     return int(row["errors"]) if row else 0
 
 
@@ -110,16 +140,10 @@ def write_passfile(conn: pg.Connection, name: str, password: Secret) -> str:
     escaped = secret.replace("\\", "\\\\").replace(":", "\\:")
     with conn.transaction():
         for setting, value in _STATEMENT_TRACES.items():
-            conn.execute(sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
-        conn.execute(
-            "SELECT pg_catalog.set_config('pgsync.passfile_line', %s, true)", [_PASSFILE_LINE.format(escaped)]
-        )
-        conn.execute(
-            sql.SQL(
-                "COPY (SELECT pg_catalog.current_setting('pgsync.passfile_line')) TO PROGRAM {} "
-                "WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
-            ).format(sql.Literal(f"umask 077 && cat > {shlex.quote(path)}"))
-        )
+            conn.execute(pg.query("hide_statement", _SQL, setting=setting, value=sql.Literal(value)))
+        conn.execute(pg.query("set_passfile_line", _SQL), {"line": _PASSFILE_LINE.format(escaped)})
+        program = sql.Literal(f"umask 077 && cat > {shlex.quote(path)}")
+        conn.execute(pg.query("write_passfile", _SQL, program=program))
     return path
 
 
@@ -130,29 +154,21 @@ def passfile_password(line: str) -> str:
 
 
 def has_passfile(conn: pg.Connection, name: str) -> bool:
-    # One field, not the record: a record IS NOT NULL only when every field is, and
-    # `creation` is NULL on Linux.
-    row = conn.execute(
-        "SELECT (pg_catalog.pg_stat_file(%s, true)).modification IS NOT NULL AS present",
-        [passfile_path(conn, name)],
-    ).fetchone()
+    row = conn.execute(pg.query("has_passfile", _SQL), {"path": passfile_path(conn, name)}).fetchone()
     return bool(row and row["present"])
 
 
 def passfile_elsewhere(conn: pg.Connection, name: str, oid: int) -> bool:
     """Whether the subscription reads its password from another data directory than this
     server's (pg_upgrade from 17 on keeps the subscription, and so the old directory's path)."""
-    row = conn.execute("SELECT subconninfo FROM pg_catalog.pg_subscription WHERE oid = %s", [oid]).fetchone()
+    row = conn.execute(pg.query("subscription_conninfo", _SQL), {"oid": oid}).fetchone()
     named = psycopg.conninfo.conninfo_to_dict(row["subconninfo"]).get("passfile") if row else None
     return named is not None and named != passfile_path(conn, name)
 
 
 def remove_passfile(conn: pg.Connection, name: str) -> None:
-    conn.execute(
-        sql.SQL("COPY (SELECT 1 WHERE false) TO PROGRAM {}").format(
-            sql.Literal(f"rm -f -- {shlex.quote(passfile_path(conn, name))}")
-        )
-    )
+    program = sql.Literal(f"rm -f -- {shlex.quote(passfile_path(conn, name))}")
+    conn.execute(pg.query("remove_passfile", _SQL, program=program))
 
 
 def _stream_conninfo(conn: pg.Connection, name: str, leader_url: str, login: Login) -> str:
@@ -184,16 +200,14 @@ def create_subscription(
     whichever is the primary."""
     conninfo = _stream_conninfo(conn, name, leader_url, login)
     failover = min(pg.server_version(conn), leader_version) >= FAILOVER_SLOTS_SINCE
-    conn.execute("SET statement_timeout = 0")
+    conn.execute(pg.query("no_statement_timeout", _SQL))
     try:
         conn.execute(
-            sql.SQL(
-                "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {name} "
-                "WITH (slot_name = {slot}, create_slot = {create_slot}, copy_data = false, "
-                "enabled = {enabled}, binary = true{failover})"
-            ).format(
+            pg.query(
+                "create_subscription",
+                _SQL,
                 failover=sql.SQL(", failover = true" if failover else ""),
-                name=sql.Identifier(name),
+                name=name,
                 conninfo=sql.Literal(conninfo),
                 slot=sql.Literal(name),
                 enabled=sql.Literal(enabled),
@@ -206,7 +220,7 @@ def create_subscription(
             f"creating the subscription {name} failed: {reason}", code="subscription_failed"
         ) from None
     finally:
-        conn.execute("RESET statement_timeout")
+        conn.execute(pg.query("reset_statement_timeout", _SQL))
 
 
 def resubscribe(conn: pg.Connection, name: str, leader_url: str, login: Login, leader_version: int) -> None:
@@ -224,9 +238,7 @@ def set_connection(conn: pg.Connection, name: str, leader_url: str, login: Login
     """Point the group's subscription at this Leader URL and login, and rewrite its password
     file (after an enrollment, or when the file went missing)."""
     conninfo = _stream_conninfo(conn, name, leader_url, login)
-    conn.execute(
-        sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo))
-    )
+    conn.execute(pg.query("set_connection", _SQL, name=name, conninfo=sql.Literal(conninfo)))
 
 
 def set_enabled(conn: pg.Connection, name: str, enabled: bool) -> None:
@@ -238,13 +250,12 @@ def set_enabled(conn: pg.Connection, name: str, enabled: bool) -> None:
         # next sync makes it again first (groups.ensure_stream).
         log.warning("subscription %s has no tables (pg_upgrade from before 17): not enabled", name)
         return
-    verb = sql.SQL("ENABLE" if enabled else "DISABLE")
-    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(name), verb))
+    conn.execute(pg.query("enable_subscription" if enabled else "disable_subscription", _SQL, name=name))
 
 
 def workers(conn: pg.Connection, name: str) -> int:
     """Replication workers of this subscription that are running (apply, parallel apply)."""
-    row = conn.execute(pg.query("subscription_workers"), {"name": name}).fetchone()
+    row = conn.execute(pg.query("subscription_workers", _SQL), {"name": name}).fetchone()
     return int(row["n"]) if row else 0
 
 
@@ -257,7 +268,7 @@ def pause(conn: pg.Connection, name: str, deadline: Deadline) -> None:
     stopped = poll(lambda: True if workers(conn, name) == 0 else None, deadline.at_most(grace))
     if stopped is None and not deadline.expired():
         try:
-            conn.execute(pg.query("stop_subscription_workers"), {"name": name})
+            conn.execute(pg.query("stop_subscription_workers", _SQL), {"name": name})
         except psycopg.errors.InsufficientPrivilege:
             log.info("no right to stop the workers of %s: waiting for them to exit", name)
     if poll(lambda: True if workers(conn, name) == 0 else None, deadline) is None:
@@ -273,11 +284,11 @@ def make_failover_ready(conn: pg.Connection, name: str, leader_version: int, dea
     resumes where it stopped. True when it changed something."""
     if min(pg.server_version(conn), leader_version) < FAILOVER_SLOTS_SINCE:
         return False
-    row = conn.execute(pg.query("subscription_failover"), {"name": name}).fetchone()
+    row = conn.execute(pg.query("subscription_failover", _SQL), {"name": name}).fetchone()
     if row is None or row["failover"]:
         return False
     pause(conn, name, deadline)
-    alter = sql.SQL("ALTER SUBSCRIPTION {} SET (failover = true)").format(sql.Identifier(name))
+    alter = pg.query("set_failover", _SQL, name=name)
     refusal: list[str] = []
 
     def altered() -> bool | None:
@@ -306,21 +317,21 @@ def drop_subscription(conn: pg.Connection, name: str, leader_reachable: bool) ->
     """
     if subscription(conn, name) is None:
         return False
-    ident = sql.Identifier(name)
+    drop = pg.query("drop_subscription", _SQL, name=name)
     if leader_reachable:
         try:
-            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+            conn.execute(drop)
             return True
         except psycopg.Error as exc:
             log.warning("dropping %s with its slot failed (%s): dropping it alone", name, exc)
-    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
-    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
-    conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+    conn.execute(pg.query("disable_subscription", _SQL, name=name))
+    conn.execute(pg.query("release_slot", _SQL, name=name))
+    conn.execute(drop)
     return False
 
 
 def heartbeat_seq(conn: pg.Connection, group_name: str) -> int | None:
-    row = conn.execute(pg.query("heartbeat_seq"), {"name": group_name}).fetchone()
+    row = conn.execute(pg.query("heartbeat_seq", _SQL), {"name": group_name}).fetchone()
     return int(row["seq"]) if row else None
 
 
@@ -382,7 +393,7 @@ def stream_capacity(conn: pg.Connection, more: int = 1) -> list[Limit]:
     and a replication origin, which PostgreSQL 18 caps apart and older versions count
     against max_replication_slots.
     """
-    row = conn.execute(pg.query("cluster_subscriptions")).fetchone()
+    row = conn.execute(pg.query("cluster_subscriptions", _SQL)).fetchone()
     subscriptions_now = int(row["n"]) if row else 0
     streams = subscriptions_now + more
     origin_setting = (

@@ -1,18 +1,169 @@
--- A Subscriber's triggers: apply the Leader's changes idempotently onto the local lists, and
--- keep replica lists read-only for everyone else. `setup` installs them (idempotent).
+-- A Subscriber's side (pgsync_dossier/subscriber.py): its subscriptions and their workers,
+-- the heartbeats they apply, the password files they read, and its triggers, which apply the
+-- Leader's changes idempotently onto the local lists and keep replica lists read-only for
+-- everyone else. `{name}` placeholders are filled with psycopg.sql: a subscription's name as an
+-- identifier, and literals where the server takes no parameters (DDL, COPY TO PROGRAM).
 --
 -- Replication workers run with search_path = '' and session_replication_role = replica
 -- (docs/design-notes.md): every name is schema-qualified. The apply triggers are enabled as
 -- REPLICA triggers, so they run only in apply workers and in the orchestrator's own
 -- replica-mode sessions, which set pgsync.bulk = 'on' to skip them.
 
+-- On a Subscriber. Subscription names are unique per database only: always look in this one.
+-- `relations`: none after pg_upgrade from before 17, which does not carry them (groups.ensure_stream).
+-- name: subscription
+SELECT s.oid, s.subenabled AS enabled, s.subslotname AS slot_name,
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_subscription_rel AS r WHERE r.srsubid = s.oid) AS relations
+  FROM pg_catalog.pg_subscription AS s
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Whether a subscription's slot is a failover slot (PostgreSQL 17+ only).
+-- name: subscription_failover
+SELECT s.subfailover AS failover, s.subenabled AS enabled
+  FROM pg_catalog.pg_subscription AS s
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Every subscription of this database with its statistics (the confl_* columns: 18 and later).
+-- name: subscriptions
+SELECT s.subname, s.subenabled AS enabled, t.*
+  FROM pg_catalog.pg_subscription AS s
+  LEFT JOIN pg_catalog.pg_stat_subscription_stats AS t ON t.subid = s.oid
+ WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- name: subscription_errors
+SELECT t.apply_error_count + t.sync_error_count AS errors
+  FROM pg_catalog.pg_stat_subscription_stats AS t
+  JOIN pg_catalog.pg_subscription AS s ON s.oid = t.subid
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Workers of a subscription that run now (apply, parallel apply).
+-- name: subscription_workers
+SELECT count(w.pid) AS n
+  FROM pg_catalog.pg_stat_subscription AS w
+  JOIN pg_catalog.pg_subscription AS s ON s.oid = w.subid
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Why a subscription's stream may not advance (sync's barrier timeout says it): whether it is
+-- enabled, its apply worker (none while disabled, failing, or short of workers), what that
+-- worker waits for and who blocks it, and its errors so far. The apply worker is the one
+-- without a table (relid) and without a leader (leader_pid, 16+: a parallel apply worker has
+-- one; read through jsonb so 15 runs this too).
+-- name: subscription_stall
+SELECT s.subenabled AS enabled, w.pid AS worker_pid, a.wait_event_type, a.wait_event,
+       (SELECT pg_catalog.array_agg(b.pid::text || coalesce(' (' || b.state || ')', '') ORDER BY b.pid)
+          FROM pg_catalog.pg_stat_activity AS b
+         WHERE b.pid = ANY (pg_catalog.pg_blocking_pids(w.pid))) AS blocked_by,
+       coalesce(t.apply_error_count + t.sync_error_count, 0) AS errors
+  FROM pg_catalog.pg_subscription AS s
+  LEFT JOIN LATERAL (SELECT w.pid FROM pg_catalog.pg_stat_subscription AS w
+                      WHERE w.subid = s.oid AND w.relid IS NULL AND w.pid IS NOT NULL
+                        AND (pg_catalog.to_jsonb(w) ->> 'leader_pid') IS NULL
+                      LIMIT 1) AS w ON true
+  LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = w.pid
+  LEFT JOIN pg_catalog.pg_stat_subscription_stats AS t ON t.subid = s.oid
+ WHERE s.subname = %(name)s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Stop a disabled subscription's workers now rather than at their next look at the catalog
+-- (up to a second on PostgreSQL 15, whose workers are not woken by DISABLE). A worker stopped
+-- mid-transaction rolls it back; its origin has not moved, so the stream resumes before it.
+-- name: stop_subscription_workers
+SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(w.pid)) AS n
+  FROM pg_catalog.pg_stat_subscription AS w
+  JOIN pg_catalog.pg_subscription AS s ON s.oid = w.subid
+ WHERE s.subname = %(name)s AND NOT s.subenabled AND w.pid IS NOT NULL
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+
+-- Subscriptions of the whole cluster: each needs a worker and a replication origin.
+-- name: cluster_subscriptions
+SELECT count(*) AS n FROM pg_catalog.pg_subscription;
+
+-- name: heartbeat_seq
+SELECT seq FROM pgsync.heartbeat WHERE group_name = %(name)s;
+
+-- name: heartbeats
+SELECT group_name, seq, beat_at FROM pgsync.heartbeat;
+
+-- For the rest of the transaction, write as an apply worker does: replica mode, in which
+-- foreign keys and ordinary triggers do not fire, with the apply triggers told to stand by.
+-- name: write_as_apply
+SET LOCAL session_replication_role = replica;
+SET LOCAL pgsync.bulk = on;
+
+-- -- the subscription ---------------------------------------------------------------------
+-- No initial copy (the orchestrator copies each list itself); {failover} is empty, or the
+-- failover option where both servers have failover slots (17+).
+-- name: create_subscription
+CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {name}
+  WITH (slot_name = {slot}, create_slot = {create_slot}, copy_data = false, enabled = {enabled},
+        binary = true{failover});
+
+-- name: set_connection
+ALTER SUBSCRIPTION {name} CONNECTION {conninfo};
+
+-- name: enable_subscription
+ALTER SUBSCRIPTION {name} ENABLE;
+
+-- name: disable_subscription
+ALTER SUBSCRIPTION {name} DISABLE;
+
+-- name: set_failover
+ALTER SUBSCRIPTION {name} SET (failover = true);
+
+-- A subscription that lets go of its slot (the Leader cannot drop it now).
+-- name: release_slot
+ALTER SUBSCRIPTION {name} SET (slot_name = NONE);
+
+-- Leader up and a slot still named: its slot on the Leader goes with it.
+-- name: drop_subscription
+DROP SUBSCRIPTION {name};
+
+-- Creating a subscription waits for the Leader's running transactions: no statement timeout.
+-- name: no_statement_timeout
+SET statement_timeout = 0;
+
+-- name: reset_statement_timeout
+RESET statement_timeout;
+
+-- -- password files ------------------------------------------------------------------------
+-- A setting of this transaction only, so a statement trace never holds the password.
+-- name: hide_statement
+SET LOCAL {setting} = {value};
+
+-- name: set_passfile_line
+SELECT pg_catalog.set_config('pgsync.passfile_line', %(line)s, true);
+
+-- The file written by {program} (`umask 077 && cat > path`: mode 0600, which libpq requires).
+-- name: write_passfile
+COPY (SELECT pg_catalog.current_setting('pgsync.passfile_line')) TO PROGRAM {program}
+  WITH (FORMAT csv, DELIMITER E'\x02', QUOTE E'\x01');
+
+-- name: remove_passfile
+COPY (SELECT 1 WHERE false) TO PROGRAM {program};
+
+-- One field, not the record: a record IS NOT NULL only when every field is, and `creation`
+-- is NULL on Linux.
+-- name: has_passfile
+SELECT (pg_catalog.pg_stat_file(%(path)s, true)).modification IS NOT NULL AS present;
+
+-- name: subscription_conninfo
+SELECT subconninfo FROM pg_catalog.pg_subscription WHERE oid = %(oid)s;
+
+-- -- triggers (setup installs them, idempotent, in this order) ----------------------------
+
 -- Look up rows by primary key during apply: with the Leader's (id, list) identity the
 -- Subscriber's remapped rows are never found and Leader updates are silently lost.
+-- name: replica_identity
 ALTER TABLE public.dossier REPLICA IDENTITY DEFAULT;
 ALTER TABLE public.dossier_face REPLICA IDENTITY DEFAULT;
 ALTER TABLE pgsync.heartbeat REPLICA IDENTITY DEFAULT;
 
 -- Version 1's per-subscription remapping.
+-- name: drop_retired_functions
 DROP TRIGGER IF EXISTS pgsync_remap_list ON public.dossier;
 DROP TRIGGER IF EXISTS pgsync_remap_list ON public.dossier_face;
 DROP FUNCTION IF EXISTS pgsync.remap_dossier_list_id();
@@ -25,6 +176,7 @@ DROP FUNCTION IF EXISTS pgsync.list_digest(integer);
 -- session that writes in replica mode (a data-only restore, say): there the apply trigger
 -- leaves rows as they are. A session keeps its answer (a worker serves one subscription for
 -- its whole life), cached in a session variable; '0' stands for "not a worker".
+-- name: create_applying_group
 CREATE OR REPLACE FUNCTION pgsync.applying_group() RETURNS integer
 LANGUAGE plpgsql AS
 $$
@@ -65,6 +217,7 @@ $$;
 --   has moved it out of there) is taken over; a row the other stream deletes while this one
 --   waits to take it over is inserted.
 -- The queries are written inline, not as helper functions: this runs for every row applied.
+-- name: create_apply_change
 CREATE OR REPLACE FUNCTION pgsync.apply_change() RETURNS trigger
 LANGUAGE plpgsql AS
 $$
@@ -164,6 +317,7 @@ $$;
 
 -- Local writes to a replica list: INSERT and UPDATE always refused, DELETE only while the
 -- Leader is recorded as unavailable (a row of pgsync.sync_group, which only pgsync may change).
+-- name: create_guard_replica_list
 CREATE OR REPLACE FUNCTION pgsync.guard_replica_list() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
@@ -202,6 +356,7 @@ BEGIN
 END
 $$;
 
+-- name: create_guard_replica_truncate
 CREATE OR REPLACE FUNCTION pgsync.guard_replica_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
@@ -217,6 +372,7 @@ $$;
 
 -- The orchestrator's bulk writes (copy, purge) set pgsync.bulk: a per-row function call there
 -- would cost more than the copy itself.
+-- name: create_triggers
 DROP TRIGGER IF EXISTS pgsync_apply ON public.dossier;
 CREATE TRIGGER pgsync_apply BEFORE INSERT OR UPDATE OR DELETE ON public.dossier
     FOR EACH ROW WHEN (pg_catalog.current_setting('pgsync.bulk', true) IS DISTINCT FROM 'on')

@@ -56,14 +56,13 @@ def demo(keep: bool, stop_: bool, dossiers: int, directory: Path) -> None:
         "lag_bytes",
         "wal_status",
     ]
-    click.echo(render.table(result["status"], columns))
-    render.message(f"demo finished in {result['seconds']}s")
+    click.echo(render.table(result.status, columns))
+    render.message(f"demo finished in {result.seconds}s")
     if keep:
-        for site in result["sites"]:
+        for site in result.sites:
             render.message(
-                f"  {site['name']} ({site['role']}): pgsync-dossier --config {site['config']} status"
-                f"   |   {site['psql']}"
+                f"  {site.name} ({site.role}): pgsync-dossier --config {site.config} status   |   {site.psql}"
             )
         render.message(f"remove it with: pgsync-dossier demo --stop --dir {directory}")
-    if not result["match"]:
+    if not result.match:
         raise OperationFailed("a replica does not match its Leader list")

@@ -1,0 +1,81 @@
+-- Comparing a replica list with its Leader list, and repairing it (pgsync_dossier/compare.py).
+
+-- Content of one list per chunk of ids, both tables (0: dossier, 1: dossier_face): rows and
+-- the XOR of their content hashes, each hashed once more, from an index-only scan of
+-- (dossier_list_id, id) INCLUDE (content_hash). A content hash is the XOR of its fields'
+-- hashes, so the same change on two rows (a bulk UPDATE) changes both by the same bits: XORed
+-- as they are, two such rows in one chunk would cancel out. Hashed again, they do not. Both
+-- sides run it (the Leader inside the comparison's snapshot); a chunk is the top bits of the
+-- id (2^(16-shift) chunks), so a row lands in the same chunk on both sides whatever its list.
+-- Each table's chunks come as one bytea of 16-byte records (chunk int4, rows int4, digest
+-- int8), in no order, with the table's rows: the client compares records as bytes, without
+-- building thousands of Python rows.
+-- name: chunk_digests
+SELECT t, pg_catalog.string_agg(pg_catalog.int4send(chunk) || pg_catalog.int4send(n::integer)
+                                || pg_catalog.int8send(x), ''::bytea) AS digests,
+       sum(n)::bigint AS rows
+  FROM (SELECT 0 AS t,
+               (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
+                + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(dossier_shift)s AS chunk,
+               count(*) AS n, bit_xor(pg_catalog.hashint8extended(content_hash, 7)) AS x
+          FROM public.dossier
+         WHERE dossier_list_id = %(list)s
+         GROUP BY 2
+         UNION ALL
+        SELECT 1,
+               (pg_catalog.get_byte(pg_catalog.uuid_send(id), 0) * 256
+                + pg_catalog.get_byte(pg_catalog.uuid_send(id), 1)) >> %(dossier_face_shift)s,
+               count(*), bit_xor(pg_catalog.hashint8extended(content_hash, 7))
+          FROM public.dossier_face
+         WHERE dossier_list_id = %(list)s
+         GROUP BY 2) AS chunks
+ GROUP BY t;
+
+-- The rows of some id ranges of one list (the chunks that differ), both tables (0, 1 as
+-- above): one index range scan per range, a range given as the lowest and highest 16-bit id
+-- prefix it covers. Each table's rows come as one bytea of 24-byte records (id, content hash
+-- int8), in no order. OFFSET 0 keeps each subquery a per-range scan even where the table has
+-- no statistics yet (a replica just copied), which would otherwise invite a join that scans
+-- the whole list once per range.
+-- name: range_rows
+SELECT 0 AS t, pg_catalog.string_agg(pg_catalog.uuid_send(d.id) || pg_catalog.int8send(d.content_hash),
+                                     ''::bytea) AS rows
+  FROM ROWS FROM (pg_catalog.unnest(%(dossier_lows)s::integer[]),
+                  pg_catalog.unnest(%(dossier_highs)s::integer[])) AS r (low, high)
+ CROSS JOIN LATERAL (
+       SELECT id, content_hash
+         FROM public.dossier
+        WHERE dossier_list_id = %(list)s
+          AND id BETWEEN (pg_catalog.lpad(pg_catalog.to_hex(r.low), 4, '0') || pg_catalog.repeat('0', 28))::uuid
+                     AND (pg_catalog.lpad(pg_catalog.to_hex(r.high), 4, '0') || pg_catalog.repeat('f', 28))::uuid
+       OFFSET 0) AS d
+ UNION ALL
+SELECT 1, pg_catalog.string_agg(pg_catalog.uuid_send(f.id) || pg_catalog.int8send(f.content_hash), ''::bytea)
+  FROM ROWS FROM (pg_catalog.unnest(%(dossier_face_lows)s::integer[]),
+                  pg_catalog.unnest(%(dossier_face_highs)s::integer[])) AS r (low, high)
+ CROSS JOIN LATERAL (
+       SELECT id, content_hash
+         FROM public.dossier_face
+        WHERE dossier_list_id = %(list)s
+          AND id BETWEEN (pg_catalog.lpad(pg_catalog.to_hex(r.low), 4, '0') || pg_catalog.repeat('0', 28))::uuid
+                     AND (pg_catalog.lpad(pg_catalog.to_hex(r.high), 4, '0') || pg_catalog.repeat('f', 28))::uuid
+       OFFSET 0) AS f;
+
+-- The rows of these Leader lists written after a WAL position (compare.settle_neighbours),
+-- grouped by list; row_version is the Leader's WAL position when the row was written.
+-- name: recent_rows
+SELECT dossier_list_id, pg_catalog.array_agg(id) AS ids FROM public.{table}
+ WHERE dossier_list_id = ANY (%(lists)s) AND row_version > %(since)s
+ GROUP BY dossier_list_id;
+
+-- name: delete_rows
+DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);
+
+-- The (id, content hash) records of these rows of a list, as range_rows packs them: a
+-- verification checks again, after another barrier, only the rows that differed (verify.py).
+-- name: id_rows
+SELECT 0 AS t, pg_catalog.string_agg(pg_catalog.uuid_send(id) || pg_catalog.int8send(content_hash), ''::bytea)
+  FROM public.dossier WHERE dossier_list_id = %(list)s AND id = ANY (%(dossier_ids)s::uuid[])
+UNION ALL
+SELECT 1, pg_catalog.string_agg(pg_catalog.uuid_send(id) || pg_catalog.int8send(content_hash), ''::bytea)
+  FROM public.dossier_face WHERE dossier_list_id = %(list)s AND id = ANY (%(dossier_face_ids)s::uuid[]);
