@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 
 from pgsync_dossier import pg
@@ -121,11 +121,11 @@ def authenticate(conn: pg.Connection, presented: str) -> ApiToken | None:
     return found[0] if found else None
 
 
-def _query(name: str) -> Any:
-    return pg.query(name, "catalog.sql")
+def _query(name: str) -> sql.Composed:
+    return pg.query(name, "api_tokens.sql")
 
 
-def _rows(conn: pg.Connection, name: str, params: dict[str, Any] | None = None) -> list[ApiToken]:
+def _rows(conn: pg.Connection, name: str, params: Mapping[str, object] | None = None) -> list[ApiToken]:
     with conn.cursor(row_factory=class_row(ApiToken)) as cur:
         return cur.execute(_query(name), params).fetchall()
 
