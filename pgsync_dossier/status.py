@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from pgsync_dossier import catalog, copier, leader_install, pg, subscriber
-from pgsync_dossier import node as node_module
+from pgsync_dossier import catalog, copier, exposure, leader_install, pg, standby, subscriber
 from pgsync_dossier.catalog import Group, Link
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
@@ -389,9 +388,15 @@ def _orphans(conn: pg.Connection) -> list[OrphanSlot]:
 
 
 def leader_warnings(config: Config) -> list[str]:
-    """On the Leader: node.leader_warnings, on a connection of its own."""
+    """On the Leader: leader_checks, on a connection of its own."""
     with pg.connect(config.database_url, what="this node's database") as conn:
-        return node_module.leader_warnings(conn)
+        return leader_checks(conn)
+
+
+def leader_checks(conn: pg.Connection) -> list[str]:
+    """On a Leader: what its standbys lack for the streams to survive a failover, and what
+    Subscriber logins could reach beyond their streams (setup and status both say it)."""
+    return standby.failover_warnings(conn) + exposure.warnings(conn)
 
 
 def _published(conn: pg.Connection) -> list[PublishedRow]:
