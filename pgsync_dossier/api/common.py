@@ -18,35 +18,11 @@ from pydantic import BaseModel, Field
 
 from pgsync_dossier import api_tokens, metrics, pg
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import (
-    DeadlineExceeded,
-    OperationFailed,
-    PgsyncError,
-    PreconditionFailed,
-    ServerUnreachable,
-    UsageError,
-)
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError, http_status
 
 log = logging.getLogger(__name__)
 
 MAX_INT4 = 2**31 - 1
-
-#: Machine-readable error code -> HTTP status. Unlisted refusals are 409.
-STATUS_BY_CODE = {
-    "local_list_not_found": 422,
-    "leader_list_not_found": 422,
-    "invalid_url": 422,
-    "invalid_request": 422,
-    "not_a_replica": 404,
-    "not_found": 404,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "sync_token_refused": 403,
-    "read_only_token": 403,
-    "node_not_set_up": 503,
-    "not_migrated": 503,
-    "wrong_role": 503,
-}
 
 
 class ErrorBody(BaseModel):
@@ -129,7 +105,7 @@ def install_common(app: FastAPI, config: Config) -> None:
     @app.exception_handler(Exception)
     async def internal(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error")
-        return JSONResponse({"code": "internal", "message": f"internal error: {type(exc).__name__}"}, 500)
+        return error_response(PgsyncError(f"internal error: {type(exc).__name__}", code="internal"))
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
@@ -149,22 +125,10 @@ def install_common(app: FastAPI, config: Config) -> None:
 
 
 def error_response(exc: PgsyncError) -> JSONResponse:
-    if exc.code in STATUS_BY_CODE:
-        code = STATUS_BY_CODE[exc.code]
-    elif isinstance(exc, ServerUnreachable):
-        code = 503
-    elif isinstance(exc, DeadlineExceeded):
-        code = 504
-    elif isinstance(exc, UsageError):
-        code = 422
-    elif isinstance(exc, PreconditionFailed):
-        code = 409
-    elif isinstance(exc, OperationFailed):
-        code = 502
-    else:
-        code = 500
-    headers = {"WWW-Authenticate": "Token"} if code == 401 else None
-    return JSONResponse({"code": exc.code, "message": _one_line(str(exc))}, code, headers=headers)
+    """The error as the API answers it: its code and one line, with the status errors.py gives it."""
+    status = http_status(exc)
+    headers = {"WWW-Authenticate": "Token"} if status == 401 else None
+    return JSONResponse({"code": exc.code, "message": _one_line(str(exc))}, status, headers=headers)
 
 
 def _one_line(text: str) -> str:

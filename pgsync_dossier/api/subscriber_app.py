@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pgsync_dossier import __version__, catalog, links, pg, scheduler, status
 from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, reader, writer
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import PgsyncError, PreconditionFailed
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, error_for, http_status
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +198,14 @@ def create_subscriber_app(config: Config) -> FastAPI:
 
     @app.post("/sync/dossier-lists/{list_id}/sync/", dependencies=writes, responses=ERRORS, tags=["links"])
     def sync_now(list_id: ListId) -> SyncResult:
-        """Sync now: 200 when the list reached its barrier; 409 busy, 502/503/504 otherwise."""
+        """Sync now: 200 when the list reached its barrier; otherwise the status of the outcome's
+        code (409 busy or paused, 503 unreachable, 504 timeout, 502 failed)."""
         (outcome,) = scheduler.sync_lists(config, [list_id], "manual", SYNC_TIMEOUT_S)
         if outcome.status == "synced":
             return SyncResult(**outcome.as_dict())
-        status_code = {"busy": 409, "paused": 409, "unreachable": 503, "timeout": 504}.get(
-            outcome.code or "", 502
-        )
+        error = error_for(outcome.code)(outcome.error or outcome.status, code=outcome.code or outcome.status)
         return JSONResponse(  # type: ignore[return-value]
-            {"code": outcome.code or outcome.status, "message": outcome.error or outcome.status}, status_code
+            {"code": error.code, "message": str(error)}, http_status(error)
         )
 
     if config.web_ui:
