@@ -11,7 +11,8 @@ REPLICATION login that can open a slot through the replication protocol).
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from psycopg.rows import scalar_row
 
 from pgsync_dossier import pg
 from pgsync_dossier.leader_install import ENROLL_ROLE, SUBSCRIBER_ROLE
@@ -27,10 +28,7 @@ def warnings(conn: pg.Connection) -> list[str]:
 def slot_function_warnings(conn: pg.Connection) -> list[str]:
     """`prepare-upgrade` gave the slot SQL functions back to PUBLIC for pg_upgrade; until the
     next `setup` a Subscriber login can read, advance or drop another's slot over SQL."""
-    row = conn.execute(
-        "SELECT pg_catalog.has_function_privilege('public', 'pg_catalog.pg_drop_replication_slot(name)', "
-        "'EXECUTE') AS open"
-    ).fetchone()
+    row = conn.execute(pg.query("slot_functions_open", "exposure.sql")).fetchone()
     if not row or not row["open"]:
         return []
     return [
@@ -43,9 +41,7 @@ def slot_function_warnings(conn: pg.Connection) -> list[str]:
 def physical_replication_warnings(conn: pg.Connection) -> list[str]:
     """pg_hba.conf lines that let pgsync-dossier's logins replicate physically, in the order
     the server reads them (a `reject` line for the same address before them closes them)."""
-    rules = conn.execute(
-        "SELECT * FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL ORDER BY 1"
-    ).fetchall()
+    rules = conn.execute(pg.query("hba_rules", "exposure.sql")).fetchall()
     logins = [ENROLL_ROLE, "pgsync_s_<tag>"]
     open_lines: list[int] = []
     for login in logins:
@@ -80,14 +76,13 @@ def _matches(users: list[str], login: str) -> bool:
 
 
 def foreign_table_warnings(conn: pg.Connection) -> list[str]:
-    rows: list[dict[str, Any]] = conn.execute(
-        pg.query("foreign_tables", "exposure.sql"), {"dossier": list(DOSSIER_TABLES)}
-    ).fetchall()
-    if not rows:
+    with conn.cursor(row_factory=scalar_row) as cur:
+        tables: list[str] = cur.execute(
+            pg.query("foreign_tables", "exposure.sql"), {"dossier": list(DOSSIER_TABLES)}
+        ).fetchall()
+    if not tables:
         return []
-    named = ", ".join(row["name"] for row in rows[:3]) + (
-        f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-    )
+    named = ", ".join(tables[:3]) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
     return [
         f"this Leader's database holds tables outside the dossier schema ({named}): a Subscriber's "
         "login (it has REPLICATION) can decode their changes; move them to another database"

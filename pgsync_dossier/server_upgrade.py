@@ -41,7 +41,7 @@ def prepare(config: Config) -> dict[str, Any]:
                 if row["slot_exists"]
             ]
             with conn.transaction():
-                conn.execute("SELECT pgsync.set_slot_functions_public(true)")
+                conn.execute(pg.query("open_slot_functions", "server_upgrade.sql"))
             return {
                 "role": "leader",
                 "server_version": version,
@@ -50,10 +50,7 @@ def prepare(config: Config) -> dict[str, Any]:
                 "data_directory": data_directory,
                 "carry_files": [],
             }
-        files = conn.execute(
-            "SELECT f FROM pg_catalog.pg_ls_dir(pg_catalog.current_setting('data_directory')) AS f "
-            "WHERE f LIKE 'pgsync\\_%%.pgpass' ORDER BY f"
-        ).fetchall()
+        files = conn.execute(pg.query("leader_passfiles", "server_upgrade.sql")).fetchall()
         return {
             "role": "subscriber",
             "server_version": version,

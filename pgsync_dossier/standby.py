@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.rows import class_row
+
 from pgsync_dossier import pg
 
 FAILOVER_SLOTS_SINCE = 170000
@@ -30,6 +32,16 @@ WAITS_FOR_STANDBY = "WaitForStandbyConfirmation"
 #: Why a slot that synchronized_standby_slots names holds every logical stream back: the label
 #: values of the Leader's pgsync_dossier_leader_standby_slot_blocking series.
 BLOCKING_REASONS = ("missing", "not_physical", "inactive")
+
+
+@dataclass(frozen=True)
+class PhysicalStandby:
+    """A standby streaming from this primary, as the query physical_standbys reads it."""
+
+    name: str | None
+    address: str | None
+    slot_name: str | None  # its physical slot; None: it streams without one
+    feedback: bool  # whether that slot receives hot-standby feedback
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ def slot_blockers(named: Iterable[Mapping[str, Any]]) -> list[StandbySlotBlocker
 
 def standby_slots(conn: pg.Connection) -> list[dict[str, Any]]:
     """The slots synchronized_standby_slots names, with this server's view of each (none before 17)."""
-    return conn.execute(pg.query("standby_slots")).fetchall()
+    return conn.execute(pg.query("standby_slots", "standby.sql")).fetchall()
 
 
 def standby_slot_blockers(conn: pg.Connection) -> list[StandbySlotBlocker]:
@@ -116,7 +128,8 @@ def failover_warnings(conn: pg.Connection) -> list[str]:
     """
     named = standby_slots(conn)
     warnings = [blocker.warning() for blocker in slot_blockers(named)]
-    standbys = conn.execute(pg.query("physical_standbys")).fetchall()
+    with conn.cursor(row_factory=class_row(PhysicalStandby)) as cur:
+        standbys = cur.execute(pg.query("physical_standbys", "standby.sql")).fetchall()
     if not standbys:
         return warnings
     if pg.server_version(conn) < FAILOVER_SLOTS_SINCE:
@@ -128,8 +141,8 @@ def failover_warnings(conn: pg.Connection) -> list[str]:
         ]
     synchronized = {row["slot_name"] for row in named}
     for standby in standbys:
-        who = f"standby {standby['name'] or '(unnamed)'} at {standby['address'] or 'local socket'}"
-        slot = standby["slot_name"]
+        who = f"standby {standby.name or '(unnamed)'} at {standby.address or 'local socket'}"
+        slot = standby.slot_name
         if slot is None:
             warnings.append(
                 f"{who} streams without a replication slot: create one on the primary "
@@ -137,7 +150,7 @@ def failover_warnings(conn: pg.Connection) -> list[str]:
                 "and set primary_slot_name on the standby"
             )
             continue
-        if not standby["feedback"]:
+        if not standby.feedback:
             warnings.append(f"{who}: set hot_standby_feedback = on on the standby")
         if slot not in synchronized:
             warnings.append(
@@ -145,7 +158,7 @@ def failover_warnings(conn: pg.Connection) -> list[str]:
                 f"ALTER SYSTEM SET synchronized_standby_slots = '{slot}' on the primary, then reload, "
                 "so no Subscriber gets ahead of the standby"
             )
-    workers = conn.execute(pg.query("slot_sync_workers")).fetchone()
+    workers = conn.execute(pg.query("slot_sync_workers", "standby.sql")).fetchone()
     if not workers or int(workers["n"]) == 0:
         warnings.append(
             "no standby synchronizes slots: set sync_replication_slots = on on the standby, "

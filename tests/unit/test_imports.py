@@ -99,7 +99,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
                 continue
             nxt = pending.pop(0)
             if nxt in on_path:
-                return path[path.index(nxt) :] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt in done:
                 continue
             path.append(nxt)
