@@ -14,7 +14,7 @@ from pgsync_dossier import scheduler, systemd
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
-from pgsync_dossier.errors import OperationFailed, PreconditionFailed, ServerUnreachable, UsageError
+from pgsync_dossier.errors import OperationFailed, UsageError, error_for_all
 from pgsync_dossier.sync import SyncOutcome
 from pgsync_dossier.verify import verify_lists
 
@@ -45,11 +45,8 @@ def sync(
     failed = [o for o in outcomes if o.status != "synced"]
     if failed:
         message = "not synced: " + "; ".join(f"list {o.local_list} {o.status} ({o.error})" for o in failed)
-        if all(o.code == "unreachable" for o in failed):
-            raise ServerUnreachable(message)  # exit 4: a Leader is down (or died mid-window)
-        if all(o.code == "schema_mismatch" for o in failed):
-            raise PreconditionFailed(message, code="schema_mismatch")  # exit 3: migrate a node
-        raise OperationFailed(message)
+        # the class of the lists' common code (unreachable: exit 4, schema_mismatch: 3), else exit 1
+        raise error_for_all(o.code for o in failed)(message)
 
 
 @click.command()
