@@ -11,7 +11,7 @@ import dataclasses
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import psycopg
 
@@ -22,20 +22,15 @@ from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import is_web_address, mask_conninfo
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
-from pgsync_dossier.errors import (
-    DeadlineExceeded,
-    OperationFailed,
-    PgsyncError,
-    PreconditionFailed,
-    ServerUnreachable,
-    UsageError,
-)
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError, error_for
 from pgsync_dossier.leader import LeaderClient, LeaderFacts
+from pgsync_dossier.results import AttachResult, DetachResult, Differences, LinkResult, RepairResult
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, sync_group
 from pgsync_dossier.token import matches_verifier, verifier_check
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=LinkResult)
 
 DEFAULT_COPY_TIMEOUT_S = 3600.0
 #: How long detach waits for the barrier that brings a kept list up to date.
@@ -121,7 +116,7 @@ def attach(
     timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
     on_progress: Progress | None = None,
     defer_first_sync: bool = False,
-) -> dict[str, Any]:
+) -> AttachResult:
     """Make the local list a replica. With `defer_first_sync`, return as soon as the link
     exists (state 'attaching') and leave the copy to the caller (the HTTP API runs it in the
     background); otherwise, with the Leader's sync_at_creation, copy now and reach a barrier."""
@@ -196,7 +191,7 @@ def _attach_in_group(
     deadline: Deadline,
     on_progress: Progress | None,
     defer_first_sync: bool,
-) -> dict[str, Any]:
+) -> AttachResult:
     try:
         if existing is None:
             _record_link(s.conn, request, facts, group)
@@ -209,23 +204,16 @@ def _attach_in_group(
     link = catalog.link_for_list(s.conn, request.local_list_id)
     assert link is not None
     if not link.needs_copy:
-        return _result(s, link, group, facts, created=False, synced=False)
+        return _link_result(AttachResult, s, link, group, facts, created=False, synced=False)
     if not facts.sync_at_creation or defer_first_sync:
-        return _result(s, link, group, facts, created=existing is None, synced=False)
+        return _link_result(AttachResult, s, link, group, facts, created=existing is None, synced=False)
     outcome = sync_group(s, group, "creation", deadline, on_progress)
     if outcome.status != "synced":
         raise _failed_first_sync(outcome, request.local_list_id)
     link = catalog.link_for_list(s.conn, request.local_list_id)
     assert link is not None
-    return _result(
-        s,
-        link,
-        group,
-        facts,
-        created=existing is None,
-        synced=True,
-        copy=outcome.copies.get(link.local_list_id),
-    )
+    copy = outcome.copies.get(link.local_list_id)
+    return _link_result(AttachResult, s, link, group, facts, created=existing is None, synced=True, copy=copy)
 
 
 def _failed_first_sync(outcome: GroupOutcome, local_list_id: int) -> PgsyncError:
@@ -233,26 +221,7 @@ def _failed_first_sync(outcome: GroupOutcome, local_list_id: int) -> PgsyncError
         f"list {local_list_id} is attached but its first sync failed: {outcome.error}; "
         "the next attach, sync or tick finishes it"
     )
-    return type_for(outcome.code)(message, code=outcome.code)
-
-
-def type_for(code: str | None) -> type[PgsyncError]:
-    """The exception class (so the exit code) that an outcome's error code stands for."""
-    if code in ("unreachable", "authentication_failed"):
-        return ServerUnreachable
-    if code == "timeout":
-        return DeadlineExceeded
-    if code in (
-        "busy",
-        "paused",
-        "token_mismatch",
-        "face_model_mismatch",
-        "schema_mismatch",
-        "no_capacity",
-        "leader_not_set_up",
-    ):
-        return PreconditionFailed
-    return OperationFailed
+    return error_for(outcome.code)(message, code=outcome.code)
 
 
 def _check_local(conn: pg.Connection, request: AttachRequest) -> Link | None:
@@ -324,7 +293,8 @@ def _undo_attach(s: Session, group: Group, local_list_id: int, leader: LeaderCli
     catalog.delete_group(s.conn, group)
 
 
-def _result(
+def _link_result(
+    kind: type[R],
     s: Session,
     link: Link,
     group: Group,
@@ -334,32 +304,33 @@ def _result(
     synced: bool,
     copy: CopyResult | None = None,
     fixed: Repair | None = None,
-) -> dict[str, Any]:
+) -> R:
     """What attach and repair report. After a copy or a repair, its own row counts are the
     list's (at its snapshot): counting the list again would read it all from disk."""
     if copy is not None:
-        counts = {"dossiers": copy.dossiers, "faces": copy.faces}
+        dossiers, faces = copy.dossiers, copy.faces
     elif fixed is not None:
-        counts = {"dossiers": fixed.dossiers, "faces": fixed.faces}
+        dossiers, faces = fixed.dossiers, fixed.faces
     else:
         counts = catalog.list_counts(s.conn, [link.local_list_id])[link.local_list_id]
-    return {
-        "local_list": link.local_list_id,
-        "remote_list": link.remote_list_id,
-        "leader": facts.node_name,
-        "group": group.name,
-        "state": link.state,
-        "created": created,
-        "synced": synced,
-        "first_sync_pending": link.needs_copy,
-        "dossiers": counts["dossiers"],
-        "faces": counts["faces"],
-    }
+        dossiers, faces = int(counts["dossiers"]), int(counts["faces"])
+    return kind(
+        local_list=link.local_list_id,
+        remote_list=link.remote_list_id,
+        leader=facts.node_name,
+        group=group.name,
+        state=link.state,
+        created=created,
+        synced=synced,
+        first_sync_pending=link.needs_copy,
+        dossiers=dossiers,
+        faces=faces,
+    )
 
 
 def detach(
     config: Config, local_list_id: int, purge: bool = False, barrier_s: float = DETACH_BARRIER_S
-) -> dict[str, Any]:
+) -> DetachResult:
     """End replication of a list; it becomes an ordinary writable list (its rows kept, or
     purged). With the Leader up: narrow the group's filter, reach a barrier (so the kept rows
     are current), then unmap. With it down: unmap now; the filter is narrowed (or the group's
@@ -387,7 +358,7 @@ def detach(
 
 def _locked_detach(
     s: Session, link: Link, group: Group, purge: bool, barrier_s: float = DETACH_BARRIER_S
-) -> dict[str, Any]:
+) -> DetachResult:
     local = link.local_list_id
     catalog.set_link_state(s.conn, local, LinkState.DETACHING)
     leader: LeaderClient | None = None
@@ -427,14 +398,15 @@ def _locked_detach(
         purged = _purge(s.conn, local, keep=in_transit) if purge else 0
     if leader is not None:
         groups.cleanup_orphans(s)  # other groups' leftovers, now that the Leader answers
-    return {
-        "local_list": local,
-        "remote_list": link.remote_list_id,
-        "leader_reachable": leader is not None,
-        "slot_dropped": slot_dropped or (leader is not None and bool(others)),
-        "purged_dossiers": purged,
-        "kept_in_transit": len(in_transit),
-    }
+    return DetachResult(
+        local_list=local,
+        remote_list=link.remote_list_id,
+        leader_reachable=leader is not None,
+        slot_dropped=slot_dropped or (leader is not None and bool(others)),
+        purged_dossiers=purged,
+        kept_in_transit=len(in_transit),
+        caught_up=caught_up,
+    )
 
 
 def finish_interrupted_detaches(s: Session) -> list[int]:
@@ -501,7 +473,7 @@ def repair(
     *,
     timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
     on_progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> RepairResult:
     """Bring a diverged replica back to its Leader list in place (compare.repair_list): the
     group's stream pauses, the list is compared with the Leader's at one snapshot chunk by
     chunk, and what differs is fixed in one local transaction, so the list never goes empty
@@ -527,7 +499,7 @@ def repair(
         finally:
             groups.unlock(s.conn, group)
         if outcome.status != "synced":
-            raise type_for(outcome.code)(
+            raise error_for(outcome.code)(
                 f"the repair of list {local_list_id} did not finish: {outcome.error}; the list keeps "
                 "its rows, and the next sync or tick finishes the repair",
                 code=outcome.code,
@@ -535,19 +507,16 @@ def repair(
         link = catalog.link_for_list(s.conn, local_list_id)
         assert link is not None
         fixed = outcome.repairs.get(local_list_id)
-        result = _result(
-            s,
-            link,
-            group,
-            facts,
-            created=False,
-            synced=True,
-            copy=outcome.copies.get(local_list_id),
-            fixed=fixed,
+        copy = outcome.copies.get(local_list_id)
+        result = _link_result(
+            RepairResult, s, link, group, facts, created=False, synced=True, copy=copy, fixed=fixed
         )
-        if fixed is not None:
-            result.update(fixed.before)
-        return result
+        if fixed is None:
+            return result
+        found = fixed.before
+        return dataclasses.replace(
+            result, differences=Differences(found["missing"], found["extra"], found["changed"])
+        )
 
 
 def set_leader_available(config: Config, local_list_id: int, available: bool) -> None:

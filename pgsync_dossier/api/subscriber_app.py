@@ -161,9 +161,9 @@ def create_subscriber_app(config: Config) -> FastAPI:
         """
         request = links.AttachRequest(body.remote_dossier_list, body.remote_url, body.slave_dossier_list)
         result = links.attach(config, request, defer_first_sync=True)
-        if result["first_sync_pending"]:
+        if result.first_sync_pending:
             background.submit(_first_sync, config, body.slave_dossier_list)
-        if not result["created"]:
+        if not result.created:
             response.status_code = 200
         return _one(body.slave_dossier_list)
 

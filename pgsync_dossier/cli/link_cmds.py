@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -13,6 +13,9 @@ from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
 from pgsync_dossier.copier import Progress
+from pgsync_dossier.results import LinkResult, SetupResult, UpgradePending
+
+R = TypeVar("R", bound=LinkResult)
 
 
 @click.command()
@@ -20,28 +23,39 @@ from pgsync_dossier.copier import Progress
 @pass_app
 def setup(app: AppContext, as_json: bool) -> None:
     """Check this node's server, then record the node and install its role's SQL."""
-    result = node.setup(app.config)
-    verb = "set up" if result["created"] else "updated"
+    result = _setup_result(node.setup(app.config))
+    verb = "set up" if result.created else "updated"
     notes = [
-        "sync token rotated" if result["token_rotated"] else "",
-        "face model changed: Subscribers with the old model will pause"
-        if result["face_model_changed"]
-        else "",
+        "sync token rotated" if result.token_rotated else "",
+        "face model changed: Subscribers with the old model will pause" if result.face_model_changed else "",
     ]
-    if result["upgraded_lists"]:
-        notes.append(
-            "version-1 links upgraded in place: list " + ", ".join(map(str, result["upgraded_lists"]))
-        )
-    if result["upgrade_pending"]:
+    if result.upgraded_lists:
+        notes.append("version-1 links upgraded in place: list " + ", ".join(map(str, result.upgraded_lists)))
+    if result.upgrade_pending:
         notes.append(
             "upgrade of list "
-            + ", ".join(str(p["local_list"]) for p in result["upgrade_pending"])
-            + f" pending ({result['upgrade_pending'][0]['error']}); the next sync or tick finishes it"
+            + ", ".join(str(p.local_list) for p in result.upgrade_pending)
+            + f" pending ({result.upgrade_pending[0].error}); the next sync or tick finishes it"
         )
-    human = f"{result['role']} {result['node_name']} {verb}" + "".join(f"; {n}" for n in notes if n)
-    render.emit(result, as_json, human)
-    for warning in result["warnings"]:
+    human = f"{result.role} {result.node_name} {verb}" + "".join(f"; {n}" for n in notes if n)
+    render.emit(result.to_json(), as_json, human)
+    for warning in result.warnings:
         render.warn(warning)
+
+
+def _setup_result(result: SetupResult | dict[str, Any]) -> SetupResult:
+    """node.setup's result, typed: it returns a dict until the node module (being reworked)
+    returns a SetupResult; then this goes."""
+    if isinstance(result, SetupResult):
+        return result
+    return SetupResult(
+        **result
+        | {
+            "upgraded_lists": tuple(result["upgraded_lists"]),
+            "upgrade_pending": tuple(UpgradePending(**p) for p in result["upgrade_pending"]),
+            "warnings": tuple(result["warnings"]),
+        }
+    )
 
 
 @click.command()
@@ -95,11 +109,11 @@ def attach(
         as_json, lambda progress: links.attach(app.config, request, timeout_s=timeout, on_progress=progress)
     )
     _emit_copy(
-        result, as_json, f"list {local_list} now replicates Leader list {remote_list} ({result['leader']})"
+        result, as_json, f"list {local_list} now replicates Leader list {remote_list} ({result.leader})"
     )
 
 
-def _with_progress(as_json: bool, run: Callable[[Progress], dict[str, Any]]) -> dict[str, Any]:
+def _with_progress(as_json: bool, run: Callable[[Progress], R]) -> R:
     """Run a copying operation with a progress bar on a terminal (never in --json mode)."""
     progress = _CopyProgress(enabled=sys.stderr.isatty() and not as_json)
     try:
@@ -108,13 +122,13 @@ def _with_progress(as_json: bool, run: Callable[[Progress], dict[str, Any]]) -> 
         progress.close()
 
 
-def _emit_copy(result: dict[str, Any], as_json: bool, headline: str) -> None:
+def _emit_copy(result: LinkResult, as_json: bool, headline: str) -> None:
     done = (
-        f"{result['dossiers']} dossiers and {result['faces']} faces copied"
-        if result["synced"]
+        f"{result.dossiers} dossiers and {result.faces} faces copied"
+        if result.synced
         else "the initial copy runs at the first sync"
     )
-    render.emit(result, as_json, f"{headline}: {done}")
+    render.emit(result.to_json(), as_json, f"{headline}: {done}")
 
 
 class _CopyProgress:
@@ -152,11 +166,17 @@ class _CopyProgress:
 def detach(app: AppContext, local_list: int, purge: bool, timeout: float, as_json: bool) -> None:
     """Cancel replication of list T; it becomes an ordinary writable list."""
     result = links.detach(app.config, local_list, purge, barrier_s=timeout)
-    in_transit = result["kept_in_transit"]
+    in_transit = result.kept_in_transit
     human = (
         f"list {local_list} detached"
-        + ("" if result["leader_reachable"] else "; the Leader is down: it is cleaned up when it is back")
-        + (f"; {result['purged_dossiers']} dossiers purged" if purge else "")
+        + ("" if result.leader_reachable else "; the Leader is down: it is cleaned up when it is back")
+        + (
+            "; the stream did not catch up with the Leader first (the log says why): the list may "
+            "lack the Leader's latest changes"
+            if result.leader_reachable and not result.caught_up and not purge
+            else ""
+        )
+        + (f"; {result.purged_dossiers} dossiers purged" if purge else "")
         + (
             f"; {in_transit} dossiers the Leader moved into other lists of its group stay until "
             "their move arrives (the stream had not caught up)"
@@ -164,7 +184,7 @@ def detach(app: AppContext, local_list: int, purge: bool, timeout: float, as_jso
             else ""
         )
     )
-    render.emit(result, as_json, human)
+    render.emit(result.to_json(), as_json, human)
 
 
 @click.command()
@@ -181,17 +201,22 @@ def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_j
         as_json,
         lambda progress: links.repair(app.config, local_list, timeout_s=timeout, on_progress=progress),
     )
-    if "missing" in result:
-        kinds = ("missing", "extra", "changed")
-        found = ", ".join(f"{result[kind]} {kind}" for kind in kinds if result[kind])
-        human = (
-            f"list {local_list} repaired in place from Leader list {result['remote_list']}: "
-            + (f"{found} rows fixed" if found else "nothing differed")
-            + f"; {result['dossiers']} dossiers and {result['faces']} faces"
-        )
-        render.emit(result, as_json, human)
-    else:
-        _emit_copy(result, as_json, f"list {local_list} copied from Leader list {result['remote_list']}")
+    differences = result.differences
+    if differences is None:  # its copy was owed: the list was copied instead
+        _emit_copy(result, as_json, f"list {local_list} copied from Leader list {result.remote_list}")
+        return
+    counts = (
+        ("missing", differences.missing),
+        ("extra", differences.extra),
+        ("changed", differences.changed),
+    )
+    found = ", ".join(f"{n} {kind}" for kind, n in counts if n)
+    human = (
+        f"list {local_list} repaired in place from Leader list {result.remote_list}: "
+        + (f"{found} rows fixed" if found else "nothing differed")
+        + f"; {result.dossiers} dossiers and {result.faces} faces"
+    )
+    render.emit(result.to_json(), as_json, human)
 
 
 @click.command("status")

@@ -72,6 +72,7 @@ def test_replica_is_read_only_and_detach_makes_it_writable(sites: dict[str, Site
 
     detached = sub.ok("detach", str(replica), "--json").json()
     assert detached["slot_dropped"] is True and detached["purged_dossiers"] == 0
+    assert detached["caught_up"] is True
     assert not leader.node.execute("SELECT * FROM pg_replication_slots")
     assert not sub.node.execute("SELECT * FROM pg_subscription")
     sub.node.execute("UPDATE dossier SET name = 'local edit' WHERE id = %s", [dossier_id])

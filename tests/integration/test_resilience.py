@@ -75,6 +75,7 @@ def test_leader_down_detach_then_orphan_slot_cleanup(sites: dict[str, Site]) -> 
     try:
         result = sub.ok("detach", str(local), "--json").json()
         assert result["leader_reachable"] is False and result["slot_dropped"] is False
+        assert result["caught_up"] is False
         rows = sub.ok("status", "--json").json()
         assert [r["state"] for r in rows] == ["orphan-slot"]
         # The list is an ordinary writable list again, with its dossiers kept.
@@ -299,7 +300,7 @@ def test_concurrent_attaches_make_one_link(sites: dict[str, Site]) -> None:
 
     def run(index: int) -> None:
         try:
-            results[index] = links.attach(cfg, requests[index])["local_list"]
+            results[index] = links.attach(cfg, requests[index]).local_list
         except Exception as exc:  # collected and checked below
             results[index] = exc
 
