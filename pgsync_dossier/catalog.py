@@ -6,15 +6,15 @@ them only by calling one of them, so what a state means is decided here and in s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, kwargs_row
 
 from pgsync_dossier import pg
 from pgsync_dossier.conninfo import mask_conninfo
@@ -23,6 +23,7 @@ from pgsync_dossier.errors import PreconditionFailed
 HISTORY_DAYS = 30
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 class LinkState(StrEnum):
@@ -135,6 +136,36 @@ class LagHour:
     lag_bytes: int | None
 
 
+# Rows that status, /metrics, links and verify read by key: TypedDicts (kwargs_row), typed here.
+class LastRun(TypedDict):
+    """A group's latest finished sync."""
+
+    group_id: int
+    finished_at: datetime
+    ok: bool
+    error: str | None
+
+
+class LastVerification(TypedDict):
+    """A list's latest verification that compared."""
+
+    local_list_id: int
+    finished_at: datetime
+    equal: bool
+    reason: str
+    differences: int | None
+
+
+class Orphan(TypedDict):
+    """A slot (and publication) left on a Leader that was down, dropped when it answers."""
+
+    slot_name: str
+    leader_url: str
+    leader_id: str
+    detached_at: datetime
+    last_error: str | None
+
+
 def _query(name: str) -> sql.Composed:
     return pg.query(name, "catalog.sql")
 
@@ -150,6 +181,11 @@ def _all(conn: pg.Connection, cls: type[T], name: str, params: Params | None = N
 def _one(conn: pg.Connection, cls: type[T], name: str, params: Params | None = None) -> T | None:
     with conn.cursor(row_factory=class_row(cls)) as cur:
         return cur.execute(_query(name), params).fetchone()
+
+
+def _dicts(conn: pg.Connection, row: Callable[..., D], name: str, params: Params | None = None) -> list[D]:
+    with conn.cursor(row_factory=kwargs_row(row)) as cur:
+        return cur.execute(_query(name), params).fetchall()
 
 
 def _run(conn: pg.Connection, name: str, params: Params | None = None) -> int:
@@ -467,8 +503,8 @@ def last_synced_mark(conn: pg.Connection, group_id: int) -> datetime:
     return mark
 
 
-def last_runs(conn: pg.Connection) -> dict[int, dict[str, Any]]:
-    return {row["group_id"]: row for row in conn.execute(_query("last_runs")).fetchall()}
+def last_runs(conn: pg.Connection) -> dict[int, LastRun]:
+    return {row["group_id"]: row for row in _dicts(conn, LastRun, "last_runs")}
 
 
 def run_history(conn: pg.Connection) -> dict[int, dict[str, Any]]:
@@ -522,9 +558,9 @@ def record_verification(conn: pg.Connection, found: Verification) -> None:
     )
 
 
-def last_verifications(conn: pg.Connection) -> dict[int, dict[str, Any]]:
-    """Each list's latest verification that compared: finished_at, equal, reason, differences."""
-    return {row["local_list_id"]: row for row in conn.execute(_query("last_verifications")).fetchall()}
+def last_verifications(conn: pg.Connection) -> dict[int, LastVerification]:
+    """Each list's latest verification that compared."""
+    return {row["local_list_id"]: row for row in _dicts(conn, LastVerification, "last_verifications")}
 
 
 def sync_days(conn: pg.Connection, group_id: int) -> list[SyncDay]:
@@ -555,8 +591,8 @@ def lag_hours(conn: pg.Connection, group_id: int) -> list[LagHour]:
 
 
 # -- orphans ---------------------------------------------------------------------------------
-def orphans(conn: pg.Connection) -> list[dict[str, Any]]:
-    return conn.execute(_query("orphans")).fetchall()
+def orphans(conn: pg.Connection) -> list[Orphan]:
+    return _dicts(conn, Orphan, "orphans")
 
 
 def forget_revived_orphans(conn: pg.Connection) -> None:

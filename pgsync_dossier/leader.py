@@ -10,13 +10,13 @@ with another token cannot even enroll, and the token alone opens no stream.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, kwargs_row
 
 from pgsync_dossier import pg
 from pgsync_dossier.conninfo import mask_conninfo
@@ -29,12 +29,15 @@ from pgsync_dossier.errors import (
     ServerUnreachable,
 )
 from pgsync_dossier.leader_install import ENROLL_ROLE
+from pgsync_dossier.standby import StandbySlotRow
 from pgsync_dossier.token import Secret, enrollment_password
 
 #: libpq (16+) then refuses to hand a password to a server that asks for it in clear or as
 #: MD5, or that skips authentication: a fake or downgraded server learns nothing.
 REQUIRE_SCRAM = {"require_auth": "scram-sha-256"}
 REQUIRE_AUTH_SINCE = 160000
+
+R = TypeVar("R")
 
 
 def scram_only(libpq_version: int) -> dict[str, str]:
@@ -58,6 +61,15 @@ class LeaderFacts:
     sync_at_creation: bool
     leader_id: str
     server_version: int
+
+
+class StreamStall(TypedDict):
+    """pgsync.api_stream_stall's row: the group's walsender's wait, and the slots that
+    synchronized_standby_slots names (none before 17)."""
+
+    wait_event_type: str | None
+    wait_event: str | None
+    standby_slots: list[StandbySlotRow] | None
 
 
 @dataclass(frozen=True)
@@ -190,6 +202,14 @@ class LeaderClient:
         try:
             cur = self.conn.execute(_query(name), params)
             return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
+
+    def _rows(self, row: Callable[..., R], name: str, params: Mapping[str, object] | None = None) -> list[R]:
+        """The rows of the named query `name` of sql/leader_client.sql, each made by `row`."""
+        try:
+            with self.conn.cursor(row_factory=kwargs_row(row)) as cur:
+                return cur.execute(_query(name), params).fetchall()
         except psycopg.Error as exc:
             raise self.error(exc) from None
 
@@ -378,10 +398,10 @@ class LeaderClient:
         rows = self._call("groups_status", {"names": names})
         return {row["name"]: row for row in rows}
 
-    def stream_stall(self, name: str) -> dict[str, Any]:
+    def stream_stall(self, name: str) -> StreamStall:
         """What the Leader knows of why the group's stream may not advance: its walsender's
         wait event, and the slots synchronized_standby_slots names (see stall.py)."""
-        return self._call("stream_stall", {"name": name})[0]
+        return self._rows(StreamStall, "stream_stall", {"name": name})[0]
 
 
 class LeaderPool:

@@ -7,10 +7,11 @@ A Subscriber never runs any of it: it calls the API over its own login (leader.L
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import kwargs_row
 
 from pgsync_dossier import __version__, catalog, pg
 from pgsync_dossier.token import Secret, enrollment_password
@@ -23,6 +24,15 @@ SUBSCRIBER_ROLE = "pgsync_subscriber"
 #: Before enrollment, one replication login shared by every Subscriber (its password derived
 #: from the token): retired at the Leader's next setup.
 LEGACY_ROLE = "pgsync_replicator"
+
+
+class ListInfo(TypedDict):
+    """A Leader list's name and rows, as pgsync.api_lists_info gives them (on either side)."""
+
+    id: int
+    name: str
+    dossiers: int
+    faces: int
 
 
 def _query(name: str, **parts: str | sql.Composable) -> sql.Composed:
@@ -71,7 +81,8 @@ def registered_groups(conn: pg.Connection) -> list[dict[str, Any]]:
     return conn.execute(pg.query("leader_groups", "leader_groups.sql")).fetchall()
 
 
-def lists_info(conn: pg.Connection, list_ids: list[int]) -> dict[int, dict[str, Any]]:
+def lists_info(conn: pg.Connection, list_ids: list[int]) -> dict[int, ListInfo]:
     """On the Leader: name and rows of each list named (missing lists are absent)."""
-    rows = conn.execute(_query("lists_info"), {"lists": list_ids}).fetchall()
+    with conn.cursor(row_factory=kwargs_row(ListInfo)) as cur:
+        rows = cur.execute(_query("lists_info"), {"lists": list_ids}).fetchall()
     return {row["id"]: row for row in rows}

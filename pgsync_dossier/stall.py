@@ -13,12 +13,25 @@ logged, and the timeout is reported as it would have been without it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TypedDict
+
+from psycopg.rows import kwargs_row
 
 from pgsync_dossier import pg, standby
-from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.leader import LeaderClient, StreamStall
 
 log = logging.getLogger(__name__)
+
+
+class SubscriptionStall(TypedDict):
+    """The query subscription_stall's row: the subscription, its apply worker and what that waits for."""
+
+    enabled: bool
+    worker_pid: int | None
+    wait_event_type: str | None
+    wait_event: str | None
+    blocked_by: list[str] | None  # "pid (state)" of each session holding the lock it waits for
+    errors: int
 
 
 def why_stalled(
@@ -29,8 +42,8 @@ def why_stalled(
     reasons: list[str] = []
     try:
         # A savepoint (or a transaction of its own): a failed read leaves the caller's intact.
-        with conn.transaction():
-            row = conn.execute(pg.query("subscription_stall", "subscriber.sql"), {"name": name}).fetchone()
+        with conn.transaction(), conn.cursor(row_factory=kwargs_row(SubscriptionStall)) as cur:
+            row = cur.execute(pg.query("subscription_stall", "subscriber.sql"), {"name": name}).fetchone()
         reasons += subscriber_reasons(name, row, errors_before)
     except Exception as exc:  # the diagnosis must never replace the timeout
         log.warning("stream %s: could not read why it waits on this Subscriber: %s", name, exc)
@@ -42,7 +55,7 @@ def why_stalled(
     return reasons
 
 
-def subscriber_reasons(name: str, row: dict[str, Any] | None, errors_before: int) -> list[str]:
+def subscriber_reasons(name: str, row: SubscriptionStall | None, errors_before: int) -> list[str]:
     """From the query subscription_stall: the Subscriber's side of a stalled stream."""
     if row is None:
         return [f"its subscription {name} is gone (the next sync or tick makes it again)"]
@@ -71,7 +84,7 @@ def subscriber_reasons(name: str, row: dict[str, Any] | None, errors_before: int
     return reasons
 
 
-def leader_reasons(row: dict[str, Any]) -> list[str]:
+def leader_reasons(row: StreamStall) -> list[str]:
     """From pgsync.api_stream_stall: the Leader's side of a stalled stream."""
     named = row["standby_slots"] or []
     blockers = standby.slot_blockers(named)

@@ -17,11 +17,11 @@ setting): that is checked with or without standbys, and a sync that times out sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
-from psycopg.rows import class_row
+from psycopg.rows import class_row, kwargs_row
 
 from pgsync_dossier import pg
 
@@ -32,6 +32,16 @@ WAITS_FOR_STANDBY = "WaitForStandbyConfirmation"
 #: Why a slot that synchronized_standby_slots names holds every logical stream back: the label
 #: values of the Leader's pgsync_dossier_leader_standby_slot_blocking series.
 BLOCKING_REASONS = ("missing", "not_physical", "inactive")
+
+
+class StandbySlotRow(TypedDict):
+    """A slot that synchronized_standby_slots names, with this server's view of it (the query
+    standby_slots, or an element of pgsync.api_stream_stall's standby_slots)."""
+
+    slot_name: str
+    slot_exists: bool
+    slot_type: str | None
+    active: bool
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ class StandbySlotBlocker:
         )
 
 
-def slot_blockers(named: Iterable[Mapping[str, Any]]) -> list[StandbySlotBlocker]:
+def slot_blockers(named: Iterable[StandbySlotRow]) -> list[StandbySlotBlocker]:
     """From the rows of the query standby_slots (or pgsync.api_stream_stall's standby_slots):
     each named slot that holds the logical streams back, in the setting's order."""
     rows = list(named)
@@ -110,9 +120,10 @@ def slot_blockers(named: Iterable[Mapping[str, Any]]) -> list[StandbySlotBlocker
     return found
 
 
-def standby_slots(conn: pg.Connection) -> list[dict[str, Any]]:
+def standby_slots(conn: pg.Connection) -> list[StandbySlotRow]:
     """The slots synchronized_standby_slots names, with this server's view of each (none before 17)."""
-    return conn.execute(pg.query("standby_slots", "standby.sql")).fetchall()
+    with conn.cursor(row_factory=kwargs_row(StandbySlotRow)) as cur:
+        return cur.execute(pg.query("standby_slots", "standby.sql")).fetchall()
 
 
 def standby_slot_blockers(conn: pg.Connection) -> list[StandbySlotBlocker]:
