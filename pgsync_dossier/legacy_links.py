@@ -8,23 +8,14 @@ the next sync or tick, which finishes the job the same way (groups.copy_pending)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pgsync_dossier import catalog, pg, sync
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
+from pgsync_dossier.results import UpgradePending
 from pgsync_dossier.session import subscriber_session
 
 #: How long setup spends copying one group of version-1 links into place.
 UPGRADE_TIMEOUT_S = 3600.0
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A version-1 list left for the next sync or tick, and why."""
-
-    local_list: int
-    error: str | None
 
 
 def legacy_lists(conn: pg.Connection) -> list[int]:
@@ -32,11 +23,11 @@ def legacy_lists(conn: pg.Connection) -> list[int]:
     return [link.local_list_id for link in catalog.links(conn) if link.legacy_subscription]
 
 
-def upgrade(config: Config) -> tuple[list[int], list[Pending]]:
+def upgrade(config: Config) -> tuple[list[int], list[UpgradePending]]:
     """Copy each version-1 link into its group in place; returns the lists upgraded and those
     left for later."""
     upgraded: list[int] = []
-    pending: list[Pending] = []
+    pending: list[UpgradePending] = []
     with subscriber_session(config, "setup") as s:
         legacy_groups = {link.group_id for link in catalog.links(s.conn) if link.legacy_subscription}
         for group in catalog.groups(s.conn):
@@ -46,5 +37,5 @@ def upgrade(config: Config) -> tuple[list[int], list[Pending]]:
             if outcome.status == "synced":
                 upgraded.extend(outcome.lists)
             else:
-                pending.extend(Pending(local, outcome.error) for local in outcome.lists)
+                pending.extend(UpgradePending(local, outcome.error) for local in outcome.lists)
     return upgraded, pending

@@ -7,12 +7,12 @@ and how, so a DBA can fix everything in one pass (exit 3, nothing changed).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from pgsync_dossier import catalog, exposure, leader_install, legacy_links, pg, placement, standby, subscriber
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
+from pgsync_dossier.results import SetupResult
 from pgsync_dossier.token import make_verifier, matches_verifier
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def preflight(conn: pg.Connection, config: Config) -> list[Check]:
     return checks
 
 
-def setup(config: Config) -> dict[str, Any]:
+def setup(config: Config) -> SetupResult:
     """Idempotent: running it again converges; a changed token or face model is applied."""
     with pg.connect(config.database_url, what="this node's database") as conn:
         failed = [check for check in preflight(conn, config) if not check.ok]
@@ -146,18 +146,18 @@ def setup(config: Config) -> dict[str, Any]:
         warnings = leader_warnings(conn) if config.role == "leader" else []
         legacy = legacy_links.legacy_lists(conn) if config.role == "subscriber" else []
     upgraded, upgrade_pending = legacy_links.upgrade(config) if legacy else ([], [])
-    return {
-        "role": config.role,
-        "node_name": config.node_name,
-        "face_model": config.face_model,
-        "created": existing is None,
-        "token_rotated": existing is not None and token_changed,
-        "face_model_changed": existing is not None and existing.face_model != config.face_model,
-        "upgraded_lists": upgraded,
-        "upgrade_pending": [asdict(pending) for pending in upgrade_pending],
-        "new_identity": reidentified,
-        "warnings": warnings,
-    }
+    return SetupResult(
+        role=config.role,
+        node_name=config.node_name,
+        face_model=config.face_model,
+        created=existing is None,
+        token_rotated=existing is not None and token_changed,
+        face_model_changed=existing is not None and existing.face_model != config.face_model,
+        upgraded_lists=tuple(upgraded),
+        upgrade_pending=tuple(upgrade_pending),
+        new_identity=reidentified,
+        warnings=tuple(warnings),
+    )
 
 
 def leader_warnings(conn: pg.Connection) -> list[str]:
