@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from pgsync_dossier import copier, pg, schema_skew, subscriber
+from pgsync_dossier.catalog import Group
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
@@ -194,7 +195,7 @@ def recheck(
     for table in TABLES:
         difference = found.tables[table]
         params[f"{table}_ids"] = difference.missing + difference.extra + difference.changed
-    source = snapshot(leader)
+    source = leader.snapshot_reader()
     try:
         theirs = _id_rows(source, params)
         ours = _id_rows(local, {**params, "list": local_list})
@@ -229,16 +230,8 @@ def _id_rows(conn: pg.Connection, params: IdParams) -> list[set[bytes]]:
     return found
 
 
-def snapshot(leader: LeaderClient) -> pg.Connection:
-    """A Leader connection in a repeatable-read, read-only transaction: one consistent view."""
-    conn = leader.connect(autocommit=False, statement_timeout_ms=0)
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
-    return conn
-
-
 def compare_list(leader: LeaderClient, local: pg.Connection, remote_list: int, local_list: int) -> Comparison:
-    source = snapshot(leader)
+    source = leader.snapshot_reader()
     try:
         return compare(source, local, remote_list, local_list)
     except psycopg.Error as exc:
@@ -265,7 +258,7 @@ def repair_list(
     database_url: str,
     remote_list: int,
     local_list: int,
-    group_id: int,
+    group: Group,
     deadline: Deadline,
     neighbours: Neighbours | None = None,
 ) -> Repair:
@@ -278,13 +271,13 @@ def repair_list(
     def repair(source: pg.Connection, local: pg.Connection) -> Repair:
         found = compare(source, local, remote_list, local_list)
         if not found.equal:
-            _fix(source, local, found, remote_list, local_list, group_id)
+            _fix(source, local, found, remote_list, local_list, group.id)
         if neighbours is not None:
-            _settle_neighbours(source, local, group_id, neighbours)
+            _settle_neighbours(source, local, group.id, neighbours)
         return Repair(found.counts(), found.leader_rows["dossier"], found.leader_rows["dossier_face"])
 
     what = f"the repair of list {local_list}"
-    return _at_one_snapshot(leader, database_url, local_list, deadline, what, repair)
+    return _at_one_snapshot(leader, database_url, group, local_list, deadline, what, repair)
 
 
 @dataclass(frozen=True)
@@ -300,7 +293,7 @@ def settle_neighbours(
     leader: LeaderClient,
     database_url: str,
     local_list: int,
-    group_id: int,
+    group: Group,
     neighbours: Neighbours,
     deadline: Deadline,
 ) -> int:
@@ -317,16 +310,18 @@ def settle_neighbours(
     return _at_one_snapshot(
         leader,
         database_url,
+        group,
         local_list,
         deadline,
         f"settling the group's other lists after the copy of list {local_list}",
-        lambda source, local: _settle_neighbours(source, local, group_id, neighbours),
+        lambda source, local: _settle_neighbours(source, local, group.id, neighbours),
     )
 
 
 def _at_one_snapshot(
     leader: LeaderClient,
     database_url: str,
+    group: Group,
     local_list: int,
     deadline: Deadline,
     what: str,
@@ -338,7 +333,7 @@ def _at_one_snapshot(
     step in its errors."""
 
     def once() -> T:
-        source = snapshot(leader)
+        source = leader.snapshot_reader(durable_through=group.name)
         try:
             with _writer(database_url, local_list, deadline) as local:
                 result = work(source, local)

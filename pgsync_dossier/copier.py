@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from pgsync_dossier import faults, pg, schema_skew, subscriber
+from pgsync_dossier.catalog import Group
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
@@ -109,24 +110,22 @@ def copy_list(
     database_url: str,
     remote: int,
     local: int,
-    group_id: int,
+    group: Group,
     deadline: Deadline,
     progress: Progress | None = None,
     on_expected: Callable[[int], None] | None = None,
     merge: bool | None = None,
 ) -> CopyResult:
-    """Copy Leader list `remote` into local list `local` (of group `group_id`) at one snapshot
+    """Copy Leader list `remote` into local list `local` (of `group`) at one snapshot
     (a new one if PostgreSQL ends the copy as a deadlock's victim: pg.again_after_deadlocks).
 
     `merge`: None lets the local list decide (direct when it is empty), True forces the merge.
     """
 
     def at_one_snapshot(merge: bool | None) -> CopyResult:
-        source = leader.connect(autocommit=False, statement_timeout_ms=0)
+        source = leader.snapshot_reader(durable_through=group.name)
         try:
             try:
-                source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                source.read_only = True
                 snapshot = str(source.execute(pg.query("export_snapshot", _SQL)).fetchone()["s"])  # type: ignore[index]
                 counts = source.execute(pg.query("list_rows", "copier.sql"), {"list": remote}).fetchone()
             except psycopg.Error as exc:
@@ -140,7 +139,7 @@ def copy_list(
                     columns = schema_skew.copy_columns(source, monitor)
                 except psycopg.Error as exc:
                     raise LeaderSideError(exc) from None
-                job = _Job(leader, database_url, remote, local, group_id, snapshot, deadline, source, columns)
+                job = _Job(leader, database_url, remote, local, group.id, snapshot, deadline, source, columns)
                 if merge is None:
                     has_rows = monitor.execute(
                         pg.query("list_has_rows", "copier.sql"), {"list": local}
@@ -217,14 +216,7 @@ def _stage(table: str) -> sql.Identifier:
 
 def _reader(job: _Job) -> pg.Connection:
     """A Leader connection inside the copy's snapshot."""
-    try:
-        conn = job.leader.connect(autocommit=False, statement_timeout_ms=0)
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        conn.execute(pg.query("set_snapshot", _SQL, snapshot=sql.Literal(job.snapshot)))
-    except psycopg.Error as exc:
-        raise LeaderSideError(exc) from None
-    return conn
+    return job.leader.snapshot_reader(job.snapshot)
 
 
 def _writer(job: _Job) -> pg.Connection:

@@ -158,7 +158,7 @@ def copy_pending(
                 s.config.database_url,
                 link.remote_list_id,
                 link.local_list_id,
-                group.id,
+                group,
                 deadline,
                 progress,
                 on_expected=functools.partial(catalog.set_copy_expected, s.conn, link.local_list_id),
@@ -166,7 +166,7 @@ def copy_pending(
             if neighbours is not None:
                 faults.point("copy.written")
                 compare.settle_neighbours(
-                    leader, s.config.database_url, link.local_list_id, group.id, neighbours, deadline
+                    leader, s.config.database_url, link.local_list_id, group, neighbours, deadline
                 )
             faults.point("copy.copied")
             if link.legacy_subscription is not None:
@@ -207,7 +207,7 @@ def repair_pending(s: Session, group: Group, leader: LeaderClient, deadline: Dea
                 s.config.database_url,
                 link.remote_list_id,
                 link.local_list_id,
-                group.id,
+                group,
                 deadline,
                 neighbours,
             )

@@ -213,16 +213,45 @@ class LeaderClient:
         except psycopg.Error as exc:
             raise self.error(exc) from None
 
-    def snapshot_reader(self, snapshot: str | None = None) -> pg.Connection:
+    def snapshot_reader(
+        self, snapshot: str | None = None, durable_through: str | None = None
+    ) -> pg.Connection:
         """A Leader connection in a repeatable-read, read-only transaction: one consistent view
         (the one exported as `snapshot`, when given), without a statement timeout (a copy or a
-        comparison reads a whole list). The caller closes it."""
+        comparison reads a whole list). The caller closes it.
+
+        `durable_through` (a group's name): a reader whose rows will be written here (a copy, a
+        repair) makes its new snapshot durable on the Leader before it reads. With
+        synchronous_commit off there, a commit is visible before it is flushed, and a crash
+        loses it on the Leader: a copy that had taken it would keep here a dossier the Leader
+        never moved, in the wrong list. The stream never sends such a commit (a walsender sends
+        flushed WAL only); this makes the orchestrator's own reads as safe. A read-only
+        comparison need not: what it finds different is compared again after a barrier."""
         conn = self.connect(autocommit=False, statement_timeout_ms=0)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        if snapshot is not None:
-            conn.execute(_query("set_transaction_snapshot", snapshot=sql.Literal(snapshot)))
+        try:
+            if snapshot is not None:
+                conn.execute(_query("set_transaction_snapshot", snapshot=sql.Literal(snapshot)))
+            elif durable_through is not None:
+                conn.execute(_query("take_snapshot"))
+                self.flush_wal(durable_through)
+        except psycopg.Error as exc:
+            conn.close()
+            raise self.error(exc) from None
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def flush_wal(self, group: str) -> None:
+        """Flush the Leader's WAL past every commit made so far. A transaction that writes, as
+        the group's heartbeat bump does, committed with synchronous_commit = local waits until
+        its commit record is flushed, and every record before it with it (a transaction that
+        only takes an id writes no WAL before its commit, and PostgreSQL then commits it
+        asynchronously). The bump is one more heartbeat on the group's stream, which barriers
+        take as any other."""
+        self._call("flush_wal", {"name": group})
 
     def error(self, exc: psycopg.Error) -> PgsyncError:
         """What a failed call to the Leader means for the user."""

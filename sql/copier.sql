@@ -36,8 +36,6 @@ SELECT EXISTS (SELECT 1 FROM blockers WHERE pid = ANY (%(writers)s::integer[])) 
 -- name: export_snapshot
 SELECT pg_catalog.pg_export_snapshot() AS s;
 
--- name: set_snapshot
-SET TRANSACTION SNAPSHOT {snapshot};
 
 -- Rows the copy's writers (their backend pids) have written so far.
 -- name: rows_written
