@@ -179,7 +179,7 @@ def test_revoke_locks_one_subscriber_out_and_approve_lets_it_back(sites: dict[st
     add_dossiers(leader.node, remote, 2, prefix="after-revoke-")
     wait_for_same(leader.node, remote, sub_b.node, local_b)  # B streams on
     refused = sub_a.run("sync", str(local_a))
-    assert refused.exit_code == 1 and "revoked this Subscriber" in refused.stderr, refused.stderr
+    assert refused.exit_code == 3 and "revoked this Subscriber" in refused.stderr, refused.stderr
     assert len(sub_a.node.execute("SELECT * FROM dossier")) == 5  # A keeps what it had
     kept = oracle_verdict(leader, sub_a, [(remote, local_a)])  # and lacks only what came after
     assert (kept.count("dossier", "missing"), kept.count("dossier_face", "missing")) == (2, 4), (
