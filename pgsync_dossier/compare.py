@@ -22,7 +22,7 @@ import math
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 import psycopg
@@ -34,6 +34,7 @@ from pgsync_dossier.catalog import Group
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
 from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.results import Differences
 
 T = TypeVar("T")
 TABLES = ("dossier", "dossier_face")
@@ -63,18 +64,20 @@ class Comparison:
     def equal(self) -> bool:
         return not any(d.missing or d.extra or d.changed for d in self.tables.values())
 
-    def counts(self) -> dict[str, int]:
-        return {
-            kind: sum(len(getattr(d, kind)) for d in self.tables.values())
-            for kind in ("missing", "extra", "changed")
-        }
+    def counts(self) -> Differences:
+        tables = self.tables.values()
+        return Differences(
+            missing=sum(len(d.missing) for d in tables),
+            extra=sum(len(d.extra) for d in tables),
+            changed=sum(len(d.changed) for d in tables),
+        )
 
     def summary(self) -> str:
-        counts = self.counts()
+        counts = asdict(self.counts())
         return ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "equal"
 
 
-def _query(name: str, **identifiers: str) -> sql.Composed:
+def _query(name: str, **identifiers: str | sql.Composable) -> sql.Composed:
     return pg.query(name, "compare.sql", **identifiers)
 
 
@@ -248,7 +251,7 @@ def _local_error(exc: psycopg.Error, what: str) -> OperationFailed:
 
 @dataclass(frozen=True)
 class Repair:
-    before: dict[str, int]  # missing / extra / changed rows found
+    before: Differences  # the rows found different, and so fixed
     dossiers: int  # rows of the list afterwards (the Leader's, at the snapshot)
     faces: int
 
@@ -396,7 +399,7 @@ def _upsert(
     stage = sql.Identifier(f"stage_{table}")
     columns = schema_skew.copy_columns(source, writer)[table]
     copier.make_stage(writer, stage, table, columns)
-    writer.execute(sql.SQL("TRUNCATE {}").format(stage))
+    writer.execute(_query("empty_stage", stage=stage))
     copier.pipe(
         source, writer, copier.select_rows(table, columns, remote, local, ids), copier.copy_in(stage, columns)
     )

@@ -24,7 +24,7 @@ from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError, error_for
 from pgsync_dossier.leader import LeaderClient, LeaderFacts
-from pgsync_dossier.results import AttachResult, DetachResult, Differences, LinkResult, RepairResult
+from pgsync_dossier.results import AttachResult, DetachResult, LinkResult, RepairResult
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, sync_group
 from pgsync_dossier.token import matches_verifier, verifier_check
@@ -483,21 +483,7 @@ def repair(
         link = catalog.link_for_list(s.conn, local_list_id)
         if link is None:
             raise PreconditionFailed(f"list {local_list_id} is not a replica", code="not_a_replica")
-        if not pg.try_advisory_lock(s.conn, "list", local_list_id):
-            raise _busy(local_list_id)
-        group = catalog.group(s.conn, link.group_id)
-        assert group is not None
-        leader = s.leaders.get(group.leader_url)
-        facts = leader.facts()
-        _check_leader(s, facts, leader)
-        deadline = Deadline(timeout_s)
-        groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
-        try:
-            if not link.needs_copy:
-                catalog.set_link_state(s.conn, local_list_id, LinkState.REPAIRING, "repair requested")
-            outcome = sync_group(s, group, "repair", deadline, on_progress)
-        finally:
-            groups.unlock(s.conn, group)
+        group, facts, outcome = repair_locked(s, link, Deadline(timeout_s), "repair requested", on_progress)
         if outcome.status != "synced":
             raise error_for(outcome.code)(
                 f"the repair of list {local_list_id} did not finish: {outcome.error}; the list keeps "
@@ -513,10 +499,34 @@ def repair(
         )
         if fixed is None:
             return result
-        found = fixed.before
-        return dataclasses.replace(
-            result, differences=Differences(found["missing"], found["extra"], found["changed"])
-        )
+        return dataclasses.replace(result, differences=fixed.before)
+
+
+def repair_locked(
+    s: Session, link: Link, deadline: Deadline, note: str, on_progress: Progress | None = None
+) -> tuple[Group, LeaderFacts, GroupOutcome]:
+    """The one way into a repair, for `repair`, `verify --repair` and a scheduled
+    verification: the list's lock (refused as busy while another command holds it), the
+    Leader's checks, the group's lock; then the list owes a repair (or, when its copy is still
+    owed, the copy runs instead) and its group syncs, which makes it. `note` says who asked."""
+    if not pg.try_advisory_lock(s.conn, "list", link.local_list_id):
+        raise _busy(link.local_list_id)
+    try:
+        group = catalog.group(s.conn, link.group_id)
+        assert group is not None
+        leader = s.leaders.get(group.leader_url)
+        facts = leader.facts()
+        _check_leader(s, facts, leader)
+        groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
+        try:
+            if not link.needs_copy:
+                catalog.set_link_state(s.conn, link.local_list_id, LinkState.REPAIRING, note)
+            return group, facts, sync_group(s, group, "repair", deadline, on_progress)
+        finally:
+            groups.unlock(s.conn, group)
+    finally:
+        # verify repairs several lists in one session: each list's lock ends with its repair.
+        pg.advisory_unlock(s.conn, "list", link.local_list_id)
 
 
 def set_leader_available(config: Config, local_list_id: int, available: bool) -> None:

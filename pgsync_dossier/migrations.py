@@ -63,12 +63,10 @@ def current_revision(conninfo: str) -> str | None:
 
 def current_revision_on(conn: pg.Connection) -> str | None:
     """The revision recorded in an already open connection's database (None: not migrated)."""
-    row = conn.execute(
-        "SELECT pg_catalog.to_regclass('public.alembic_version') IS NOT NULL AS migrated"
-    ).fetchone()
+    row = conn.execute(pg.query("migrated", "migrations.sql")).fetchone()
     if not row or not row["migrated"]:
         return None
-    version = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    version = conn.execute(pg.query("revision", "migrations.sql")).fetchone()
     return str(version["version_num"]) if version else None
 
 

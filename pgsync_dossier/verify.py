@@ -24,11 +24,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from pgsync_dossier import catalog, compare, faults, groups, pg
+from pgsync_dossier import catalog, compare, faults, groups, links, pg
 from pgsync_dossier.catalog import Group, Link, LinkState, Verification
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
-from pgsync_dossier.errors import PreconditionFailed
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed
+from pgsync_dossier.results import Differences
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import sync_group
 
@@ -57,7 +58,7 @@ class VerifyRow:
     extra: int | None = None
     changed: int | None = None
     #: with --repair: the rows the repair found (missing, extra, changed), None when none ran
-    repaired: dict[str, int] | None = None
+    repaired: Differences | None = None
     error: str | None = None
 
     @classmethod
@@ -72,9 +73,9 @@ class VerifyRow:
             leader_dossiers=found.leader_rows.get("dossier"),
             leader_faces=found.leader_rows.get("dossier_face"),
             match=found.equal,
-            missing=counts["missing"],
-            extra=counts["extra"],
-            changed=counts["changed"],
+            missing=counts.missing,
+            extra=counts.extra,
+            changed=counts.changed,
         )
 
     def as_json(self) -> dict[str, Cell]:
@@ -227,14 +228,15 @@ def _repair_differing(
 
 
 def _repair(s: Session, link: Link, result: VerifyRow, deadline: Deadline) -> VerifyRow:
-    """Repair in place what verify found, then report the list as it is afterwards."""
-    group = catalog.group(s.conn, link.group_id)
-    assert group is not None
-    catalog.set_link_state(s.conn, link.local_list_id, LinkState.REPAIRING, "verify --repair")
-    outcome = sync_group(s, group, "repair", deadline)
-    fixed = outcome.repairs.get(link.local_list_id)
+    """Repair in place what verify found, through the one locked way in (links.repair_locked),
+    then report the list as it is afterwards."""
+    try:
+        _group, _facts, outcome = links.repair_locked(s, link, deadline, "verify --repair")
+    except PgsyncError as exc:
+        return replace(result, error=f"the repair did not start: {exc}")
     if outcome.status != "synced":
         return replace(result, error=f"the repair did not finish: {outcome.error}")
+    fixed = outcome.repairs.get(link.local_list_id)
     (after,) = _compare_after_barriers(s, [link], deadline, "repair")
     return replace(
         result,

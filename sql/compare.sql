@@ -79,3 +79,7 @@ SELECT 0 AS t, pg_catalog.string_agg(pg_catalog.uuid_send(id) || pg_catalog.int8
 UNION ALL
 SELECT 1, pg_catalog.string_agg(pg_catalog.uuid_send(id) || pg_catalog.int8send(content_hash), ''::bytea)
   FROM public.dossier_face WHERE dossier_list_id = %(list)s AND id = ANY (%(dossier_face_ids)s::uuid[]);
+
+-- A repair's stage table emptied for the next rows it stages (the table lives until commit).
+-- name: empty_stage
+TRUNCATE {stage};

@@ -15,16 +15,18 @@ from pgsync_dossier import faults, verify
 from tests import oracle
 from tests.soak import Replica, Soak
 
-FOUND = {
-    "dossiers": 49,
-    "faces": 50,
-    "leader_dossiers": 50,
-    "leader_faces": 50,
-    "match": False,
-    "missing": 2,
-    "extra": 0,
-    "changed": 1,
-}
+FOUND = verify.VerifyRow(
+    1,
+    2,
+    dossiers=49,
+    faces=50,
+    leader_dossiers=50,
+    leader_faces=50,
+    match=False,
+    missing=2,
+    extra=0,
+    changed=1,
+)
 
 
 def test_the_blinds_are_not_kill_points() -> None:
@@ -54,12 +56,12 @@ def test_only_a_blind_can_be_asked_about() -> None:
 
 def test_verify_reports_what_it_found_unless_blinded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(faults.FAULT_ENV, raising=False)
-    assert verify._as_reported(dict(FOUND)) == FOUND
+    assert verify._as_reported(FOUND) == FOUND
     monkeypatch.setenv(faults.FAULT_ENV, faults.VERIFY_BLIND)
-    blind = verify._as_reported(dict(FOUND))
-    assert blind["match"] is True
-    assert (blind["missing"], blind["extra"], blind["changed"]) == (0, 0, 0)
-    assert (blind["dossiers"], blind["faces"]) == (50, 50)
+    blind = verify._as_reported(FOUND)
+    assert blind.match is True
+    assert (blind.missing, blind.extra, blind.changed) == (0, 0, 0)
+    assert (blind.dossiers, blind.faces) == (50, 50)
 
 
 # -- the soak judges verify against its oracle: a blinded verify must not pass ---------------

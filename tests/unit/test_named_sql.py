@@ -9,8 +9,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from pgsync_dossier import pg
 from pgsync_dossier.resources import sql_dir
 
@@ -61,10 +59,6 @@ def inline_sql() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(
-    reason="other modules are converted to named queries at the same time (#26); the lead turns this on",
-    strict=False,
-)
 def test_no_statement_is_written_inline() -> None:
     found = inline_sql()
     assert not found, "SQL outside sql/ (make it a named query, pg.query):\n" + "\n".join(found)
