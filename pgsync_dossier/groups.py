@@ -20,9 +20,10 @@ from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
+from pgsync_dossier.group_window import stream_facts
 from pgsync_dossier.leader import LeaderClient, LeaderFacts
 from pgsync_dossier.session import Session
-from pgsync_dossier.window import StreamFacts, face_model_message, should_stream
+from pgsync_dossier.window import face_model_message, should_stream
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +37,19 @@ def links_of(conn: pg.Connection, group_id: int) -> list[Link]:
     return [link for link in catalog.links(conn) if link.group_id == group_id]
 
 
-def stream_facts(
-    group: Group, *, window_open: bool = False, models_match: bool = True, pausing_for: str = "copying"
-) -> StreamFacts:
-    return StreamFacts(
-        windowed=group.effective_schedule is not None,
-        window_open=window_open,
-        copying_list=group.copying_list_id,
-        paused_until=group.paused_until,
-        models_match=models_match,
-        pausing_for=pausing_for,
-    )
-
-
 def settle(
-    conn: pg.Connection, group: Group, *, window_open: bool = False, models_match: bool = True
+    conn: pg.Connection, group: Group, *, window_open: bool = False, models_match: bool | None = True
 ) -> None:
     """Enable or disable the group's subscription as should_stream() decides. A stream about
     to run forgets where it last stopped first: from then on it moves the slot itself, and a
     command that dies before it records the new stop must not leave a stale position behind
-    (the next sync would take the slot's progress for someone else's, see slot_trouble)."""
+    (the next sync would take the slot's progress for someone else's, see slot_trouble).
+
+    models_match None: the Leader could not be asked just now, so its last word stands (a
+    link paused by apply_leader_facts keeps the stream closed)."""
     fresh = catalog.group(conn, group.id) or group
+    if models_match is None:
+        models_match = not any(link.state == LinkState.PAUSED for link in links_of(conn, group.id))
     enabled = should_stream(
         stream_facts(fresh, window_open=window_open, models_match=models_match), datetime.now(UTC)
     )
@@ -379,6 +372,24 @@ def narrow(s: Session, group: Group, leader: LeaderClient, registered: list[int]
 
 #: Why a group's lists are copied again in place (groups.publish).
 COLUMNS_ADDED = "the nodes have a column in common that was not published: copied again in place"
+
+
+def apply_leader_facts(
+    s: Session, group: Group, leader: LeaderClient, facts: LeaderFacts
+) -> tuple[str, str] | None:
+    """Record the Leader's facts on the group and pause or resume its lists by them: a ready
+    or paused list is paused with the current message, a paused one is ready again once the
+    stream may run. Returns the pause as (code, message), None when it may stream. Sync and
+    the scheduler's probe both decide this here, so they never disagree."""
+    catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
+    pause = pause_reason(s, leader, facts)
+    if pause is not None:
+        catalog.set_group_links_state(
+            s.conn, group.id, LinkState.PAUSED, pause[1], from_states=(LinkState.READY, LinkState.PAUSED)
+        )
+    else:
+        catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
+    return pause
 
 
 def pause_reason(s: Session, leader: LeaderClient, facts: LeaderFacts) -> tuple[str, str] | None:

@@ -9,7 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pgsync_dossier import catalog, exposure, leader_install, legacy_links, pg, placement, standby, subscriber
+from pgsync_dossier import (
+    catalog,
+    leader_install,
+    legacy_links,
+    pg,
+    placement,
+    status,
+    subscriber,
+)
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.results import SetupResult
@@ -143,7 +151,7 @@ def setup(config: Config) -> SetupResult:
             else:
                 subscriber.install(conn)
         reidentified = _settle_identity(conn, config.role)
-        warnings = leader_warnings(conn) if config.role == "leader" else []
+        warnings = status.leader_checks(conn) if config.role == "leader" else []
         legacy = legacy_links.legacy_lists(conn) if config.role == "subscriber" else []
     upgraded, upgrade_pending = legacy_links.upgrade(config) if legacy else ([], [])
     return SetupResult(
@@ -158,12 +166,6 @@ def setup(config: Config) -> SetupResult:
         new_identity=reidentified,
         warnings=tuple(warnings),
     )
-
-
-def leader_warnings(conn: pg.Connection) -> list[str]:
-    """On a Leader: what its standbys lack for the streams to survive a failover, and what
-    Subscriber logins could reach beyond their streams (setup and status both say it)."""
-    return standby.failover_warnings(conn) + exposure.warnings(conn)
 
 
 def _settle_identity(conn: pg.Connection, role: str) -> bool:

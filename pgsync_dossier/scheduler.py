@@ -8,7 +8,6 @@ Leaders are synced concurrently, each Leader on its own connection.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -19,12 +18,12 @@ from typing import Any
 import psycopg
 
 from pgsync_dossier import catalog, groups, pg, subscriber, verify
-from pgsync_dossier.catalog import Group, LinkState
+from pgsync_dossier.catalog import Group
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import OperationFailed, PgsyncError, PreconditionFailed, ServerUnreachable
+from pgsync_dossier.group_window import group_schedule
 from pgsync_dossier.links import finish_interrupted_detaches
-from pgsync_dossier.schedule import Schedule
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, Reason, SyncOutcome, sync_group
 from pgsync_dossier.window import lag_seconds
@@ -40,22 +39,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@functools.lru_cache(maxsize=256)
-def _parse(text: str) -> Schedule:
-    return Schedule.parse(text)
-
-
-def group_schedule(group: Group) -> Schedule | None:
-    text = group.effective_schedule
-    if text is None:
-        return None
-    try:
-        return _parse(text)
-    except ValueError:
-        log.warning("group %s: ignoring an unusable schedule %r", group.name, text)
-        return None
 
 
 def due_occurrence(s: Session, group: Group, now: datetime) -> datetime | None:
@@ -226,28 +209,19 @@ def _probe(s: Session, group: Group) -> str | None:
     except PgsyncError as exc:
         log.warning("group %s: %s", group.name, exc)
         facts = None
+    models_match: bool | None = None  # None: the Leader was not asked, its last word stands
     if facts is not None and leader is not None:
-        catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
         try:
-            reason = groups.pause_reason(s, leader, facts)
-            if reason is not None:
-                catalog.set_group_links_state(
-                    s.conn, group.id, LinkState.PAUSED, reason[1], from_states=(LinkState.READY,)
-                )
-            else:
-                catalog.set_group_links_state(
-                    s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,)
-                )
-                if groups.columns_behind(s, group, leader):
-                    trouble = trouble or "columns"  # a node migrated: the sync publishes them
+            models_match = groups.apply_leader_facts(s, group, leader, facts) is None
+            if models_match and groups.columns_behind(s, group, leader):
+                trouble = trouble or "columns"  # a node migrated: the sync publishes them
         except PgsyncError as exc:  # the states stay as they are: no pause is lifted unseen
             log.warning("group %s: %s", group.name, exc)
     sub = subscriber.subscription(s.conn, group.name)
     if sub is not None and sub["relations"] == 0:
         trouble = trouble or "untabled"  # pg_upgrade from before 17: the sync makes it again
-    paused = any(link.state == LinkState.PAUSED for link in groups.links_of(s.conn, group.id))
     fresh = catalog.group(s.conn, group.id) or group
-    groups.settle(s.conn, fresh, models_match=not paused)
+    groups.settle(s.conn, fresh, models_match=models_match)
     if trouble is None and fresh.stopped_at_lsn is None:
         groups.record_stop(s, fresh, leader, Deadline(groups.STOP_WAIT_S))
     return trouble

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pgsync_dossier import catalog, faults, groups, subscriber
-from pgsync_dossier.catalog import Group, LinkState
+from pgsync_dossier.catalog import Group
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
@@ -119,7 +119,7 @@ def _locked_sync(
     copies: dict[int, CopyResult] = {}
     repairs: dict[int, Repair] = {}
     healed: str | None = None
-    models_match = True
+    models_match: bool | None = None  # None: the Leader was not asked, its last word stands
     leader: LeaderClient | None = None
 
     def finish(status: Status, error: str | None = None, code: str | None = None) -> GroupOutcome:
@@ -134,21 +134,17 @@ def _locked_sync(
     try:
         leader = groups.reach(s, group)
         facts = leader.facts()
-        catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
         if reason == "startup" and not facts.sync_at_startup:
+            catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
             catalog.forget_run(s.conn, run)
             return GroupOutcome(
                 group, lists, reason, "skipped", error="the Leader's sync_at_startup is off", code="skipped"
             )
-        paused = groups.pause_reason(s, leader, facts)
-        if paused is not None:
-            models_match = False  # the stream stays closed; the slot keeps what comes meanwhile
+        paused = groups.apply_leader_facts(s, group, leader, facts)
+        models_match = paused is None
+        if paused is not None:  # the stream stays closed; the slot keeps what comes meanwhile
             code, message = paused
-            catalog.set_group_links_state(
-                s.conn, group.id, LinkState.PAUSED, message, from_states=(LinkState.READY, LinkState.PAUSED)
-            )
             return finish("paused", message, code if code != "paused" else None)
-        catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
         groups.ensure_stream(s, group, leader)
         slot = leader.groups_status([group.name]).get(group.name)
         trouble = groups.slot_trouble(s.conn, catalog.group(s.conn, group.id) or group, slot)
