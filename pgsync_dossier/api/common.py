@@ -38,9 +38,10 @@ token_header = APIKeyHeader(
     scheme_name="Token",
 )
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 502, 503, 504)
-}
+#: FastAPI's `responses=`: a status code -> its OpenAPI response object (an open mapping there).
+Responses = dict[int | str, dict[str, Any]]
+
+ERRORS: Responses = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 502, 503, 504)}
 
 
 def reader(config: Config) -> Any:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import builtins
 import json
 import time
+from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse, Response
@@ -76,7 +77,6 @@ def create_leader_app(config: Config) -> FastAPI:
     @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["leader"])
     def published() -> list[PublishedList]:
         """Each list some Subscriber replicates, with the streams that carry it."""
-        rows: list[dict[str, Any]] = status.status(config)
-        return [PublishedList(**row) for row in rows]
+        return [PublishedList(**asdict(row)) for row in status.leader_status(config)]
 
     return app

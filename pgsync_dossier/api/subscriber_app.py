@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pgsync_dossier import __version__, catalog, links, pg, scheduler, status
 from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, reader, writer
+from pgsync_dossier.api.status_models import Link
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, error_for, http_status
 
@@ -46,53 +47,6 @@ class AttachBody(BaseModel):
     slave_dossier_list: int = Field(
         ge=1, le=MAX_INT4, strict=True, description="This Subscriber's empty list"
     )
-
-
-class Link(BaseModel):
-    """One link, as `status --json` shows it."""
-
-    local_list: int
-    local_list_name: str | None
-    remote_list: int
-    leader: str | None
-    leader_url: str
-    leader_host: str | None = Field(
-        description="the host:port that answered for the Leader (with a multi-host URL: the primary now)"
-    )
-    group: str = Field(description="the replication stream (group) this list belongs to")
-    state: str
-    stream: str = Field(description="what the group's stream does now, e.g. 'paused: copying list 7'")
-    enabled: bool
-    leader_available: bool
-    dossiers: int | None
-    faces: int | None
-    leader_dossiers: int | None
-    leader_faces: int | None
-    lag_bytes: int | None
-    lag_seconds: float | None
-    retained_wal_bytes: int | None
-    wal_status: str | None
-    copy_progress: str = Field(
-        alias="copy",
-        description="the orchestrator's copy: 'done', 'pending' or rows copied, e.g. '1200/5000 rows'",
-    )
-    apply_errors: int | None
-    apply_conflicts: int | None
-    schedule: str | None
-    last_sync: datetime | None
-    last_sync_ok: bool | None
-    next_sync: datetime | None
-    last_heal: str | None = Field(description="when the group's stream was last healed, and why")
-    verified: str = Field(description="the last verification: 'equal', 'differs' or 'never'")
-    verified_at: datetime | None = Field(
-        description="when the list was last verified (verify_schedule, verify)"
-    )
-    verified_differences: int | None = Field(
-        description="rows missing, extra or changed at that verification"
-    )
-    verify_schedule: str | None = Field(description="when this Subscriber verifies its replicas (None: off)")
-    warning: str | None = Field(description="e.g. a closed window's slot close to being lost")
-    last_error: str | None
 
 
 class SyncResult(BaseModel):
@@ -149,8 +103,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
 
     @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["links"])
     def list_links() -> list[Link]:
-        rows = status.status(config)
-        return [Link(**row) for row in rows if row["state"] != "orphan-slot"]
+        return [Link.of(row) for row in status.links(config)]
 
     @app.post("/sync/dossier-lists/", status_code=201, dependencies=writes, responses=ERRORS, tags=["links"])
     def attach(body: AttachBody, response: Response) -> Link:
@@ -222,8 +175,8 @@ def create_subscriber_app(config: Config) -> FastAPI:
             )
 
     def _one(list_id: int) -> Link:
-        rows = [row for row in status.status(config, list_id) if row["state"] != "orphan-slot"]
-        return Link(**rows[0])
+        """The list's link; status refuses a list that is not a replica (404 not_a_replica)."""
+        return Link.of(status.links(config, list_id)[0])
 
     return app
 
