@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import click
@@ -13,7 +14,7 @@ from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
 from pgsync_dossier.copier import Progress
-from pgsync_dossier.results import LinkResult, SetupResult, UpgradePending
+from pgsync_dossier.results import LinkResult
 
 R = TypeVar("R", bound=LinkResult)
 
@@ -23,7 +24,7 @@ R = TypeVar("R", bound=LinkResult)
 @pass_app
 def setup(app: AppContext, as_json: bool) -> None:
     """Check this node's server, then record the node and install its role's SQL."""
-    result = _setup_result(node.setup(app.config))
+    result = node.setup(app.config)
     verb = "set up" if result.created else "updated"
     notes = [
         "sync token rotated" if result.token_rotated else "",
@@ -41,21 +42,6 @@ def setup(app: AppContext, as_json: bool) -> None:
     render.emit(result.to_json(), as_json, human)
     for warning in result.warnings:
         render.warn(warning)
-
-
-def _setup_result(result: SetupResult | dict[str, Any]) -> SetupResult:
-    """node.setup's result, typed: it returns a dict until the node module (being reworked)
-    returns a SetupResult; then this goes."""
-    if isinstance(result, SetupResult):
-        return result
-    return SetupResult(
-        **result
-        | {
-            "upgraded_lists": tuple(result["upgraded_lists"]),
-            "upgrade_pending": tuple(UpgradePending(**p) for p in result["upgrade_pending"]),
-            "warnings": tuple(result["warnings"]),
-        }
-    )
 
 
 @click.command()
@@ -225,14 +211,14 @@ def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_j
 @pass_app
 def status_command(app: AppContext, local_list: int | None, as_json: bool) -> None:
     """Links, lag and retained WAL (on a Leader: published lists and their Subscribers)."""
-    rows = status.status(app.config, local_list)
     if app.config.role == "leader":
+        published = status.leader_status(app.config)
         flat = [
-            {"list": r["list"], "name": r["list_name"], "dossiers": r["dossiers"], "faces": r["faces"], **s}
-            for r in rows
-            for s in (r["subscribers"] or [{}])
+            {"list": r.list, "name": r.list_name, "dossiers": r.dossiers, "faces": r.faces, **stream}
+            for r in published
+            for stream in ([asdict(s) for s in r.subscribers] or [{}])
         ]
-        render.emit(rows, as_json, render.table(flat))
+        render.emit([asdict(r) for r in published], as_json, render.table(flat))
         for warning in status.leader_warnings(app.config):
             render.warn(warning)
         return
@@ -252,7 +238,8 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
         "verified",
         "last_error",
     ]
-    render.emit(rows, as_json, render.table(rows, columns))
+    docs = [r.as_json() for r in status.subscriber_status(app.config, local_list)]
+    render.emit(docs, as_json, render.table(docs, columns))
 
 
 @click.command("leader-unavailable")
