@@ -50,6 +50,7 @@ class AttachBody(BaseModel):
 
 
 class SyncResult(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     local_list: int
     group: str | None
     reason: str
@@ -155,7 +156,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
         code (409 busy or paused, 503 unreachable, 504 timeout, 502 failed)."""
         (outcome,) = scheduler.sync_lists(config, [list_id], "manual", SYNC_TIMEOUT_S)
         if outcome.status == "synced":
-            return SyncResult(**outcome.as_dict())
+            return SyncResult.model_validate(outcome)
         error = error_for(outcome.code)(outcome.error or outcome.status, code=outcome.code or outcome.status)
         return JSONResponse(  # type: ignore[return-value]
             {"code": error.code, "message": str(error)}, http_status(error)
