@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -154,6 +155,33 @@ class LastVerification(TypedDict):
     equal: bool
     reason: str
     differences: int | None
+
+
+class ListCounts(TypedDict):
+    """A local list's name and rows (links reads them by key to refuse a non-empty list)."""
+
+    list_id: int
+    name: str
+    dossiers: int
+    faces: int
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """A group's sync history, as /metrics counts it."""
+
+    group_id: int
+    last_success: Decimal | None  # epoch seconds of the last successful sync
+    failures: int  # failed runs within HISTORY_DAYS
+
+
+@dataclass(frozen=True)
+class LastHeal:
+    """A group's latest finished heal: when, and what was found and done."""
+
+    group_id: int
+    finished_at: datetime
+    note: str | None
 
 
 class Orphan(TypedDict):
@@ -388,8 +416,9 @@ def set_run_note(conn: pg.Connection, run: Run, note: str) -> None:
     _run(conn, "set_run_note", {"id": run.id, "note": note})
 
 
-def last_heals(conn: pg.Connection) -> dict[int, dict[str, Any]]:
-    return {row["group_id"]: row for row in conn.execute(_query("last_heals")).fetchall()}
+def last_heals(conn: pg.Connection) -> dict[int, LastHeal]:
+    """Heals that finished: a heal still running has no time to show yet."""
+    return {row.group_id: row for row in _all(conn, LastHeal, "last_heals")}
 
 
 def set_group_error(conn: pg.Connection, group_id: int, error: str | None) -> None:
@@ -507,9 +536,8 @@ def last_runs(conn: pg.Connection) -> dict[int, LastRun]:
     return {row["group_id"]: row for row in _dicts(conn, LastRun, "last_runs")}
 
 
-def run_history(conn: pg.Connection) -> dict[int, dict[str, Any]]:
-    rows = conn.execute(_query("run_history"), {"days": HISTORY_DAYS}).fetchall()
-    return {row["group_id"]: row for row in rows}
+def run_history(conn: pg.Connection) -> dict[int, RunHistory]:
+    return {row.group_id: row for row in _all(conn, RunHistory, "run_history", {"days": HISTORY_DAYS})}
 
 
 def prune_history(conn: pg.Connection) -> None:
@@ -613,7 +641,6 @@ def delete_orphan(conn: pg.Connection, name: str) -> None:
 
 
 # -- local lists -----------------------------------------------------------------------------
-def list_counts(conn: pg.Connection, list_ids: list[int]) -> dict[int, dict[str, Any]]:
+def list_counts(conn: pg.Connection, list_ids: list[int]) -> dict[int, ListCounts]:
     """Name and rows of each local list named (missing lists are absent)."""
-    rows = conn.execute(_query("list_counts"), {"lists": list_ids}).fetchall()
-    return {row["list_id"]: row for row in rows}
+    return {row["list_id"]: row for row in _dicts(conn, ListCounts, "list_counts", {"lists": list_ids})}

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from pgsync_dossier.errors import ClusterError
 
@@ -127,6 +127,16 @@ def _hba_quote(name: str) -> str:
     if '"' in name or "\n" in name:
         raise ClusterError(f"a database name for pg_hba.conf cannot hold a double quote: {name!r}")
     return f'"{name}"'
+
+
+class AsServerUser(TypedDict, total=False):
+    """subprocess.run's keywords that run a command as the server's user (none when not root)."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+    cwd: str
+    env: dict[str, str]
 
 
 def _running_as_root() -> bool:
@@ -333,14 +343,14 @@ class LocalCluster:
             return ""
 
     # -- running things as the server user ------------------------------------------------
-    def _as_server_user(self) -> dict[str, Any]:
+    def _as_server_user(self) -> AsServerUser:
         if not _running_as_root():
             return {}
         user = ensure_server_user()
         # Its own HOME: libpq in the server (a subscription's walreceiver) looks for client
         # certificates under ~/.postgresql, and root's is not readable.
         env = {**os.environ, "HOME": user.pw_dir}
-        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/", "env": env}
+        return AsServerUser(user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd="/", env=env)
 
     def _hand_over(self, *paths: Path) -> None:
         """As root, give the server user its directories and make sure it can reach them."""

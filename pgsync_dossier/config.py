@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import yaml
 
@@ -64,6 +64,27 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
 _REQUIRED_KEYS = ("role", "node_name", "database_url", "face_model")
 
 
+class EffectiveSettings(TypedDict):
+    """`config check --json`: the settings in this order, the token masked."""
+
+    source: str
+    role: Role
+    node_name: str
+    database_url: str
+    sync_token: str
+    face_model: str
+    sync_schedule: str | None
+    sync_at_startup: bool
+    sync_at_creation: bool
+    web_ui: bool
+    wal_retention_budget: int | None
+    replication_url: str | None
+    enrollment: str
+    leader_sslrootcert: str | None
+    verify_schedule: str | None
+    repair_on_divergence: bool
+
+
 @dataclass(frozen=True)
 class Config:
     role: Role
@@ -92,26 +113,26 @@ class Config:
     #: On a Subscriber: a scheduled verification that finds differences repairs them at once
     repair_on_divergence: bool = True
 
-    def effective(self) -> dict[str, Any]:
+    def effective(self) -> EffectiveSettings:
         """The settings as a person should see them: the token masked, never revealed."""
-        return {
-            "source": self.source,
-            "role": self.role,
-            "node_name": self.node_name,
-            "database_url": mask_conninfo(self.database_url),
-            "sync_token": masked(self.sync_token),
-            "face_model": self.face_model,
-            "sync_schedule": self.sync_schedule.text if self.sync_schedule else None,
-            "sync_at_startup": self.sync_at_startup,
-            "sync_at_creation": self.sync_at_creation,
-            "web_ui": self.web_ui,
-            "wal_retention_budget": self.wal_retention_budget,
-            "replication_url": self.replication_url,
-            "enrollment": self.enrollment,
-            "leader_sslrootcert": self.leader_sslrootcert,
-            "verify_schedule": self.verify_schedule.text if self.verify_schedule else None,
-            "repair_on_divergence": self.repair_on_divergence,
-        }
+        return EffectiveSettings(
+            source=self.source,
+            role=self.role,
+            node_name=self.node_name,
+            database_url=mask_conninfo(self.database_url),
+            sync_token=masked(self.sync_token),
+            face_model=self.face_model,
+            sync_schedule=self.sync_schedule.text if self.sync_schedule else None,
+            sync_at_startup=self.sync_at_startup,
+            sync_at_creation=self.sync_at_creation,
+            web_ui=self.web_ui,
+            wal_retention_budget=self.wal_retention_budget,
+            replication_url=self.replication_url,
+            enrollment=self.enrollment,
+            leader_sslrootcert=self.leader_sslrootcert,
+            verify_schedule=self.verify_schedule.text if self.verify_schedule else None,
+            repair_on_divergence=self.repair_on_divergence,
+        )
 
 
 def resolve_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:

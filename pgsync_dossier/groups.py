@@ -12,7 +12,6 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pgsync_dossier import catalog, compare, copier, faults, pg, schema_skew, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
@@ -21,7 +20,7 @@ from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
 from pgsync_dossier.group_window import stream_facts
-from pgsync_dossier.leader import LeaderClient, LeaderFacts
+from pgsync_dossier.leader import GroupSlot, LeaderClient, LeaderFacts
 from pgsync_dossier.session import Session
 from pgsync_dossier.window import face_model_message, should_stream
 
@@ -271,7 +270,7 @@ def catch_up(s: Session, group: Group, leader: LeaderClient, deadline: Deadline)
     return seq
 
 
-def slot_trouble(conn: pg.Connection, group: Group, slot: dict[str, Any] | None) -> str | None:
+def slot_trouble(conn: pg.Connection, group: Group, slot: GroupSlot | None) -> str | None:
     """Why the group's stream cannot simply resume from its slot, or None.
 
     'missing': no slot (a Leader failover that did not keep it, a DBA); 'lost': the Leader
@@ -280,11 +279,11 @@ def slot_trouble(conn: pg.Connection, group: Group, slot: dict[str, Any] | None)
     hand-made subscription) and this replica never saw those changes. A stream running here
     now (a window opened by hand, or by a command that died) may have moved it itself: no
     verdict then, and the stop position is forgotten."""
-    if slot is None or not slot.get("registered"):
+    if slot is None or not slot.registered:
         return None  # the group is new, or its publication was never made: ensure_stream's
-    if not slot.get("slot_exists"):
+    if not slot.slot_exists:
         return "missing"
-    if slot.get("wal_status") == "lost":
+    if slot.wal_status == "lost":
         return "lost"
     if group.stopped_at_lsn is None:
         return None
@@ -292,7 +291,7 @@ def slot_trouble(conn: pg.Connection, group: Group, slot: dict[str, Any] | None)
     if sub is not None and (sub["enabled"] or subscriber.workers(conn, group.name)):
         catalog.set_stopped_at(conn, group.id, None)
         return None
-    return "consumed" if int(slot["confirmed_lsn"]) > group.stopped_at_lsn else None
+    return "consumed" if int(slot.confirmed_lsn or 0) > group.stopped_at_lsn else None
 
 
 _TROUBLE = {
@@ -331,17 +330,20 @@ def record_stop(s: Session, group: Group, leader: LeaderClient | None, deadline:
         subscriber.pause(s.conn, group.name, deadline)
         # The walsender takes the worker's last feedback after the worker is gone: read the
         # position once the slot is released.
-        slot = poll(lambda: _released(leader, group.name), deadline) or {}
+        released = poll(lambda: _released(leader, group.name), deadline)
     except PgsyncError as exc:
         log.debug("group %s: stop position unknown (%s)", group.name, exc)
         catalog.set_stopped_at(s.conn, group.id, None)
         return
-    catalog.set_stopped_at(s.conn, group.id, slot.get("confirmed_lsn") if slot.get("slot_exists") else None)
+    slot = released[0] if released else None
+    catalog.set_stopped_at(s.conn, group.id, slot.confirmed_lsn if slot and slot.slot_exists else None)
 
 
-def _released(leader: LeaderClient, name: str) -> dict[str, Any] | None:
-    slot = leader.groups_status([name]).get(name) or {}
-    return None if slot.get("active") else slot
+def _released(leader: LeaderClient, name: str) -> tuple[GroupSlot | None] | None:
+    """The group's slot once no walsender holds it (in a tuple: None inside when the Leader
+    shows no such group, which ends the wait too)."""
+    slot = leader.groups_status([name]).get(name)
+    return None if slot is not None and slot.active else (slot,)
 
 
 def retire_legacy(s: Session, link: Link, leader: LeaderClient | None) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict, TypeVar
+from datetime import datetime
+from typing import Literal, Protocol, TypedDict, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row, kwargs_row
+from psycopg.rows import DictRow, class_row, kwargs_row
 
 from pgsync_dossier import pg
 from pgsync_dossier.conninfo import mask_conninfo
@@ -28,7 +29,7 @@ from pgsync_dossier.errors import (
     PreconditionFailed,
     ServerUnreachable,
 )
-from pgsync_dossier.leader_install import ENROLL_ROLE
+from pgsync_dossier.leader_install import ENROLL_ROLE, ListInfo
 from pgsync_dossier.standby import StandbySlotRow
 from pgsync_dossier.token import Secret, enrollment_password
 
@@ -70,6 +71,27 @@ class StreamStall(TypedDict):
     wait_event_type: str | None
     wait_event: str | None
     standby_slots: list[StandbySlotRow] | None
+
+
+@dataclass(frozen=True)
+class GroupSlot:
+    """pgsync.api_groups_status's row: a group's registration on the Leader, its slot and
+    its heartbeat there (status, the probe's lag sample, the heal and stop decisions)."""
+
+    name: str
+    registered: bool
+    lists: list[int] | None
+    slot_exists: bool
+    active: bool
+    wal_status: str | None
+    safe_wal_size: int | None
+    retained_bytes: int | None
+    lag_bytes: int | None
+    confirmed_lsn: int | None
+    max_slot_wal_keep_size: int
+    seq: int | None
+    beat_at: datetime | None
+    leader_now: datetime
 
 
 @dataclass(frozen=True)
@@ -197,7 +219,7 @@ class LeaderClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, name: str, params: Mapping[str, object] | None = None) -> list[dict[str, Any]]:
+    def _call(self, name: str, params: Mapping[str, object] | None = None) -> list[DictRow]:
         """Run the named query `name` of sql/leader_client.sql; its rows."""
         try:
             cur = self.conn.execute(_query(name), params)
@@ -346,10 +368,9 @@ class LeaderClient:
         assert row is not None
         return str(row["state"])
 
-    def lists_info(self, list_ids: list[int]) -> dict[int, dict[str, Any]]:
+    def lists_info(self, list_ids: list[int]) -> dict[int, ListInfo]:
         """Name and rows of each Leader list named (missing lists are absent)."""
-        rows = self._call("lists_info", {"lists": list_ids})
-        return {row["id"]: row for row in rows}
+        return {row["id"]: row for row in self._rows(ListInfo, "lists_info", {"lists": list_ids})}
 
     def wal_position(self) -> int:
         """The Leader's WAL insert position, as row_version counts it."""
@@ -423,9 +444,8 @@ class LeaderClient:
             )
         return int(seq)
 
-    def groups_status(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        rows = self._call("groups_status", {"names": names})
-        return {row["name"]: row for row in rows}
+    def groups_status(self, names: list[str]) -> dict[str, GroupSlot]:
+        return {row.name: row for row in self._rows(GroupSlot, "groups_status", {"names": names})}
 
     def stream_stall(self, name: str) -> StreamStall:
         """What the Leader knows of why the group's stream may not advance: its walsender's

@@ -7,11 +7,13 @@ A Subscriber never runs any of it: it calls the API over its own login (leader.L
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypedDict
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import kwargs_row
+from psycopg.rows import class_row, kwargs_row
 
 from pgsync_dossier import __version__, catalog, pg
 from pgsync_dossier.token import Secret, enrollment_password
@@ -33,6 +35,22 @@ class ListInfo(TypedDict):
     name: str
     dossiers: int
     faces: int
+
+
+@dataclass(frozen=True)
+class RegisteredGroup:
+    """On the Leader: a group a Subscriber registered, with its slot (None: no slot)."""
+
+    name: str
+    subscriber_node: str
+    lists: list[int]
+    slot_exists: bool
+    active: bool
+    wal_status: str | None
+    lag_bytes: int | None  # WAL written since the Subscriber last confirmed
+    retained_bytes: int | None  # WAL the slot keeps
+    registered_at: datetime
+    last_confirmed: datetime | None  # its last reply while streaming, else when the slot went idle (17+)
 
 
 def _query(name: str, **parts: str | sql.Composable) -> sql.Composed:
@@ -76,9 +94,10 @@ def _retire_legacy_login(conn: pg.Connection) -> None:
         pass  # it holds privileges in another database: disabled, it can do nothing
 
 
-def registered_groups(conn: pg.Connection) -> list[dict[str, Any]]:
+def registered_groups(conn: pg.Connection) -> list[RegisteredGroup]:
     """On the Leader: every Subscriber group, with its slot."""
-    return conn.execute(pg.query("leader_groups", "leader_groups.sql")).fetchall()
+    with conn.cursor(row_factory=class_row(RegisteredGroup)) as cur:
+        return cur.execute(_query("registered_groups")).fetchall()
 
 
 def lists_info(conn: pg.Connection, list_ids: list[int]) -> dict[int, ListInfo]:

@@ -14,7 +14,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -155,7 +155,8 @@ def _fetch(request: urllib.request.Request, base: str, timeout_s: float) -> tupl
         ) from None
 
 
-def _json(body: bytes) -> dict[str, Any]:
+def _json(body: bytes) -> dict[str, object]:
+    """A JSON object from an answer not yet trusted (it is checked after): any values."""
     if len(body) > MAX_ANSWER_BYTES:
         return {}
     try:

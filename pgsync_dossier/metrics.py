@@ -13,11 +13,11 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pgsync_dossier import catalog, pg, standby, status
 from pgsync_dossier.config import Config
-from pgsync_dossier.leader_install import registered_groups
+from pgsync_dossier.leader_install import RegisteredGroup, registered_groups
 from pgsync_dossier.models import LINK_STATES
 from pgsync_dossier.schedule import Schedule
 from pgsync_dossier.status import StatusRow
@@ -140,37 +140,34 @@ _LINK_GAUGES: tuple[Gauge[LinkSample], ...] = (
     ),
 )
 
-#: A row of leader.registered_groups (a Subscriber group and its slot, untyped there).
-_GroupRow = dict[str, Any]
-
-_SLOT_GAUGES: tuple[Gauge[_GroupRow], ...] = (
+_SLOT_GAUGES: tuple[Gauge[RegisteredGroup], ...] = (
     (
         "pgsync_dossier_leader_slot_exists",
         "1 when the Subscriber group's slot exists (0: registered, slot missing)",
-        lambda g: g["slot_exists"],
+        lambda g: g.slot_exists,
     ),
     (
         "pgsync_dossier_leader_slot_active",
         "1 while the Subscriber streams from the slot",
-        lambda g: g["active"],
+        lambda g: g.active,
     ),
     (
         "pgsync_dossier_leader_slot_retained_wal_bytes",
         "WAL the slot keeps on the Leader",
-        lambda g: g["retained_bytes"],
+        lambda g: g.retained_bytes,
     ),
     (
         "pgsync_dossier_leader_slot_lag_bytes",
         "WAL written since the Subscriber last confirmed",
-        lambda g: g["lag_bytes"],
+        lambda g: g.lag_bytes,
     ),
     (
         "pgsync_dossier_leader_slot_last_confirmed_timestamp_seconds",
         "When the Subscriber last confirmed: its last reply while streaming, else when the slot "
         "went idle (PostgreSQL 17+)",
-        lambda g: _timestamp(g["last_confirmed"]),
+        lambda g: _timestamp(g.last_confirmed),
     ),
-    ("pgsync_dossier_leader_group_lists", "Lists the Subscriber group replicates", lambda g: len(g["lists"])),
+    ("pgsync_dossier_leader_group_lists", "Lists the Subscriber group replicates", lambda g: len(g.lists)),
 )
 
 _STANDBY_GAUGES: tuple[Gauge[standby.StandbySlotBlocker], ...] = (
@@ -282,15 +279,15 @@ def link_samples(config: Config) -> list[LinkSample]:
     samples = []
     for row in rows:
         group_id = names.get(row.group, -1)
-        history = by_group.get(group_id, {})
+        history = by_group.get(group_id)
         heal = heals_by_group.get(group_id)
         samples.append(
             LinkSample(
                 row,
                 LinkHistory(
-                    last_success=float(history["last_success"]) if history.get("last_success") else None,
-                    failures=history.get("failures", 0),
-                    last_heal_at=_timestamp(heal["finished_at"]) if heal else None,
+                    last_success=float(history.last_success) if history and history.last_success else None,
+                    failures=history.failures if history else 0,
+                    last_heal_at=_timestamp(heal.finished_at) if heal else None,
                     sync_interval=_sync_interval(row.schedule, hour),
                     verify_interval=_sync_interval(row.verify_schedule, hour),
                 ),
@@ -317,14 +314,14 @@ def render_leader(config: Config) -> str:
         catalog.require_role(conn, "leader", "the Leader's /metrics")
         groups = registered_groups(conn)
         blockers = standby.standby_slot_blockers(conn)
-    labelled: list[tuple[Labels, _GroupRow]] = [
-        ({"subscriber": group["subscriber_node"], "group": group["name"]}, group) for group in groups
+    labelled: list[tuple[Labels, RegisteredGroup]] = [
+        ({"subscriber": group.subscriber_node, "group": group.name}, group) for group in groups
     ]
     out = _Exposition()
     out.one_hot(
         "pgsync_dossier_leader_slot_wal_status",
         "1 for the wal_status of the Subscriber group's slot",
-        ((labels, group["wal_status"]) for labels, group in labelled),
+        ((labels, group.wal_status) for labels, group in labelled),
         "wal_status",
         WAL_STATUSES,
     )

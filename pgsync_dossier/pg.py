@@ -10,11 +10,12 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.abc import ConnDict
+from psycopg.rows import DictRow, dict_row
 
 from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.deadline import Deadline
@@ -31,7 +32,8 @@ DEADLOCK_ATTEMPTS = 3
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Connection = psycopg.Connection[dict[str, Any]]
+#: Every connection returns rows as psycopg's dict_row makes them.
+Connection = psycopg.Connection[DictRow]
 
 
 class AuthenticationFailed(ServerUnreachable):
@@ -55,7 +57,7 @@ def connect(
     there never appears in a message.
     """
     try:
-        params: dict[str, Any] = dict(psycopg.conninfo.conninfo_to_dict(conninfo))
+        params: ConnDict = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
         raise UsageError(
             f"invalid connection string for {what}: {mask_conninfo(conninfo)}; "
@@ -66,7 +68,9 @@ def connect(
     params["application_name"] = application_name
     params["options"] = f"-c statement_timeout={statement_timeout_ms}"
     try:
-        return psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
+        return psycopg.connect(
+            psycopg.conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row
+        )
     except psycopg.OperationalError as exc:
         raise _connect_error(exc, what, conninfo) from None
 

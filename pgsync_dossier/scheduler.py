@@ -13,20 +13,19 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 
-from pgsync_dossier import catalog, groups, pg, subscriber, verify
+from pgsync_dossier import catalog, groups, subscriber, verify
 from pgsync_dossier.catalog import Group
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import OperationFailed, PgsyncError, PreconditionFailed, ServerUnreachable
 from pgsync_dossier.group_window import group_schedule
+from pgsync_dossier.leader import GroupSlot
 from pgsync_dossier.links import finish_interrupted_detaches
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, Reason, SyncOutcome, sync_group
-from pgsync_dossier.window import lag_seconds
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +202,7 @@ def _probe(s: Session, group: Group) -> str | None:
         facts = leader.facts()
         slot = leader.groups_status([group.name]).get(group.name)
         trouble = groups.slot_trouble(s.conn, group, slot)
-        _sample_lag(s, group, slot or {})
+        _sample_lag(s, group, slot)
     except ServerUnreachable:
         facts = None
     except PgsyncError as exc:
@@ -227,17 +226,10 @@ def _probe(s: Session, group: Group) -> str | None:
     return trouble
 
 
-def _sample_lag(s: Session, group: Group, slot: dict[str, Any]) -> None:
+def _sample_lag(s: Session, group: Group, slot: GroupSlot | None) -> None:
     """The lag history the web page charts: the lag as `status` would show it now."""
-    beat = next(
-        (
-            row
-            for row in s.conn.execute(pg.query("heartbeats", "subscriber.sql"))
-            if row["group_name"] == group.name
-        ),
-        None,
-    )
-    catalog.record_lag_sample(s.conn, group.id, slot.get("lag_bytes"), lag_seconds(slot, beat))
+    lag = subscriber.replica_lag(slot, subscriber.heartbeats(s.conn).get(group.name))
+    catalog.record_lag_sample(s.conn, group.id, slot.lag_bytes if slot else None, lag)
 
 
 def next_wake(config: Config, clock: Clock = utc_now) -> datetime:

@@ -13,7 +13,7 @@ data directory, which pg_upgrade does not copy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from pgsync_dossier import catalog, leader_install, pg
 from pgsync_dossier.config import Config
@@ -22,7 +22,27 @@ from pgsync_dossier.config import Config
 SLOTS_KEPT_SINCE = 170000
 
 
-def prepare(config: Config) -> dict[str, Any]:
+class SlotToKeep(TypedDict):
+    """A Leader slot pg_upgrade carries only once it consumed all WAL."""
+
+    slot: str
+    subscriber: str
+    unconfirmed_bytes: int | None
+
+
+class Prepared(TypedDict):
+    """`prepare-upgrade --json`, in this order; the CLI adds `next` (advice's lines)."""
+
+    role: str
+    server_version: int
+    slots_kept: bool | None
+    slots: list[SlotToKeep]
+    data_directory: str
+    carry_files: list[str]
+    next: NotRequired[list[str]]
+
+
+def prepare(config: Config) -> Prepared:
     with pg.connect(config.database_url, what="this node's database") as conn:
         catalog.require_role(conn, config.role, "prepare-upgrade")
         version = pg.server_version(conn)
@@ -32,36 +52,32 @@ def prepare(config: Config) -> dict[str, Any]:
         if config.role == "leader":
             # Read before the GRANT below, whose own WAL no slot could have confirmed yet.
             slots = [
-                {
-                    "slot": row["name"],
-                    "subscriber": row["subscriber_node"],
-                    "unconfirmed_bytes": row["lag_bytes"],
-                }
+                SlotToKeep(slot=row.name, subscriber=row.subscriber_node, unconfirmed_bytes=row.lag_bytes)
                 for row in leader_install.registered_groups(conn)
-                if row["slot_exists"]
+                if row.slot_exists
             ]
             with conn.transaction():
                 conn.execute(pg.query("open_slot_functions", "server_upgrade.sql"))
-            return {
-                "role": "leader",
-                "server_version": version,
-                "slots_kept": version >= SLOTS_KEPT_SINCE,
-                "slots": slots,
-                "data_directory": data_directory,
-                "carry_files": [],
-            }
+            return Prepared(
+                role="leader",
+                server_version=version,
+                slots_kept=version >= SLOTS_KEPT_SINCE,
+                slots=slots,
+                data_directory=data_directory,
+                carry_files=[],
+            )
         files = conn.execute(pg.query("leader_passfiles", "server_upgrade.sql")).fetchall()
-        return {
-            "role": "subscriber",
-            "server_version": version,
-            "slots_kept": None,
-            "slots": [],
-            "data_directory": data_directory,
-            "carry_files": [row["f"] for row in files],
-        }
+        return Prepared(
+            role="subscriber",
+            server_version=version,
+            slots_kept=None,
+            slots=[],
+            data_directory=data_directory,
+            carry_files=[row["f"] for row in files],
+        )
 
 
-def advice(result: dict[str, Any]) -> list[str]:
+def advice(result: Prepared) -> list[str]:
     """What to do next, one line each, in the order the runbook gives."""
     if result["role"] == "subscriber":
         lines = []

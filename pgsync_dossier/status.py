@@ -11,7 +11,6 @@ import builtins
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
 
 from pgsync_dossier import catalog, copier, exposure, leader_install, pg, standby, subscriber
 from pgsync_dossier.catalog import Group, Link
@@ -20,13 +19,12 @@ from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed
 from pgsync_dossier.group_window import group_schedule, stream_facts
-from pgsync_dossier.leader import LeaderPool
-from pgsync_dossier.window import lag_seconds, stream_note
+from pgsync_dossier.leader import GroupSlot, LeaderPool
+from pgsync_dossier.leader_install import ListInfo
+from pgsync_dossier.window import stream_note
 
 #: A value of a status row as JSON shows it (a datetime in ISO 8601).
 Cell = int | float | str | bool | datetime | None
-#: A row of an untyped read of another module (leader.py, subscriber.py, catalog.py).
-_Row = dict[str, Any]
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -136,15 +134,6 @@ class PublishedRow:
 RETENTION_WARNING = 0.8
 
 
-def status(config: Config, local_list_id: int | None = None) -> list[dict[str, Any]]:
-    """`status --json` on either role, as the CLI and the APIs render it today; the typed
-    reads are subscriber_status and leader_status."""
-    with pg.connect(config.database_url, what="this node's database") as conn:
-        if catalog.read_node(conn).role == "leader":
-            return [asdict(row) for row in _published(conn)]
-        return [row.as_json() for row in _subscriber_rows(conn, config, local_list_id)]
-
-
 def subscriber_status(config: Config, local_list_id: int | None = None) -> list[StatusRow | OrphanSlot]:
     """Each replica list (or only `local_list_id`), then each orphan slot."""
     with pg.connect(config.database_url, what="this node's database") as conn:
@@ -202,9 +191,7 @@ class _LocalView:
         self.last_runs = catalog.last_runs(conn)
         self.last_heals = catalog.last_heals(conn)
         self.verifications = catalog.last_verifications(conn)
-        self.heartbeats = {
-            row["group_name"]: row for row in conn.execute(pg.query("heartbeats", "subscriber.sql"))
-        }
+        self.heartbeats = subscriber.heartbeats(conn)
         copying = [copier.application_name(link.local_list_id) for link in links if link.needs_copy]
         self.copied = (
             {
@@ -220,8 +207,8 @@ class _LeaderView:
     """The Leader's side of the shown links of one Leader: two calls on one connection."""
 
     def __init__(self) -> None:
-        self.lists: dict[int, _Row] = {}
-        self.groups: dict[str, _Row] = {}
+        self.lists: dict[int, ListInfo] = {}
+        self.groups: dict[str, GroupSlot] = {}
         self.host: str | None = None  # host:port that answered (the primary of a multi-host URL)
         self.error: str | None = None
 
@@ -265,7 +252,7 @@ def _row(
     states: dict[int, str],
     config: Config,
 ) -> StatusRow:
-    counts = local.counts.get(link.local_list_id, {})
+    counts = local.counts.get(link.local_list_id)
     sub = local.subscriptions.get(group.name)
     last = local.last_runs.get(group.id)
     schedule = group_schedule(group)
@@ -281,7 +268,7 @@ def _row(
     side = _leader_side(link, group, local, remote, closed=windowed and not enabled, config=config)
     return StatusRow(
         local_list=link.local_list_id,
-        local_list_name=counts.get("name"),
+        local_list_name=counts["name"] if counts else None,
         remote_list=link.remote_list_id,
         leader=group.leader_node_name,
         leader_url=mask_conninfo(group.leader_url),
@@ -291,8 +278,8 @@ def _row(
         stream=stream_note(facts, now) if sub is not None else "no subscription",
         enabled=enabled,
         leader_available=group.leader_available,
-        dossiers=counts.get("dossiers"),
-        faces=counts.get("faces"),
+        dossiers=counts["dossiers"] if counts else None,
+        faces=counts["faces"] if counts else None,
         leader_dossiers=side.leader_dossiers,
         leader_faces=side.leader_faces,
         lag_bytes=side.lag_bytes,
@@ -306,7 +293,7 @@ def _row(
         last_sync=last["finished_at"] if last else None,
         last_sync_ok=last["ok"] if last else None,
         next_sync=schedule.next_after(now) if schedule else None,
-        last_heal=f"{heal['finished_at'].isoformat(timespec='seconds')}: {heal['note']}" if heal else None,
+        last_heal=f"{heal.finished_at.isoformat(timespec='seconds')}: {heal.note}" if heal else None,
         # equal, differs, or never: the latest verification that compared (verify.py)
         verified=("equal" if proof["equal"] else "differs") if proof else "never",
         verified_at=proof["finished_at"] if proof else None,
@@ -326,9 +313,9 @@ def _leader_side(
     if remote is None or remote.error is not None:
         return _LeaderSide(error=remote.error if remote else None)
     info = remote.lists.get(link.remote_list_id)
-    slot = remote.groups.get(group.name) or {}
-    lag = lag_seconds(slot, local.heartbeats.get(group.name))
-    if not slot.get("slot_exists"):
+    slot = remote.groups.get(group.name)
+    lag = subscriber.replica_lag(slot, local.heartbeats.get(group.name))
+    if slot is None or not slot.slot_exists:
         return _LeaderSide(
             leader_dossiers=info["dossiers"] if info else None,
             leader_faces=info["faces"] if info else None,
@@ -339,26 +326,24 @@ def _leader_side(
     return _LeaderSide(
         leader_dossiers=info["dossiers"] if info else None,
         leader_faces=info["faces"] if info else None,
-        lag_bytes=slot["lag_bytes"],
+        lag_bytes=slot.lag_bytes,
         lag_seconds=lag,
-        retained_wal_bytes=slot["retained_bytes"],
-        wal_status=slot["wal_status"],
+        retained_wal_bytes=slot.retained_bytes,
+        wal_status=slot.wal_status,
         warning=_retention_warning(slot, closed=closed, budget=config.wal_retention_budget),
     )
 
 
-def _retention_warning(slot: _Row, *, closed: bool, budget: int | None) -> str | None:
+def _retention_warning(slot: GroupSlot, *, closed: bool, budget: int | None) -> str | None:
     """Warn before the Leader loses a closed window's slot: past 80% of its
     max_slot_wal_keep_size (or of wal_retention_budget when the Leader sets no limit)."""
-    if slot["wal_status"] in ("unreserved", "lost"):
-        return (
-            f"the Leader is about to drop the WAL this group's slot needs (wal_status {slot['wal_status']})"
-        )
-    limit = slot["max_slot_wal_keep_size"] if slot["max_slot_wal_keep_size"] > 0 else budget
-    retained = slot["retained_bytes"] or 0
+    if slot.wal_status in ("unreserved", "lost"):
+        return f"the Leader is about to drop the WAL this group's slot needs (wal_status {slot.wal_status})"
+    limit = slot.max_slot_wal_keep_size if slot.max_slot_wal_keep_size > 0 else budget
+    retained = slot.retained_bytes or 0
     if not closed or not limit or retained <= RETENTION_WARNING * limit:
         return None
-    what = "max_slot_wal_keep_size" if slot["max_slot_wal_keep_size"] > 0 else "wal_retention_budget"
+    what = "max_slot_wal_keep_size" if slot.max_slot_wal_keep_size > 0 else "wal_retention_budget"
     return (
         f"the closed window's slot holds {retained / 2**20:.0f} MB of WAL, {100 * retained / limit:.0f}% "
         f"of the Leader's {what} ({limit / 2**20:.0f} MB): sync before it is lost "
@@ -401,7 +386,7 @@ def leader_checks(conn: pg.Connection) -> list[str]:
 
 def _published(conn: pg.Connection) -> list[PublishedRow]:
     registered = leader_install.registered_groups(conn)
-    list_ids = sorted({list_id for group in registered for list_id in group["lists"]})
+    list_ids = sorted({list_id for group in registered for list_id in group.lists})
     info = leader_install.lists_info(conn, list_ids)
     return [
         PublishedRow(
@@ -411,17 +396,17 @@ def _published(conn: pg.Connection) -> list[PublishedRow]:
             faces=info[list_id]["faces"] if list_id in info else None,
             subscribers=[
                 StreamRow(
-                    subscriber=group["subscriber_node"],
-                    group=group["name"],
-                    slot_exists=group["slot_exists"],
-                    active=group["active"],
-                    wal_status=group["wal_status"],
-                    lag_bytes=group["lag_bytes"],
-                    retained_wal_bytes=group["retained_bytes"],
-                    last_confirmed=group["last_confirmed"],
+                    subscriber=group.subscriber_node,
+                    group=group.name,
+                    slot_exists=group.slot_exists,
+                    active=group.active,
+                    wal_status=group.wal_status,
+                    lag_bytes=group.lag_bytes,
+                    retained_wal_bytes=group.retained_bytes,
+                    last_confirmed=group.last_confirmed,
                 )
                 for group in registered
-                if list_id in group["lists"]
+                if list_id in group.lists
             ],
         )
         for list_id in list_ids

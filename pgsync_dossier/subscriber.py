@@ -7,18 +7,20 @@ import re
 import shlex
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypedDict
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import kwargs_row
+from psycopg.rows import class_row, kwargs_row
 
 from pgsync_dossier import pg, stall
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
-from pgsync_dossier.leader import LeaderClient, Login, scram_only, stream_login
+from pgsync_dossier.leader import GroupSlot, LeaderClient, Login, scram_only, stream_login
 from pgsync_dossier.standby import FAILOVER_SLOTS_SINCE
 from pgsync_dossier.token import Secret
+from pgsync_dossier.window import lag_seconds
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,29 @@ class SubscriptionStats(TypedDict):
     enabled: bool
     errors: int
     conflicts: int | None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A group's heartbeat as it reached this Subscriber: the Leader's last seq and when the
+    Leader wrote it."""
+
+    group_name: str
+    seq: int
+    beat_at: datetime
+
+
+def heartbeats(conn: pg.Connection) -> dict[str, Heartbeat]:
+    with conn.cursor(row_factory=class_row(Heartbeat)) as cur:
+        return {row.group_name: row for row in cur.execute(pg.query("heartbeats", _SQL))}
+
+
+def replica_lag(slot: GroupSlot | None, beat: Heartbeat | None) -> float | None:
+    """window.lag_seconds of the group whose Leader-side row is `slot` and whose heartbeat
+    here is `beat` (status and the probe's lag sample say the same)."""
+    if slot is None:
+        return None
+    return lag_seconds(slot.seq, slot.leader_now, beat.seq if beat else None, beat.beat_at if beat else None)
 
 
 def write_as_apply(conn: pg.Connection) -> None:

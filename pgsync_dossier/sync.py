@@ -9,9 +9,9 @@ disabled again whatever happens, so a failed or interrupted window never stays o
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 from pgsync_dossier import catalog, faults, groups, subscriber
 from pgsync_dossier.catalog import Group
@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 
 Reason = Literal["schedule", "startup", "creation", "manual", "repair", "heal", "verify"]
 Status = Literal["synced", "failed", "paused", "busy", "skipped"]
+
+
+class SyncOutcomeJson(TypedDict):
+    """A SyncOutcome's JSON keys, in this order (docs/cli.md)."""
+
+    local_list: int
+    reason: str
+    status: Status
+    group: str | None
+    barrier_seq: int | None
+    error: str | None
+    code: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    copied: bool
 
 
 @dataclass(frozen=True)
@@ -44,8 +59,20 @@ class SyncOutcome:
     finished_at: datetime | None = None
     copied: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> SyncOutcomeJson:
+        """The outcome as `sync --json`, `tick --json` and the API's sync answer show it."""
+        return SyncOutcomeJson(
+            local_list=self.local_list,
+            reason=self.reason,
+            status=self.status,
+            group=self.group,
+            barrier_seq=self.barrier_seq,
+            error=self.error,
+            code=self.code,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            copied=self.copied,
+        )
 
 
 @dataclass(frozen=True)
@@ -163,7 +190,7 @@ def _locked_sync(
             catalog.set_run_note(s.conn, run, healed)
         elif healed is not None:  # found by another sync: a heal of its own in the history
             catalog.record_run(s.conn, group.id, "heal", True, healed)
-        groups.narrow(s, group, leader, (slot or {}).get("lists"))
+        groups.narrow(s, group, leader, slot.lists if slot else None)
         seq = leader.heartbeat(group.name)
         groups.settle(s.conn, group, window_open=True)
         faults.point("sync.window_open")

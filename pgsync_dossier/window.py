@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,16 @@ def face_model_message(leader_node: str, leader_model: str, own_model: str) -> s
     )
 
 
-def lag_seconds(slot: dict[str, Any], beat: dict[str, Any] | None) -> float | None:
-    """How old the newest Leader state this replica has seen is, when it is behind; else 0."""
-    if slot.get("seq") is None or beat is None:
+def lag_seconds(
+    leader_seq: int | None, leader_now: datetime | None, seen_seq: int | None, seen_at: datetime | None
+) -> float | None:
+    """How old the newest Leader state this replica has seen is, when it is behind; else 0.
+
+    leader_seq/leader_now: the group's heartbeat on the Leader and the Leader's clock;
+    seen_seq/seen_at: the heartbeat as it reached this Subscriber (None: not yet)."""
+    if leader_seq is None or leader_now is None or seen_seq is None or seen_at is None:
         return None
-    if beat["seq"] >= slot["seq"]:
+    if seen_seq >= leader_seq:
         return 0.0
-    behind: float = (slot["leader_now"] - beat["beat_at"]).total_seconds()
+    behind: float = (leader_now - seen_at).total_seconds()
     return round(behind, 3)

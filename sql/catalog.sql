@@ -242,10 +242,11 @@ UPDATE pgsync.link SET state = 'repairing', last_error = %(note)s, updated_at = 
 -- name: record_run
 INSERT INTO pgsync.sync_run (group_id, reason, finished_at, ok, note) VALUES (%(group_id)s, %(reason)s, now(), %(ok)s, %(note)s);
 
--- The last heal of each group: when and why.
+-- The last heal of each group that finished: when and why (a heal running now has no
+-- finished_at yet, and DESC would put it first).
 -- name: last_heals
 SELECT DISTINCT ON (group_id) group_id, finished_at, note
-  FROM pgsync.sync_run WHERE reason = 'heal'
+  FROM pgsync.sync_run WHERE reason = 'heal' AND finished_at IS NOT NULL
  ORDER BY group_id, finished_at DESC;
 
 -- Where this node's database lives: a copy of it elsewhere (restored, cloned, copied as a

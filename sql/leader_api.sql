@@ -17,7 +17,7 @@
 -- "Version 2"; docs/architecture.md, "How it works").
 
 -- Who this Leader is for its Subscribers (their login names and groups hang on it). `setup`
--- records it once (leader.install): pg_upgrade gives the cluster a new system identifier,
+-- records it once (leader_install.install): pg_upgrade gives the cluster a new system identifier,
 -- and the Leader must stay the same Leader. Internal, for the API functions; not for PUBLIC.
 CREATE OR REPLACE FUNCTION pgsync.leader_identity() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog AS

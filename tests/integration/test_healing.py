@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from pgsync_dossier import config as config_module
-from pgsync_dossier import scheduler
+from pgsync_dossier import metrics, scheduler
 from pgsync_dossier.sync import SyncOutcome
 from tests.harness import (
     EXECUTABLE,
@@ -210,6 +210,18 @@ def test_a_lost_slot_is_warned_of_then_healed_by_tick(sites: dict[str, Site]) ->
     assert len(heals) == 1 and heals[0]["ok"]
     metrics_row = sub.node.execute("SELECT count(*) AS n FROM pgsync.sync_run WHERE reason = 'heal'")[0]["n"]
     assert metrics_row == 1
+    # A heal that is running now (no finished_at yet) neither breaks status nor hides the last one.
+    running = sub.node.execute(
+        "INSERT INTO pgsync.sync_run (group_id, reason) SELECT group_id, 'heal' FROM pgsync.link "
+        "WHERE local_list_id = %s RETURNING id",
+        [local],
+    )[0]["id"]
+    try:
+        assert sub.ok("status", str(local), "--json").json()[0]["last_heal"] == row["last_heal"]
+        samples = metrics.link_samples(config_module.load(sub.config_path))
+        assert [s.history.last_heal_at is not None for s in samples if s.row.local_list == local] == [True]
+    finally:
+        sub.node.execute("DELETE FROM pgsync.sync_run WHERE id = %s", [running])
     assert_converged(leader, sub, [(remote, local)])  # and verify agrees with the oracle
 
 
