@@ -86,13 +86,6 @@ class VerifyRow:
 Cell = int | bool | str | dict[str, int] | None
 
 
-def verify(
-    config: Config, local_list_id: int | None, timeout_s: float, repair: bool = False
-) -> list[dict[str, Cell]]:
-    """`verify --json`'s rows (for callers that render them; verify_lists is the typed read)."""
-    return [row.as_json() for row in verify_lists(config, local_list_id, timeout_s, repair)]
-
-
 def verify_lists(
     config: Config, local_list_id: int | None, timeout_s: float, repair: bool = False
 ) -> list[VerifyRow]:
