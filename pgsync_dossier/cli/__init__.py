@@ -14,40 +14,55 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from pgsync_dossier import __version__
+from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext
-from pgsync_dossier.cli.render import printable
-from pgsync_dossier.errors import PgsyncError, ServerUnreachable
+from pgsync_dossier.cli.options import Expected
+from pgsync_dossier.errors import OperationFailed, PgsyncError, ServerUnreachable, UsageError
 
-#: command name -> "module:attribute" of its click command.
-COMMANDS = {
-    "init-config": "config_cmds:init_config",
-    "config": "config_cmds:config_group",
-    "migrate": "schema_cmds:migrate",
-    "prepare-upgrade": "schema_cmds:prepare_upgrade",
-    "setup": "link_cmds:setup",
-    "attach": "link_cmds:attach",
-    "detach": "link_cmds:detach",
-    "repair": "link_cmds:repair",
-    "status": "link_cmds:status_command",
-    "leader-unavailable": "link_cmds:leader_unavailable",
-    "sync": "sync_cmds:sync",
-    "tick": "sync_cmds:tick",
-    "run": "sync_cmds:run",
-    "verify": "sync_cmds:verify",
-    "systemd-units": "sync_cmds:systemd_units",
-    "serve": "api_cmds:serve",
-    "api-token": "token_cmds:api_token",
-    "subscribers": "leader_cmds:subscribers",
-    "approve": "leader_cmds:approve",
-    "revoke": "leader_cmds:revoke",
-    "demo": "demo_cmds:demo",
+#: The commands by who runs them, as --help groups them: section -> command -> "module:attribute"
+#: of its click command.
+SECTIONS: dict[str, dict[str, str]] = {
+    "Commands for both a Leader and a Subscriber": {
+        "init-config": "config_cmds:init_config",
+        "config": "config_cmds:config_group",
+        "migrate": "schema_cmds:migrate",
+        "setup": "link_cmds:setup",
+        "status": "link_cmds:status_command",
+        "api-token": "token_cmds:api_token",
+        "serve": "api_cmds:serve",
+        "prepare-upgrade": "schema_cmds:prepare_upgrade",
+    },
+    "Commands for a Leader": {
+        "subscribers": "leader_cmds:subscribers",
+        "approve": "leader_cmds:approve",
+        "revoke": "leader_cmds:revoke",
+    },
+    "Commands for a Subscriber": {
+        "attach": "link_cmds:attach",
+        "detach": "link_cmds:detach",
+        "sync": "sync_cmds:sync",
+        "verify": "sync_cmds:verify",
+        "repair": "link_cmds:repair",
+        "tick": "sync_cmds:tick",
+        "run": "sync_cmds:run",
+        "systemd-units": "sync_cmds:systemd_units",
+        "leader-unavailable": "link_cmds:leader_unavailable",
+    },
+    "Commands without a node": {
+        "demo": "demo_cmds:demo",
+    },
 }
+#: command name -> "module:attribute" of its click command.
+COMMANDS = {name: target for section in SECTIONS.values() for name, target in section.items()}
+#: What a command interrupted (Ctrl-C, SIGINT) exits with: 128 + the signal's number.
+INTERRUPTED_EXIT = 130
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -57,7 +72,9 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 class PgsyncGroup(click.Group):
-    """Turns every failure into one line on stderr and the exit code its class documents."""
+    """Turns every failure into one `error:` line on stderr (and, with --json, a `{"code",
+    "message"}` object on stdout) and the exit code its class documents; --help shows the
+    commands by who runs them."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -72,50 +89,123 @@ class PgsyncGroup(click.Group):
             gc.enable()
         return command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        width = max(map(len, COMMANDS))
+        limit = formatter.width - 6 - width
+        for title, names in SECTIONS.items():
+            rows = [
+                (name.ljust(width), command.get_short_help_str(limit))
+                for name in names
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden
+            ]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
+        """Every failure leaves as a PgsyncError (main reports it); the traceback with --debug."""
         try:
             return super().invoke(ctx)
-        except PgsyncError as exc:
-            if _debug(ctx):
-                traceback.print_exc()
-            click.secho(f"error: {printable(str(exc), keep_newlines=False)}", err=True, fg="red")
-            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
         except Exception as exc:
-            if _connection_lost(exc):  # a server went away or gave up mid-command
-                if _debug(ctx):
-                    traceback.print_exc()
-                reason = exc.diag.message_primary or str(exc).strip().splitlines()[-1]  # type: ignore[attr-defined]
-                click.secho(f"error: a server stopped answering: {reason}", err=True, fg="red")
-                ctx.exit(ServerUnreachable.exit_code)
-            # a bug: say so, keep the details out of the user's way
-            report = _write_crash_report()
             if _debug(ctx):
                 traceback.print_exc()
-            click.secho(
-                f"internal error: {type(exc).__name__}; this is a bug in pgsync-dossier. "
-                f"Details: {report} (rerun with --debug to see them here)",
-                err=True,
-                fg="red",
-            )
-            ctx.exit(1)
+            if isinstance(exc, PgsyncError):
+                raise
+            raise _unexpected(exc) from exc
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's main, reporting failures in one voice. Whether they are reported in JSON is
+        read from the raw arguments: click may fail before it has parsed the command's --json
+        (`detach abc --json`)."""
+        arguments = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(arguments, prog_name, complete_var, standalone_mode=False, **extra)
+        as_json = _asks_for_json(arguments)
+        render.forget_result()
+        try:
+            returned = super().main(arguments, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # click >= 8.2: `pgsync-dossier` alone prints the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            _report(UsageError(_click_message(exc)), as_json, hint=_usage_hint(exc))
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _report(OperationFailed(_click_message(exc)), as_json)
+            sys.exit(exc.exit_code)
+        except PgsyncError as exc:
+            _report(exc, as_json)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:  # Ctrl-C: the exit code says so, no JSON for a stop asked for
+            click.secho("error: interrupted", err=True, fg="red")
+            sys.exit(INTERRUPTED_EXIT)
+        # without standalone mode, click returns the code of an exit (--help: 0); commands return None
+        sys.exit(returned if isinstance(returned, int) else 0)
+
+
+_NO_ARGS_IS_HELP: type[click.UsageError] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _asks_for_json(arguments: Sequence[str]) -> bool:
+    """Whether --json is among the options (before a `--`, after which all are arguments)."""
+    end = arguments.index("--") if "--" in arguments else len(arguments)
+    return "--json" in arguments[:end]
+
+
+def _report(error: PgsyncError, as_json: bool, hint: str = "") -> None:
+    render.error(error.code, str(error), as_json, hint)
+
+
+def _click_message(exc: click.ClickException) -> str:
+    """click's message in our voice: `missing option '--remote-list'`; a value refused by our
+    types names its parameter first (`T must be ...`) and stays as it is."""
+    message = exc.format_message()
+    if isinstance(exc, Expected):
+        return message
+    return (message[:1].lower() + message[1:]).removesuffix(".")
+
+
+def _usage_hint(exc: click.UsageError) -> str:
+    """click's usage line and where to find help, after the error line."""
+    if exc.ctx is None:
+        return ""
+    help_option = max(exc.ctx.help_option_names, key=len)
+    return f"{exc.ctx.get_usage()}\nTry '{exc.ctx.command_path} {help_option}' for help."
+
+
+def _unexpected(exc: Exception) -> PgsyncError:
+    """An exception no module raised on purpose: a server that went away, or a bug."""
+    if _connection_lost(exc):  # a server went away or gave up mid-command
+        reason = exc.diag.message_primary or str(exc).strip().splitlines()[-1]  # type: ignore[attr-defined]
+        return ServerUnreachable(f"a server stopped answering: {reason}")
+    # a bug: say so, keep the details out of the user's way
+    return PgsyncError(
+        f"internal error: {type(exc).__name__}; this is a bug in pgsync-dossier. "
+        f"Details: {_write_crash_report(exc)} (rerun with --debug to see them here)",
+        code="internal",
+    )
 
 
 def _debug(ctx: click.Context) -> bool:
     return isinstance(ctx.obj, AppContext) and ctx.obj.debug
 
 
-def _write_crash_report() -> str:
+def _write_crash_report(exc: Exception) -> str:
     directory = Path(os.environ.get("XDG_STATE_HOME") or tempfile.gettempdir())
     path = directory / f"pgsync-dossier-crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            traceback.print_exc(file=out)
+            traceback.print_exception(exc, file=out)
     except OSError:
         return "(no crash report could be written)"
     return str(path)

@@ -6,12 +6,13 @@ import click
 
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
+from pgsync_dossier.cli.options import PORT
 from pgsync_dossier.errors import UsageError
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8800, show_default=True)
+@click.option("--port", type=PORT, default=8800, show_default=True)
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
     """Serve the HTTP API: on a Subscriber, /sync/dossier-lists/ (and the web page when web_ui is

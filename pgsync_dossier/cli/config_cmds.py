@@ -9,12 +9,12 @@ import click
 from pgsync_dossier import config as config_module
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
-from pgsync_dossier.cli.options import force_option, json_option
+from pgsync_dossier.cli.options import ROLE, force_option, json_option
 from pgsync_dossier.config_template import write_template
 
 
 @click.command("init-config")
-@click.option("--role", type=click.Choice(["leader", "subscriber"]), required=True)
+@click.option("--role", type=ROLE, required=True)
 @click.option("--node-name", help="This node's name (default: the host name).")
 @click.option("--database-url", help="The dossier database (default: postgresql:///dossiers).")
 @click.option("--face-model", help="The face model identifier (identical on every node).")

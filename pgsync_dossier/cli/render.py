@@ -56,9 +56,33 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+#: Whether the command printed its result on stdout: a failure that follows (a sync whose rows
+#: say which lists failed) is not printed there too, so stdout stays one JSON document.
+_result_printed = False
+
+
 def emit(data: Any, as_json: bool, human: str) -> None:
     """Write the result to stdout, in JSON when asked."""
+    global _result_printed
     click.echo(to_json(data) if as_json else printable(human))
+    _result_printed = True
+
+
+def forget_result() -> None:
+    """A new command starts (several run in one process under tests): nothing printed yet."""
+    global _result_printed
+    _result_printed = False
+
+
+def error(code: str, text: str, as_json: bool, hint: str = "") -> None:
+    """A command's failure: one red `error:` line on stderr (then the hint, e.g. click's usage
+    lines) and, with --json, `{"code", "message"}` on stdout unless the result is there already."""
+    line = printable(text, keep_newlines=False)
+    click.secho(f"error: {line}", err=True, fg="red")
+    if hint:
+        click.echo(hint, err=True)
+    if as_json and not _result_printed:
+        click.echo(to_json({"code": code, "message": line}))
 
 
 def warn(text: str) -> None:
