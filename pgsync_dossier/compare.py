@@ -382,7 +382,7 @@ def _writer(database_url: str, local_list: int, deadline: Deadline) -> pg.Connec
         what="this Subscriber's database",
         autocommit=False,
         statement_timeout_ms=max(int(deadline.remaining() * 1000), 1),
-        application_name=copier.application_name(local_list),
+        application_name=subscriber.copy_application_name(local_list),
     )
 
 

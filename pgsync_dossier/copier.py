@@ -67,11 +67,6 @@ PROGRESS_EVERY_S = 0.25
 _SQL = "copier.sql"
 
 
-def application_name(local_list_id: int) -> str:
-    """How the copy's connections name themselves, so status can find their progress."""
-    return f"pgsync-dossier copy list {local_list_id}"
-
-
 @dataclass(frozen=True)
 class CopyResult:
     dossiers: int
@@ -226,7 +221,7 @@ def _writer(job: _Job) -> pg.Connection:
         what="this Subscriber's database",
         autocommit=False,
         statement_timeout_ms=0,
-        application_name=application_name(job.local),
+        application_name=subscriber.copy_application_name(job.local),
     )
     subscriber.write_as_apply(conn)
     return conn

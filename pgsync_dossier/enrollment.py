@@ -12,6 +12,7 @@ which Leader.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 
@@ -20,8 +21,8 @@ from pgsync_dossier.catalog import Node
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import has_password
 from pgsync_dossier.errors import PreconditionFailed
-from pgsync_dossier.leader import LeaderClient, Login, LoginRefused, own_login_name, with_tls
-from pgsync_dossier.token import Secret
+from pgsync_dossier.leader import LeaderClient, LeaderFacts, Login, LoginRefused, own_login_name, with_tls
+from pgsync_dossier.token import Secret, matches_verifier, verifier_check
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,22 @@ def _refusal(state: str, node_name: str, leader: str) -> PreconditionFailed:
 def _leader_id_for_url(conn: pg.Connection, url: str) -> str | None:
     row = conn.execute(pg.query("leader_id_for_url", "enrollment.sql"), {"url": url}).fetchone()
     return None if row is None else str(row["leader_id"])
+
+
+def same_token(conn: pg.Connection, token: Secret, facts: LeaderFacts, token_proven: bool) -> bool:
+    """Whether this node's token is the Leader's. The slow verifier (PBKDF2) is checked once per
+    Leader verifier and token: the outcome is kept with the Leader's login as a keyed hash,
+    which only the same token reproduces and which tells nothing about it. `token_proven`: the
+    Leader already let the enrollment login in with a password made from this token."""
+    check = verifier_check(token, facts.token_verifier)
+    row = conn.execute(
+        pg.query("leader_token_check", "enrollment.sql"), {"leader_id": facts.leader_id}
+    ).fetchone()
+    if row is not None and row["token_check"] is not None and hmac.compare_digest(row["token_check"], check):
+        return True
+    if not token_proven and not matches_verifier(token, facts.token_verifier):
+        return False
+    conn.execute(
+        pg.query("set_leader_token_check", "enrollment.sql"), {"leader_id": facts.leader_id, "check": check}
+    )
+    return True

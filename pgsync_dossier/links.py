@@ -8,14 +8,13 @@ anything is written, so a refused attach leaves nothing behind on either side.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
 from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
 
-from pgsync_dossier import catalog, faults, groups, leader_web, pg, schema_skew, subscriber
+from pgsync_dossier import catalog, enrollment, faults, groups, leader_web, pg, schema_skew, subscriber
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.config import Config
@@ -27,7 +26,6 @@ from pgsync_dossier.leader import LeaderClient, LeaderFacts
 from pgsync_dossier.results import AttachResult, DetachResult, LinkResult, RepairResult
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, sync_group
-from pgsync_dossier.token import matches_verifier, verifier_check
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=LinkResult)
@@ -67,7 +65,7 @@ def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
         raise PreconditionFailed(
             f"{leader.shown_url} is a {facts.role}, not a Leader: attach to the Leader", code="not_a_leader"
         )
-    if not _same_token(s, facts, leader):
+    if not enrollment.same_token(s.conn, s.config.sync_token, facts, leader.token_proven):
         raise PreconditionFailed(
             f"the sync token differs from the Leader's ({facts.node_name}): "
             "use the Leader's sync_token on this Subscriber",
@@ -82,24 +80,6 @@ def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
     skewed = schema_skew.mismatch(s.conn, leader, facts.node_name)
     if skewed is not None:
         raise PreconditionFailed(skewed.removeprefix("paused: "), code="schema_mismatch")
-
-
-def _same_token(s: Session, facts: LeaderFacts, leader: LeaderClient) -> bool:
-    """Whether this node's token is the Leader's. The slow verifier (PBKDF2) is checked once per
-    Leader verifier and token: the outcome is kept as a keyed hash, which only the same token
-    reproduces and which tells nothing about it."""
-    check = verifier_check(s.config.sync_token, facts.token_verifier)
-    row = s.conn.execute(
-        pg.query("leader_token_check", "enrollment.sql"), {"leader_id": facts.leader_id}
-    ).fetchone()
-    if row is not None and row["token_check"] is not None and hmac.compare_digest(row["token_check"], check):
-        return True
-    if not leader.token_proven and not matches_verifier(s.config.sync_token, facts.token_verifier):
-        return False
-    s.conn.execute(
-        pg.query("set_leader_token_check", "enrollment.sql"), {"leader_id": facts.leader_id, "check": check}
-    )
-    return True
 
 
 def _busy(local_list_id: int) -> PreconditionFailed:

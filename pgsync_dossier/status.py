@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 
-from pgsync_dossier import catalog, copier, exposure, leader_install, pg, standby, subscriber
+from pgsync_dossier import catalog, exposure, leader_install, pg, standby, subscriber
 from pgsync_dossier.catalog import Group, Link
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
@@ -192,14 +192,8 @@ class _LocalView:
         self.last_heals = catalog.last_heals(conn)
         self.verifications = catalog.last_verifications(conn)
         self.heartbeats = subscriber.heartbeats(conn)
-        copying = [copier.application_name(link.local_list_id) for link in links if link.needs_copy]
-        self.copied = (
-            {
-                row["application_name"]: int(row["rows"])
-                for row in conn.execute(pg.query("copy_progress", "copier.sql"), {"names": copying})
-            }
-            if copying
-            else {}
+        self.copied = subscriber.copies_in_progress(
+            conn, [link.local_list_id for link in links if link.needs_copy]
         )
 
 
@@ -354,7 +348,7 @@ def _retention_warning(slot: GroupSlot, *, closed: bool, budget: int | None) -> 
 def _copy_progress(link: Link, local: _LocalView) -> str:
     if not link.needs_copy:
         return "done"
-    copied = local.copied.get(copier.application_name(link.local_list_id))
+    copied = local.copied.get(link.local_list_id)
     if copied is None:
         return "pending"
     return f"{copied}/{link.copy_expected if link.copy_expected is not None else '?'} rows"

@@ -447,3 +447,18 @@ def refuse_without_capacity(conn: pg.Connection) -> None:
             "then restart PostgreSQL",
             code="no_capacity",
         )
+
+
+def copy_application_name(local_list_id: int) -> str:
+    """How the connections that copy or repair a list here name themselves, so that a reader
+    (status) finds their progress without asking the copier."""
+    return f"pgsync-dossier copy list {local_list_id}"
+
+
+def copies_in_progress(conn: pg.Connection, local_list_ids: list[int]) -> dict[int, int]:
+    """The rows written so far by the copies of these lists that are running now."""
+    if not local_list_ids:
+        return {}
+    by_name = {copy_application_name(local): local for local in local_list_ids}
+    rows = conn.execute(pg.query("copy_progress", "subscriber.sql"), {"names": list(by_name)})
+    return {by_name[row["application_name"]]: int(row["rows"]) for row in rows}

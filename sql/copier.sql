@@ -2,14 +2,6 @@
 -- its snapshot, its COPY statements, its stage tables and its progress. `{...}` placeholders
 -- are filled with psycopg.sql (identifiers, and the column lists a copy builds).
 
--- Rows written so far by the copies named (their connections' application_name).
--- name: copy_progress
-SELECT a.application_name, sum(p.tuples_processed)::bigint AS rows
-  FROM pg_catalog.pg_stat_progress_copy AS p
-  JOIN pg_catalog.pg_stat_activity AS a USING (pid)
- WHERE a.application_name = ANY (%(names)s)
- GROUP BY a.application_name;
-
 -- Rows of one list (either side; on the Leader inside the copy's snapshot).
 -- name: list_rows
 SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(list)s) AS dossiers,

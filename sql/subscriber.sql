@@ -397,3 +397,11 @@ CREATE TRIGGER pgsync_guard_truncate BEFORE TRUNCATE ON public.dossier
 DROP TRIGGER IF EXISTS pgsync_guard_truncate ON public.dossier_face;
 CREATE TRIGGER pgsync_guard_truncate BEFORE TRUNCATE ON public.dossier_face
     FOR EACH STATEMENT EXECUTE FUNCTION pgsync.guard_replica_truncate();
+
+-- Rows written so far by the copies named (their connections' application_name).
+-- name: copy_progress
+SELECT a.application_name, sum(p.tuples_processed)::bigint AS rows
+  FROM pg_catalog.pg_stat_progress_copy AS p
+  JOIN pg_catalog.pg_stat_activity AS a USING (pid)
+ WHERE a.application_name = ANY (%(names)s)
+ GROUP BY a.application_name;
