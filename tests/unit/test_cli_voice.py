@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import click
@@ -38,9 +37,9 @@ def _run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), prog_name="pgsync-dossier")
 
 
-def _error(result: Result) -> dict[str, Any]:
+def _error(result: Result) -> dict[str, str]:
     """The JSON error on stdout: one object, with exactly these keys."""
-    document: dict[str, Any] = json.loads(result.stdout)
+    document: dict[str, str] = json.loads(result.stdout)
     assert list(document) == ["code", "message"] and "\n" not in document["message"], document
     return document
 
