@@ -33,7 +33,7 @@ from pgsync_dossier import copier, pg, schema_skew, subscriber
 from pgsync_dossier.catalog import Group
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
-from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.leader_client import LeaderClient
 from pgsync_dossier.results import Differences
 
 T = TypeVar("T")

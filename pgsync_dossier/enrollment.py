@@ -21,7 +21,14 @@ from pgsync_dossier.catalog import Node
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import has_password
 from pgsync_dossier.errors import PreconditionFailed
-from pgsync_dossier.leader import LeaderClient, LeaderFacts, Login, LoginRefused, own_login_name, with_tls
+from pgsync_dossier.leader_client import (
+    LeaderClient,
+    LeaderFacts,
+    Login,
+    LoginRefused,
+    own_login_name,
+    with_tls,
+)
 from pgsync_dossier.token import Secret, matches_verifier, verifier_check
 
 log = logging.getLogger(__name__)

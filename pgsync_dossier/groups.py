@@ -20,7 +20,7 @@ from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable
 from pgsync_dossier.group_window import stream_facts
-from pgsync_dossier.leader import GroupSlot, LeaderClient, LeaderFacts
+from pgsync_dossier.leader_client import GroupSlot, LeaderClient, LeaderFacts
 from pgsync_dossier.session import Session
 from pgsync_dossier.window import face_model_message, should_stream
 

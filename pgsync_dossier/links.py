@@ -22,7 +22,7 @@ from pgsync_dossier.conninfo import is_web_address, mask_conninfo
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError, error_for
-from pgsync_dossier.leader import LeaderClient, LeaderFacts
+from pgsync_dossier.leader_client import LeaderClient, LeaderFacts
 from pgsync_dossier.results import AttachResult, DetachResult, LinkResult, RepairResult
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, sync_group

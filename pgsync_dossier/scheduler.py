@@ -22,7 +22,7 @@ from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import OperationFailed, PgsyncError, PreconditionFailed, ServerUnreachable
 from pgsync_dossier.group_window import group_schedule
-from pgsync_dossier.leader import GroupSlot
+from pgsync_dossier.leader_client import GroupSlot
 from pgsync_dossier.links import finish_interrupted_detaches
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, Reason, SyncOutcome, sync_group

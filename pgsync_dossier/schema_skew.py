@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from psycopg.rows import class_row
 
 from pgsync_dossier import pg
-from pgsync_dossier.leader import DossierColumn, LeaderClient
+from pgsync_dossier.leader_client import DossierColumn, LeaderClient
 
 TABLES = ("dossier", "dossier_face")
 

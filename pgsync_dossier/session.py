@@ -12,7 +12,7 @@ from pgsync_dossier import catalog, pg, placement
 from pgsync_dossier.config import Config
 from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PreconditionFailed
-from pgsync_dossier.leader import LeaderPool
+from pgsync_dossier.leader_client import LeaderPool
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import TypedDict
 from psycopg.rows import kwargs_row
 
 from pgsync_dossier import pg, standby
-from pgsync_dossier.leader import LeaderClient, StreamStall
+from pgsync_dossier.leader_client import LeaderClient, StreamStall
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed
 from pgsync_dossier.group_window import group_schedule, stream_facts
-from pgsync_dossier.leader import GroupSlot, LeaderPool
+from pgsync_dossier.leader_client import GroupSlot, LeaderPool
 from pgsync_dossier.leader_install import ListInfo
 from pgsync_dossier.window import stream_note
 

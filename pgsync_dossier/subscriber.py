@@ -17,7 +17,7 @@ from psycopg.rows import class_row, kwargs_row
 from pgsync_dossier import pg, stall
 from pgsync_dossier.deadline import Deadline, poll
 from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, PreconditionFailed
-from pgsync_dossier.leader import GroupSlot, LeaderClient, Login, scram_only, stream_login
+from pgsync_dossier.leader_client import GroupSlot, LeaderClient, Login, scram_only, stream_login
 from pgsync_dossier.standby import FAILOVER_SLOTS_SINCE
 from pgsync_dossier.token import Secret
 from pgsync_dossier.window import lag_seconds

@@ -19,7 +19,7 @@ from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, ServerUnreachable
-from pgsync_dossier.leader import LeaderClient
+from pgsync_dossier.leader_client import LeaderClient
 from pgsync_dossier.session import Session
 
 log = logging.getLogger(__name__)

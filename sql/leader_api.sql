@@ -100,7 +100,7 @@ BEGIN
         RAISE EXCEPTION 'invalid node tag' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Roles belong to the cluster, enrollments to this database: a Subscriber of two Leader
-    -- databases on one cluster has a login for each (leader.own_login_name computes the same).
+    -- databases on one cluster has a login for each (leader_client.own_login_name computes the same).
     v_login := 'pgsync_s_' || p_tag || '_' || pg_catalog.substr(pg_catalog.encode(pg_catalog.sha256(
         pg_catalog.convert_to(pgsync.leader_identity(), 'UTF8')), 'hex'), 1, 8);
     IF p_node_name IS NULL OR p_node_name = '' OR pg_catalog.length(p_node_name) > 200

@@ -1,4 +1,4 @@
--- A Subscriber's calls to its Leader (pgsync_dossier.leader.LeaderClient): the Leader's SQL API
+-- A Subscriber's calls to its Leader (pgsync_dossier.leader_client.LeaderClient): the Leader's SQL API
 -- (sql/leader_api.sql), over this Subscriber's own login.
 -- Loaded with pgsync_dossier.pg.query(name, "leader_client.sql").
 

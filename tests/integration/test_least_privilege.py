@@ -266,7 +266,7 @@ def test_an_older_leaders_shared_login_is_retired_and_subscribers_move_to_their_
             "GRANT SELECT ON pgsync.subscriber_login TO pgsync_replicator"
         )  # an object it holds privileges on
     from pgsync_dossier import pg, subscriber
-    from pgsync_dossier.leader import Login
+    from pgsync_dossier.leader_client import Login
 
     with pg.connect(sub.node.url, what="test") as conn:
         subscriber.set_connection(

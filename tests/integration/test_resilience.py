@@ -12,7 +12,7 @@ from psycopg import sql
 
 from pgsync_dossier import catalog, links, subscriber
 from pgsync_dossier import config as config_module
-from pgsync_dossier.leader import LeaderClient, Login
+from pgsync_dossier.leader_client import LeaderClient, Login
 from pgsync_dossier.token import Secret, enrollment_password
 from tests.harness import (
     TOKEN,

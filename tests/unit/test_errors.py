@@ -11,7 +11,7 @@ from typing import get_args
 import pytest
 
 import pgsync_dossier
-from pgsync_dossier import errors, leader, pg
+from pgsync_dossier import errors, leader_client, pg
 from pgsync_dossier.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -30,9 +30,9 @@ PACKAGE = Path(pgsync_dossier.__file__).parent
 
 
 def _error_classes() -> dict[str, type[PgsyncError]]:
-    """Every PgsyncError subclass by name (pg.py and leader.py add their own)."""
+    """Every PgsyncError subclass by name (pg.py and leader_client.py add their own)."""
     found: dict[str, type[PgsyncError]] = {}
-    pending: list[type[PgsyncError]] = [PgsyncError, leader.LoginRefused, pg.AuthenticationFailed]
+    pending: list[type[PgsyncError]] = [PgsyncError, leader_client.LoginRefused, pg.AuthenticationFailed]
     while pending:
         cls = pending.pop()
         found[cls.__name__] = cls
