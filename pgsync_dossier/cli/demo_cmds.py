@@ -11,6 +11,7 @@ import click
 
 from pgsync_dossier import demo as demo_module
 from pgsync_dossier.cli import render
+from pgsync_dossier.cli.options import Integer
 from pgsync_dossier.errors import OperationFailed
 
 if TYPE_CHECKING:
@@ -36,7 +37,13 @@ ENTRY_POINT = "pgsync-dossier"
 @click.command()
 @click.option("--keep", is_flag=True, help="Leave the clusters running to explore; remove with --stop.")
 @click.option("--stop", "stop_", is_flag=True, help="Remove a demo left running by --keep.")
-@click.option("--dossiers", type=int, default=3000, show_default=True, help="Dossiers created on the Leader.")
+@click.option(
+    "--dossiers",
+    type=Integer("a number of dossiers", 1, 1_000_000),
+    default=3000,
+    show_default=True,
+    help="Dossiers created on the Leader.",
+)
 @click.option(
     "--dir",
     "directory",

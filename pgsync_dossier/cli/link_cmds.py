@@ -109,11 +109,13 @@ def _with_progress(as_json: bool, run: Callable[[Progress], R]) -> R:
 
 
 def _emit_copy(result: LinkResult, as_json: bool, headline: str) -> None:
-    done = (
-        f"{result.dossiers} dossiers and {result.faces} faces copied"
-        if result.synced
-        else "the initial copy runs at the first sync"
-    )
+    if result.synced:
+        done = f"{result.dossiers} dossiers and {result.faces} faces copied"
+    elif result.first_sync_pending:
+        done = "its copy runs at the next sync or tick"
+    else:  # the same link, made earlier and copied: nothing to do
+        here = f"{result.dossiers} dossiers and {result.faces} faces here"
+        done = f"it already did ({result.state}, {here}); nothing was copied"
     render.emit(result.to_json(), as_json, f"{headline}: {done}")
 
 

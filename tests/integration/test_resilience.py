@@ -21,6 +21,7 @@ from tests.harness import (
     add_dossiers,
     assert_converged,
     attach,
+    attach_args,
     list_rows,
     make_list,
     oracle_verdict,
@@ -63,6 +64,9 @@ def test_attach_twice_is_one_link(sites: dict[str, Site]) -> None:
     attach(sub, leader, remote, local)
     again = attach(sub, leader, remote, local)
     assert again["dossiers"] == 3
+    assert (again["created"], again["synced"], again["first_sync_pending"]) == (False, False, False)
+    said = sub.ok(*attach_args(leader.leader_url, remote, local)).stdout
+    assert "it already did (ready, 3 dossiers and 6 faces here); nothing was copied" in said, said
     _healthy_single_link(leader, sub, remote, local)
 
 
