@@ -1,12 +1,14 @@
-"""What the Leader's and the Subscriber's HTTP APIs share: errors as JSON with a stable code,
-the API token check, and /healthz."""
+"""What the Leader's and the Subscriber's HTTP APIs share: errors as JSON with a stable code
+(the product's own, a request that does not validate, and Starlette's 404 and 405 alike: no
+client ever parses FastAPI's `{"detail": ...}`), the API token check, and /healthz."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import psycopg
@@ -15,8 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
+from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
-from pgsync_dossier import api_tokens, metrics, pg
+from pgsync_dossier import api_tokens, handshake, metrics, pg
 from pgsync_dossier.config import Config
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError, http_status
 
@@ -30,6 +35,22 @@ class ErrorBody(BaseModel):
     message: str
 
 
+class FieldError(BaseModel):
+    field: str = Field(
+        description="Where: `body.remote_url`, `path.list_id`, `query.<name>`; `body` for the body as a whole"
+    )
+    message: str = Field(description="What was expected there")
+
+
+class InvalidRequestBody(ErrorBody):
+    """A 422: the product's refusals (local_list_not_found, invalid_url...) have only a code and a
+    message; `invalid_request` (the request does not validate) lists every field that is wrong."""
+
+    fields: list[FieldError] = Field(
+        default_factory=list, description="With code invalid_request: every field that is wrong"
+    )
+
+
 token_header = APIKeyHeader(
     name="Authorization",
     auto_error=False,
@@ -41,7 +62,14 @@ token_header = APIKeyHeader(
 #: FastAPI's `responses=`: a status code -> its OpenAPI response object (an open mapping there).
 Responses = dict[int | str, dict[str, Any]]
 
-ERRORS: Responses = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 502, 503, 504)}
+ERRORS: Responses = {
+    **{code: {"model": ErrorBody} for code in (401, 403, 404, 409, 502, 503, 504)},
+    422: {"model": InvalidRequestBody},
+}
+
+#: Starlette's own refusals (no such path, no such method on it) -> the code they are answered
+#: with; any other status it raises is a request this API cannot take.
+_ROUTING_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def reader(config: Config) -> Any:
@@ -94,9 +122,11 @@ def install_common(app: FastAPI, config: Config) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        return error_response(UsageError(f"{where or 'request'}: {first.get('msg')}", code="invalid_request"))
+        return invalid_request_response(exc.errors())
+
+    @app.exception_handler(HTTPException)
+    async def routing_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return routing_response(request, exc, config.role)
 
     @app.exception_handler(psycopg.OperationalError)
     async def server_gone(_request: Request, exc: psycopg.OperationalError) -> JSONResponse:
@@ -125,11 +155,71 @@ def install_common(app: FastAPI, config: Config) -> None:
         return PlainTextResponse(metrics.render(config), media_type=metrics.CONTENT_TYPE)
 
 
-def error_response(exc: PgsyncError) -> JSONResponse:
-    """The error as the API answers it: its code and one line, with the status errors.py gives it."""
+def error_response(exc: PgsyncError, fields: Sequence[FieldError] = ()) -> JSONResponse:
+    """The error as the API answers it: its code and one line, with the status errors.py gives it
+    (and, for a request that does not validate, its wrong fields)."""
     status = http_status(exc)
     headers = {"WWW-Authenticate": "Token"} if status == 401 else None
-    return JSONResponse({"code": exc.code, "message": _one_line(str(exc))}, status, headers=headers)
+    body: dict[str, object] = {"code": exc.code, "message": _one_line(str(exc))}
+    if fields:
+        body["fields"] = [{"field": _one_line(f.field), "message": _one_line(f.message)} for f in fields]
+    return JSONResponse(body, status, headers=headers)
+
+
+def invalid_request_response(errors: Sequence[ErrorDetails]) -> JSONResponse:
+    """A request that does not validate: every wrong field at once (a 422 naming only the first
+    made clients fix them one round trip at a time), located as FastAPI locates it, with what
+    was expected there, never the value sent (it may hold a secret)."""
+    fields = [_field_error(error) for error in errors] or [FieldError(field="request", message="invalid")]
+    message = "; ".join(f"{field.field}: {field.message}" for field in fields)
+    return error_response(UsageError(message, code="invalid_request"), fields)
+
+
+def _field_error(error: ErrorDetails) -> FieldError:
+    if error["type"] == "json_invalid":  # located at a character of the body, not at a field
+        reason = (error.get("ctx") or {}).get("error", "")
+        return FieldError(field="body", message=f"not valid JSON ({reason}, at character {error['loc'][-1]})")
+    return FieldError(field=".".join(str(part) for part in error["loc"]) or "request", message=error["msg"])
+
+
+def routing_response(request: Request, exc: HTTPException, role: str) -> JSONResponse:
+    """Starlette's refusal of a path or a method, in the API's voice. A path of the other role's
+    API says which node serves it: the commonest mistake is the Leader's address where the
+    Subscriber's belongs, or the reverse."""
+    status, method, path = exc.status_code, request.method, request.url.path
+    code = _ROUTING_CODES.get(status, "invalid_request" if status < 500 else "internal")
+    headers = exc.headers
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    if exc.detail != HTTPStatus(status).phrase:  # a message of its own: it says more than ours
+        message = str(exc.detail)
+    elif status == 405:
+        allowed = _allowed_methods(request)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        message = (
+            f"{method} is not allowed on {shown} (it takes {', '.join(m for m in allowed if m != 'HEAD')})"
+        )
+    elif status == 404:
+        message = f"nothing at {shown} on this {role.capitalize()}'s API: its endpoints are in /openapi.json"
+    else:
+        message = f"{method} {shown}: {exc.detail}"
+    if status in (404, 405) and role == "leader" and path.startswith("/sync/dossier-lists/"):
+        message += "; lists are attached, synced and detached through a Subscriber's API, not the Leader's"
+    elif status in (404, 405) and role == "subscriber" and path.startswith(handshake.PATH):
+        message += f"; {handshake.PATH} is the Leader's: give a Subscriber the Leader's web address"
+    return JSONResponse({"code": code, "message": _one_line(message)}, status, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path takes. Starlette's 405 names only the first route that matched the
+    path, so a path served by two handlers (GET and DELETE of a list) would say half of it."""
+    return sorted(
+        {
+            method
+            for route in request.app.router.routes
+            if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE
+            for method in route.methods or ()
+        }
+    )
 
 
 def _one_line(text: str) -> str:
