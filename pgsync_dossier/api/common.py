@@ -67,6 +67,13 @@ ERRORS: Responses = {
     422: {"model": InvalidRequestBody},
 }
 
+#: The errors of an endpoint whose answer is not JSON (/metrics): FastAPI would declare a
+#: `model` in the endpoint's own media type, but its errors are JSON like every other.
+TEXT_ENDPOINT_ERRORS: Responses = {
+    code: {"content": {"application/json": {"schema": ErrorBody.model_json_schema()}}}
+    for code in (401, 403, 409, 502, 503, 504)
+}
+
 #: Starlette's own refusals (no such path, no such method on it) -> the code they are answered
 #: with; any other status it raises is a request this API cannot take.
 _ROUTING_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -147,7 +154,7 @@ def install_common(app: FastAPI, config: Config) -> None:
         "/metrics",
         dependencies=[reader(config)],
         response_class=PlainTextResponse,
-        responses={**ERRORS, 200: {"content": {"text/plain": {}}}},
+        responses={**TEXT_ENDPOINT_ERRORS, 200: {"content": {"text/plain": {}}}},
         tags=["service"],
     )
     def metrics_endpoint() -> PlainTextResponse:
