@@ -167,6 +167,16 @@ class ListCounts(TypedDict):
 
 
 @dataclass(frozen=True)
+class LocalList:
+    """A list of this Subscriber, as its user picks where a Leader list goes."""
+
+    id: int
+    name: str
+    empty: bool  # no dossier and no face
+    replica_of: int | None  # the Leader list it replicates
+
+
+@dataclass(frozen=True)
 class RunHistory:
     """A group's sync history, as /metrics counts it."""
 
@@ -641,6 +651,13 @@ def delete_orphan(conn: pg.Connection, name: str) -> None:
 
 
 # -- local lists -----------------------------------------------------------------------------
+def local_lists(conn: pg.Connection, *, attachable_only: bool = False) -> list[LocalList]:
+    """This Subscriber's lists by name; `attachable_only`: the empty ones that replicate
+    nothing, the only ones an attach takes."""
+    lists = _all(conn, LocalList, "local_lists")
+    return [one for one in lists if one.empty and one.replica_of is None] if attachable_only else lists
+
+
 def list_counts(conn: pg.Connection, list_ids: list[int]) -> dict[int, ListCounts]:
     """Name and rows of each local list named (missing lists are absent)."""
     return {row["list_id"]: row for row in _dicts(conn, ListCounts, "list_counts", {"lists": list_ids})}

@@ -106,6 +106,14 @@ class DossierColumn:
 
 
 @dataclass(frozen=True)
+class LeaderList:
+    """A list of the Leader, as a Subscriber's user picks it (pgsync.api_lists)."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
 class Login:
     """Who a Subscriber is on a Leader: the URL's own user and password ('url'), the
     token-derived enrollment login ('enrollment') or its own login ('own')."""
@@ -371,6 +379,20 @@ class LeaderClient:
     def lists_info(self, list_ids: list[int]) -> dict[int, ListInfo]:
         """Name and rows of each Leader list named (missing lists are absent)."""
         return {row["id"]: row for row in self._rows(ListInfo, "lists_info", {"lists": list_ids})}
+
+    def lists(self) -> list[LeaderList]:
+        """Every list of the Leader, by name: what an attach may replicate."""
+        try:
+            with self.conn.cursor(row_factory=class_row(LeaderList)) as cur:
+                return cur.execute(_query("lists")).fetchall()
+        except psycopg.errors.UndefinedFunction:
+            raise PreconditionFailed(
+                f"the Leader ({self.shown_url}) was set up by a version that does not list its lists: "
+                "run pgsync-dossier setup there again (or give the list's id)",
+                code="leader_not_set_up",
+            ) from None
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
 
     def wal_position(self) -> int:
         """The Leader's WAL insert position, as row_version counts it."""

@@ -18,11 +18,11 @@ from pgsync_dossier import catalog, enrollment, faults, groups, leader_web, pg, 
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.config import Config
-from pgsync_dossier.conninfo import is_web_address, mask_conninfo
+from pgsync_dossier.conninfo import has_password, is_web_address, mask_conninfo
 from pgsync_dossier.copier import CopyResult, Progress
 from pgsync_dossier.deadline import Deadline
 from pgsync_dossier.errors import PgsyncError, PreconditionFailed, ServerUnreachable, UsageError, error_for
-from pgsync_dossier.leader_client import LeaderClient, LeaderFacts
+from pgsync_dossier.leader_client import LeaderClient, LeaderFacts, LeaderList, Login, with_tls
 from pgsync_dossier.results import AttachResult, DetachResult, LinkResult, RepairResult
 from pgsync_dossier.session import Session, subscriber_session
 from pgsync_dossier.sync import GroupOutcome, sync_group
@@ -59,12 +59,37 @@ def _validate_url(url: str) -> None:
         )
 
 
-def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
-    config = s.config
+def _leader_endpoint(config: Config, leader_url: str, deadline: Deadline) -> str:
+    """The Leader's PostgreSQL URL: asked of its web address, or the URL given, checked."""
+    if is_web_address(leader_url):
+        leader_url = leader_web.resolve(
+            config, leader_url, deadline.at_most(leader_web.DEFAULT_TIMEOUT_S).remaining()
+        )
+    _validate_url(leader_url)
+    return leader_url
+
+
+def _require_leader(facts: LeaderFacts, leader: LeaderClient) -> None:
     if facts.role != "leader":
         raise PreconditionFailed(
             f"{leader.shown_url} is a {facts.role}, not a Leader: attach to the Leader", code="not_a_leader"
         )
+
+
+def leader_lists(config: Config, leader_url: str) -> list[LeaderList]:
+    """The lists an attach to this Leader may replicate (the web page's picker). Only reads:
+    through the sync token's enrollment login, or the URL's own, so a Subscriber that has
+    not enrolled yet may look before its first attach enrolls it."""
+    endpoint = _leader_endpoint(config, leader_url, Deadline(leader_web.DEFAULT_TIMEOUT_S))
+    login = Login("url") if has_password(endpoint) else Login.enrollment(config.sync_token)
+    with LeaderClient(with_tls(endpoint, config.leader_sslrootcert), login) as leader:
+        _require_leader(leader.facts(), leader)
+        return leader.lists()
+
+
+def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
+    config = s.config
+    _require_leader(facts, leader)
     if not enrollment.same_token(s.conn, s.config.sync_token, facts, leader.token_proven):
         raise PreconditionFailed(
             f"the sync token differs from the Leader's ({facts.node_name}): "
@@ -101,12 +126,7 @@ def attach(
     exists (state 'attaching') and leave the copy to the caller (the HTTP API runs it in the
     background); otherwise, with the Leader's sync_at_creation, copy now and reach a barrier."""
     deadline = Deadline(timeout_s)
-    if is_web_address(request.leader_url):
-        endpoint = leader_web.resolve(
-            config, request.leader_url, deadline.at_most(leader_web.DEFAULT_TIMEOUT_S).remaining()
-        )
-        request = dataclasses.replace(request, leader_url=endpoint)
-    _validate_url(request.leader_url)
+    request = dataclasses.replace(request, leader_url=_leader_endpoint(config, request.leader_url, deadline))
     with subscriber_session(config, "attach") as s:
         groups.cleanup_orphans(s)
         if not pg.try_advisory_lock(s.conn, "list", request.local_list_id):

@@ -221,6 +221,17 @@ SELECT l.id AS list_id, l.name, coalesce(d.n, 0) AS dossiers, coalesce(f.n, 0) A
          ON f.dossier_list_id = l.id
  WHERE l.id = ANY (%(lists)s);
 
+-- This Subscriber's lists for the web page's picker: emptiness by EXISTS, not by counts, so a
+-- large list costs one index probe.
+-- name: local_lists
+SELECT l.id, l.name,
+       NOT EXISTS (SELECT FROM public.dossier AS d WHERE d.dossier_list_id = l.id)
+       AND NOT EXISTS (SELECT FROM public.dossier_face AS f WHERE f.dossier_list_id = l.id) AS empty,
+       k.remote_list_id AS replica_of
+  FROM public.dossier_list AS l
+  LEFT JOIN pgsync.link AS k ON k.local_list_id = l.id
+ ORDER BY l.name, l.id;
+
 -- The group's heartbeat row here: the Leader's updates of it are applied onto this row (it
 -- is never copied: it was made before the group's slot).
 -- name: ensure_heartbeat

@@ -194,6 +194,16 @@ $$
      ORDER BY l.id
 $$;
 
+-- Every list a Subscriber may attach, by name (the Subscriber's web page offers them): no
+-- counts, so a large Leader answers at once. The enrollment login may call it too: whoever
+-- holds the sync token may enroll and read the same.
+CREATE OR REPLACE FUNCTION pgsync.api_lists()
+RETURNS TABLE (id integer, name text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+    SELECT l.id, l.name FROM public.dossier_list AS l ORDER BY l.name, l.id
+$$;
+
 -- Make a group's publication filter on exactly these lists (creating it, its heartbeat row
 -- and its registration when new). What a transaction wrote before this change commits is
 -- never published, even if it commits later (docs/design-notes.md, "Version 2"): a copy must
@@ -529,7 +539,7 @@ BEGIN
 END
 $$;
 
--- Who may call what: the enrollment login its three functions, Subscriber logins the rest.
+-- Who may call what: the enrollment login its four functions, Subscriber logins all but enrolling.
 DO $$
 DECLARE
     f regprocedure;
@@ -539,7 +549,7 @@ BEGIN
                       WHERE p.pronamespace = 'pgsync'::regnamespace AND p.proname LIKE 'api\_%'
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-        IF v_name IN ('api_enroll', 'api_enrollment_state', 'api_node_facts') THEN
+        IF v_name IN ('api_enroll', 'api_enrollment_state', 'api_node_facts', 'api_lists') THEN
             EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgsync_enroll', f);
         END IF;
         IF v_name NOT IN ('api_enroll', 'api_enrollment_state') THEN

@@ -20,6 +20,9 @@ SELECT pgsync.api_enroll(%(tag)s, %(node_name)s, %(verifier)s) AS state;
 -- name: lists_info
 SELECT * FROM pgsync.api_lists_info(%(lists)s);
 
+-- name: lists
+SELECT * FROM pgsync.api_lists();
+
 -- The Leader's WAL insert position, as row_version counts it.
 -- name: wal_position
 SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn)::bigint AS lsn;

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from importlib import resources
 from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,21 +32,49 @@ ListId = Annotated[int, PathParam(ge=1, le=MAX_INT4, description="The Subscriber
 SYNC_TIMEOUT_S = 300.0
 
 
+#: `remote_url` as an attach's body and the list picker's query take it.
+REMOTE_URL_MAX = 2048
+REMOTE_URL_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+REMOTE_URL_HELP = (
+    "The Leader's web address (http://leader, where it runs `serve`) or its "
+    "PostgreSQL URL (without a password: this Subscriber's own login is used)"
+)
+
+RemoteUrlQuery = Annotated[
+    str,
+    Query(min_length=1, max_length=REMOTE_URL_MAX, pattern=REMOTE_URL_PATTERN, description=REMOTE_URL_HELP),
+]
+
+
 class AttachBody(BaseModel):
     """Exactly the original product's field names."""
 
     model_config = ConfigDict(extra="forbid")
     remote_dossier_list: int = Field(ge=1, le=MAX_INT4, strict=True, description="The Leader's list id")
     remote_url: str = Field(
-        min_length=1,
-        max_length=2048,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="The Leader's web address (http://leader, where it runs `serve`) or its "
-        "PostgreSQL URL (without a password: this Subscriber's own login is used)",
+        min_length=1, max_length=REMOTE_URL_MAX, pattern=REMOTE_URL_PATTERN, description=REMOTE_URL_HELP
     )
     slave_dossier_list: int = Field(
         ge=1, le=MAX_INT4, strict=True, description="This Subscriber's empty list"
     )
+
+
+class LeaderListView(BaseModel):
+    """A Leader list an attach may replicate (its `remote_dossier_list` is the id)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+
+
+class LocalListView(BaseModel):
+    """A list of this Subscriber (an attach's `slave_dossier_list` is the id)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    empty: bool = Field(description="no dossier and no face")
+    replica_of: int | None = Field(description="the Leader list it replicates, if it is a replica")
 
 
 class SyncResult(BaseModel):
@@ -120,6 +148,24 @@ def create_subscriber_app(config: Config) -> FastAPI:
         if not result.created:
             response.status_code = 200
         return _one(body.slave_dossier_list)
+
+    @app.get("/sync/leader-lists/", dependencies=reads, responses=ERRORS, tags=["picker"])
+    def leader_lists(remote_url: RemoteUrlQuery) -> list[LeaderListView]:
+        """The Leader's lists by name, asked of the address an attach would take (its web
+        address or its PostgreSQL URL) with this Subscriber's sync token. Only reads, on
+        both sides: it enrolls nothing."""
+        return [LeaderListView.model_validate(one) for one in links.leader_lists(config, remote_url)]
+
+    @app.get("/sync/local-lists/", dependencies=reads, responses=ERRORS, tags=["picker"])
+    def local_lists(
+        empty: Annotated[
+            bool, Query(description="only the lists an attach takes: empty, and replicas of nothing")
+        ] = False,
+    ) -> list[LocalListView]:
+        """This Subscriber's lists by name."""
+        with pg.connect(config.database_url, what="this Subscriber's database") as conn:
+            lists = catalog.local_lists(conn, attachable_only=empty)
+        return [LocalListView.model_validate(one) for one in lists]
 
     @app.get("/sync/dossier-lists/{list_id}/", dependencies=reads, responses=ERRORS, tags=["links"])
     def get_link(list_id: ListId) -> Link:
