@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pgsync_dossier import copier
+from pgsync_dossier import subscriber
 from tests.harness import (
     CliResult,
     Site,
@@ -35,7 +35,7 @@ NOTHING_ELSE = {"dossier": 0, "dossier_face": 0}
 def _waiting_on_a_lock(sub: Site, local: int) -> bool:
     rows = sub.node.execute(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
-        [copier.application_name(local)],
+        [subscriber.copy_application_name(local)],
     )
     return bool(rows[0]["n"])
 
@@ -88,7 +88,7 @@ def test_a_copy_whose_writers_block_each_other_through_a_stream_copies_again(sit
     elsewhere = make_list(sub.node, "A local list")
     clash, *_ = add_dossiers(leader.node, remote, 5)
     (face,) = leader.node.execute("SELECT id FROM dossier_face WHERE dossier_id = %s LIMIT 1", [clash])
-    name = copier.application_name(local)
+    name = subscriber.copy_application_name(local)
 
     def session(state: str, wait_event_type: str) -> bool:
         rows = sub.node.execute(
