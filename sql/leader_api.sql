@@ -510,7 +510,7 @@ $$;
 -- says it): what the walsender holding the group's slot waits for (WaitForStandbyConfirmation,
 -- PostgreSQL 17+: a standby that synchronized_standby_slots names has not confirmed the WAL yet),
 -- and each slot that setting names with what this server has of it, as the query standby_slots
--- of sql/queries.sql reads it for the Leader's own checks (keep the two alike). One row; its
+-- of sql/standby.sql reads it for the Leader's own checks (keep the two alike). One row; its
 -- wait_event is NULL while no walsender holds the group's slot.
 CREATE OR REPLACE FUNCTION pgsync.api_stream_stall(p_name text)
 RETURNS TABLE (wait_event_type text, wait_event text, standby_slots jsonb)
