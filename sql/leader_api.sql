@@ -7,7 +7,8 @@
 --
 -- Logins (least privilege):
 -- - pgsync_enroll: its password is derived from the sync token; no REPLICATION. It may read
---   the Leader's public facts and enroll a Subscriber (api_enroll), nothing else.
+--   the Leader's public facts, its lists' ids and names (api_lists) and enroll a Subscriber
+--   (api_enroll), nothing else.
 -- - pgsync_s_<node tag>_<Leader>: one per Subscriber, made by api_enroll, member of pgsync_subscriber
 --   (REPLICATION, SELECT on the dossier tables, EXECUTE on the group API). Every group
 --   function acts only on the caller's own groups, whose names carry its node tag.
