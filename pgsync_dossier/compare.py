@@ -22,7 +22,7 @@ import math
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg
@@ -71,10 +71,6 @@ class Comparison:
             extra=sum(len(d.extra) for d in tables),
             changed=sum(len(d.changed) for d in tables),
         )
-
-    def summary(self) -> str:
-        counts = asdict(self.counts())
-        return ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "equal"
 
 
 def _query(name: str, **identifiers: str | sql.Composable) -> sql.Composed:

@@ -280,8 +280,9 @@ class LeaderClient:
         its commit record is flushed, and every record before it with it (a transaction that
         only takes an id writes no WAL before its commit, and PostgreSQL then commits it
         asynchronously). The bump is one more heartbeat on the group's stream, which barriers
-        take as any other."""
-        self._call("flush_wal", {"name": group})
+        take as any other. A group the Leader does not know bumps nothing, so flushes nothing:
+        refused as a heartbeat is."""
+        self._bumped(group, self._call("flush_wal", {"name": group})[0]["seq"])
 
     def error(self, exc: psycopg.Error) -> PgsyncError:
         """What a failed call to the Leader means for the user."""
@@ -457,7 +458,10 @@ class LeaderClient:
         self._call("recreate_slot", {"name": name})
 
     def heartbeat(self, name: str) -> int:
-        seq = self._call("heartbeat", {"name": name})[0]["seq"]
+        return self._bumped(name, self._call("heartbeat", {"name": name})[0]["seq"])
+
+    def _bumped(self, name: str, seq: int | None) -> int:
+        """A heartbeat's new value; None: the Leader has no heartbeat for this group."""
         if seq is None:
             raise OperationFailed(
                 f"the Leader ({self.shown_url}) does not know the group {name}: run "

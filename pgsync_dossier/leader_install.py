@@ -2,7 +2,7 @@
 publications need and its SQL API (sql/leader_api.sql); and what the Leader reads of its own
 Subscribers (status, /metrics, prepare-upgrade).
 
-A Subscriber never runs any of it: it calls the API over its own login (leader.LeaderClient).
+A Subscriber never runs any of it: it calls the API over its own login (leader_client.LeaderClient).
 """
 
 from __future__ import annotations

@@ -512,8 +512,13 @@ def repair_locked(
     if not pg.try_advisory_lock(s.conn, "list", link.local_list_id):
         raise _busy(link.local_list_id)
     try:
-        group = catalog.group(s.conn, link.group_id)
-        assert group is not None
+        # Read again under the lock: a detach may have ended since the caller read it (verify
+        # compares without the lock).
+        current = catalog.link_for_list(s.conn, link.local_list_id)
+        group = catalog.group(s.conn, current.group_id) if current is not None else None
+        if current is None or group is None:
+            raise PreconditionFailed(f"list {link.local_list_id} is not a replica", code="not_a_replica")
+        link = current
         leader = s.leaders.get(group.leader_url)
         facts = leader.facts()
         _check_leader(s, facts, leader)

@@ -17,14 +17,14 @@ from typing import Annotated
 
 from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgsync_dossier import __version__, catalog, links, pg, scheduler, status
-from pgsync_dossier.api.common import ERRORS, MAX_INT4, install_common, reader, writer
+from pgsync_dossier.api.common import ERRORS, MAX_INT4, error_response, install_common, reader, writer
 from pgsync_dossier.api.status_models import Link
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import PgsyncError, PreconditionFailed, error_for, http_status
+from pgsync_dossier.errors import PgsyncError, PreconditionFailed, error_for
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,12 @@ def create_subscriber_app(config: Config) -> FastAPI:
             response.status_code = 200
         return _one(body.slave_dossier_list)
 
-    @app.get("/sync/leader-lists/", dependencies=reads, responses=ERRORS, tags=["picker"])
+    @app.get("/sync/leader-lists/", dependencies=writes, responses=ERRORS, tags=["picker"])
     def leader_lists(remote_url: RemoteUrlQuery) -> list[LeaderListView]:
         """The Leader's lists by name, asked of the address an attach would take (its web
         address or its PostgreSQL URL) with this Subscriber's sync token. Only reads, on
-        both sides: it enrolls nothing."""
+        both sides: it enrolls nothing. A writer's token all the same, as attach: it makes
+        this node connect, with its token's login, to an address the caller chose."""
         return [LeaderListView.model_validate(one) for one in links.leader_lists(config, remote_url)]
 
     @app.get("/sync/local-lists/", dependencies=reads, responses=ERRORS, tags=["picker"])
@@ -204,9 +205,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
         if outcome.status == "synced":
             return SyncResult.model_validate(outcome)
         error = error_for(outcome.code)(outcome.error or outcome.status, code=outcome.code or outcome.status)
-        return JSONResponse(  # type: ignore[return-value]
-            {"code": error.code, "message": str(error)}, http_status(error)
-        )
+        return error_response(error)  # type: ignore[return-value]
 
     if config.web_ui:
         page = resources.files("pgsync_dossier").joinpath("web/index.html").read_text(encoding="utf-8")

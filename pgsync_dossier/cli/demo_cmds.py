@@ -39,7 +39,7 @@ ENTRY_POINT = "pgsync-dossier"
 @click.option("--stop", "stop_", is_flag=True, help="Remove a demo left running by --keep.")
 @click.option(
     "--dossiers",
-    type=Integer("a number of dossiers", 1, 1_000_000),
+    type=Integer("a number of dossiers", 20, 1_000_000),
     default=3000,
     show_default=True,
     help="Dossiers created on the Leader.",

@@ -46,7 +46,8 @@ def sync(
     if failed:
         message = "not synced: " + "; ".join(f"list {o.local_list} {o.status} ({o.error})" for o in failed)
         # the class of the lists' common code (unreachable: exit 4, schema_mismatch: 3), else exit 1
-        raise error_for_all(o.code for o in failed)(message)
+        codes = {o.code for o in failed}
+        raise error_for_all(codes)(message, code=codes.pop() if len(codes) == 1 else None)
 
 
 @click.command()

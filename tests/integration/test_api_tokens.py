@@ -85,6 +85,8 @@ def test_a_read_only_token_reads_and_never_writes(
         client.post("/sync/dossier-lists/", json=body, headers=reader),
         client.post(f"/sync/dossier-lists/{local}/sync/", headers=reader),
         client.delete(f"/sync/dossier-lists/{local}/", headers=reader),
+        # It changes nothing, but it would make this node log in, with its token, where asked.
+        client.get("/sync/leader-lists/", params={"remote_url": leader.leader_url}, headers=reader),
     ):
         assert _refusal(refused) == (403, "read_only_token")
         assert "dashboard" in refused.json()["message"]
