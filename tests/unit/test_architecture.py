@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.unit.test_imports import PACKAGE, ROOT, _modules, graph
+from tests.import_graph import PACKAGE, ROOT, graph, modules
 
 REPOSITORY = ROOT.parent
 ARCHITECTURE = REPOSITORY / "docs" / "architecture.md"
@@ -102,12 +102,12 @@ def test_the_house_is_read_from_the_document() -> None:
 
 
 def test_every_module_has_a_floor() -> None:
-    missing = sorted(_short(m) for m in _modules() if m != PACKAGE and floor(_short(m)) is None)
+    missing = sorted(_short(m) for m in modules() if m != PACKAGE and floor(_short(m)) is None)
     assert not missing, f"modules missing from docs/architecture.md's floors: {missing}"
     ghosts = sorted(
         name
         for name in HOUSE.floor_of
-        if not name.endswith(".*") and f"{PACKAGE}.{name}" not in _modules() and name != "__main__"
+        if not name.endswith(".*") and f"{PACKAGE}.{name}" not in modules() and name != "__main__"
     )
     assert not ghosts, f"docs/architecture.md names modules that do not exist: {ghosts}"
 
@@ -134,7 +134,7 @@ def test_readers_import_no_write_path() -> None:
 
 def test_each_pgsync_table_is_written_by_its_owner_only() -> None:
     wrong = []
-    for module, path in sorted(_modules().items()):
+    for module, path in sorted(modules().items()):
         for filename in sorted(_sql_files_loaded(path)):
             for table in sorted(_written((SQL / filename).read_text(encoding="utf-8"))):
                 owners = HOUSE.writers_of.get(table)
@@ -150,7 +150,7 @@ def test_each_pgsync_table_is_written_by_its_owner_only() -> None:
 
 def test_no_python_string_writes_a_pgsync_table() -> None:
     found = []
-    for module, path in sorted(_modules().items()):
+    for module, path in sorted(modules().items()):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _written(node.value):
                 found.append(f"{path.relative_to(REPOSITORY)}:{node.lineno} ({_short(module)})")
