@@ -265,7 +265,12 @@ class LeaderClient:
                 conn.execute(_query("set_transaction_snapshot", snapshot=sql.Literal(snapshot)))
             elif durable_through is not None:
                 conn.execute(_query("take_snapshot"))
-                self.flush_wal(durable_through)
+                # A commit of ours that wrote (every one is synchronous_commit = local, see
+                # pg.connect) flushes the WAL up to its own record, past every commit the
+                # snapshot sees; a transaction that only takes an id writes no WAL before its
+                # commit and would be committed asynchronously. The bump is one more heartbeat
+                # on the group's stream, which barriers take as any other.
+                self.heartbeat(durable_through)
         except psycopg.Error as exc:
             conn.close()
             raise self.error(exc) from None
@@ -273,16 +278,6 @@ class LeaderClient:
             conn.close()
             raise
         return conn
-
-    def flush_wal(self, group: str) -> None:
-        """Flush the Leader's WAL past every commit made so far. A transaction that writes, as
-        the group's heartbeat bump does, committed with synchronous_commit = local waits until
-        its commit record is flushed, and every record before it with it (a transaction that
-        only takes an id writes no WAL before its commit, and PostgreSQL then commits it
-        asynchronously). The bump is one more heartbeat on the group's stream, which barriers
-        take as any other. A group the Leader does not know bumps nothing, so flushes nothing:
-        refused as a heartbeat is."""
-        self._bumped(group, self._call("flush_wal", {"name": group})[0]["seq"])
 
     def error(self, exc: psycopg.Error) -> PgsyncError:
         """What a failed call to the Leader means for the user."""
@@ -458,10 +453,7 @@ class LeaderClient:
         self._call("recreate_slot", {"name": name})
 
     def heartbeat(self, name: str) -> int:
-        return self._bumped(name, self._call("heartbeat", {"name": name})[0]["seq"])
-
-    def _bumped(self, name: str, seq: int | None) -> int:
-        """A heartbeat's new value; None: the Leader has no heartbeat for this group."""
+        seq = self._call("heartbeat", {"name": name})[0]["seq"]
         if seq is None:
             raise OperationFailed(
                 f"the Leader ({self.shown_url}) does not know the group {name}: run "

@@ -66,7 +66,11 @@ def connect(
     params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
     params.update(login or {})
     params["application_name"] = application_name
-    params["options"] = f"-c statement_timeout={statement_timeout_ms}"
+    # The orchestrator's own commits are durable when they return, whatever the server's
+    # synchronous_commit: a node that crashed after an asynchronous commit would forget a
+    # group whose slot the Leader keeps (and its WAL with it), or a link it already copied.
+    # Local only: no commit of ours waits for a synchronous standby.
+    params["options"] = f"-c statement_timeout={statement_timeout_ms} -c synchronous_commit=local"
     try:
         return psycopg.connect(
             psycopg.conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row

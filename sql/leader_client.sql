@@ -71,9 +71,3 @@ SET TRANSACTION SNAPSHOT {snapshot};
 -- A reader's first statement takes its snapshot (repeatable read: the transaction keeps it).
 -- name: take_snapshot
 SELECT 1;
-
--- The group's heartbeat bumped in a transaction committed with synchronous_commit = local (set
--- for this transaction only; the commit reads it before the setting ends): the commit flushes
--- the WAL up to its own record, past every commit visible before it (LeaderClient.flush_wal).
--- name: flush_wal
-SELECT pg_catalog.set_config('synchronous_commit', 'local', true), pgsync.api_heartbeat(%(name)s) AS seq;

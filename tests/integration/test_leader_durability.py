@@ -1,4 +1,4 @@
-"""A copy never holds what the Leader can still lose.
+"""A copy never holds what the Leader can still lose, and a node never forgets what it made.
 
 With `synchronous_commit = off` (the Leader's choice, not ours), a transaction is visible to
 other sessions before its commit record is flushed, and a crash loses it on the Leader. The
@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -24,6 +25,7 @@ from tests.harness import (
     assert_converged,
     attach,
     attach_args,
+    group_names,
     make_list,
     wait_until,
 )
@@ -33,18 +35,23 @@ from tests.harness import (
 WAL_WRITER_DELAY = "10s"
 
 
+@contextmanager
+def _slow_wal_writer(site: Site) -> Iterator[Site]:
+    site.node.execute(f"ALTER SYSTEM SET wal_writer_delay = '{WAL_WRITER_DELAY}'")
+    site.node.execute("SELECT pg_reload_conf()")
+    try:
+        yield site
+    finally:
+        if not _accepting(site):
+            site.node.cluster.start()
+        site.node.execute("ALTER SYSTEM RESET wal_writer_delay")
+        site.node.execute("SELECT pg_reload_conf()")
+
+
 @pytest.fixture
 def slow_wal_writer(sites: dict[str, Site]) -> Iterator[Site]:
-    leader = sites["leader"]
-    leader.node.execute(f"ALTER SYSTEM SET wal_writer_delay = '{WAL_WRITER_DELAY}'")
-    leader.node.execute("SELECT pg_reload_conf()")
-    try:
+    with _slow_wal_writer(sites["leader"]) as leader:
         yield leader
-    finally:
-        if not _accepting(leader):
-            leader.node.cluster.start()
-        leader.node.execute("ALTER SYSTEM RESET wal_writer_delay")
-        leader.node.execute("SELECT pg_reload_conf()")
 
 
 def _accepting(site: Site) -> bool:
@@ -121,3 +128,28 @@ def test_a_copy_waits_until_what_it_read_is_durable_on_the_leader(
     sub.run(*attach_args(leader.leader_url, guests, local_guests), "--schedule", "FREQ=DAILY;BYHOUR=3")
     sub.ok("sync", "--all", "--timeout", "60")
     assert_converged(leader, sub, [(wanted, local_wanted), (guests, local_guests)])
+
+
+def test_a_subscriber_that_crashes_mid_attach_keeps_what_it_made(sites: dict[str, Site]) -> None:
+    """The Subscriber's own commits are durable (pg.connect: synchronous_commit = local): with
+    the server's synchronous_commit off, a crash after the attach had made its group and the
+    Leader its slot lost the group here, the next attach made another, and the Leader kept
+    the first slot, and its WAL, for ever (CI's test_a_server_stopped_mid_copy[subscriber]
+    found it once)."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "wanted"), make_list(sub.node, "wanted here")
+    add_dossiers(leader.node, remote, 5, faces_each=1)
+    with _slow_wal_writer(sub):
+        attaching = threading.Thread(
+            target=lambda: sub.run(*attach_args(leader.leader_url, remote, local), fault="copy.paused:pause")
+        )
+        attaching.start()
+        wait_until(lambda: leader.node.execute("SELECT 1 FROM pg_replication_slots"), "the group's slot")
+        time.sleep(1.0)  # the subscription made and paused: inside the 3 s pause at copy.paused
+        sub.node.cluster.stop(mode="immediate")
+        attaching.join()
+        sub.node.cluster.start()
+    sub.ok(*attach_args(leader.leader_url, remote, local))
+    slots = [row["slot_name"] for row in leader.node.execute("SELECT slot_name FROM pg_replication_slots")]
+    assert slots == group_names(sub), "a slot on the Leader that no group here knows"
+    assert_converged(leader, sub, [(remote, local)])
