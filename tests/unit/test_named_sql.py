@@ -66,8 +66,10 @@ def test_no_statement_is_written_inline() -> None:
 
 def named_queries() -> Iterator[tuple[str, str, str]]:
     """(where, query name, file) of every pg.query call whose name and file are literals or
-    module constants, and of every call of a module's wrapper with a fixed file
-    (`def _query(name, ...): return pg.query(name, "x.sql", ...)`)."""
+    module constants, and of every call of a module's wrappers around it: a function or
+    method that passes one of its parameters on as the name, with a fixed file, to pg.query
+    or to another such wrapper (`_query(name)`, catalog's `_all(conn, cls, name)`,
+    `self._call(name, params)`)."""
     for where, tree in modules():
         constants = {
             target.id: node.value.value
@@ -76,25 +78,54 @@ def named_queries() -> Iterator[tuple[str, str, str]]:
             for target in node.targets
             if isinstance(target, ast.Name) and isinstance(node.value.value, str)
         }
-        wrappers = {
-            function.name: filename
-            for function in tree.body
-            if isinstance(function, ast.FunctionDef) and function.args.args
-            for call in ast.walk(function)
-            if isinstance(call, ast.Call) and _is_pg_query(call) and len(call.args) > 1
-            if isinstance(call.args[0], ast.Name) and call.args[0].id == function.args.args[0].arg
-            if (filename := _text(call.args[1], constants))
-        }
+        wrappers = _wrappers(tree, constants)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or not node.args:
                 continue
-            name = _text(node.args[0], constants)
-            if name is None:
-                continue
-            if _is_pg_query(node) and len(node.args) > 1 and (filename := _text(node.args[1], constants)):
-                yield f"{where}:{node.lineno}", name, filename
-            elif isinstance(node.func, ast.Name) and node.func.id in wrappers:
-                yield f"{where}:{node.lineno}", name, wrappers[node.func.id]
+            if _is_pg_query(node):
+                name = _text(node.args[0], constants)
+                filename = _text(node.args[1], constants) if len(node.args) > 1 else None
+                if name is not None and filename is not None:
+                    yield f"{where}:{node.lineno}", name, filename
+            elif (wrapper := wrappers.get(_called(node))) is not None:
+                position, filename = wrapper
+                if position < len(node.args) and (name := _text(node.args[position], constants)):
+                    yield f"{where}:{node.lineno}", name, filename
+
+
+def _called(node: ast.Call) -> str | None:
+    """The name a call calls: `f(...)` or `self.f(...)`."""
+    if isinstance(node.func, ast.Name):
+        return node.func.id
+    if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+        return node.func.attr if node.func.value.id == "self" else None
+    return None
+
+
+def _wrappers(tree: ast.Module, constants: dict[str, str]) -> dict[str | None, tuple[int, str]]:
+    """Each wrapper's name -> (the position of its name argument at a call, its file); found
+    again until none is new, so that a wrapper of a wrapper counts."""
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)]
+    found: dict[str | None, tuple[int, str]] = {}
+    while True:
+        before = len(found)
+        for function in functions:
+            parameters = [argument.arg for argument in function.args.args]
+            is_method = bool(parameters) and parameters[0] == "self"
+            for call in ast.walk(function):
+                if not isinstance(call, ast.Call) or not call.args:
+                    continue
+                if _is_pg_query(call):
+                    position, filename = 0, _text(call.args[1], constants) if len(call.args) > 1 else None
+                elif (inner := found.get(_called(call))) is not None:
+                    position, filename = inner
+                else:
+                    continue
+                passed = call.args[position] if position < len(call.args) else None
+                if filename and isinstance(passed, ast.Name) and passed.id in parameters:
+                    found[function.name] = (parameters.index(passed.id) - is_method, filename)
+        if len(found) == before:
+            return found
 
 
 def _text(node: ast.expr, constants: dict[str, str]) -> str | None:
