@@ -17,6 +17,11 @@
   replication set with the same row filter, from create_subscription until every table's
   sync is ready.
 Every copy is checked afterwards: row counts and a content digest equal to the Leader list's.
+
+With `at_scale` (`./run bench --size`), every pgsync attach goes beside the pause neighbour
+(bench/pause.py), which measures how long the group's other lists waited, and the process's
+peak RSS is kept; the ratio's baseline is the faster of the fair floor and native pub/sub,
+named in the table.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench import pause
 from bench.sites import Sites, has_pglogical
 from bench.stats import Series, ratio, rotations, table
 from pgsync_dossier.copier import COLUMNS
@@ -39,9 +45,13 @@ def _attach(sites: Sites, remote: int, rep: int, name: str = "replica") -> tuple
 
 
 def _undo_attach(sites: Sites, local: int) -> None:
-    # The next copy starts from tables as clean as the floor's: truncated, not bloated.
+    # The next copy starts from tables as clean as the floor's: truncated, not bloated (beside
+    # the pause neighbour's replica, which forbids TRUNCATE: vacuumed, the space free again).
     sites.ok("subscriber", "detach", str(local), "--purge")
-    sites.execute(sites.subscriber, "TRUNCATE dossier, dossier_face")
+    if "pause neighbour" in sites.lists:
+        sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")
+    else:
+        sites.execute(sites.subscriber, "TRUNCATE dossier, dossier_face")
 
 
 NEIGHBOUR_ROWS = 50
@@ -143,7 +153,12 @@ def _native(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
 
 def _undo_native(sites: Sites, remote: int) -> None:
     with sites.connect(sites.subscriber, "native") as conn:
-        for row in conn.execute("SELECT subname FROM pg_subscription").fetchall():
+        # pg_subscription is shared by the cluster's databases: only this one's.
+        subscriptions = conn.execute(
+            "SELECT subname FROM pg_subscription WHERE subdbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchall()
+        for row in subscriptions:
             conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(row["subname"])))
         conn.execute("TRUNCATE dossier, dossier_face")
     for row in sites.execute(
@@ -214,24 +229,36 @@ RUNNERS = {
 }
 
 
-def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
+#: The methods a `--size` run times: every pgsync attach there is beside the pause neighbour.
+AT_SCALE = ("pgsync attach (CLI)", "fair floor", "native pub/sub", "pglogical")
+PEERS = ("fair floor", "native pub/sub")
+
+
+def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"sizes": {}}
     lines = []
     for size in sizes:
-        remote = sites.make_list(sites.leader, f"attach {size}")
-        sites.fill(remote, size)
-        other = sites.make_list(sites.leader, f"not replicated {size}")
-        sites.fill(other, max(size // 10, 1))
+        remote = sites.filled_list("list", size)
+        sites.filled_list("not replicated", max(size // 10, 1))
         expected = sites.content(sites.leader, remote)
-        methods = [m for m in RUNNERS if m != "pglogical" or has_pglogical(sites.bindir)]
+        methods = [
+            m for m in (AT_SCALE if at_scale else RUNNERS) if m != "pglogical" or has_pglogical(sites.bindir)
+        ]
         series = {method: Series(method) for method in methods}
+        rss = Series("pgsync attach peak RSS", "MB")
+        paused = Series("the other lists' longest wait", "s")
         for rep, order in enumerate(rotations(methods, reps)):
             for method in order:
                 runner, undo = RUNNERS[method]
                 sites.checkpoint()
-                seconds, local, db = runner(sites, remote, rep)
-                cluster = sites.subscriber
-                got = sites.content(cluster, local, db)
+                if at_scale and method.startswith("pgsync"):
+                    with pause.watched(sites) as waited:
+                        seconds, local, db = runner(sites, remote, rep)
+                    paused.values.append(waited.seconds)
+                    rss.values.append(sites.last_peak_rss_mb)
+                else:
+                    seconds, local, db = runner(sites, remote, rep)
+                got = sites.content(sites.subscriber, local, db)
                 if got != expected:
                     raise RuntimeError(
                         f"{method}: copied {got[:2]}, expected {expected[:2]} (or digests differ)"
@@ -239,12 +266,32 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
                 series[method].values.append(seconds)
                 undo(sites, local)
         floor = series["fair floor"]
+        fastest = min((series[p] for p in PEERS), key=lambda s: s.median)
         results["sizes"][size] = {
             "series": [s.as_dict() for s in series.values()],
             "ratios_to_floor": {m: ratio(s, floor) for m, s in series.items()},
+            "fastest_peer": fastest.name,
+            "ratios_to_fastest_peer": {m: ratio(s, fastest) for m, s in series.items()},
         }
+        if at_scale:
+            results["sizes"][size]["peak_rss_mb"] = rss.as_dict()
+            results["sizes"][size]["other_lists_wait_s"] = paused.as_dict()
         for method, s in series.items():
-            r = ratio(s, floor)
-            lines.append([f"{size:,}", method, s.cell(), f"{r:.2f}x" if r is not None else "-"])
-    print(table(["dossiers + faces", "method", "median (min-max)", "/ floor"], lines))
+            r, f = ratio(s, floor), ratio(s, fastest)
+            lines.append(
+                [
+                    f"{size:,}",
+                    method,
+                    s.cell(),
+                    f"{r:.2f}x" if r is not None else "-",
+                    f"{f:.2f}x" if f is not None else "-",
+                ]
+            )
+        if at_scale:
+            print(
+                f"({size:,}: pgsync attach's peak RSS {rss.cell()}; the group's other lists waited "
+                f"{paused.cell()}; the faster peer: {fastest.name})"
+            )
+    faces = f" x {sites.faces_per_dossier} faces" if sites.faces_per_dossier > 1 else " + faces"
+    print(table([f"dossiers{faces}", "method", "median (min-max)", "/ floor", "/ faster peer"], lines))
     return results

@@ -55,9 +55,9 @@ def _change(sites: Sites, remote: int, pool: int, share: float, size: int) -> No
 
 
 def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, Any]:
+    """The run's shared Leader list of `size` is changed here: this case runs after the others."""
     results: dict[str, Any] = {"size": size, "shares": {}}
-    remote = sites.make_list(sites.leader, f"catchup {size}")
-    sites.fill(remote, size)
+    remote = sites.filled_list("list", size)
     pool = sites.make_list(sites.leader, "catchup pool")
     sites.fill(pool, max(size // 4, 10))
     local = sites.make_list(sites.subscriber, f"catchup replica {size}")
@@ -65,6 +65,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
     lines = []
     for share in shares:
         series = {method: Series(method) for method in METHODS}
+        rss = {method: Series(f"{method} peak RSS", "MB") for method in METHODS}
         for order in rotations(METHODS, reps):
             for method in order:
                 if method == "catch-up sync":
@@ -81,6 +82,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
                     series[method].values.append(
                         sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE, tty=False)
                     )
+                rss[method].values.append(sites.last_peak_rss_mb)
                 if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
                     raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
         catchup, idle, fresh = (series[m] for m in METHODS)
@@ -89,12 +91,38 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
             "series": [s.as_dict() for s in series.values()],
             "catchup_over_idle": ratio(catchup, idle),
             "fresh_attach_over_catchup": ratio(fresh, catchup),
+            "catchup_over_fresh_attach": ratio(catchup, fresh),
+            "peak_rss_mb": {method: r.as_dict() for method, r in rss.items()},
         }
         over_idle, fresh_over = ratio(catchup, idle), ratio(fresh, catchup)
-        lines.append([label, "catch-up sync", catchup.cell(), f"{over_idle:.2f}x" if over_idle else "-", "-"])
-        lines.append([label, "idle sync", idle.cell(), "1.00x", "-"])
-        lines.append([label, "fresh attach", fresh.cell(), "-", f"{fresh_over:.1f}x" if fresh_over else "-"])
+        peaks = {m: rss[m].cell() for m in METHODS}
+        lines.append(
+            [
+                label,
+                "catch-up sync",
+                catchup.cell(),
+                f"{over_idle:.2f}x" if over_idle else "-",
+                "-",
+                peaks["catch-up sync"],
+            ]
+        )
+        lines.append([label, "idle sync", idle.cell(), "1.00x", "-", peaks["idle sync"]])
+        lines.append(
+            [
+                label,
+                "fresh attach",
+                fresh.cell(),
+                "-",
+                f"{fresh_over:.1f}x" if fresh_over else "-",
+                peaks["fresh attach"],
+            ]
+        )
     sites.ok("subscriber", "detach", str(local), "--purge")  # the next cases start clean
-    print(f"(a windowed list of {size:,} dossiers + {size:,} faces; changes per share: {MIX})")
-    print(table(["changed", "method", "median (min-max)", "vs idle sync", "fresh / catch-up"], lines))
+    faces = size * sites.faces_per_dossier
+    print(f"(a windowed list of {size:,} dossiers + {faces:,} faces; changes per share: {MIX})")
+    print(
+        table(
+            ["changed", "method", "median (min-max)", "vs idle sync", "fresh / catch-up", "peak RSS"], lines
+        )
+    )
     return results

@@ -10,6 +10,9 @@ Then one more repair, untimed, while a reader polls the list's row count: the sm
 it saw is reported (the list must never go empty). The reader is kept out of the timed runs:
 on a small machine its polling takes a core from the repair, and the fresh attach would run
 without it. Every result is checked: the replica equals its Leader list afterwards.
+With `at_scale` (`./run bench --size`), each repair and attach keeps its peak RSS, and each
+repair runs beside the pause neighbour (bench/pause.py): how long the group's other lists
+waited.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from bench import pause
 from bench.sites import Sites, Timed
 from bench.stats import Series, ratio, rotations, table
 
@@ -68,23 +72,31 @@ def _watching(sites: Sites, local: int, *command: str) -> tuple[Timed, int]:
     return timed, min(seen)
 
 
-def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
+def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"sizes": {}}
     lines = []
     for size in sizes:
         remote, local, expected = sites.live_replica(f"repair {size}", size)
         series = {method: Series(method) for method in METHODS}
+        rss = {method: Series(f"{method} peak RSS", "MB") for method in METHODS}
+        paused = Series("the other lists' longest wait during a repair", "s")
         for order in rotations(METHODS, reps):
             for method in order:
                 if method.startswith("repair"):
                     _damage(sites, local, size)
                     sites.checkpoint()
-                    timed = sites.cli("subscriber", "repair", str(local), "--confirm", tty=True)
+                    if at_scale:
+                        with pause.watched(sites) as waited:
+                            timed = sites.cli("subscriber", "repair", str(local), "--confirm", tty=True)
+                        paused.values.append(waited.seconds)
+                    else:
+                        timed = sites.cli("subscriber", "repair", str(local), "--confirm", tty=True)
                     if timed.exit_code != 0:
                         raise RuntimeError(f"repair failed: {timed.stderr.strip()[-400:]}")
                     series[method].values.append(timed.seconds)
                 else:
                     series[method].values.append(sites.attach_again(remote, local))
+                rss[method].values.append(sites.last_peak_rss_mb)
                 if sites.content(sites.subscriber, local) != expected:
                     found = sites.cli("subscriber", "verify", str(local), "--json")
                     raise RuntimeError(
@@ -104,7 +116,15 @@ def run(sites: Sites, sizes: list[int], reps: int) -> dict[str, Any]:
             "series": [s.as_dict() for s in series.values()],
             "fresh_attach_over_repair": speedup,
             "fewest_dossiers_a_reader_saw_during_a_repair": fewest,
+            "peak_rss_mb": {method: r.as_dict() for method, r in rss.items()},
         }
+        if at_scale:
+            results["sizes"][size]["other_lists_wait_s"] = paused.as_dict()
+            print(
+                f"({size:,}: peak RSS of repair {rss[METHODS[0]].cell()}, "
+                f"of attach {rss[METHODS[1]].cell()}; "
+                f"the group's other lists waited {paused.cell()} during a repair)"
+            )
         lines.append(
             [
                 f"{size:,}",

@@ -42,6 +42,7 @@ import time
 import uuid
 from typing import Any
 
+from bench import pause
 from bench.sites import EMBEDDING_BYTES, FACE_MODEL, Sites, Timed
 from bench.stats import Series, ratio, rotations, table
 
@@ -217,16 +218,25 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run(sites: Sites, dossiers: int, reps: int, rate: int = 200) -> dict[str, Any]:
+def run(sites: Sites, dossiers: int, reps: int, rate: int = 200, at_scale: bool = False) -> dict[str, Any]:
+    """With `at_scale` (`./run bench --size`): the cost part only, each process's peak RSS
+    kept, each verify beside the pause neighbour (bench/pause.py)."""
     remote, local, expected = sites.live_replica(f"verify {dossiers}", dossiers)
 
     # -- 1. cost: verify against a fresh attach, quiet Leader --------------------------------
     series = {method: Series(method) for method in METHODS}
+    rss = {method: Series(f"{method} peak RSS", "MB") for method in METHODS}
+    paused = Series("the other lists' longest wait during a verify", "s")
     for order in rotations(METHODS, reps):
         for method in order:
             if method == "verify (CLI)":
                 sites.checkpoint()
-                timed, row = _verify(sites, local)
+                if at_scale:
+                    with pause.watched(sites) as waited:
+                        timed, row = _verify(sites, local)
+                    paused.values.append(waited.seconds)
+                else:
+                    timed, row = _verify(sites, local)
                 if timed.exit_code != 0 or not row or row.get("match") is not True:
                     raise RuntimeError(
                         f"verify of an equal replica did not say so: {timed.stdout} {timed.stderr}"
@@ -234,10 +244,38 @@ def run(sites: Sites, dossiers: int, reps: int, rate: int = 200) -> dict[str, An
                 series[method].values.append(timed.seconds)
             else:
                 series[method].values.append(sites.attach_again(remote, local))
+            rss[method].values.append(sites.last_peak_rss_mb)
             if sites.content(sites.subscriber, local) != expected:
                 raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
     attach, verify = series["fresh attach (CLI)"], series["verify (CLI)"]
     over_attach = ratio(verify, attach)
+    cost = table(
+        ["method", "median (min-max)", "/ fresh attach", "peak RSS"],
+        [
+            [attach.name, attach.cell(), "1.00x", rss[attach.name].cell()],
+            [
+                verify.name,
+                verify.cell(),
+                f"{over_attach:.2f}x" if over_attach is not None else "-",
+                rss[verify.name].cell(),
+            ],
+        ],
+    )
+    if at_scale:
+        sites.ok("subscriber", "detach", str(local), "--purge")  # the next cases start clean
+        print(
+            f"(a continuous replica of {dossiers:,} dossiers, quiet Leader; the group's other lists "
+            f"waited {paused.cell()} during a verify)"
+        )
+        print(cost)
+        return {
+            "dossiers": dossiers,
+            "reps": reps,
+            "series": [s.as_dict() for s in series.values()],
+            "verify_over_fresh_attach": over_attach,
+            "peak_rss_mb": {method: r.as_dict() for method, r in rss.items()},
+            "other_lists_wait_s": paused.as_dict(),
+        }
 
     # -- 2. the stream's lag with and without a verify running -------------------------------
     per_batch = max(1, round(rate * BATCH_EVERY_S))
@@ -301,15 +339,7 @@ def run(sites: Sites, dossiers: int, reps: int, rate: int = 200) -> dict[str, An
         },
     }
     print(f"(a continuous replica of {dossiers:,} dossiers + {dossiers:,} faces, quiet Leader)")
-    print(
-        table(
-            ["method", "median (min-max)", "/ fresh attach"],
-            [
-                [attach.name, attach.cell(), "1.00x"],
-                [verify.name, verify.cell(), f"{over_attach:.2f}x" if over_attach is not None else "-"],
-            ],
-        )
-    )
+    print(cost)
     print(
         f"(writer: a batch every {1000 * BATCH_EVERY_S:.0f} ms of {per_batch} new dossiers + faces and "
         f"{per_batch} updates; {VERIFIES_PER_REP} verifies back to back per repetition)"

@@ -12,6 +12,9 @@ every command, ~40 ms each).
     ./run bench attach --reps 5       one case
     ./run bench verify --dossiers 300000   the verify case on a larger list
     ./run bench --smoke               tiny sizes, one repetition: the harness works (CI)
+    ./run bench --size 1m             attach, repair, verify and catch-up at 1,000,000 dossiers
+                                      with 2 faces each (and at 100,000, the memory reference),
+                                      peak RSS and the group's pause; the goals, met or not
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from bench import (
     case_overhead,
     case_repair,
     case_verify,
+    goals,
 )
 from bench.sites import Sites, started
 from pgsync_dossier import __file__ as package_init
@@ -44,7 +48,42 @@ RESULTS = Path(__file__).parent / "results"
 SYSTEM_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
 
 
+#: The cases a `--size` run has by default, in this order (catch-up changes the shared list).
+AT_SCALE = ("attach", "repair", "verify", "catchup")
+#: Faces per dossier in a `--size` run: large sites enrol several per person.
+FACES_AT_SCALE = 2
+#: The size a `--size` run measures too, as the memory reference (the goal: peak RSS at the
+#: large size within 50 MB of this one's).
+REFERENCE_SIZE = 100_000
+
+
+def _size(value: str) -> int:
+    """`1m`, `300k` or `250000`."""
+    text = value.strip().lower().replace("_", "").replace(",", "")
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    try:
+        size = int(float(text.rstrip("km")) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size: give e.g. 1m, 300k or 250000") from None
+    if size < 1000:
+        raise argparse.ArgumentTypeError("a --size of at least 1000 dossiers, e.g. 1m")
+    return size
+
+
+def _at_scale(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, Any]]]:
+    sizes = sorted({REFERENCE_SIZE, args.size}) if args.size > REFERENCE_SIZE else [args.size]
+    reps = args.reps
+    return {
+        "attach": lambda s: case_attach.run(s, sizes, reps, at_scale=True),
+        "repair": lambda s: case_repair.run(s, sizes, reps, at_scale=True),
+        "verify": lambda s: {str(n): case_verify.run(s, n, reps, at_scale=True) for n in sizes},
+        "catchup": lambda s: {str(n): case_catchup.run(s, n, [0.01, 0.10, 0.50], reps) for n in sizes},
+    }
+
+
 def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, Any]]]:
+    if args.size:
+        return _at_scale(args)
     smoke = args.smoke
     reps = 1 if smoke else args.reps
     return {
@@ -91,9 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes, one repetition (checks the harness)"
     )
+    parser.add_argument(
+        "--size",
+        type=_size,
+        help="attach, repair, verify and catch-up at this many dossiers, 2 faces each (e.g. 1m)",
+    )
     args = parser.parse_args(argv)
     cases = _cases(args)
     names = args.names or list(cases)
+    if args.size and args.smoke:
+        parser.error("--size and --smoke do not go together: --smoke is tiny sizes")
     unknown = [n for n in names if n not in cases]
     if unknown:
         parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(cases)}")
@@ -119,12 +165,18 @@ def main(argv: list[str] | None = None) -> int:
             "cases": {},
         }
         with started(bindir) as sites:
+            if args.size:
+                sites.faces_per_dossier = FACES_AT_SCALE
+                report["size"], report["faces_per_dossier"] = args.size, FACES_AT_SCALE
             for name in names:
                 print(f"\n### {name}", flush=True)
                 t0 = time.perf_counter()
                 report["cases"][name] = cases[name](sites)
                 print(f"({name}: {time.perf_counter() - t0:.0f}s)", flush=True)
-        kind = "smoke" if args.smoke else "run"
+        if args.size:
+            report["goals"] = goals.judge(report, args.size, REFERENCE_SIZE)
+            print(goals.render(report["goals"]))
+        kind = "smoke" if args.smoke else (f"size{args.size}" if args.size else "run")
         out = RESULTS / f"{stamp}-{kind}-pg{version.split('.')[0]}.json"
         out.write_text(json.dumps(report, indent=2, default=str))
         print(f"\nwritten: {out}")

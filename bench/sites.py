@@ -60,6 +60,8 @@ class Timed:
     exit_code: int
     stdout: str
     stderr: str
+    #: the process's peak resident set (its own, from wait4: not its children's), in MB
+    peak_rss_mb: float = 0.0
 
 
 @dataclass
@@ -72,6 +74,12 @@ class Sites:
     lists: dict[str, int] = field(default_factory=dict)
     #: The second Subscriber (config "subscriber_b"), when `started` was asked for one.
     subscriber_b: LocalCluster | None = None
+    #: Faces `fill` gives each dossier (`--size` runs: 2, as large sites enrol several).
+    faces_per_dossier: int = 1
+    #: Leader lists `filled_list` made, by (name, size): large lists are filled once per run.
+    filled: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: The peak RSS of the last pgsync-dossier process `cli` ran (attach returns only seconds).
+    last_peak_rss_mb: float = 0.0
 
     @property
     def subscribers(self) -> dict[str, LocalCluster]:
@@ -123,20 +131,19 @@ class Sites:
         command = [EXECUTABLE, "--config", str(self.configs[role]), *args]
         full_env = {**os.environ, **(env or {})}
         if not tty:
-            start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True, env=full_env, check=False)
-            return Timed(time.perf_counter() - start, done.returncode, done.stdout, done.stderr)
+            seconds, code, out, err, rss = _run(command, full_env, subprocess.PIPE)
+            self.last_peak_rss_mb = rss
+            return Timed(seconds, code, out.decode(), err.decode(), rss)
         primary, secondary = pty.openpty()
         drained: list[bytes] = []
         reader = threading.Thread(target=_drain, args=(primary, drained), daemon=True)
         reader.start()
-        start = time.perf_counter()
-        ran = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, env=full_env, check=False)
-        seconds = time.perf_counter() - start
+        seconds, code, out, _, rss = _run(command, full_env, secondary)
+        self.last_peak_rss_mb = rss
         os.close(secondary)
         reader.join(5)
         os.close(primary)
-        return Timed(seconds, ran.returncode, ran.stdout.decode(), b"".join(drained).decode(errors="replace"))
+        return Timed(seconds, code, out.decode(), b"".join(drained).decode(errors="replace"), rss)
 
     def attach(self, remote: int, local: int, *extra: str, tty: bool = True) -> float:
         """`attach` as a user runs it, by default at a prompt (its own process, the progress
@@ -158,10 +165,10 @@ class Sites:
         return timed.seconds
 
     def live_replica(self, name: str, dossiers: int) -> tuple[int, int, tuple[int, int, str]]:
-        """A Leader list of `dossiers` dossiers and faces, attached here and aged as a replica
-        that has been live a while: (Leader list, replica, the Leader list's content)."""
-        remote = self.make_list(self.leader, name)
-        self.fill(remote, dossiers)
+        """A Leader list of `dossiers` dossiers (the run's shared one of that size), attached
+        here and aged as a replica that has been live a while: (Leader list, replica, the Leader
+        list's content)."""
+        remote = self.filled_list("list", dossiers)
         local = self.make_list(self.subscriber, f"{name} replica")
         self.attach(remote, local)
         self.age_replicas()
@@ -195,9 +202,17 @@ class Sites:
         )
         return int(rows[0]["id"])
 
+    def filled_list(self, name: str, size: int) -> int:
+        """A Leader list of `size` dossiers, made and filled once per run (a million rows take
+        minutes to write): cases that only read it, or restore what they change, share it."""
+        if (name, size) not in self.filled:
+            self.filled[(name, size)] = self.make_list(self.leader, f"{name} {size}")
+            self.fill(self.filled[(name, size)], size)
+        return self.filled[(name, size)]
+
     def fill(self, list_id: int, count: int) -> None:
-        """`count` dossiers and `count` faces in a Leader list: 2048 random (incompressible)
-        bytes per embedding, as a real face model's floats are."""
+        """`count` dossiers in a Leader list, each with `faces_per_dossier` faces: 2048 random
+        (incompressible) bytes per embedding, as a real face model's floats are."""
         with self.connect(self.leader) as conn, conn.cursor() as cur:
             with conn.transaction():
                 ids = [uuid.uuid4() for _ in range(count)]
@@ -208,9 +223,10 @@ class Sites:
                     "COPY dossier_face (id, dossier_id, dossier_list_id, embedding, model) FROM STDIN"
                 ) as copy:
                     for dossier_id in ids:
-                        copy.write_row(
-                            (uuid.uuid4(), dossier_id, list_id, os.urandom(EMBEDDING_BYTES), FACE_MODEL)
-                        )
+                        for _face in range(self.faces_per_dossier):
+                            copy.write_row(
+                                (uuid.uuid4(), dossier_id, list_id, os.urandom(EMBEDDING_BYTES), FACE_MODEL)
+                            )
             conn.execute("VACUUM ANALYZE dossier, dossier_face")
 
     def content(self, cluster: LocalCluster, list_id: int, dbname: str = "dossiers") -> tuple[int, int, str]:
@@ -226,6 +242,40 @@ class Sites:
             dbname,
         )[0]
         return int(row["dossiers"]), int(row["faces"]), str(row["digest"])
+
+
+def _run(command: list[str], env: dict[str, str], stderr: Any) -> tuple[float, int, bytes, bytes, float]:
+    """Run a process to its end: (seconds, exit code, stdout, stderr, peak RSS in MB). The
+    child is reaped with wait4, whose rusage is the process's own peak (ru_maxrss, in KB on
+    Linux); Popen's own wait would discard it."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
+    outputs: dict[str, bytes] = {}
+
+    def read(name: str, stream: Any) -> None:
+        outputs[name] = stream.read()
+
+    streams = {"out": process.stdout, "err": process.stderr if stderr is subprocess.PIPE else None}
+    readers = [
+        threading.Thread(target=read, args=(name, stream)) for name, stream in streams.items() if stream
+    ]
+    for thread in readers:
+        thread.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    for thread in readers:
+        thread.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    for stream in streams.values():
+        if stream:
+            stream.close()
+    return (
+        seconds,
+        process.returncode,
+        outputs.get("out", b""),
+        outputs.get("err", b""),
+        usage.ru_maxrss / 1024,
+    )
 
 
 def _drain(fd: int, into: list[bytes]) -> None:
