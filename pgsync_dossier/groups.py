@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pgsync_dossier import catalog, compare, copier, faults, pg, schema_skew, subscriber
+from pgsync_dossier import backlog, catalog, compare, copier, faults, pg, schema_skew, subscriber
+from pgsync_dossier.backlog import BacklogChoice
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
@@ -302,19 +303,46 @@ _TROUBLE = {
 }
 
 
-def heal(s: Session, group: Group, leader: LeaderClient, trouble: str, deadline: Deadline) -> str:
+def heal(
+    s: Session, group: Group, leader: LeaderClient, trouble: str, deadline: Deadline, note: str | None = None
+) -> str:
     """Put the stream back on its feet: a new slot when it was lost or missing, and every list
     of the group owes an in-place repair (the changes in between never arrived). Returns what
-    was done, for the log, the status and the sync history."""
+    was done, for the log, the status and the sync history. 'backlog' (with its `note`): the
+    slot is moved on to the present on purpose, its backlog costing more to replay than the
+    lists to repair (replay_or_repair)."""
     subscriber.pause(s.conn, group.name, deadline.at_most(PAUSE_TIMEOUT_S))
-    if trouble in ("missing", "lost"):
+    if trouble in ("missing", "lost", "backlog"):
         leader.recreate_slot(group.name)
-    done = "slot recreated, lists repaired in place" if trouble != "consumed" else "lists repaired in place"
-    note = f"{_TROUBLE[trouble]}: {done}"
+    if note is None:
+        done = (
+            "slot recreated, lists repaired in place" if trouble != "consumed" else "lists repaired in place"
+        )
+        note = f"{_TROUBLE[trouble]}: {done}"
     catalog.set_group_links_repairing(s.conn, group.id, note)
     catalog.set_stopped_at(s.conn, group.id, None)
     log.warning("group %s: %s", group.name, note)
     return note
+
+
+def replay_or_repair(
+    s: Session, group: Group, leader: LeaderClient, slot: GroupSlot | None, deadline: Deadline
+) -> BacklogChoice | None:
+    """Before the stream resumes: when its backlog is large, replay it or repair the lists in
+    place instead, whichever costs less (backlog.py); the repair is set up here (heal) and
+    done by repair_pending. None when the backlog is too small to weigh."""
+    behind = slot.lag_bytes if slot is not None and slot.slot_exists else None
+    if not backlog.worth_estimating(behind):
+        return None
+    assert behind is not None
+    links = [link for link in links_of(s.conn, group.id) if link.state == LinkState.READY]
+    if not links:
+        return None
+    choice = backlog.choose(behind, subscriber.lists_bytes(s.conn, [link.local_list_id for link in links]))
+    log.info("group %s: %s", group.name, choice.note)
+    if choice.repair:
+        heal(s, group, leader, "backlog", deadline, choice.note)
+    return choice
 
 
 def record_stop(s: Session, group: Group, leader: LeaderClient | None, deadline: Deadline) -> None:

@@ -462,3 +462,9 @@ def copies_in_progress(conn: pg.Connection, local_list_ids: list[int]) -> dict[i
     by_name = {copy_application_name(local): local for local in local_list_ids}
     rows = conn.execute(pg.query("copy_progress", "subscriber.sql"), {"names": list(by_name)})
     return {by_name[row["application_name"]]: int(row["rows"]) for row in rows}
+
+
+def lists_bytes(conn: pg.Connection, local_list_ids: list[int]) -> int:
+    """About the bytes these lists' rows take here (both tables, with their indexes)."""
+    row = conn.execute(pg.query("lists_bytes", _SQL), {"lists": local_list_ids}).fetchone()
+    return int(row["bytes"]) if row else 0

@@ -177,6 +177,10 @@ def _locked_sync(
         trouble = groups.slot_trouble(s.conn, catalog.group(s.conn, group.id) or group, slot)
         if trouble is not None:
             healed = groups.heal(s, group, leader, trouble, deadline)
+        else:
+            choice = groups.replay_or_repair(s, group, leader, slot, deadline)
+            if choice is not None:
+                catalog.set_run_note(s.conn, run, choice.note)
         subscriber.make_failover_ready(
             s.conn, group.name, leader.version, deadline.at_most(groups.PAUSE_TIMEOUT_S)
         )

@@ -405,3 +405,17 @@ SELECT a.application_name, sum(p.tuples_processed)::bigint AS rows
   JOIN pg_catalog.pg_stat_activity AS a USING (pid)
  WHERE a.application_name = ANY (%(names)s)
  GROUP BY a.application_name;
+
+-- The bytes the rows of these local lists take, both tables, estimated from each table's size
+-- per row (a table never analyzed counts as one row: its whole size, so the estimate errs
+-- towards replaying). Read only when a stream's backlog is large (backlog.py).
+-- name: lists_bytes
+SELECT coalesce(sum(rows * per_row), 0)::bigint AS bytes
+  FROM (SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = ANY (%(lists)s)) AS rows,
+               pg_catalog.pg_total_relation_size('public.dossier')::float8
+               / greatest(c.reltuples, 1) AS per_row
+          FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier'::regclass
+        UNION ALL
+        SELECT (SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = ANY (%(lists)s)),
+               pg_catalog.pg_total_relation_size('public.dossier_face')::float8 / greatest(c.reltuples, 1)
+          FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier_face'::regclass) AS sizes;

@@ -1,0 +1,49 @@
+"""Replay a stream's backlog, or repair its lists in place instead. Pure: no database code.
+
+A group whose stream has been stopped a long time (a window closed for weeks, a Subscriber
+down) owes its lists every change the Leader made meanwhile. Replaying them costs the
+Leader's decoding of all the WAL written since (whatever it touched) and the Subscriber's
+row-by-row apply; an in-place repair costs a digest scan of the lists on both sides plus a
+copy of the rows that differ. Past a backlog of about REPAIR_ABOVE times the size of the
+group's lists, the repair is the cheaper, and the slot is moved on to the present instead
+(groups.heal, as after a lost slot). The figures behind the bound are in bench/README.md,
+"catch-up".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Below this backlog the replay is always taken: the estimate itself (counting the lists'
+#: rows) would cost more than any difference between the two.
+MIN_BACKLOG_BYTES = 64 * 1024 * 1024
+#: Repair in place when the backlog's WAL exceeds this many times the lists' size.
+REPAIR_ABOVE = 0.5
+
+
+@dataclass(frozen=True)
+class BacklogChoice:
+    backlog_bytes: int
+    lists_bytes: int
+    repair: bool
+
+    @property
+    def note(self) -> str:
+        """The choice as the sync history and the log show it."""
+        sizes = f"a backlog of {_mb(self.backlog_bytes)} of WAL against lists of {_mb(self.lists_bytes)}"
+        if self.repair:
+            over = f"over {REPAIR_ABOVE:g}x"
+            return f"{sizes} ({over}): slot moved on, lists repaired in place instead of replayed"
+        return f"{sizes} (at most {REPAIR_ABOVE:g}x): replayed"
+
+
+def worth_estimating(backlog_bytes: int | None) -> bool:
+    return backlog_bytes is not None and backlog_bytes >= MIN_BACKLOG_BYTES
+
+
+def choose(backlog_bytes: int, lists_bytes: int) -> BacklogChoice:
+    return BacklogChoice(backlog_bytes, lists_bytes, backlog_bytes > REPAIR_ABOVE * lists_bytes)
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):,.0f} MB"
