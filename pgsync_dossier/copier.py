@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -65,6 +66,60 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 PROGRESS_EVERY_S = 0.25
 _SQL = "copier.sql"
+#: Rows (dossiers and faces together) of one part of a copy in a group with other lists: the
+#: group's stream is paused for one part at a time and applies the other lists' changes
+#: between parts. ~250,000 rows of 2 KB embeddings copy in about 6 s on the 2-core bench
+#: machine, so the other lists wait well under 10 s (bench/README.md, "a million dossiers").
+ROWS_PER_PART = 250_000
+#: Overrides ROWS_PER_PART (docs/operations.md: a faster machine may take larger parts).
+ROWS_PER_PART_ENV = "PGSYNC_DOSSIER_ROWS_PER_PART"
+#: Ids are split into parts by their top 16 bits (uuids are uniform: parts come out even).
+PREFIXES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Part:
+    """The ids of one part of a copy: those whose top 16 bits lie in [low, high]."""
+
+    low: int
+    high: int
+    number: int  # 1-based
+    of: int
+
+    def bounds(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return uuid.UUID(int=self.low << 112), uuid.UUID(int=((self.high + 1) << 112) - 1)
+
+
+def rows_of(leader: LeaderClient, remote: int) -> int:
+    """The rows (dossiers and faces) of a Leader list now: what its copy's parts divide."""
+    try:
+        with leader.snapshot_reader() as source:
+            row = source.execute(pg.query("list_rows", _SQL), {"list": remote}).fetchone()
+    except psycopg.Error as exc:
+        raise leader.error(exc) from None
+    return int(row["dossiers"]) + int(row["faces"]) if row else 0
+
+
+def has_rows(conn: pg.Connection, local: int) -> bool:
+    """Whether the local list has any row (a copy into an empty list goes direct)."""
+    row = conn.execute(pg.query("list_has_rows", _SQL), {"list": local}).fetchone()
+    return bool(row and row["any"])
+
+
+def parts(rows: int) -> list[Part]:
+    """The parts of a copy of `rows` rows: about ROWS_PER_PART each, one when that is all."""
+    per_part = int(os.environ.get(ROWS_PER_PART_ENV) or ROWS_PER_PART)
+    count = max(1, min(PREFIXES, -(-rows // max(per_part, 1))))
+    edges = [PREFIXES * n // count for n in range(count + 1)]
+    return [Part(edges[n], edges[n + 1] - 1, n + 1, count) for n in range(count)]
+
+
+def within(part: Part | None) -> sql.Composable:
+    """The SQL condition of a part's ids (a literal: COPY takes no parameters)."""
+    if part is None or part.of == 1:
+        return sql.SQL("true")
+    low, high = part.bounds()
+    return sql.SQL("id BETWEEN {} AND {}").format(sql.Literal(low), sql.Literal(high))
 
 
 @dataclass(frozen=True)
@@ -73,6 +128,17 @@ class CopyResult:
     faces: int
     path: str  # "direct" or "merge"
     changed: int  # local rows inserted, updated or deleted
+
+    @classmethod
+    def of(cls, parts: Sequence[CopyResult]) -> CopyResult:
+        """The whole copy, from its parts' results."""
+        paths = sorted({part.path for part in parts})
+        return cls(
+            sum(part.dossiers for part in parts),
+            sum(part.faces for part in parts),
+            "+".join(paths),
+            sum(part.changed for part in parts),
+        )
 
 
 @dataclass(frozen=True)
@@ -90,6 +156,8 @@ class _Job:
     source: pg.Connection
     #: per table, the columns both nodes have (schema_skew.common)
     columns: dict[str, list[str]]
+    #: the part of the list this copy writes (None: all of it)
+    part: Part | None = None
 
 
 class LeaderSideError(Exception):
@@ -110,19 +178,23 @@ def copy_list(
     progress: Progress | None = None,
     on_expected: Callable[[int], None] | None = None,
     merge: bool | None = None,
+    part: Part | None = None,
 ) -> CopyResult:
-    """Copy Leader list `remote` into local list `local` (of `group`) at one snapshot
-    (a new one if PostgreSQL ends the copy as a deadlock's victim: pg.again_after_deadlocks).
+    """Copy Leader list `remote` (or one `part` of its ids) into local list `local` (of
+    `group`) at one snapshot (a new one if PostgreSQL ends the copy as a deadlock's victim:
+    pg.again_after_deadlocks).
 
-    `merge`: None lets the local list decide (direct when it is empty), True forces the merge.
-    """
+    `merge`: None lets the local list decide (direct when it is empty), True forces the merge,
+    False the direct path (a later part of a copy whose first part went direct)."""
 
     def at_one_snapshot(merge: bool | None) -> CopyResult:
         source = leader.snapshot_reader(durable_through=group.name)
         try:
             try:
                 snapshot = str(source.execute(pg.query("export_snapshot", _SQL)).fetchone()["s"])  # type: ignore[index]
-                counts = source.execute(pg.query("list_rows", "copier.sql"), {"list": remote}).fetchone()
+                counts = source.execute(
+                    pg.query("part_rows", _SQL, within=within(part)), {"list": remote}
+                ).fetchone()
             except psycopg.Error as exc:
                 raise LeaderSideError(exc) from None
             assert counts is not None
@@ -134,12 +206,11 @@ def copy_list(
                     columns = schema_skew.copy_columns(source, monitor)
                 except psycopg.Error as exc:
                     raise LeaderSideError(exc) from None
-                job = _Job(leader, database_url, remote, local, group.id, snapshot, deadline, source, columns)
+                job = _Job(
+                    leader, database_url, remote, local, group.id, snapshot, deadline, source, columns, part
+                )
                 if merge is None:
-                    has_rows = monitor.execute(
-                        pg.query("list_has_rows", "copier.sql"), {"list": local}
-                    ).fetchone()
-                    merge = bool(has_rows and has_rows["any"])
+                    merge = has_rows(monitor, local)
                 if merge:
                     return _merge(job, monitor, expected, progress)
                 try:
@@ -167,7 +238,12 @@ def copy_list(
 
 
 def select_rows(
-    table: str, columns: Sequence[str], remote: int, local: int, ids: list[uuid.UUID] | None = None
+    table: str,
+    columns: Sequence[str],
+    remote: int,
+    local: int,
+    ids: list[uuid.UUID] | None = None,
+    part: Part | None = None,
 ) -> sql.Composed:
     """Binary COPY of a Leader list's rows (or of those with these ids), the local list id
     written in place of the Leader's: no per-row trigger has to rewrite it."""
@@ -177,14 +253,14 @@ def select_rows(
         else sql.Identifier(column)
         for column in columns
     ]
-    parts: dict[str, sql.Composable] = {
+    chosen: dict[str, sql.Composable] = {
         "columns": sql.SQL(", ").join(selected),
         "table": sql.Identifier("public", table),
         "remote": sql.Literal(remote),
     }
     if ids is None:
-        return pg.query("copy_out", _SQL, **parts)
-    return pg.query("copy_out_ids", _SQL, **parts, ids=sql.Literal(ids))
+        return pg.query("copy_out", _SQL, **chosen, within=within(part))
+    return pg.query("copy_out_ids", _SQL, **chosen, ids=sql.Literal(ids))
 
 
 def copy_in(target: sql.Identifier, columns: Sequence[str]) -> sql.Composed:
@@ -322,11 +398,17 @@ def _direct(job: _Job, monitor: pg.Connection, expected: int, progress: Progress
                 pipe,
                 reader,
                 writer,
-                select_rows(table, job.columns[table], job.remote, job.local),
+                select_rows(table, job.columns[table], job.remote, job.local, part=job.part),
                 copy_in(sql.Identifier("public", table), job.columns[table]),
             )
             for table, reader, writer in zip(TABLES, readers, writers, strict=True)
         ]
+        if job.part is not None and job.part.number > 1:
+            for table, writer in zip(TABLES, writers, strict=True):
+                target = sql.Identifier("public", table)
+                writer.execute(
+                    pg.query("clear_part", _SQL, target=target, within=within(job.part)), {"local": job.local}
+                )
         dossiers, faces = _Watch(job, monitor, expected, progress).run(pipes, writers, readers)
         writers[0].commit()
         faults.point("copy.first_table")
@@ -349,7 +431,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
                 pipe(
                     reader,
                     writer,
-                    select_rows(table, job.columns[table], job.remote, job.local),
+                    select_rows(table, job.columns[table], job.remote, job.local, part=job.part),
                     copy_in(_stage(table), job.columns[table]),
                 )
                 for table in TABLES
@@ -363,7 +445,7 @@ def _merge(job: _Job, monitor: pg.Connection, expected: int, progress: Progress 
             changed += writer.execute(
                 upsert(table, job.columns[table]), {"local": job.local, "group": job.group_id}
             ).rowcount
-            changed += writer.execute(_delete_missing(table), {"local": job.local}).rowcount
+            changed += writer.execute(_delete_missing(table, job.part), {"local": job.local}).rowcount
         writer.commit()
         return CopyResult(dossiers, faces, "merge", changed)
     finally:
@@ -385,6 +467,13 @@ def upsert(table: str, columns: Sequence[str]) -> sql.Composed:
     )
 
 
-def _delete_missing(table: str) -> sql.Composed:
-    """The list's local rows that the Leader list does not have (at the copy's snapshot)."""
-    return pg.query("delete_missing", _SQL, target=sql.Identifier("public", table), stage=_stage(table))
+def _delete_missing(table: str, part: Part | None) -> sql.Composed:
+    """The list's local rows (of the part) that the Leader list does not have (at the copy's
+    snapshot)."""
+    return pg.query(
+        "delete_missing",
+        _SQL,
+        target=sql.Identifier("public", table),
+        stage=_stage(table),
+        within=within(part),
+    )

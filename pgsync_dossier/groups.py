@@ -134,32 +134,57 @@ def copy_pending(
         for link in [link for link in links_of(s.conn, group.id) if link.needs_copy]:
             mapped = sorted(other.remote_list_id for other in links_of(s.conn, group.id))
             neighbours = _quiesce(s, group, leader, link, deadline, widen_to=mapped)
-            _pause_for(s, group, link, deadline)
-            if link.legacy_subscription is not None:
-                # A version-1 stream of this list stops for good before the group writes it.
-                subscriber.pause(s.conn, link.legacy_subscription, deadline.at_most(PAUSE_TIMEOUT_S))
-            log.debug("group %s: paused for list %s", group.name, link.local_list_id)
-            faults.point("copy.paused")
-            if neighbours is None:
-                publish(s, group, leader, mapped)
-                leader.wait_xacts_ended(deadline)
-                log.debug("group %s: filter widened, in-flight transactions ended", group.name)
-            faults.point("copy.widened")
-            catalog.set_link_state(s.conn, link.local_list_id, LinkState.COPYING)
-            result = copier.copy_list(
-                leader,
-                s.config.database_url,
-                link.remote_list_id,
-                link.local_list_id,
-                group,
-                deadline,
-                progress,
-                on_expected=functools.partial(catalog.set_copy_expected, s.conn, link.local_list_id),
+            # Alone in its group, a list is copied in one go: nobody waits on the pause.
+            pieces = (
+                [None] if neighbours is None else copier.parts(copier.rows_of(leader, link.remote_list_id))
             )
+            results: list[CopyResult] = []
+            # Every part goes the way the list's state decides now (direct: it is empty), not
+            # the way the stream's inserts between parts would make it look.
+            merge = copier.has_rows(s.conn, link.local_list_id) if len(pieces) > 1 else None
+            for part in pieces:
+                if part is not None and part.number > 1:
+                    # The other lists' changes of the last part's pause are applied first.
+                    catch_up(s, group, leader, deadline)
+                _pause_for(s, group, link, deadline)
+                if part is None or part.number == 1:
+                    if link.legacy_subscription is not None:
+                        # A version-1 stream of this list stops for good before the group writes it.
+                        subscriber.pause(s.conn, link.legacy_subscription, deadline.at_most(PAUSE_TIMEOUT_S))
+                    log.debug("group %s: paused for list %s", group.name, link.local_list_id)
+                    faults.point("copy.paused")
+                    if neighbours is None:
+                        publish(s, group, leader, mapped)
+                        leader.wait_xacts_ended(deadline)
+                        log.debug("group %s: filter widened, in-flight transactions ended", group.name)
+                    faults.point("copy.widened")
+                    catalog.set_link_state(s.conn, link.local_list_id, LinkState.COPYING)
+                results.append(
+                    copier.copy_list(
+                        leader,
+                        s.config.database_url,
+                        link.remote_list_id,
+                        link.local_list_id,
+                        group,
+                        deadline,
+                        progress,
+                        on_expected=functools.partial(catalog.set_copy_expected, s.conn, link.local_list_id),
+                        merge=merge,
+                        part=part,
+                    )
+                )
+                if part is not None:
+                    log.info("list %s: part %s of %s copied", link.local_list_id, part.number, part.of)
+            result = copier.CopyResult.of(results)
             if neighbours is not None:
                 faults.point("copy.written")
+                # The list's own recent rows too: a dossier moved out of it before its part's
+                # snapshot and back in after it is in no part, and its UPDATE finds no row.
+                settled = compare.Neighbours(
+                    {**neighbours.lists, link.remote_list_id: link.local_list_id}, neighbours.since
+                )
                 compare.settle_neighbours(
-                    leader, s.config.database_url, link.local_list_id, group, neighbours, deadline
+                    leader, s.config.database_url, link.local_list_id, group, settled, deadline
                 )
             faults.point("copy.copied")
             if link.legacy_subscription is not None:

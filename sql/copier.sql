@@ -34,10 +34,20 @@ SELECT pg_catalog.pg_export_snapshot() AS s;
 SELECT coalesce(sum(tuples_processed), 0)::bigint AS n
   FROM pg_catalog.pg_stat_progress_copy WHERE pid = ANY (%(pids)s);
 
--- A Leader list's rows, binary, with the local list id in place of the Leader's among
--- {columns}: no per-row trigger has to rewrite it.
+-- A Leader list's rows (those of one part: {within}, an id range or true), binary, with the
+-- local list id in place of the Leader's among {columns}: no per-row trigger has to rewrite it.
 -- name: copy_out
-COPY (SELECT {columns} FROM {table} WHERE dossier_list_id = {remote}) TO STDOUT (FORMAT binary);
+COPY (SELECT {columns} FROM {table} WHERE dossier_list_id = {remote} AND {within}) TO STDOUT (FORMAT binary);
+
+-- Rows of one part of a Leader list, inside the copy's snapshot.
+-- name: part_rows
+SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(list)s AND {within}) AS dossiers,
+       (SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = %(list)s AND {within}) AS faces;
+
+-- A part's local rows before a direct copy writes it: rows the stream inserted into the list
+-- between parts, which the part's snapshot has too (or no longer has).
+-- name: clear_part
+DELETE FROM {target} WHERE dossier_list_id = %(local)s AND {within};
 
 -- The same, of these rows only ({ids}: a uuid[] literal).
 -- name: copy_out_ids
@@ -68,5 +78,5 @@ WHERE ({current}) IS DISTINCT FROM ({excluded})
 
 -- The list's local rows that the Leader list does not have (at the copy's snapshot).
 -- name: delete_missing
-DELETE FROM {target} AS t WHERE t.dossier_list_id = %(local)s
+DELETE FROM {target} AS t WHERE t.dossier_list_id = %(local)s AND {within}
    AND NOT EXISTS (SELECT 1 FROM {stage} AS s WHERE s.id = t.id);
