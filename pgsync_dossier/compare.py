@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -43,6 +43,9 @@ TABLES = ("dossier", "dossier_face")
 #: list (measured at 100,000 and 300,000 rows against 8 and 32).
 ROWS_PER_CHUNK = 16
 MAX_CHUNK_BITS = 16
+#: Differing chunks whose rows are read (and, in a repair, fixed) at a time: at most a few
+#: tens of thousands of rows' records in memory, whatever the list.
+CHUNKS_PER_BATCH = 2048
 
 
 @dataclass
@@ -149,37 +152,70 @@ def _uuids(ids: set[bytes]) -> list[uuid.UUID]:
     return [uuid.UUID(bytes=raw) for raw in sorted(ids)]
 
 
-def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local_list: int) -> Comparison:
-    """Compare at `source`'s snapshot (a repeatable-read transaction on the Leader) with what
-    `local` sees now. The two sides are read at the same time, each by its own server, both
-    tables in one statement; each side sends its chunks and then the rows of the chunks that
-    differ as packed records, compared as sets of bytes, so the Python side costs little next
-    to the scans."""
+@dataclass(frozen=True)
+class _Plan:
+    """What the chunk digests of both sides say: per table (in TABLES' order) the rows on each
+    side, the chunking, and the chunks that differ (sorted)."""
+
+    leader_rows: list[int]
+    local_rows: list[int]
+    shifts: list[int]
+    differing: list[list[int]]
+
+
+def _plan(
+    source: pg.Connection, local: pg.Connection, remote_list: int, local_list: int, pool: ThreadPoolExecutor
+) -> _Plan:
     # The chunking follows the Leader's size (the replica's may be anything); both sides use
     # the same. The count also opens the Leader's snapshot.
     counts = source.execute(pg.query("list_rows", "copier.sql"), {"list": remote_list}).fetchone() or {}
     sizes = [int(counts.get(key) or 0) for key in ("dossiers", "faces")]  # in TABLES' order
     shifts = [chunk_shift(size) for size in sizes]
+    mine = pool.submit(_digests, local, local_list, shifts)
+    theirs, _their_rows = _digests(source, remote_list, shifts)
+    ours, local_rows = mine.result()
+    differing = [
+        sorted({int.from_bytes(r[:4], "big") for r in theirs[t] ^ ours[t]}) for t in range(len(TABLES))
+    ]
+    return _Plan(sizes, local_rows, shifts, differing)
+
+
+def _differences(
+    source: pg.Connection,
+    local: pg.Connection,
+    remote_list: int,
+    local_list: int,
+    plan: _Plan,
+    pool: ThreadPoolExecutor,
+) -> Iterator[tuple[str, TableDifference]]:
+    """The differing rows, CHUNKS_PER_BATCH differing chunks of one table at a time: a list
+    that differs everywhere (a catch-up repaired in place) is never held whole."""
+    for t, chunks in enumerate(plan.differing):
+        for at in range(0, len(chunks), CHUNKS_PER_BATCH):
+            ranges: Ranges = {t: id_ranges(chunks[at : at + CHUNKS_PER_BATCH], plan.shifts[t])}
+            mine = pool.submit(_rows, local, local_list, ranges)
+            theirs = _rows(source, remote_list, ranges)
+            yield TABLES[t], _difference(theirs[t], mine.result()[t])
+
+
+def compare(source: pg.Connection, local: pg.Connection, remote_list: int, local_list: int) -> Comparison:
+    """Compare at `source`'s snapshot (a repeatable-read transaction on the Leader) with what
+    `local` sees now. The two sides are read at the same time, each by its own server, both
+    tables in one statement; each side sends its chunks and then the rows of the chunks that
+    differ as packed records, compared as sets of bytes, so the Python side costs little next
+    to the scans. Every differing id is kept (verify names them): see repair_list for a
+    comparison that fixes as it goes."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-compare") as pool:
-        mine = pool.submit(_digests, local, local_list, shifts)
-        theirs, _their_rows = _digests(source, remote_list, shifts)
-        ours, local_rows = mine.result()
-        ranges: Ranges = {}
-        for t, shift in enumerate(shifts):
-            differing = {int.from_bytes(record[:4], "big") for record in theirs[t] ^ ours[t]}
-            if differing:
-                ranges[t] = id_ranges(sorted(differing), shift)
-        their_rows: list[set[bytes]] = [set() for _table in TABLES]
-        our_rows: list[set[bytes]] = [set() for _table in TABLES]
-        if ranges:
-            mine_rows = pool.submit(_rows, local, local_list, ranges)
-            their_rows = _rows(source, remote_list, ranges)
-            our_rows = mine_rows.result()
-    result = Comparison({}, {}, {})
+        plan = _plan(source, local, remote_list, local_list, pool)
+        result = Comparison({table: TableDifference() for table in TABLES}, {}, {})
+        for table, found in _differences(source, local, remote_list, local_list, plan, pool):
+            kept = result.tables[table]
+            kept.missing += found.missing
+            kept.extra += found.extra
+            kept.changed += found.changed
     for index, table in enumerate(TABLES):
-        result.tables[table] = _difference(their_rows[index], our_rows[index])
-        result.leader_rows[table] = sizes[index]
-        result.local_rows[table] = local_rows[index]
+        result.leader_rows[table] = plan.leader_rows[index]
+        result.local_rows[table] = plan.local_rows[index]
     return result
 
 
@@ -268,12 +304,20 @@ def repair_list(
     settle_neighbours)."""
 
     def repair(source: pg.Connection, local: pg.Connection) -> Repair:
-        found = compare(source, local, remote_list, local_list)
-        if not found.equal:
-            _fix(source, local, found, remote_list, local_list, group.id)
+        missing = extra = changed = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgsync-compare") as pool:
+            plan = _plan(source, local, remote_list, local_list, pool)
+            # Each batch of differences is fixed before the next is read (memory stays flat).
+            for table, found in _differences(source, local, remote_list, local_list, plan, pool):
+                _fix(source, local, table, found, remote_list, local_list, group.id)
+                missing, extra, changed = (
+                    missing + len(found.missing),
+                    extra + len(found.extra),
+                    changed + len(found.changed),
+                )
         if neighbours is not None:
             _settle_neighbours(source, local, group.id, neighbours)
-        return Repair(found.counts(), found.leader_rows["dossier"], found.leader_rows["dossier_face"])
+        return Repair(Differences(missing, extra, changed), plan.leader_rows[0], plan.leader_rows[1])
 
     what = f"the repair of list {local_list}"
     return _at_one_snapshot(leader, database_url, group, local_list, deadline, what, repair)
@@ -405,7 +449,8 @@ def _upsert(
 def _fix(
     source: pg.Connection,
     writer: pg.Connection,
-    found: Comparison,
+    table: str,
+    difference: TableDifference,
     remote_list: int,
     local_list: int,
     group_id: int,
@@ -413,10 +458,8 @@ def _fix(
     """Within the caller's transaction: the Leader's rows that are missing or changed here,
     staged and upserted; the rows the Leader does not have, deleted."""
     subscriber.write_as_apply(writer)
-    for table in TABLES:
-        difference = found.tables[table]
-        wanted = difference.missing + difference.changed
-        if wanted:
-            _upsert(source, writer, table, remote_list, local_list, group_id, wanted)
-        if difference.extra:
-            writer.execute(_query("delete_rows", table=table), {"list": local_list, "ids": difference.extra})
+    wanted = difference.missing + difference.changed
+    if wanted:
+        _upsert(source, writer, table, remote_list, local_list, group_id, wanted)
+    if difference.extra:
+        writer.execute(_query("delete_rows", table=table), {"list": local_list, "ids": difference.extra})
