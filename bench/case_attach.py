@@ -36,12 +36,19 @@ from psycopg import sql
 from bench import pause
 from bench.sites import Sites, has_pglogical
 from bench.stats import Series, ratio, rotations, table
-from pgsync_dossier.copier import COLUMNS
+from pgsync_dossier.copier import COLUMNS, ROWS_PER_PART_ENV
 
 
 def _attach(sites: Sites, remote: int, rep: int, name: str = "replica") -> tuple[float, int, str]:
     local = sites.make_list(sites.subscriber, f"{name} {remote}.{rep}")
     return sites.attach(remote, local), local, "dossiers"
+
+
+def _attach_in_one_part(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
+    """pgsync attach with its copy in one part whatever the list (as before parts existed):
+    the pause the parts shorten, measured the same way."""
+    local = sites.make_list(sites.subscriber, f"one part {remote}.{rep}")
+    return sites.attach(remote, local, env={ROWS_PER_PART_ENV: str(10**12)}), local, "dossiers"
 
 
 def _undo_attach(sites: Sites, local: int) -> None:
@@ -223,6 +230,7 @@ def _undo_pglogical(sites: Sites, remote: int) -> None:
 RUNNERS = {
     "pgsync attach (CLI)": (_attach, _undo_attach),
     "pgsync attach beside a list (CLI)": (_attach_beside, _undo_attach_beside),
+    "pgsync attach in one part (CLI)": (_attach_in_one_part, _undo_attach),
     "fair floor": (_floor, _undo_floor),
     "native pub/sub": (_native, _undo_native),
     "pglogical": (_pglogical, _undo_pglogical),
@@ -230,7 +238,13 @@ RUNNERS = {
 
 
 #: The methods a `--size` run times: every pgsync attach there is beside the pause neighbour.
-AT_SCALE = ("pgsync attach (CLI)", "fair floor", "native pub/sub", "pglogical")
+AT_SCALE = (
+    "pgsync attach (CLI)",
+    "pgsync attach in one part (CLI)",
+    "fair floor",
+    "native pub/sub",
+    "pglogical",
+)
 PEERS = ("fair floor", "native pub/sub")
 
 
@@ -246,7 +260,9 @@ def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> di
         ]
         series = {method: Series(method) for method in methods}
         rss = Series("pgsync attach peak RSS", "MB")
-        paused = Series("the other lists' longest wait", "s")
+        paused = {
+            m: Series(f"the other lists' longest wait, {m}", "s") for m in methods if m.startswith("pgsync")
+        }
         for rep, order in enumerate(rotations(methods, reps)):
             for method in order:
                 runner, undo = RUNNERS[method]
@@ -254,8 +270,9 @@ def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> di
                 if at_scale and method.startswith("pgsync"):
                     with pause.watched(sites) as waited:
                         seconds, local, db = runner(sites, remote, rep)
-                    paused.values.append(waited.seconds)
-                    rss.values.append(sites.last_peak_rss_mb)
+                    paused[method].values.append(waited.seconds)
+                    if method == "pgsync attach (CLI)":
+                        rss.values.append(sites.last_peak_rss_mb)
                 else:
                     seconds, local, db = runner(sites, remote, rep)
                 got = sites.content(sites.subscriber, local, db)
@@ -275,7 +292,10 @@ def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> di
         }
         if at_scale:
             results["sizes"][size]["peak_rss_mb"] = rss.as_dict()
-            results["sizes"][size]["other_lists_wait_s"] = paused.as_dict()
+            results["sizes"][size]["other_lists_wait_s"] = paused["pgsync attach (CLI)"].as_dict()
+            results["sizes"][size]["other_lists_wait_in_one_part_s"] = paused[
+                "pgsync attach in one part (CLI)"
+            ].as_dict()
         for method, s in series.items():
             r, f = ratio(s, floor), ratio(s, fastest)
             lines.append(
@@ -290,7 +310,8 @@ def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> di
         if at_scale:
             print(
                 f"({size:,}: pgsync attach's peak RSS {rss.cell()}; the group's other lists waited "
-                f"{paused.cell()}; the faster peer: {fastest.name})"
+                f"{paused['pgsync attach (CLI)'].cell()} (in one part: "
+                f"{paused['pgsync attach in one part (CLI)'].cell()}); the faster peer: {fastest.name})"
             )
     faces = f" x {sites.faces_per_dossier} faces" if sites.faces_per_dossier > 1 else " + faces"
     print(table([f"dossiers{faces}", "method", "median (min-max)", "/ floor", "/ faster peer"], lines))

@@ -10,6 +10,12 @@ from it, so the list keeps its size. Then, in rotated order:
 - fresh attach: the list detached with --purge and the tables vacuumed (untimed), then attached
   again.
 After each, the replica must equal the Leader list.
+
+Before a catch-up the windowed group's slot is a backlog of WAL; past 64 MB the sync weighs
+it against the list's size and may repair in place instead of replaying (backlog.py). Each
+catch-up's backlog and the choice its sync recorded in the history are kept. With
+`at_scale`, a fourth method replays whatever the backlog (PGSYNC_DOSSIER_REPAIR_ABOVE=inf):
+what the choice saved, or cost.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from typing import Any
 
 from bench.sites import Sites
 from bench.stats import Series, ratio, rotations, table
+from pgsync_dossier.backlog import REPAIR_ABOVE_ENV
 
 #: A window that is closed nearly always (03:00 on the first of January).
 CLOSED_SCHEDULE = "FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1;BYHOUR=3"
 METHODS = ("catch-up sync", "idle sync", "fresh attach")
+REPLAYED = "catch-up, always replayed"
+AT_SCALE = (METHODS[0], REPLAYED, *METHODS[1:])
 #: Shares of the changes, by kind.
 MIX = {"update": 0.40, "insert": 0.15, "delete": 0.15, "move out": 0.15, "move in": 0.15}
 
@@ -54,7 +63,26 @@ def _change(sites: Sites, remote: int, pool: int, share: float, size: int) -> No
     sites.fill(remote, count["insert"])
 
 
-def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, Any]:
+def _backlog_mb(sites: Sites) -> float:
+    """The windowed group's backlog on the Leader: WAL since its stopped slot's position."""
+    rows = sites.execute(
+        sites.leader,
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) AS behind "
+        "FROM pg_replication_slots WHERE slot_name LIKE 'pgsync%%' AND NOT active",
+    )
+    return max((float(r["behind"]) for r in rows), default=0.0) / (1024 * 1024)
+
+
+def _last_note(sites: Sites) -> str:
+    rows = sites.execute(
+        sites.subscriber,
+        "SELECT coalesce(note, '') AS note FROM pgsync.sync_run WHERE finished_at IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1",
+    )
+    return rows[0]["note"] if rows else ""
+
+
+def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool = False) -> dict[str, Any]:
     """The run's shared Leader list of `size` is changed here: this case runs after the others."""
     results: dict[str, Any] = {"size": size, "shares": {}}
     remote = sites.filled_list("list", size)
@@ -64,14 +92,23 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
     sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE, tty=False)
     lines = []
     for share in shares:
-        series = {method: Series(method) for method in METHODS}
-        rss = {method: Series(f"{method} peak RSS", "MB") for method in METHODS}
-        for order in rotations(METHODS, reps):
+        label = f"{share:.0%}"
+        methods = AT_SCALE if at_scale else METHODS
+        series = {method: Series(method) for method in methods}
+        rss = {method: Series(f"{method} peak RSS", "MB") for method in methods}
+        backlogs: dict[str, list[dict[str, Any]]] = {METHODS[0]: [], REPLAYED: []}
+        for order in rotations(methods, reps):
             for method in order:
-                if method == "catch-up sync":
+                if method in backlogs:
                     _change(sites, remote, pool, share, size)
                     sites.checkpoint()
-                    series[method].values.append(sites.ok("subscriber", "sync", str(local)).seconds)
+                    behind = _backlog_mb(sites)
+                    env = {REPAIR_ABOVE_ENV: "inf"} if method == REPLAYED else None
+                    timed = sites.cli("subscriber", "sync", str(local), env=env)
+                    if timed.exit_code != 0:
+                        raise RuntimeError(f"{method} failed: {timed.stderr.strip()[-400:]}")
+                    series[method].values.append(timed.seconds)
+                    backlogs[method].append({"backlog_mb": behind, "choice": _last_note(sites)})
                 elif method == "idle sync":
                     sites.checkpoint()
                     series[method].values.append(sites.ok("subscriber", "sync", str(local)).seconds)
@@ -86,14 +123,23 @@ def run(sites: Sites, size: int, shares: list[float], reps: int) -> dict[str, An
                 if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
                     raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
         catchup, idle, fresh = (series[m] for m in METHODS)
-        label = f"{share:.0%}"
+        for method, seen in backlogs.items():
+            for one in seen:
+                print(
+                    f"({label} {method}: backlog {one['backlog_mb']:,.0f} MB; {one['choice'] or 'no note'})"
+                )
         results["shares"][label] = {
             "series": [s.as_dict() for s in series.values()],
             "catchup_over_idle": ratio(catchup, idle),
             "fresh_attach_over_catchup": ratio(fresh, catchup),
             "catchup_over_fresh_attach": ratio(catchup, fresh),
             "peak_rss_mb": {method: r.as_dict() for method, r in rss.items()},
+            "backlogs": backlogs,
         }
+        if at_scale:
+            replayed = series[REPLAYED]
+            results["shares"][label]["replayed_over_fresh_attach"] = ratio(replayed, fresh)
+            lines.append([label, REPLAYED, replayed.cell(), "-", "-", rss[REPLAYED].cell()])
         over_idle, fresh_over = ratio(catchup, idle), ratio(fresh, catchup)
         peaks = {m: rss[m].cell() for m in METHODS}
         lines.append(

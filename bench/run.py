@@ -77,7 +77,9 @@ def _at_scale(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str,
         "attach": lambda s: case_attach.run(s, sizes, reps, at_scale=True),
         "repair": lambda s: case_repair.run(s, sizes, reps, at_scale=True),
         "verify": lambda s: {str(n): case_verify.run(s, n, reps, at_scale=True) for n in sizes},
-        "catchup": lambda s: {str(n): case_catchup.run(s, n, [0.01, 0.10, 0.50], reps) for n in sizes},
+        "catchup": lambda s: {
+            str(n): case_catchup.run(s, n, [0.01, 0.10, 0.50], reps, at_scale=True) for n in sizes
+        },
     }
 
 

@@ -145,7 +145,9 @@ class Sites:
         os.close(primary)
         return Timed(seconds, code, out.decode(), b"".join(drained).decode(errors="replace"), rss)
 
-    def attach(self, remote: int, local: int, *extra: str, tty: bool = True) -> float:
+    def attach(
+        self, remote: int, local: int, *extra: str, tty: bool = True, env: dict[str, str] | None = None
+    ) -> float:
         """`attach` as a user runs it, by default at a prompt (its own process, the progress
         bar drawn); with tty=False as a script runs it. Its seconds; a failure ends the run."""
         timed = self.cli(
@@ -159,6 +161,7 @@ class Sites:
             str(local),
             *extra,
             tty=tty,
+            env=env,
         )
         if timed.exit_code != 0:
             raise RuntimeError(f"attach failed: {timed.stderr.strip()[-500:]}")

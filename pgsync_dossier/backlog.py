@@ -12,13 +12,29 @@ group's lists, the repair is the cheaper, and the slot is moved on to the presen
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from pgsync_dossier.errors import UsageError
 
 #: Below this backlog the replay is always taken: the estimate itself (counting the lists'
 #: rows) would cost more than any difference between the two.
 MIN_BACKLOG_BYTES = 64 * 1024 * 1024
 #: Repair in place when the backlog's WAL exceeds this many times the lists' size.
 REPAIR_ABOVE = 0.5
+#: Overrides REPAIR_ABOVE (docs/operations.md): `inf` always replays, `0` repairs every
+#: backlog past MIN_BACKLOG_BYTES (the benchmark measures each way so).
+REPAIR_ABOVE_ENV = "PGSYNC_DOSSIER_REPAIR_ABOVE"
+
+
+def repair_above() -> float:
+    text = os.environ.get(REPAIR_ABOVE_ENV)
+    if not text:
+        return REPAIR_ABOVE
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        raise UsageError(f"{REPAIR_ABOVE_ENV}={text!r} is not a number: unset it, or give e.g. 0.5") from None
 
 
 @dataclass(frozen=True)
@@ -26,23 +42,25 @@ class BacklogChoice:
     backlog_bytes: int
     lists_bytes: int
     repair: bool
+    bound: float = REPAIR_ABOVE
 
     @property
     def note(self) -> str:
         """The choice as the sync history and the log show it."""
         sizes = f"a backlog of {_mb(self.backlog_bytes)} of WAL against lists of {_mb(self.lists_bytes)}"
         if self.repair:
-            over = f"over {REPAIR_ABOVE:g}x"
+            over = f"over {self.bound:g}x"
             return f"{sizes} ({over}): slot moved on, lists repaired in place instead of replayed"
-        return f"{sizes} (at most {REPAIR_ABOVE:g}x): replayed"
+        return f"{sizes} (at most {self.bound:g}x): replayed"
 
 
 def worth_estimating(backlog_bytes: int | None) -> bool:
     return backlog_bytes is not None and backlog_bytes >= MIN_BACKLOG_BYTES
 
 
-def choose(backlog_bytes: int, lists_bytes: int) -> BacklogChoice:
-    return BacklogChoice(backlog_bytes, lists_bytes, backlog_bytes > REPAIR_ABOVE * lists_bytes)
+def choose(backlog_bytes: int, lists_bytes: int, bound: float | None = None) -> BacklogChoice:
+    above = repair_above() if bound is None else bound
+    return BacklogChoice(backlog_bytes, lists_bytes, backlog_bytes > above * lists_bytes, above)
 
 
 def _mb(size: int) -> str:

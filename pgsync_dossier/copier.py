@@ -32,7 +32,7 @@ from psycopg import sql
 from pgsync_dossier import faults, pg, schema_skew, subscriber
 from pgsync_dossier.catalog import Group
 from pgsync_dossier.deadline import Deadline
-from pgsync_dossier.errors import DeadlineExceeded, OperationFailed
+from pgsync_dossier.errors import DeadlineExceeded, OperationFailed, UsageError
 from pgsync_dossier.leader_client import LeaderClient
 from pgsync_dossier.schema_skew import TABLES
 
@@ -108,7 +108,13 @@ def has_rows(conn: pg.Connection, local: int) -> bool:
 
 def parts(rows: int) -> list[Part]:
     """The parts of a copy of `rows` rows: about ROWS_PER_PART each, one when that is all."""
-    per_part = int(os.environ.get(ROWS_PER_PART_ENV) or ROWS_PER_PART)
+    text = os.environ.get(ROWS_PER_PART_ENV)
+    try:
+        per_part = int(text) if text else ROWS_PER_PART
+    except ValueError:
+        raise UsageError(
+            f"{ROWS_PER_PART_ENV}={text!r} is not a whole number: unset it, or give e.g. 250000"
+        ) from None
     count = max(1, min(PREFIXES, -(-rows // max(per_part, 1))))
     edges = [PREFIXES * n // count for n in range(count + 1)]
     return [Part(edges[n], edges[n + 1] - 1, n + 1, count) for n in range(count)]

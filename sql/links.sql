@@ -8,6 +8,11 @@ SELECT 1 FROM public.dossier_list WHERE id = %(list)s;
 -- name: lock_local_list
 UPDATE public.dossier_list SET modified_at = now() WHERE id = %(list)s;
 
+-- A purge's own statement timeout: none, inside its transaction only (a list of a million
+-- dossiers takes longer than a connection's default).
+-- name: no_statement_timeout_here
+SET LOCAL statement_timeout = 0;
+
 -- A detached list's rows, set-based (run in replica mode: no per-row trigger or cascade),
 -- but the dossiers in %(keep)s with their faces. Faces by their own list, not their
 -- dossier's: one whose dossier went missing (a write that bypassed the foreign keys) would

@@ -9,6 +9,7 @@ from pathlib import Path
 PACKAGE = "pgsync_dossier"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
     if parts[-1] == "__init__":

@@ -24,7 +24,13 @@ from pgsync_dossier import __version__
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext
 from pgsync_dossier.cli.options import Expected
-from pgsync_dossier.errors import OperationFailed, PgsyncError, ServerUnreachable, UsageError
+from pgsync_dossier.errors import (
+    DeadlineExceeded,
+    OperationFailed,
+    PgsyncError,
+    ServerUnreachable,
+    UsageError,
+)
 
 #: The commands by who runs them, as --help groups them: section -> command -> "module:attribute"
 #: of its click command.
@@ -63,6 +69,11 @@ SECTIONS: dict[str, dict[str, str]] = {
 COMMANDS = {name: target for section in SECTIONS.values() for name, target in section.items()}
 #: What a command interrupted (Ctrl-C, SIGINT) exits with: 128 + the signal's number.
 INTERRUPTED_EXIT = 130
+
+
+def _timed_out(exc: BaseException) -> bool:
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.errors.QueryCanceled)
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -184,6 +195,9 @@ def _usage_hint(exc: click.UsageError) -> str:
 
 def _unexpected(exc: Exception) -> PgsyncError:
     """An exception no module raised on purpose: a server that went away, or a bug."""
+    if _timed_out(exc):  # a statement ran past its time limit: the server is fine
+        reason = exc.diag.message_primary or str(exc).strip().splitlines()[-1]  # type: ignore[attr-defined]
+        return DeadlineExceeded(f"a statement ran out of time ({reason}); run the command again")
     if _connection_lost(exc):  # a server went away or gave up mid-command
         reason = exc.diag.message_primary or str(exc).strip().splitlines()[-1]  # type: ignore[attr-defined]
         return ServerUnreachable(f"a server stopped answering: {reason}")
