@@ -135,9 +135,8 @@ def copy_pending(
             mapped = sorted(other.remote_list_id for other in links_of(s.conn, group.id))
             neighbours = _quiesce(s, group, leader, link, deadline, widen_to=mapped)
             # Alone in its group, a list is copied in one go: nobody waits on the pause.
-            pieces = (
-                [None] if neighbours is None else copier.parts(copier.rows_of(leader, link.remote_list_id))
-            )
+            total = 0 if neighbours is None else copier.rows_of(leader, link.remote_list_id)
+            pieces = [None] if neighbours is None else copier.parts(total)
             results: list[CopyResult] = []
             # Every part goes the way the list's state decides now (direct: it is empty), not
             # the way the stream's inserts between parts would make it look.
@@ -167,7 +166,7 @@ def copy_pending(
                         link.local_list_id,
                         group,
                         deadline,
-                        progress,
+                        _after(results, progress, total),
                         on_expected=functools.partial(catalog.set_copy_expected, s.conn, link.local_list_id),
                         merge=merge,
                         part=part,
@@ -207,6 +206,15 @@ def copy_pending(
     finally:
         catalog.set_copy_pause(s.conn, group.id, None, None)
     return done
+
+
+def _after(done: list[CopyResult], progress: Progress | None, total: int) -> Progress | None:
+    """A part's progress as the whole copy's (`total` rows, as counted before the first part):
+    the rows of the parts before it come first. A copy in one go reports its own."""
+    if progress is None or total == 0:
+        return progress
+    before = sum(part.dossiers + part.faces for part in done)
+    return lambda rows, expected: progress(before + rows, max(total, before + expected))
 
 
 def repair_pending(s: Session, group: Group, leader: LeaderClient, deadline: Deadline) -> dict[int, Repair]:
