@@ -99,8 +99,13 @@ def judge(report: dict[str, Any], size: int, reference: int) -> list[dict[str, A
 
 
 def _peaks(cases: dict[str, Any], size: int, reference: int) -> list[tuple[str, float | None, float | None]]:
-    """(command, median peak RSS at `size`, at `reference`) for each command timed at both."""
+    """(command, median peak RSS at `size`, at `reference`) for each command timed at both:
+    the memory case's when it ran, else the timed cases'."""
     found: list[tuple[str, float | None, float | None]] = []
+    memory = cases.get("memory", {}).get("sizes", {})
+    if str(size) in memory and str(reference) in memory:
+        large, small = memory[str(size)], memory[str(reference)]
+        return [(c, large[c]["peak_rss_mb"], small[c]["peak_rss_mb"]) for c in large if c in small]
     attach = cases.get("attach", {}).get("sizes", {})
     if size in attach and reference in attach:
         found.append(

@@ -35,6 +35,7 @@ from bench import (
     case_catchup,
     case_freshness,
     case_leader,
+    case_memory,
     case_overhead,
     case_repair,
     case_verify,
@@ -49,7 +50,7 @@ SYSTEM_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
 
 
 #: The cases a `--size` run has by default, in this order (catch-up changes the shared list).
-AT_SCALE = ("attach", "repair", "verify", "catchup")
+AT_SCALE = ("attach", "repair", "verify", "catchup", "memory")
 #: Faces per dossier in a `--size` run: large sites enrol several per person.
 FACES_AT_SCALE = 2
 #: The size a `--size` run measures too, as the memory reference (the goal: peak RSS at the
@@ -80,6 +81,7 @@ def _at_scale(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str,
         "catchup": lambda s: {
             str(n): case_catchup.run(s, n, [0.01, 0.10, 0.50], reps, at_scale=True) for n in sizes
         },
+        "memory": lambda s: case_memory.run(s, sizes),
     }
 
 

@@ -60,7 +60,7 @@ class Timed:
     exit_code: int
     stdout: str
     stderr: str
-    #: the process's peak resident set (its own, from wait4: not its children's), in MB
+    #: the process's own peak resident set (VmHWM, see _Peak), in MB
     peak_rss_mb: float = 0.0
 
 
@@ -247,10 +247,39 @@ class Sites:
         return int(row["dossiers"]), int(row["faces"]), str(row["digest"])
 
 
+class _Peak:
+    """A process's own peak RSS: VmHWM of /proc/PID/status, read every PEAK_EVERY_S while it
+    runs (the high-water mark of its own address space, which exec starts afresh). Not
+    wait4's ru_maxrss: Linux carries the forking parent's high-water mark into the child's
+    across exec, so every command would weigh at least as much as this harness."""
+
+    def __init__(self, pid: int) -> None:
+        self.mb = 0.0
+        self._path = Path(f"/proc/{pid}/status")
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            try:
+                for line in self._path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                return  # the process is gone (or a zombie: its memory is released)
+            self._done.wait(PEAK_EVERY_S)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+PEAK_EVERY_S = 0.02
+
+
 def _run(command: list[str], env: dict[str, str], stderr: Any) -> tuple[float, int, bytes, bytes, float]:
-    """Run a process to its end: (seconds, exit code, stdout, stderr, peak RSS in MB). The
-    child is reaped with wait4, whose rusage is the process's own peak (ru_maxrss, in KB on
-    Linux); Popen's own wait would discard it."""
+    """Run a process to its end: (seconds, exit code, stdout, stderr, peak RSS in MB)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
     outputs: dict[str, bytes] = {}
@@ -264,7 +293,9 @@ def _run(command: list[str], env: dict[str, str], stderr: Any) -> tuple[float, i
     ]
     for thread in readers:
         thread.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    peak = _Peak(process.pid)
+    _, status = os.waitpid(process.pid, 0)
+    peak.stop()
     seconds = time.perf_counter() - start
     for thread in readers:
         thread.join()
@@ -277,7 +308,7 @@ def _run(command: list[str], env: dict[str, str], stderr: Any) -> tuple[float, i
         process.returncode,
         outputs.get("out", b""),
         outputs.get("err", b""),
-        usage.ru_maxrss / 1024,
+        peak.mb,
     )
 
 

@@ -68,9 +68,11 @@ PROGRESS_EVERY_S = 0.25
 _SQL = "copier.sql"
 #: Rows (dossiers and faces together) of one part of a copy in a group with other lists: the
 #: group's stream is paused for one part at a time and applies the other lists' changes
-#: between parts. ~250,000 rows of 2 KB embeddings copy in about 6 s on the 2-core bench
-#: machine, so the other lists wait well under 10 s (bench/README.md, "a million dossiers").
-ROWS_PER_PART = 250_000
+#: between parts. On the 2-core bench machine, parts of 250,000 rows of 2 KB embeddings made
+#: them wait 13.6 s at a million dossiers (9.5 to 21 s; 5.2 s for parts of 150,000 at
+#: 100,000 dossiers): 150,000 keeps a part under 10 s there (bench/README.md, "a million
+#: dossiers").
+ROWS_PER_PART = 150_000
 #: Overrides ROWS_PER_PART (docs/operations.md: a faster machine may take larger parts).
 ROWS_PER_PART_ENV = "PGSYNC_DOSSIER_ROWS_PER_PART"
 #: Ids are split into parts by their top 16 bits (uuids are uniform: parts come out even).
@@ -113,7 +115,7 @@ def parts(rows: int) -> list[Part]:
         per_part = int(text) if text else ROWS_PER_PART
     except ValueError:
         raise UsageError(
-            f"{ROWS_PER_PART_ENV}={text!r} is not a whole number: unset it, or give e.g. 250000"
+            f"{ROWS_PER_PART_ENV}={text!r} is not a whole number: unset it, or give e.g. 150000"
         ) from None
     count = max(1, min(PREFIXES, -(-rows // max(per_part, 1))))
     edges = [PREFIXES * n // count for n in range(count + 1)]
