@@ -6,15 +6,17 @@ repetitions would measure the same high-water mark): attach of a continuous repl
 terminal, the progress bar drawn), `verify`, `repair --confirm` of 1% damaged, `detach
 --purge`; then a windowed replica, 50% of the Leader list changed, and the `sync` that
 catches it up (its backlog repaired in place or replayed, as the sync chooses: its choice is
-printed). The peak is the process's VmHWM (bench/sites.py, _Peak). Timings are printed for
-orientation only: this case may run beside another, and they are not its subject.
+printed). The attach runs beside the pause neighbour (bench/pause.py): its copy goes in
+parts, and the neighbour's longest wait is printed. The peak is the process's VmHWM
+(bench/sites.py, _Peak). Timings are printed for orientation only: this case may run beside
+another, and they are not its subject.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench import case_catchup, case_repair
+from bench import case_catchup, case_repair, pause
 from bench.sites import Sites
 from bench.stats import table
 
@@ -34,7 +36,9 @@ def _pass(sites: Sites, size: int) -> dict[str, dict[str, float]]:
 
     local = sites.make_list(sites.subscriber, f"memory {size}")
     attach = ("attach", "--remote-list", str(remote), "--remote-url", sites.leader_url, "--local-list")
-    ran("attach", *attach, str(local), tty=True)
+    with pause.watched(sites) as waited:  # beside the neighbour: the copy goes in parts
+        ran("attach", *attach, str(local), tty=True)
+    peaks["attach"]["other_lists_wait_s"] = waited.seconds
     sites.age_replicas()
     ran("verify", "verify", str(local), "--json")
     case_repair._damage(sites, local, size)
@@ -70,4 +74,6 @@ def run(sites: Sites, sizes: list[int]) -> dict[str, Any]:
     print(table(["command", f"{small:,}", f"{large:,}", "growth", "seconds (orientation)"], lines))
     choice = passes[large]["catch-up of 50%"].get("choice") or "replayed, no note"
     print(f"(the catch-up at {large:,}: {choice})")
+    waits = ", ".join(f"{p['attach']['other_lists_wait_s']:.1f} s at {n:,}" for n, p in passes.items())
+    print(f"(the group's other lists waited during the attach, in parts: {waits}; one attach each)")
     return {"sizes": {str(size): peaks for size, peaks in passes.items()}}
