@@ -172,3 +172,42 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
         )
     )
     return results
+
+
+def _checkpoints(sites: Sites) -> int:
+    """The Leader's checkpoints so far (pg_stat_checkpointer from 17, pg_stat_bgwriter before)."""
+    if int(sites.version.split(".")[0]) >= 17:
+        query = "SELECT num_timed + num_requested AS n FROM pg_stat_checkpointer"
+    else:
+        query = "SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter"
+    return int(sites.execute(sites.leader, query)[0]["n"])
+
+
+def repeated(sites: Sites, size: int, share: float, runs: int) -> dict[str, Any]:
+    """The same catch-up `runs` times in a row, replayed whatever its backlog: does one ever
+    take many times the others (a 50% catch-up on 15 once took 32.3 s against ~3.5 s)? Each
+    run's seconds, the WAL it replayed and the Leader's checkpoints during it are kept."""
+    remote = sites.filled_list("repeat", size)
+    pool = sites.make_list(sites.leader, "repeat pool")
+    sites.fill(pool, max(size // 4, 10))
+    local = sites.make_list(sites.subscriber, f"repeat replica {size}")
+    sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE, tty=False)
+    runs_seen: list[dict[str, Any]] = []
+    for _ in range(runs):
+        _change(sites, remote, pool, share, size)
+        sites.checkpoint()
+        behind = _backlog_mb(sites)
+        before = _checkpoints(sites)
+        timed = sites.cli("subscriber", "sync", str(local), env={REPAIR_ABOVE_ENV: "inf"})
+        if timed.exit_code != 0:
+            raise RuntimeError(f"catch-up failed: {timed.stderr.strip()[-400:]}")
+        after = _checkpoints(sites)
+        if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
+            raise RuntimeError("a repeated catch-up left the replica different from its Leader list")
+        runs_seen.append({"seconds": timed.seconds, "backlog_mb": behind, "checkpoints": after - before})
+    sites.ok("subscriber", "detach", str(local), "--purge")
+    series = Series("catch-up, always replayed", values=[r["seconds"] for r in runs_seen])
+    print(f"(a windowed list of {size:,} dossiers; {share:.0%} changed before each of {runs} catch-ups)")
+    print(", ".join(f"{r['seconds']:.2f}" for r in runs_seen))
+    print(f"median {series.cell()}; slowest / median {max(series.values) / series.median:.2f}x")
+    return {"size": size, "share": share, "runs": runs_seen, "series": series.as_dict()}

@@ -11,6 +11,7 @@ every command, ~40 ms each).
     ./run bench                       every case, every PostgreSQL found (15 and 18 here)
     ./run bench attach --reps 5       one case
     ./run bench verify --dossiers 300000   the verify case on a larger list
+    ./run bench catchup-repeat --reps 20   one 50% catch-up of 100,000, 20 times in a row
     ./run bench --smoke               tiny sizes, one repetition: the harness works (CI)
     ./run bench --size 1m             attach, repair, verify and catch-up at 1,000,000 dossiers
                                       with 2 faces each (and at 100,000, the memory reference),
@@ -95,6 +96,7 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
         "catchup": lambda s: case_catchup.run(
             s, 2000 if smoke else 100_000, [0.01] if smoke else [0.01, 0.10, 0.50], reps
         ),
+        "catchup-repeat": lambda s: case_catchup.repeated(s, 2000 if smoke else 100_000, 0.50, reps),
         "freshness": lambda s: case_freshness.run(s, 1000, 2.0 if smoke else 60.0, reps),
         "overhead": lambda s: case_overhead.run(
             s, [1, 3] if smoke else [1, 20, 100], 1 if smoke else 5, 2000 if smoke else 100_000
