@@ -363,8 +363,10 @@ def replay_or_repair(
 ) -> BacklogChoice | None:
     """Before the stream resumes: when its backlog is large, replay it or repair the lists in
     place instead, whichever costs less (backlog.py); the repair is set up here (heal) and
-    done by repair_pending. None when the backlog is too small to weigh."""
-    behind = slot.lag_bytes if slot is not None and slot.slot_exists else None
+    done by repair_pending. None when the backlog is too small to weigh, or when a walsender
+    is streaming it now: a live stream that is behind (the Leader bulk-loading other tables)
+    is catching up, and moving its slot on would repair every list for nothing."""
+    behind = slot.lag_bytes if slot is not None and slot.slot_exists and not slot.active else None
     if not backlog.worth_estimating(behind):
         return None
     assert behind is not None
