@@ -407,15 +407,18 @@ SELECT a.application_name, sum(p.tuples_processed)::bigint AS rows
  GROUP BY a.application_name;
 
 -- The bytes the rows of these local lists take, both tables, estimated from each table's size
--- per row (a table never analyzed counts as one row: its whole size, so the estimate errs
--- towards replaying). Read only when a stream's backlog is large (backlog.py).
+-- per row. A table's row estimate (reltuples) lags behind a copy that ANALYZE has not seen
+-- yet: it never counts for fewer rows than these lists have, so the lists never weigh more
+-- than their tables (a bloated table makes them weigh more: the estimate errs towards
+-- replaying). Read only when a stopped stream's backlog is large (backlog.py).
 -- name: lists_bytes
-SELECT coalesce(sum(rows * per_row), 0)::bigint AS bytes
-  FROM (SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = ANY (%(lists)s)) AS rows,
-               pg_catalog.pg_total_relation_size('public.dossier')::float8
-               / greatest(c.reltuples, 1) AS per_row
-          FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier'::regclass
+SELECT coalesce(sum(n * size / greatest(estimated, n, 1)), 0)::bigint AS bytes
+  FROM (SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = ANY (%(lists)s)) AS n,
+               pg_catalog.pg_total_relation_size('public.dossier')::float8 AS size,
+               (SELECT c.reltuples FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier'::regclass)
+                 AS estimated
         UNION ALL
         SELECT (SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = ANY (%(lists)s)),
-               pg_catalog.pg_total_relation_size('public.dossier_face')::float8 / greatest(c.reltuples, 1)
-          FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier_face'::regclass) AS sizes;
+               pg_catalog.pg_total_relation_size('public.dossier_face')::float8,
+               (SELECT c.reltuples FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier_face'::regclass)
+       ) AS sizes;
