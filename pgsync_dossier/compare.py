@@ -1,12 +1,14 @@
 """Compare a Leader list with its replica, and repair the replica in place.
 
-Each server keeps a hash of each row's content (migration 0005), so a comparison reads only
-an index on both sides: per chunk of ids, the number of rows and the XOR of their hashes,
+Each server keeps a hash of each row's content (migration 0005), and its index carries that
+hash and the row's version (migration 0011), so a comparison reads only an index on both
+sides: per chunk of ids, the number of rows and the XOR of their states (content and version),
 each hashed once more (a row's hash is the XOR of its fields' hashes, so the same change on
 two rows of a chunk would otherwise cancel out; see the chunk_digests query). Only the
 chunks that differ are compared row by row, which names every difference: rows the Leader
 has and the replica has not (missing), rows the replica has and the Leader has not (extra),
-rows both have with different content (changed). The repair copies the missing and
+rows both have with a different content or version (changed: the version orders moves between
+two groups' lists, see sql/compare.sql). The repair copies the missing and
 changed rows from the Leader, at the same snapshot, and deletes the extra ones, in one local
 transaction: readers never see the list empty, and its cost follows the differences plus one
 index scan on each side.
@@ -88,7 +90,7 @@ def chunk_shift(rows: int) -> int:
 
 #: A chunk as chunk_digests sends it: chunk (int4), rows (int4), digest (int8), big-endian.
 DIGEST_BYTES = 16
-#: A row as range_rows sends it: id (16 bytes), content hash (int8).
+#: A row as range_rows sends it: id (16 bytes), state (int8: content hash and version).
 ROW_BYTES = 24
 ID_BYTES = 16
 #: Per table (its index in TABLES): the lowest and highest 16-bit id prefix of each range.
@@ -133,7 +135,7 @@ def id_ranges(chunks: list[int], shift: int) -> tuple[list[int], list[int]]:
 
 
 def _rows(conn: pg.Connection, list_id: int, ranges: Ranges) -> list[set[bytes]]:
-    """Per table: the rows of the ranges, as (id, content hash) records."""
+    """Per table: the rows of the ranges, as (id, state) records."""
     params: dict[str, int | list[int]] = {"list": list_id}
     for index, table in enumerate(TABLES):
         params[f"{table}_lows"], params[f"{table}_highs"] = ranges.get(index, ([], []))
@@ -247,7 +249,7 @@ def recheck(
 
 
 def _difference(theirs: set[bytes], ours: set[bytes]) -> TableDifference:
-    """Rows (id, content hash records) that are not on both sides with the same content."""
+    """Rows (id, state records) that are not on both sides in the same state."""
     leader_only = _ids(theirs - ours)
     local_only = _ids(ours - theirs)
     return TableDifference(

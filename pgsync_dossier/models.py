@@ -97,14 +97,15 @@ dossier = Table(
     _timestamp("created_at"),
     _timestamp("modified_at"),
     Column("row_version", BigInteger, nullable=False, server_default=text("0")),
-    # Each server's own hash of the row's content (migration 0005): what verify compares.
+    # Each server's own hash of the row's content (migration 0005): with row_version, what verify
+    # compares (sql/compare.sql).
     Column("content_hash", BigInteger, Computed(DOSSIER_CONTENT_HASH, persisted=True)),
     # The replica identity on the Leader and the target of dossier_face's composite FK.
     UniqueConstraint("id", "dossier_list_id"),
     CheckConstraint(f"octet_length(name) BETWEEN 1 AND {MAX_NAME_BYTES}", name="name_size"),
     CheckConstraint(f"octet_length(comment) <= {MAX_COMMENT_BYTES}", name="comment_size"),
     Index(None, "dossier_list_id", "name"),
-    Index(None, "dossier_list_id", "id", postgresql_include=["content_hash"]),
+    Index(None, "dossier_list_id", "id", postgresql_include=["content_hash", "row_version"]),
     Index(None, "row_version", postgresql_using="brin"),
 )
 
@@ -129,7 +130,7 @@ dossier_face = Table(
     ),
     CheckConstraint(f"octet_length(embedding) BETWEEN 1 AND {MAX_EMBEDDING_BYTES}", name="embedding_size"),
     CheckConstraint(f"octet_length(model) BETWEEN 1 AND {MAX_MODEL_BYTES}", name="model_size"),
-    Index(None, "dossier_list_id", "id", postgresql_include=["content_hash"]),
+    Index(None, "dossier_list_id", "id", postgresql_include=["content_hash", "row_version"]),
     Index(None, "dossier_id", "dossier_list_id"),
     Index(None, "row_version", postgresql_using="brin"),
 )

@@ -1,9 +1,9 @@
 """verify: does each replica hold exactly its Leader list? And, with --repair, make it so.
 
 Each replica is compared right after its group's sync barrier, chunk by chunk through the
-content hashes both sides keep (compare.py), so changes in flight are not mistaken for
-divergence. On a list being written the two sides are still read at slightly different
-moments, so the rows that differ are compared again after another barrier, and again, up to
+content hashes and row versions both sides keep (compare.py), so changes in flight are not
+mistaken for divergence. On a list being written the two sides are still read at slightly
+different moments, so the rows that differ are compared again after another barrier, and again, up to
 ATTEMPTS barriers: only what differs every time is reported, by kind (missing, extra,
 changed rows). A divergence differs whenever it is read; a row the stream applied between the
 two reads does not differ the next time.

@@ -50,9 +50,13 @@ def test_a_large_backlog_is_repaired_in_place_and_the_moves_kept(sites: dict[str
         ]
         conn.execute("UPDATE dossier SET comment = 'changed' WHERE id = ANY (%s)", [ids[:2]])
         conn.execute("DELETE FROM dossier WHERE id = %s", [ids[2]])
+        originals = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY id", [second])
+        over = originals.fetchone()["id"]
         conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = ANY (%s)", [second, ids[3:5]])
-        back = conn.execute("SELECT id FROM dossier WHERE dossier_list_id = %s ORDER BY id LIMIT 1", [second])
-        conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [first, back.fetchone()["id"]])
+        conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [first, over])
+        # Away and back: its faces end where they were, with the same content and a newer
+        # row_version, which the repair must bring too (the apply orders moves by it).
+        conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [first, ids[3]])
     _ballast(leader, backlog.MIN_BACKLOG_BYTES // (1024 * 1024) + 8)
 
     result = sub.ok("sync", "--all", "--json").json()

@@ -85,6 +85,30 @@ def test_verify_finds_matching_and_diverged_replicas(sites: dict[str, Site]) -> 
     _agrees_with_the_oracle(result.json()[0], found)
 
 
+def test_a_row_behind_the_leaders_version_differs_and_is_repaired(sites: dict[str, Site]) -> None:
+    """Same content, an older row_version: what a repair that compared content alone left of a
+    face whose dossier moved away and back. The apply orders moves between groups by that
+    version, so verify counts it as changed and a repair brings it."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
+    add_dossiers(leader.node, remote, 4, faces_each=2)
+    attach(sub, leader, remote, local)
+    with sub.node.connect() as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "UPDATE dossier_face SET row_version = row_version - 1 WHERE id = "
+            "(SELECT min(id::text)::uuid FROM dossier_face WHERE dossier_list_id = %s)",
+            [local],
+        )
+    found = oracle_verdict(leader, sub, [(remote, local)])
+    assert found.count("dossier_face", "changed") == 1, found.problems()
+    result = sub.cli("verify", str(local), "--json")
+    assert result.exit_code == 1
+    _agrees_with_the_oracle(result.json()[0], found)
+    sub.ok("repair", str(local), "--confirm")
+    assert_converged(leader, sub, [(remote, local)])
+
+
 def test_repair_copies_a_diverged_replica_afresh(sites: dict[str, Site]) -> None:
     leader, sub = sites["leader"], sites["subscriber_a"]
     remote, local = make_list(leader.node, "L"), make_list(sub.node, "T")
