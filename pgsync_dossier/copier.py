@@ -65,6 +65,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 PROGRESS_EVERY_S = 0.25
+#: How long a copy or an in-place repair may take: `attach` and `repair` default to it, and a
+#: sync that chose one gives it this long, not counted against its own --timeout.
+COPY_TIMEOUT_S = 3600.0
 _SQL = "copier.sql"
 #: Rows (dossiers and faces together) of one part of a copy in a group with other lists: the
 #: group's stream is paused for one part at a time and applies the other lists' changes

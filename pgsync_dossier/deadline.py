@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -34,6 +35,18 @@ class Deadline:
     def at_most(self, seconds: float) -> Deadline:
         """A deadline for one step: `seconds` from now, but never past this one."""
         return Deadline(max(min(seconds, self.remaining()), 1e-3), self._clock)
+
+    @contextmanager
+    def not_counting(self, seconds: float) -> Iterator[Deadline]:
+        """Work this deadline must not cut short (a copy or repair a sync chose, whose length
+        follows the data): it gets its own deadline, `seconds` from now or this one's end if
+        later, and the time it takes is added back to this one. A deadline that cut it short
+        would end it in a rollback, and every later attempt the same way."""
+        began = self._clock()
+        try:
+            yield Deadline(max(seconds, self.remaining(), 1e-3), self._clock)
+        finally:
+            self._end += self._clock() - began
 
 
 def backoff(first: float = FIRST_POLL_S, ceiling: float = MAX_POLL_S) -> Iterator[float]:

@@ -14,7 +14,17 @@ from typing import TypeVar
 
 import psycopg
 
-from pgsync_dossier import catalog, enrollment, faults, groups, leader_web, pg, schema_skew, subscriber
+from pgsync_dossier import (
+    catalog,
+    copier,
+    enrollment,
+    faults,
+    groups,
+    leader_web,
+    pg,
+    schema_skew,
+    subscriber,
+)
 from pgsync_dossier.catalog import Group, Link, LinkState
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.config import Config
@@ -30,7 +40,6 @@ from pgsync_dossier.sync import GroupOutcome, sync_group
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=LinkResult)
 
-DEFAULT_COPY_TIMEOUT_S = 3600.0
 #: How long detach waits for the barrier that brings a kept list up to date.
 DETACH_BARRIER_S = 30.0
 #: How long attach and repair wait for a sync of the group that is already running.
@@ -118,7 +127,7 @@ def attach(
     config: Config,
     request: AttachRequest,
     *,
-    timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
+    timeout_s: float = copier.COPY_TIMEOUT_S,
     on_progress: Progress | None = None,
     defer_first_sync: bool = False,
 ) -> AttachResult:
@@ -207,7 +216,7 @@ def _attach_in_group(
         return _link_result(AttachResult, s, link, group, facts, created=False, synced=False)
     if not facts.sync_at_creation or defer_first_sync:
         return _link_result(AttachResult, s, link, group, facts, created=existing is None, synced=False)
-    outcome = sync_group(s, group, "creation", deadline, on_progress)
+    outcome = sync_group(s, group, "creation", deadline, on_progress, work_s=None)
     if outcome.status != "synced":
         raise _failed_first_sync(outcome, request.local_list_id)
     link = catalog.link_for_list(s.conn, request.local_list_id)
@@ -474,7 +483,7 @@ def repair(
     config: Config,
     local_list_id: int,
     *,
-    timeout_s: float = DEFAULT_COPY_TIMEOUT_S,
+    timeout_s: float = copier.COPY_TIMEOUT_S,
     on_progress: Progress | None = None,
 ) -> RepairResult:
     """Bring a diverged replica back to its Leader list in place (compare.repair_list): the
@@ -486,7 +495,9 @@ def repair(
         link = catalog.link_for_list(s.conn, local_list_id)
         if link is None:
             raise PreconditionFailed(f"list {local_list_id} is not a replica", code="not_a_replica")
-        group, facts, outcome = repair_locked(s, link, Deadline(timeout_s), "repair requested", on_progress)
+        group, facts, outcome = repair_locked(
+            s, link, Deadline(timeout_s), "repair requested", on_progress, work_s=None
+        )
         if outcome.status != "synced":
             raise error_for(outcome.code)(
                 f"the repair of list {local_list_id} did not finish: {outcome.error}; the list keeps "
@@ -506,12 +517,18 @@ def repair(
 
 
 def repair_locked(
-    s: Session, link: Link, deadline: Deadline, note: str, on_progress: Progress | None = None
+    s: Session,
+    link: Link,
+    deadline: Deadline,
+    note: str,
+    on_progress: Progress | None = None,
+    work_s: float | None = copier.COPY_TIMEOUT_S,
 ) -> tuple[Group, LeaderFacts, GroupOutcome]:
     """The one way into a repair, for `repair`, `verify --repair` and a scheduled
     verification: the list's lock (refused as busy while another command holds it), the
     Leader's checks, the group's lock; then the list owes a repair (or, when its copy is still
-    owed, the copy runs instead) and its group syncs, which makes it. `note` says who asked."""
+    owed, the copy runs instead) and its group syncs, which makes it. `note` says who asked;
+    `work_s` is as for sync_group (`repair`, whose --timeout is the repair's, passes None)."""
     if not pg.try_advisory_lock(s.conn, "list", link.local_list_id):
         raise _busy(link.local_list_id)
     try:
@@ -529,7 +546,7 @@ def repair_locked(
         try:
             if not link.needs_copy:
                 catalog.set_link_state(s.conn, link.local_list_id, LinkState.REPAIRING, note)
-            return group, facts, sync_group(s, group, "repair", deadline, on_progress)
+            return group, facts, sync_group(s, group, "repair", deadline, on_progress, work_s=work_s)
         finally:
             groups.unlock(s.conn, group)
     finally:

@@ -9,11 +9,12 @@ disabled again whatever happens, so a failed or interrupted window never stays o
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypedDict
 
-from pgsync_dossier import catalog, faults, groups, subscriber
+from pgsync_dossier import catalog, copier, faults, groups, subscriber
 from pgsync_dossier.catalog import Group
 from pgsync_dossier.compare import Repair
 from pgsync_dossier.copier import CopyResult, Progress
@@ -118,16 +119,19 @@ def sync_group(
     deadline: Deadline,
     progress: Progress | None = None,
     window_at: datetime | None = None,
+    work_s: float | None = copier.COPY_TIMEOUT_S,
 ) -> GroupOutcome:
     """Sync one group unless another process holds it. `window_at` is the schedule occurrence
-    this sync serves (scheduled syncs only)."""
+    this sync serves (scheduled syncs only). A copy or repair the sync finds owed gets `work_s`
+    of its own, not counted against `deadline` (Deadline.not_counting); None counts it, for a
+    command whose deadline is the copy's (`attach`, `repair`)."""
     lists = [link.local_list_id for link in groups.links_of(s.conn, group.id)]
     if not groups.lock(s.conn, group):
         return GroupOutcome(
             group, lists, reason, "busy", error="another sync of this group is running", code="busy"
         )
     try:
-        return _locked_sync(s, group, lists, reason, deadline, progress, window_at)
+        return _locked_sync(s, group, lists, reason, deadline, progress, window_at, work_s)
     finally:
         groups.unlock(s.conn, group)
 
@@ -140,6 +144,7 @@ def _locked_sync(
     deadline: Deadline,
     progress: Progress | None,
     window_at: datetime | None,
+    work_s: float | None,
 ) -> GroupOutcome:
     run = catalog.start_run(s.conn, group.id, reason, window_at)
     seq: int | None = None
@@ -185,11 +190,12 @@ def _locked_sync(
             s.conn, group.name, leader.version, deadline.at_most(groups.PAUSE_TIMEOUT_S)
         )
         groups.refresh_columns(s, group, leader)
-        copies = {
-            done.link.local_list_id: done.result
-            for done in groups.copy_pending(s, group, leader, deadline, progress)
-        }
-        repairs = groups.repair_pending(s, group, leader, deadline)
+        with nullcontext(deadline) if work_s is None else deadline.not_counting(work_s) as work:
+            copies = {
+                done.link.local_list_id: done.result
+                for done in groups.copy_pending(s, group, leader, work, progress)
+            }
+            repairs = groups.repair_pending(s, group, leader, work)
         if healed is not None and reason == "heal":
             catalog.set_run_note(s.conn, run, healed)
         elif healed is not None:  # found by another sync: a heal of its own in the history

@@ -59,7 +59,7 @@ Environment=PYTHONUNBUFFERED=1
 """
     made = {
         f"{UNIT_PREFIX}-tick.service": service.replace("%s", "one scheduler step (sync due windows)")
-        + f"Type=oneshot\nExecStart={command} tick\nTimeoutStartSec=1h\n",
+        + f"Type=oneshot\nExecStart={command} tick\nTimeoutStartSec=2h\n",
         f"{UNIT_PREFIX}-tick.timer": f"""\
 [Unit]
 Description=pgsync-dossier: run the scheduler every {timer_interval}
@@ -81,7 +81,7 @@ WantedBy=timers.target
     if sync_at_startup:
         made[f"{UNIT_PREFIX}-startup.service"] = (
             service.replace("%s", "sync every link at start-up")
-            + f"Type=oneshot\nExecStart={command} tick --startup\nTimeoutStartSec=1h\n\n"
+            + f"Type=oneshot\nExecStart={command} tick --startup\nTimeoutStartSec=2h\n\n"
             "[Install]\nWantedBy=multi-user.target\n"
         )
     return made

@@ -20,7 +20,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgsync_dossier import __version__, catalog, links, pg, scheduler, status
+from pgsync_dossier import __version__, catalog, copier, links, pg, scheduler, status
 from pgsync_dossier.api.common import ERRORS, MAX_INT4, error_response, install_common, reader, writer
 from pgsync_dossier.api.status_models import Link
 from pgsync_dossier.config import Config
@@ -229,7 +229,7 @@ def create_subscriber_app(config: Config) -> FastAPI:
 
 def _first_sync(config: Config, list_id: int) -> None:
     try:
-        (outcome,) = scheduler.sync_lists(config, [list_id], "creation", links.DEFAULT_COPY_TIMEOUT_S)
+        (outcome,) = scheduler.sync_lists(config, [list_id], "creation", copier.COPY_TIMEOUT_S)
         if outcome.status != "synced":
             log.warning("list %s: first sync %s: %s", list_id, outcome.status, outcome.error)
     except Exception as exc:  # a background thread: nobody else would ever see this failure

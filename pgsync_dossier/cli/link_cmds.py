@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pgsync_dossier import links, node, status
+from pgsync_dossier import copier, links, node, status
 from pgsync_dossier.cli import render
 from pgsync_dossier.cli.context import AppContext, pass_app
 from pgsync_dossier.cli.options import LIST_ID, SECONDS, json_option
@@ -67,7 +67,7 @@ def setup(app: AppContext, as_json: bool) -> None:
 @click.option(
     "--timeout",
     type=SECONDS,
-    default=links.DEFAULT_COPY_TIMEOUT_S,
+    default=copier.COPY_TIMEOUT_S,
     show_default=True,
     help="Seconds to wait for the initial copy.",
 )
@@ -178,7 +178,7 @@ def detach(app: AppContext, local_list: int, purge: bool, timeout: float, as_jso
 @click.command()
 @click.argument("local_list", type=LIST_ID, metavar="T")
 @click.option("--confirm", is_flag=True, help="Required: list T's local rows are made the Leader's.")
-@click.option("--timeout", type=SECONDS, default=links.DEFAULT_COPY_TIMEOUT_S, show_default=True)
+@click.option("--timeout", type=SECONDS, default=copier.COPY_TIMEOUT_S, show_default=True)
 @json_option
 @pass_app
 def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_json: bool) -> None:

@@ -73,3 +73,20 @@ def test_a_large_backlog_is_repaired_in_place_and_the_moves_kept(sites: dict[str
     sub.ok("sync", "--all")
     assert "repaired in place" not in (_last_note(sub) or "")
     assert_converged(leader, sub, sorted(mine.items()), verify=False)
+
+
+def test_a_repair_the_sync_chose_is_not_cut_short_by_its_timeout(sites: dict[str, Site]) -> None:
+    """The repair's length follows the data, not the waits `--timeout` bounds: were it cut
+    short, its transaction would roll back and every later sync would start it again. Here it
+    is held 3 s (the fault point's pause) in a sync whose `--timeout` is 3 s."""
+    leader, sub = sites["leader"], sites["subscriber_a"]
+    remote, local = make_list(leader.node, "held"), make_list(sub.node, "held replica")
+    add_dossiers(leader.node, remote, 8, faces_each=2)
+    attach(sub, leader, remote, local, "--schedule", NIGHTLY)
+    with sub.node.connect() as conn:  # damage, and the repair it owes (as a lost slot leaves)
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE dossier SET comment = 'tampered' WHERE dossier_list_id = %s", [local])
+        conn.execute("UPDATE pgsync.link SET state = 'repairing' WHERE local_list_id = %s", [local])
+    held = sub.run("sync", "--all", "--timeout", "3", fault="repair.paused:pause")
+    assert held.exit_code == 0, held.stderr
+    assert_converged(leader, sub, [(remote, local)])
