@@ -16,6 +16,7 @@ every command, ~40 ms each).
     ./run bench --size 1m             attach, repair, verify and catch-up at 1,000,000 dossiers
                                       with 2 faces each (and at 100,000, the memory reference),
                                       peak RSS and the group's pause; the goals, met or not
+    ./run bench catchup --size 1m --shares 10,50   the catch-up alone, of these shares changed
 """
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ def _size(value: str) -> int:
     return size
 
 
+def _shares(value: str) -> list[float]:
+    """`10,50`: percentages of a list changed before a catch-up."""
+    try:
+        shares = [float(part) / 100 for part in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a list of percentages: give e.g. 10,50") from None
+    if not shares or any(not 0 < share <= 1 for share in shares):
+        raise argparse.ArgumentTypeError("each share is a percentage above 0 and at most 100, e.g. 10,50")
+    return shares
+
+
 def _at_scale(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, Any]]]:
     sizes = sorted({REFERENCE_SIZE, args.size}) if args.size > REFERENCE_SIZE else [args.size]
     reps = args.reps
@@ -80,7 +92,7 @@ def _at_scale(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str,
         "repair": lambda s: case_repair.run(s, sizes, reps, at_scale=True),
         "verify": lambda s: {str(n): case_verify.run(s, n, reps, at_scale=True) for n in sizes},
         "catchup": lambda s: {
-            str(n): case_catchup.run(s, n, [0.01, 0.10, 0.50], reps, at_scale=True) for n in sizes
+            str(n): case_catchup.run(s, n, args.shares, reps, at_scale=True) for n in sizes
         },
         "memory": lambda s: case_memory.run(s, sizes),
     }
@@ -94,7 +106,7 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
     return {
         "attach": lambda s: case_attach.run(s, [2000] if smoke else args.sizes, reps),
         "catchup": lambda s: case_catchup.run(
-            s, 2000 if smoke else 100_000, [0.01] if smoke else [0.01, 0.10, 0.50], reps
+            s, 2000 if smoke else 100_000, [0.01] if smoke else args.shares, reps
         ),
         "catchup-repeat": lambda s: case_catchup.repeated(s, 2000 if smoke else 100_000, 0.50, reps),
         "freshness": lambda s: case_freshness.run(s, 1000, 2.0 if smoke else 60.0, reps),
@@ -140,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         "--size",
         type=_size,
         help="attach, repair, verify and catch-up at this many dossiers, 2 faces each (e.g. 1m)",
+    )
+    parser.add_argument(
+        "--shares",
+        type=_shares,
+        default=[0.01, 0.10, 0.50],
+        help="catch-up: the shares of the list changed, in percent (default 1,10,50)",
     )
     args = parser.parse_args(argv)
     cases = _cases(args)
