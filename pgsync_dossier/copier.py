@@ -65,6 +65,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 PROGRESS_EVERY_S = 0.25
+#: A pipe's batch: psycopg hands libpq a write of up to 128 KiB as it is, a larger one split.
+WRITE_BYTES = 64 * 1024
 #: How long a copy or an in-place repair may take: `attach` and `repair` default to it, and a
 #: sync that chose one gives it this long, not counted against its own --timeout.
 COPY_TIMEOUT_S = 3600.0
@@ -315,15 +317,22 @@ def _writer(job: _Job) -> pg.Connection:
 
 
 def pipe(source: pg.Connection, target: pg.Connection, select: sql.Composed, copy_into: sql.Composed) -> int:
-    """Stream one binary COPY from the Leader into this database; returns the rows written."""
+    """Stream one binary COPY from the Leader into this database; returns the rows written.
+    A COPY TO sends one message per row and libpq reads them one at a time; they are written
+    on in batches of up to WRITE_BYTES, one call per batch instead of one per row."""
     with source.cursor() as reader, target.cursor() as writer:
         with writer.copy(copy_into) as into:
+            batch = bytearray()
             try:
                 with reader.copy(select) as out:
                     while block := out.read():
-                        into.write(block)
+                        batch += block
+                        if len(batch) >= WRITE_BYTES:
+                            into.write(batch)
+                            batch = bytearray()
             except psycopg.Error as exc:
                 raise LeaderSideError(exc) from None
+            into.write(batch)
         return writer.rowcount
 
 
