@@ -35,7 +35,9 @@ AT_SCALE = (METHODS[0], REPLAYED, *METHODS[1:])
 MIX = {"update": 0.40, "insert": 0.15, "delete": 0.15, "move out": 0.15, "move in": 0.15}
 
 
-def _change(sites: Sites, remote: int, pool: int, share: float, size: int) -> None:
+def change(sites: Sites, remote: int, pool: int, share: float, size: int) -> None:
+    """`share` of the Leader list changed by MIX while the window is closed (the list keeps its
+    size); bench memory makes the same backlog."""
     changes = round(size * share)
     count = {kind: max(1, round(changes * part)) for kind, part in MIX.items()}
     sample = "(SELECT id FROM dossier WHERE dossier_list_id = %(list)s ORDER BY random() LIMIT %(n)s)"
@@ -73,7 +75,8 @@ def _backlog_mb(sites: Sites) -> float:
     return max((float(r["behind"]) for r in rows), default=0.0) / (1024 * 1024)
 
 
-def _last_note(sites: Sites) -> str:
+def last_note(sites: Sites) -> str:
+    """The latest sync's note: the replay-or-repair choice it made, as the history keeps it."""
     rows = sites.execute(
         sites.subscriber,
         "SELECT coalesce(note, '') AS note FROM pgsync.sync_run WHERE finished_at IS NOT NULL "
@@ -100,7 +103,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
         for order in rotations(methods, reps):
             for method in order:
                 if method in backlogs:
-                    _change(sites, remote, pool, share, size)
+                    change(sites, remote, pool, share, size)
                     sites.checkpoint()
                     behind = _backlog_mb(sites)
                     env = {REPAIR_ABOVE_ENV: "inf"} if method == REPLAYED else None
@@ -108,7 +111,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
                     if timed.exit_code != 0:
                         raise RuntimeError(f"{method} failed: {timed.stderr.strip()[-400:]}")
                     series[method].values.append(timed.seconds)
-                    backlogs[method].append({"backlog_mb": behind, "choice": _last_note(sites)})
+                    backlogs[method].append({"backlog_mb": behind, "choice": last_note(sites)})
                 elif method == "idle sync":
                     sites.checkpoint()
                     series[method].values.append(sites.ok("subscriber", "sync", str(local)).seconds)
@@ -194,7 +197,7 @@ def repeated(sites: Sites, size: int, share: float, runs: int) -> dict[str, Any]
     sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE, tty=False)
     runs_seen: list[dict[str, Any]] = []
     for _ in range(runs):
-        _change(sites, remote, pool, share, size)
+        change(sites, remote, pool, share, size)
         sites.checkpoint()
         behind = _backlog_mb(sites)
         before = _checkpoints(sites)

@@ -41,15 +41,15 @@ def _pass(sites: Sites, size: int) -> dict[str, dict[str, float]]:
     peaks["attach"]["other_lists_wait_s"] = waited.seconds
     sites.age_replicas()
     ran("verify", "verify", str(local), "--json")
-    case_repair._damage(sites, local, size)
+    case_repair.damage(sites, local, size)
     ran("repair of 1%", "repair", str(local), "--confirm", tty=True)
     ran("detach --purge", "detach", str(local), "--purge")
     sites.execute(sites.subscriber, "VACUUM dossier, dossier_face")
     ran("attach, windowed", *attach, str(local), "--schedule", case_catchup.CLOSED_SCHEDULE)
-    case_catchup._change(sites, remote, pool, 0.50, size)
+    case_catchup.change(sites, remote, pool, 0.50, size)
     # The default --timeout (300 s) is too short for this catch-up at a million on 2 cores.
     ran("catch-up of 50%", "sync", str(local), "--timeout", "3600")
-    peaks["catch-up of 50%"]["choice"] = case_catchup._last_note(sites)  # type: ignore[assignment]
+    peaks["catch-up of 50%"]["choice"] = case_catchup.last_note(sites)  # type: ignore[assignment]
     if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
         raise RuntimeError("memory: the replica differs from its Leader list after the catch-up")
     ran("detach --purge, windowed", "detach", str(local), "--purge")

@@ -27,7 +27,8 @@ from bench.stats import Series, ratio, rotations, table
 METHODS = ("repair in place (CLI)", "fresh attach (CLI)")
 
 
-def _damage(sites: Sites, local: int, rows: int) -> None:
+def damage(sites: Sites, local: int, rows: int) -> None:
+    """1% of a replica damaged behind the guard's back (bench memory repairs the same)."""
     quarter = max(rows // 400, 1)  # 1% of the rows, a quarter of each kind
     with sites.connect(sites.subscriber) as conn, conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
@@ -83,7 +84,7 @@ def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> di
         for order in rotations(METHODS, reps):
             for method in order:
                 if method.startswith("repair"):
-                    _damage(sites, local, size)
+                    damage(sites, local, size)
                     sites.checkpoint()
                     if at_scale:
                         with pause.watched(sites) as waited:
@@ -104,7 +105,7 @@ def run(sites: Sites, sizes: list[int], reps: int, at_scale: bool = False) -> di
                         f"({sites.content(sites.subscriber, local)} against {expected}); verify says "
                         f"{found.stdout.strip() or found.stderr.strip()}"
                     )
-        _damage(sites, local, size)
+        damage(sites, local, size)
         watched, fewest = _watching(sites, local, "repair", str(local), "--confirm")
         if watched.exit_code != 0 or sites.content(sites.subscriber, local) != expected:
             raise RuntimeError(f"the watched repair failed: {watched.stderr.strip()[-400:]}")
