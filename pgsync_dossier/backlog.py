@@ -12,6 +12,7 @@ group's lists, the repair is the cheaper, and the slot is moved on to the presen
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -49,8 +50,11 @@ class BacklogChoice:
         """The choice as the sync history and the log show it."""
         sizes = f"a backlog of {_mb(self.backlog_bytes)} of WAL against lists of {_mb(self.lists_bytes)}"
         if self.repair:
-            over = f"over {self.bound:g}x"
-            return f"{sizes} ({over}): slot moved on, lists repaired in place instead of replayed"
+            return (
+                f"{sizes} (over {self.bound:g}x): slot moved on, lists repaired in place instead of replayed"
+            )
+        if math.isinf(self.bound):
+            return f"{sizes} ({REPAIR_ABOVE_ENV}=inf): replayed"
         return f"{sizes} (at most {self.bound:g}x): replayed"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pgsync_dossier import backlog
 
 MB = 1024 * 1024
@@ -25,3 +27,8 @@ def test_the_note_says_what_was_chosen_and_why() -> None:
     repaired = backlog.choose(900 * MB, 1000 * MB).note
     assert "900 MB" in repaired and "1,000 MB" in repaired and "repaired in place" in repaired
     assert backlog.choose(100 * MB, 1000 * MB).note.endswith("replayed")
+
+
+def test_an_unbounded_replay_names_the_setting_that_asked_for_it() -> None:
+    note = backlog.choose(500 * MB, 100 * MB, bound=math.inf).note
+    assert note.endswith(f"({backlog.REPAIR_ABOVE_ENV}=inf): replayed"), note
