@@ -14,8 +14,9 @@ After each, the replica must equal the Leader list.
 Before a catch-up the windowed group's slot is a backlog of WAL; past 64 MB the sync weighs
 it against the list's size and may repair in place instead of replaying (backlog.py). Each
 catch-up's backlog and the choice its sync recorded in the history are kept. With
-`at_scale`, a fourth method replays whatever the backlog (PGSYNC_DOSSIER_REPAIR_ABOVE=inf):
-what the choice saved, or cost.
+`at_scale`, two more methods replay whatever the backlog (PGSYNC_DOSSIER_REPAIR_ABOVE=inf)
+or repair it in place whatever it is (=0): what the choice saved, or cost, and where the
+bound between them lies.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ from pgsync_dossier.backlog import REPAIR_ABOVE_ENV
 CLOSED_SCHEDULE = "FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1;BYHOUR=3"
 METHODS = ("catch-up sync", "idle sync", "fresh attach")
 REPLAYED = "catch-up, always replayed"
-AT_SCALE = (METHODS[0], REPLAYED, *METHODS[1:])
+REPAIRED = "catch-up, always repaired"
+AT_SCALE = (METHODS[0], REPLAYED, REPAIRED, *METHODS[1:])
+#: The bound each forced method runs with (backlog.py): replay whatever the backlog, or repair
+#: whatever it is (from 64 MB on, below which nothing is weighed).
+FORCED = {REPLAYED: "inf", REPAIRED: "0"}
 #: Shares of the changes, by kind.
 MIX = {"update": 0.40, "insert": 0.15, "delete": 0.15, "move out": 0.15, "move in": 0.15}
 
@@ -99,14 +104,14 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
         methods = AT_SCALE if at_scale else METHODS
         series = {method: Series(method) for method in methods}
         rss = {method: Series(f"{method} peak RSS", "MB") for method in methods}
-        backlogs: dict[str, list[dict[str, Any]]] = {METHODS[0]: [], REPLAYED: []}
+        backlogs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods if m == METHODS[0] or m in FORCED}
         for order in rotations(methods, reps):
             for method in order:
                 if method in backlogs:
                     change(sites, remote, pool, share, size)
                     sites.checkpoint()
                     behind = _backlog_mb(sites)
-                    env = {REPAIR_ABOVE_ENV: "inf"} if method == REPLAYED else None
+                    env = {REPAIR_ABOVE_ENV: FORCED[method]} if method in FORCED else None
                     timed = sites.cli("subscriber", "sync", str(local), env=env)
                     if timed.exit_code != 0:
                         raise RuntimeError(f"{method} failed: {timed.stderr.strip()[-400:]}")
@@ -140,9 +145,9 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
             "backlogs": backlogs,
         }
         if at_scale:
-            replayed = series[REPLAYED]
-            results["shares"][label]["replayed_over_fresh_attach"] = ratio(replayed, fresh)
-            lines.append([label, REPLAYED, replayed.cell(), "-", "-", rss[REPLAYED].cell()])
+            for forced in FORCED:
+                results["shares"][label][f"{forced}_over_fresh_attach"] = ratio(series[forced], fresh)
+                lines.append([label, forced, series[forced].cell(), "-", "-", rss[forced].cell()])
         over_idle, fresh_over = ratio(catchup, idle), ratio(fresh, catchup)
         peaks = {m: rss[m].cell() for m in METHODS}
         lines.append(
