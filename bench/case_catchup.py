@@ -36,6 +36,8 @@ AT_SCALE = (METHODS[0], REPLAYED, REPAIRED, *METHODS[1:])
 #: The bound each forced method runs with (backlog.py): replay whatever the backlog, or repair
 #: whatever it is (from 64 MB on, below which nothing is weighed).
 FORCED = {REPLAYED: "inf", REPAIRED: "0"}
+#: A repeated catch-up this many times the median is slow: its log is printed and kept.
+SLOW = 2.0
 #: Shares of the changes, by kind.
 MIX = {"update": 0.40, "insert": 0.15, "delete": 0.15, "move out": 0.15, "move in": 0.15}
 
@@ -206,16 +208,31 @@ def repeated(sites: Sites, size: int, share: float, runs: int) -> dict[str, Any]
         sites.checkpoint()
         behind = _backlog_mb(sites)
         before = _checkpoints(sites)
-        timed = sites.cli("subscriber", "sync", str(local), env={REPAIR_ABOVE_ENV: "inf"})
+        # --debug: each step's time is in the log, kept for a run that is slow.
+        timed = sites.cli("subscriber", "--debug", "sync", str(local), env={REPAIR_ABOVE_ENV: "inf"})
         if timed.exit_code != 0:
             raise RuntimeError(f"catch-up failed: {timed.stderr.strip()[-400:]}")
         after = _checkpoints(sites)
         if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
             raise RuntimeError("a repeated catch-up left the replica different from its Leader list")
-        runs_seen.append({"seconds": timed.seconds, "backlog_mb": behind, "checkpoints": after - before})
+        runs_seen.append(
+            {
+                "seconds": timed.seconds,
+                "backlog_mb": behind,
+                "checkpoints": after - before,
+                "log": timed.stderr,
+            }
+        )
     sites.ok("subscriber", "detach", str(local), "--purge")
     series = Series("catch-up, always replayed", values=[r["seconds"] for r in runs_seen])
     print(f"(a windowed list of {size:,} dossiers; {share:.0%} changed before each of {runs} catch-ups)")
     print(", ".join(f"{r['seconds']:.2f}" for r in runs_seen))
     print(f"median {series.cell()}; slowest / median {max(series.values) / series.median:.2f}x")
+    for number, seen in enumerate(runs_seen, 1):
+        if seen["seconds"] >= SLOW * series.median:
+            print(f"(run {number}: {seen['seconds']:.2f} s, {seen['checkpoints']} checkpoints; its log:)")
+            print(seen["log"].rstrip())
+    for seen in runs_seen:
+        if seen["seconds"] < SLOW * series.median:
+            del seen["log"]  # the JSON keeps the logs of slow runs only
     return {"size": size, "share": share, "runs": runs_seen, "series": series.as_dict()}
