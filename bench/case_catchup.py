@@ -96,7 +96,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
     """The run's shared Leader list of `size` is changed here: this case runs after the others."""
     results: dict[str, Any] = {"size": size, "shares": {}}
     remote = sites.filled_list("list", size)
-    pool = sites.make_list(sites.leader, "catchup pool")
+    pool = sites.make_list(sites.leader, f"catchup pool {size}")
     sites.fill(pool, max(size // 4, 10))
     local = sites.make_list(sites.subscriber, f"catchup replica {size}")
     sites.attach(remote, local, "--schedule", CLOSED_SCHEDULE, tty=False)
