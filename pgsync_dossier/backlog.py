@@ -23,7 +23,7 @@ from pgsync_dossier.errors import UsageError
 MIN_BACKLOG_BYTES = 64 * 1024 * 1024
 #: Repair in place when the backlog's WAL exceeds this many times the lists' size.
 REPAIR_ABOVE = 0.5
-#: Overrides REPAIR_ABOVE (docs/operations.md): `inf` always replays, `0` repairs every
+#: Overrides REPAIR_ABOVE (docs/configuration.md, "Tuning variables"): `inf` always replays, `0` repairs every
 #: backlog past MIN_BACKLOG_BYTES (the benchmark measures each way so).
 REPAIR_ABOVE_ENV = "PGSYNC_DOSSIER_REPAIR_ABOVE"
 

@@ -78,7 +78,8 @@ _SQL = "copier.sql"
 #: 100,000 dossiers): 150,000 keeps a part under 10 s there (bench/README.md, "a million
 #: dossiers").
 ROWS_PER_PART = 150_000
-#: Overrides ROWS_PER_PART (docs/operations.md: a faster machine may take larger parts).
+#: Overrides ROWS_PER_PART (docs/configuration.md, "Tuning variables": a faster machine may take
+#: larger parts).
 ROWS_PER_PART_ENV = "PGSYNC_DOSSIER_ROWS_PER_PART"
 #: Ids are split into parts by their top 16 bits (uuids are uniform: parts come out even).
 PREFIXES = 1 << 16
