@@ -132,12 +132,20 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
                 rss[method].values.append(sites.last_peak_rss_mb)
                 if sites.content(sites.subscriber, local) != sites.content(sites.leader, remote):
                     raise RuntimeError(f"{method}: the replica differs from its Leader list afterwards")
-        catchup, idle, fresh = (series[m] for m in METHODS)
-        for method, seen in backlogs.items():
-            for one in seen:
-                print(
-                    f"({label} {method}: backlog {one['backlog_mb']:,.0f} MB; {one['choice'] or 'no note'})"
+                # Each run as it ends: a run stopped before its table (a million rows take hours)
+                # still leaves what it measured.
+                weighed = backlogs[method][-1] if method in backlogs else None
+                seen = (
+                    f"; backlog {weighed['backlog_mb']:,.0f} MB; {weighed['choice'] or 'no note'}"
+                    if weighed
+                    else ""
                 )
+                print(
+                    f"({label} {method}: {series[method].values[-1]:.2f} s, "
+                    f"peak RSS {rss[method].values[-1]:.1f} MB{seen})",
+                    flush=True,
+                )
+        catchup, idle, fresh = (series[m] for m in METHODS)
         results["shares"][label] = {
             "series": [s.as_dict() for s in series.values()],
             "catchup_over_idle": ratio(catchup, idle),
