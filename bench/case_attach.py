@@ -36,7 +36,7 @@ from psycopg import sql
 from bench import pause
 from bench.sites import Sites, has_pglogical
 from bench.stats import Series, ratio, rotations, table
-from pgsync_dossier.copier import COLUMNS, ROWS_PER_PART_ENV, WRITE_BYTES
+from pgsync_dossier.copier import COLUMNS, ROWS_PER_PART_ENV, relay
 
 
 def _attach(sites: Sites, remote: int, rep: int, name: str = "replica") -> tuple[float, int, str]:
@@ -113,15 +113,7 @@ def _floor(sites: Sites, remote: int, rep: int) -> tuple[float, int, str]:
                         )
                     ) as copy_in,
                 ):
-                    # Written in batches, one call per batch instead of one per row, as
-                    # pgsync's pipe does: the floor does no more per row than the product.
-                    batch = bytearray()
-                    while block := out.read():
-                        batch += block
-                        if len(batch) >= WRITE_BYTES:
-                            copy_in.write(batch)
-                            batch = bytearray()
-                    copy_in.write(batch)
+                    relay(out, copy_in)  # batched as pgsync's pipe is
                 target.commit()
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
