@@ -201,15 +201,13 @@ def _reset(nodes: dict[str, Node]) -> None:
     for name, node in nodes.items():
         if name != "leader":
             drop_subscriptions(node)
-    leader = nodes["leader"].cluster
-    if not leader.is_running():
-        leader.start()
-    drop_slots(leader)
     for node in nodes.values():
         if not node.cluster.is_running():
             node.cluster.start()
+        # A relay (a Subscriber that publishes on) holds its downstream's slots.
+        drop_slots(node.cluster)
         node.janitor(node.dbname).drop()
-    with psycopg.connect(leader.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(nodes["leader"].cluster.conninfo(), autocommit=True) as conn:
         for (role,) in conn.execute(
             "SELECT rolname FROM pg_roles WHERE rolname IN ('pgsync_replicator', 'pgsync_enroll') "
             "OR rolname LIKE 'pgsync\\_s\\_%' ORDER BY rolname"
