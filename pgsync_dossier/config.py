@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
 import yaml
 
@@ -26,9 +26,10 @@ from pgsync_dossier.token import Secret, masked, token_problem
 DEFAULT_CONFIG_PATH = Path("/etc/pgsync-dossier/config.yaml")
 CONFIG_PATH_ENV = "PGSYNC_DOSSIER_CONFIG"
 ENV_PREFIX = "PGSYNC_DOSSIER_"
-ROLES = ("leader", "subscriber")
+ROLES = ("leader", "subscriber", "relay")
 
-Role = Literal["leader", "subscriber"]
+#: A relay is a Subscriber that publishes the lists it replicates on to further Subscribers.
+Role = Literal["leader", "subscriber", "relay"]
 
 _STRING_KEYS = (
     "node_name",
@@ -113,6 +114,16 @@ class Config:
     #: On a Subscriber: a scheduled verification that finds differences repairs them at once
     repair_on_divergence: bool = True
 
+    @property
+    def publishes(self) -> bool:
+        """A Leader, or a relay (for the lists it replicates): Subscribers stream from it."""
+        return self.role != "subscriber"
+
+    @property
+    def subscribes(self) -> bool:
+        """A Subscriber, or a relay: it holds replicas of a Leader's lists."""
+        return self.role != "leader"
+
     def effective(self) -> EffectiveSettings:
         """The settings as a person should see them: the token masked, never revealed."""
         return EffectiveSettings(
@@ -194,7 +205,7 @@ def _read_yaml(path: Path) -> dict[Any, Any]:
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found; write one with "
-            f"'pgsync-dossier init-config --role leader|subscriber {path}' or pass --config PATH"
+            f"'pgsync-dossier init-config --role leader|subscriber|relay {path}' or pass --config PATH"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
@@ -243,7 +254,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
             strings[key] = value.strip()
     role = strings["role"]
     if role not in ROLES:
-        raise ConfigError(f"{values['role'][1]}: must be 'leader' or 'subscriber', not {role!r}")
+        raise ConfigError(f"{values['role'][1]}: must be 'leader', 'subscriber' or 'relay', not {role!r}")
     flags: dict[str, bool] = {}
     for key in _BOOL_KEYS:
         value, origin = values.get(key, (_BOOL_DEFAULTS[key], key))
@@ -267,7 +278,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
     replication_url = strings.get("replication_url") or None
     if replication_url is not None:
         origin = values["replication_url"][1]
-        if role != "leader":
+        if role == "subscriber":
             raise ConfigError(f"{origin}: is a Leader setting (where Subscribers stream from); remove it")
         if has_password(replication_url):
             raise ConfigError(
@@ -277,14 +288,14 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
     enrollment = strings.get("enrollment") or "auto"
     if "enrollment" in strings:
         origin = values["enrollment"][1]
-        if role != "leader":
+        if role == "subscriber":
             raise ConfigError(f"{origin}: is a Leader setting (who may enroll); remove it")
         if enrollment not in ENROLLMENT_MODES:
             raise ConfigError(f"{origin}: must be 'auto' or 'manual', not {enrollment!r}")
     rootcert = None
     if strings.get("leader_sslrootcert"):
         origin = values["leader_sslrootcert"][1]
-        if role != "subscriber":
+        if role == "leader":
             raise ConfigError(f"{origin}: is a Subscriber setting (the CA of its Leaders); remove it")
         path = (base_dir / Path(strings["leader_sslrootcert"]).expanduser()).resolve()
         if not path.is_file():
@@ -293,7 +304,7 @@ def _build(values: dict[str, tuple[object, str]], where: str, base_dir: Path) ->
             )
         rootcert = str(path)
     return Config(
-        role="leader" if role == "leader" else "subscriber",
+        role=cast(Role, role),
         node_name=strings["node_name"],
         database_url=strings["database_url"],
         sync_token=token,
@@ -317,11 +328,11 @@ def _verify_schedule(
 ) -> Schedule | None:
     """A Subscriber's verify_schedule: the default, an RRULE, or 'none'."""
     text = strings.get("verify_schedule")
-    if text is not None and role != "subscriber":
+    if text is not None and role == "leader":
         raise ConfigError(
             f"{values['verify_schedule'][1]}: is a Subscriber setting (when replicas are verified); remove it"
         )
-    if role != "subscriber" or (text or "").lower() == "none":
+    if role == "leader" or (text or "").lower() == "none":
         return None
     try:
         return Schedule.parse(text or DEFAULT_VERIFY_SCHEDULE)
@@ -378,7 +389,7 @@ def _token(
 
 
 _HINTS = {
-    "role": "set it to 'leader' or 'subscriber'",
+    "role": "set it to 'leader', 'subscriber' or 'relay'",
     "node_name": "name this node, e.g. 'node_name: site-paris'",
     "database_url": "set the dossier database's URL, e.g. 'postgresql://pgsync@localhost/dossiers'",
     "face_model": "set the face model's identifier, identical on every node",

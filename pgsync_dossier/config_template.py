@@ -14,6 +14,9 @@ TEMPLATE = """\
 # Reference: docs/configuration.md. Validate with: pgsync-dossier --config {path} config check
 
 # leader: dossier lists are edited here. subscriber: holds read-only replicas of Leader lists.
+# relay: a subscriber whose replicas further Subscribers attach as they would the Leader's
+# (its replica lists keep the Leader's list ids; docs/relays.md). Settings marked Leader or
+# Subscriber below apply to a relay too.
 role: {role}
 
 # This node's name, shown on the other side (status, slots). Unique among your sites.

@@ -102,6 +102,7 @@ CLASS_BY_CODE: dict[str, type[PgsyncError]] = {
     "login_refused": PreconditionFailed,
     "no_capacity": PreconditionFailed,
     "node_copied": PreconditionFailed,
+    "relay_list_id": PreconditionFailed,
     "node_not_set_up": PreconditionFailed,
     "not_a_leader": PreconditionFailed,
     "not_a_replica": PreconditionFailed,
@@ -135,6 +136,7 @@ CLASS_BY_CODE: dict[str, type[PgsyncError]] = {
 HTTP_STATUS_BY_CODE: dict[str, int] = {
     "local_list_not_found": 422,
     "leader_list_not_found": 422,
+    "relay_list_id": 422,
     "not_a_replica": 404,
     "not_found": 404,
     "unauthorized": 401,

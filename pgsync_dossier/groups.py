@@ -281,7 +281,7 @@ def _quiesce(
         return None
     # A copy killed after writing its rows settles, when finished, from its first attempt's
     # position: the moves made since then may be among the changes its stream applied.
-    since = catalog.keep_settle_since(s.conn, link.local_list_id, leader.wal_position())
+    since = catalog.keep_settle_since(s.conn, link.local_list_id, leader.version_floor())
     assert since is not None
     if widen_to is not None:
         publish(s, group, leader, widen_to)

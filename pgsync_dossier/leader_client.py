@@ -395,6 +395,14 @@ class LeaderClient:
         rows = self._call("wal_position")
         return int(rows[0]["lsn"])
 
+    def version_floor(self) -> int:
+        """Below every row_version written from now on: the Leader's WAL insert position. A
+        relay's rows carry its Leader's versions, not positions in the relay's own WAL, so
+        through a relay every row counts as recent (-1): as correct, and slower to settle."""
+        if self.facts().role == "relay":
+            return -1
+        return self.wal_position()
+
     def dossiers_in_lists(self, ids: list[str], list_ids: list[int]) -> list[str]:
         """Which of these dossiers are in one of these Leader lists now."""
         rows = self._call("dossiers_in_lists", {"ids": ids, "lists": list_ids})

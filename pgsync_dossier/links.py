@@ -79,7 +79,8 @@ def _leader_endpoint(config: Config, leader_url: str, deadline: Deadline) -> str
 
 
 def _require_leader(facts: LeaderFacts, leader: LeaderClient) -> None:
-    if facts.role != "leader":
+    """A Leader, or a relay: it serves the lists it replicates as a Leader serves its own."""
+    if facts.role not in ("leader", "relay"):
         raise PreconditionFailed(
             f"{leader.shown_url} is a {facts.role}, not a Leader: attach to the Leader", code="not_a_leader"
         )
@@ -99,15 +100,17 @@ def leader_lists(config: Config, leader_url: str) -> list[LeaderList]:
 def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
     config = s.config
     _require_leader(facts, leader)
+    # A relay checked its Leader's token and face model at its own attach.
+    upstream = "Leader" if facts.role == "leader" else "relay"
     if not enrollment.same_token(s.conn, s.config.sync_token, facts, leader.token_proven):
         raise PreconditionFailed(
-            f"the sync token differs from the Leader's ({facts.node_name}): "
-            "use the Leader's sync_token on this Subscriber",
+            f"the sync token differs from the {upstream}'s ({facts.node_name}): "
+            f"use the {upstream}'s sync_token on this Subscriber",
             code="token_mismatch",
         )
     if facts.face_model != config.face_model:
         raise PreconditionFailed(
-            f"the face models differ: the Leader ({facts.node_name}) uses {facts.face_model!r}, "
+            f"the face models differ: the {upstream} ({facts.node_name}) uses {facts.face_model!r}, "
             f"this Subscriber {config.face_model!r}; both must use the same neural network",
             code="face_model_mismatch",
         )
@@ -141,12 +144,24 @@ def attach(
         if not pg.try_advisory_lock(s.conn, "list", request.local_list_id):
             raise _busy(request.local_list_id)
         existing = _check_local(s.conn, request)
+        if s.node.role == "relay" and request.local_list_id != request.remote_list_id:
+            raise PreconditionFailed(
+                f"this node is a relay, which keeps its Leader's list ids: attach Leader list "
+                f"{request.remote_list_id} into a local list {request.remote_list_id} "
+                f"(INSERT INTO dossier_list (id, name) VALUES ({request.remote_list_id}, ...)), not "
+                f"{request.local_list_id}",
+                code="relay_list_id",
+            )
         leader = s.leaders.get(request.leader_url)
         facts = leader.facts()
         _check_leader(s, facts, leader)
         if request.remote_list_id not in leader.lists_info([request.remote_list_id]):
+            # A relay shows only the lists it replicates (under their Leader's ids).
             raise PreconditionFailed(
-                f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})",
+                f"list {request.remote_list_id} does not exist on the Leader ({facts.node_name})"
+                if facts.role == "leader"
+                else f"the relay {facts.node_name} replicates no list {request.remote_list_id} of its "
+                "Leader: attach a list it replicates, or attach to its Leader",
                 code="leader_list_not_found",
             )
         twin = catalog.link_for_remote(s.conn, facts.leader_id, request.remote_list_id)

@@ -162,7 +162,7 @@ node = Table(
     #: The pgsync-dossier version of the last `setup` (a Leader tells its Subscribers).
     Column("software_version", Text),
     CheckConstraint("id", name="singleton"),
-    CheckConstraint("role IN ('leader', 'subscriber')", name="role"),
+    CheckConstraint("role IN ('leader', 'subscriber', 'relay')", name="role"),
     CheckConstraint("enrollment IN ('auto', 'manual')", name="enrollment"),
     schema=CATALOG_SCHEMA,
 )

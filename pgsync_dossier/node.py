@@ -72,7 +72,7 @@ def preflight(conn: pg.Connection, config: Config) -> list[Check]:
             )
         )
 
-    if config.role == "leader":
+    if config.publishes:
         wal_level = pg.setting(conn, "wal_level")
         checks.append(
             Check(
@@ -84,7 +84,7 @@ def preflight(conn: pg.Connection, config: Config) -> list[Check]:
         )
         setting_at_least("max_replication_slots", MIN_SLOTS)
         setting_at_least("max_wal_senders", MIN_SENDERS)
-    else:
+    if config.subscribes:
         setting_at_least("max_logical_replication_workers", MIN_LOGICAL_WORKERS)
         # Room for this node's first stream (a group); attach checks again for each new one.
         has_groups = current_is_head and catalog.has_groups(conn)
@@ -122,7 +122,9 @@ def setup(config: Config) -> SetupResult:
         with conn.transaction():
             pg.xact_advisory_lock(conn, "node", 0)
             existing = catalog.node(conn)
-            if existing and existing.role != config.role:
+            if existing and existing.role == "subscriber" and config.role == "relay":
+                _refuse_remapped_replicas(conn)
+            elif existing and existing.role != config.role:
                 raise PreconditionFailed(
                     f"this database was set up as a {existing.role}, the config says "
                     f"{config.role}: use the right config, or a fresh database for this role",
@@ -146,13 +148,14 @@ def setup(config: Config) -> SetupResult:
                 startup=config.sync_at_startup,
                 creation=config.sync_at_creation,
             )
-            if config.role == "leader":
+            if config.subscribes:
+                # A relay keeps the Leader's (id, list) identity, which its publications need.
+                subscriber.install(conn, by_primary_key=not config.publishes)
+            if config.publishes:
                 leader_install.install(conn, config.sync_token, config.enrollment)
-            else:
-                subscriber.install(conn)
         reidentified = _settle_identity(conn, config.role)
-        warnings = status.leader_checks(conn) if config.role == "leader" else []
-        legacy = legacy_links.legacy_lists(conn) if config.role == "subscriber" else []
+        warnings = status.leader_checks(conn) if config.publishes else []
+        legacy = legacy_links.legacy_lists(conn) if config.subscribes else []
     upgraded, upgrade_pending = legacy_links.upgrade(config) if legacy else ([], [])
     return SetupResult(
         role=config.role,
@@ -166,6 +169,21 @@ def setup(config: Config) -> SetupResult:
         new_identity=reidentified,
         warnings=tuple(warnings),
     )
+
+
+def _refuse_remapped_replicas(conn: pg.Connection) -> None:
+    """A Subscriber becomes a relay only if each of its replicas has its Leader list's id: a
+    relay keeps the Leader's replica identity (id, list), under which the stream would find
+    no row of a list stored under another id, and lose its updates without an error
+    (docs/design-notes.md, "Relays")."""
+    remapped = [link for link in catalog.links(conn) if link.local_list_id != link.remote_list_id]
+    if remapped:
+        shown = ", ".join(f"{link.local_list_id} (Leader list {link.remote_list_id})" for link in remapped)
+        raise PreconditionFailed(
+            f"setup refused, nothing was changed: a relay keeps its Leader's list ids, and these "
+            f"replicas have other ids: {shown}; detach them first, or keep this node a subscriber",
+            code="wrong_role",
+        )
 
 
 def _settle_identity(conn: pg.Connection, role: str) -> bool:
@@ -185,10 +203,10 @@ def _settle_identity(conn: pg.Connection, role: str) -> bool:
     if moved == "moved_by_upgrade":
         catalog.settle_upgrade(conn, where)
         return False
-    if role != "subscriber":
-        if placement.leader_cloned(node.placement, where):
-            catalog.new_leader_id(conn)
-            log.warning("this Leader database is a clone of another on this cluster: it has a new identity")
+    if role != "subscriber" and placement.leader_cloned(node.placement, where):
+        catalog.new_leader_id(conn)
+        log.warning("this Leader database is a clone of another on this cluster: it has a new identity")
+    if role == "leader":
         catalog.set_placement(conn, where)
         return False
     if moved == "here":

@@ -17,6 +17,7 @@ from typing import NotRequired, TypedDict
 
 from pgsync_dossier import catalog, leader_install, pg
 from pgsync_dossier.config import Config
+from pgsync_dossier.errors import PreconditionFailed
 
 #: pg_upgrade keeps logical slots from this version of the old cluster on.
 SLOTS_KEPT_SINCE = 170000
@@ -44,7 +45,13 @@ class Prepared(TypedDict):
 
 def prepare(config: Config) -> Prepared:
     with pg.connect(config.database_url, what="this node's database") as conn:
-        catalog.require_role(conn, config.role, "prepare-upgrade")
+        node = catalog.require_role(conn, config.role, "prepare-upgrade")
+        if node.role == "relay":
+            raise PreconditionFailed(
+                "prepare-upgrade does not handle a relay yet, so pg_upgrade of a relay is not "
+                "supported: see docs/relays.md, 'Limits'",
+                code="wrong_role",
+            )
         version = pg.server_version(conn)
         data_directory = pg.setting(conn, "data_directory")
         with conn.transaction():

@@ -93,10 +93,12 @@ def write_as_apply(conn: pg.Connection) -> None:
     conn.execute(pg.query("write_as_apply", _SQL))
 
 
-def install(conn: pg.Connection) -> None:
-    """Replica identity by primary key, apply and guard triggers. Inside a transaction."""
+def install(conn: pg.Connection, *, by_primary_key: bool = True) -> None:
+    """Replica identity by primary key (unless `by_primary_key` is False: a relay keeps the
+    Leader's), apply and guard triggers. Inside a transaction."""
     for name in _INSTALL:
-        conn.execute(pg.query(name, _SQL))
+        if name != "replica_identity" or by_primary_key:
+            conn.execute(pg.query(name, _SQL))
 
 
 def subscription(conn: pg.Connection, name: str) -> Subscription | None:

@@ -179,6 +179,17 @@ $$
 $$;
 
 -- The named lists that exist, with their row counts: one call for every list of a status.
+-- Whether this node publishes the list: a Leader any of its lists, a relay only those it
+-- replicates under their Leader's ids (docs/design-notes.md, "Relays"): a list of its own
+-- would carry versions of another WAL than its Leader's, and a remapped one cannot be here.
+CREATE OR REPLACE FUNCTION pgsync.may_publish(p_list integer) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog AS
+$$
+    SELECT coalesce((SELECT n.role FROM pgsync.node AS n), 'leader') <> 'relay'
+        OR EXISTS (SELECT 1 FROM pgsync.link AS k WHERE k.local_list_id = p_list AND k.remote_list_id = p_list)
+$$;
+REVOKE ALL ON FUNCTION pgsync.may_publish(integer) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION pgsync.api_lists_info(p_lists integer[])
 RETURNS TABLE (id integer, name text, dossiers bigint, faces bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
@@ -191,7 +202,7 @@ $$
       LEFT JOIN (SELECT dossier_list_id, pg_catalog.count(*) AS n FROM public.dossier_face
                   WHERE dossier_list_id = ANY (p_lists) GROUP BY dossier_list_id) AS f
              ON f.dossier_list_id = l.id
-     WHERE l.id = ANY (p_lists)
+     WHERE l.id = ANY (p_lists) AND pgsync.may_publish(l.id)
      ORDER BY l.id
 $$;
 
@@ -202,7 +213,7 @@ CREATE OR REPLACE FUNCTION pgsync.api_lists()
 RETURNS TABLE (id integer, name text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
 $$
-    SELECT l.id, l.name FROM public.dossier_list AS l ORDER BY l.name, l.id
+    SELECT l.id, l.name FROM public.dossier_list AS l WHERE pgsync.may_publish(l.id) ORDER BY l.name, l.id
 $$;
 
 -- Make a group's publication filter on exactly these lists (creating it, its heartbeat row
@@ -295,6 +306,10 @@ BEGIN
       FROM pg_catalog.unnest(p_lists) AS l WHERE l IS NOT NULL;
     IF v_lists IS NULL THEN
         RAISE EXCEPTION 'a group publishes at least one list' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest(v_lists) AS l WHERE NOT pgsync.may_publish(l)) THEN
+        RAISE EXCEPTION 'this relay publishes only the lists it replicates, under their Leader''s ids'
+              USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Serialise changes of one group.
     PERFORM pg_catalog.pg_advisory_xact_lock(1885827941, pg_catalog.hashtext(p_name));  -- lock: leader_registration

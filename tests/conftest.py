@@ -43,6 +43,7 @@ BOTH_VERSIONS_MODULES = {
     "test_upgrade.py",  # upgrades of the catalog
     "test_replication_facts.py",  # PostgreSQL's behaviour the design rests on
     "test_relay_facts.py",  # what cascading through a relay rests on
+    "test_relays.py",  # cascading: 15 has no origin option
     "test_replication.py",  # the stream itself
     "test_attach.py",  # the copy
     "test_oracle.py",  # the judge of the others

@@ -111,4 +111,4 @@ class OneOf(_StrChoice):
 LIST_ID = Integer("a list id", 1, 2**31 - 1)
 SECONDS = Seconds()
 PORT = Integer("a TCP port", 1, 65535)
-ROLE = OneOf("leader", "subscriber")
+ROLE = OneOf("leader", "subscriber", "relay")

@@ -59,7 +59,7 @@ def _error(result: Result) -> dict[str, str]:
             ["tick", "--timeout", "inf"],
             "--timeout must be a number of seconds, positive and finite, not 'inf'",
         ),
-        (["init-config", "--role", "boss"], "--role must be leader or subscriber, not 'boss'"),
+        (["init-config", "--role", "boss"], "--role must be leader, subscriber or relay, not 'boss'"),
         (["serve", "--port", "0"], "--port must be a TCP port, a whole number from 1 to 65535, not '0'"),
     ],
 )

@@ -43,7 +43,7 @@ def test_a_good_config_loads_with_defaults(tmp_path: Path) -> None:
     [
         (GOOD + "colour: red\n", ["unknown key 'colour'"]),
         (GOOD + "sync_tokn: x\n", ["unknown key 'sync_tokn'", "did you mean 'sync_token'"]),
-        (GOOD.replace("role: subscriber", "role: boss"), ["role", "'leader' or 'subscriber'"]),
+        (GOOD.replace("role: subscriber", "role: boss"), ["role", "'leader', 'subscriber' or 'relay'"]),
         (GOOD.replace("role: subscriber\n", ""), ["role is required"]),
         (GOOD.replace("node_name: site-b", "node_name: [a, b]"), ["node_name", "must be a string"]),
         (GOOD + "sync_at_startup: sometimes\n", ["sync_at_startup", "true or false"]),

@@ -1,0 +1,37 @@
+"""Relays: a node may be a Subscriber that publishes the lists it replicates on (issue #28).
+
+A relay records its role as 'relay' (the check keeps the name migration 0002 gave it).
+Nothing else in the schema changes: a relay keeps its Leader's list ids and `(id,
+dossier_list_id)` replica identity (docs/design-notes.md, "Relays").
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        """
+        ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,
+            ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber', 'relay'))
+        """
+    )
+
+
+def downgrade() -> None:
+    op.execute(
+        """
+        ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,
+            ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber'))
+        """
+    )

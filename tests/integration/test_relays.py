@@ -1,0 +1,150 @@
+"""A relay: a Subscriber whose replicas further Subscribers attach as they attach a Leader's
+lists (issue #28). Leader -> relay (subscriber_a) -> downstream (subscriber_b), each judged by
+the oracle against the Leader itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness import (
+    FACE_MODEL,
+    Node,
+    Site,
+    add_dossiers,
+    assert_converged,
+    attach,
+    attach_args,
+    make_list,
+    write_config,
+)
+
+NOTHING_OUTSIDE = {"dossier": 0, "dossier_face": 0}
+
+
+@pytest.fixture
+def chain(nodes: dict[str, Node], tmp_path: Path) -> tuple[Site, Site, Site]:
+    """The three nodes set up as Leader, relay and downstream Subscriber."""
+    made = []
+    for name, role in (("leader", "leader"), ("subscriber_a", "relay"), ("subscriber_b", "subscriber")):
+        site = Site(nodes[name], write_config(tmp_path / f"{name}.yaml", nodes[name], role))
+        site.ok("setup")
+        made.append(site)
+    return made[0], made[1], made[2]
+
+
+def _list_with_id(site: Site, list_id: int, name: str) -> None:
+    """What a relay's DBA does: a local list under the Leader list's id."""
+    site.node.execute("INSERT INTO dossier_list (id, name) VALUES (%s, %s)", [list_id, name])
+
+
+def _move(leader: Site, dossier: object, to_list: int) -> None:
+    leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [to_list, dossier])
+
+
+def test_a_replica_of_a_relays_replica_follows_the_leader(chain: tuple[Site, Site, Site]) -> None:
+    leader, relay, downstream = chain
+    wanted, second, other = (make_list(leader.node, name) for name in ("Wanted", "Second", "Other"))
+    add_dossiers(leader.node, wanted, 5)
+    add_dossiers(leader.node, second, 3, prefix="s")
+    (stranger,) = add_dossiers(leader.node, other, 1, prefix="o")
+    for list_id, name in ((wanted, "Wanted"), (second, "Second")):
+        _list_with_id(relay, list_id, name)
+        attach(relay, leader, list_id, list_id)
+    make_list(downstream.node, "Local")  # the downstream numbers its lists its own way
+    mine = {
+        wanted: make_list(downstream.node, "Wanted here"),
+        second: make_list(downstream.node, "Second here"),
+    }
+    for remote, local in mine.items():
+        attach(downstream, relay, remote, local)
+    pairs = sorted(mine.items())
+    assert_converged(leader, downstream, pairs, verify=True)
+
+    staying, mover, swapped, doomed = add_dossiers(leader.node, wanted, 4, prefix="n")
+    with leader.node.connect() as conn:
+        conn.execute("UPDATE dossier SET name = 'renamed' WHERE id = %s", [staying])
+        conn.execute("UPDATE dossier_face SET model = 'other model' WHERE dossier_id = %s", [staying])
+        conn.execute("DELETE FROM dossier WHERE id = %s", [doomed])
+        with conn.transaction():  # a swap between two replicated lists
+            conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [second, swapped])
+            conn.execute("UPDATE dossier SET dossier_list_id = %s WHERE name = 's0'", [wanted])
+    _move(leader, mover, other)
+    _move(leader, stranger, wanted)
+    _move(leader, mover, wanted)
+    relay.ok("sync", "--all")
+    downstream.ok("sync", "--all")
+    assert_converged(leader, relay, [(wanted, wanted), (second, second)], outside=NOTHING_OUTSIDE)
+    assert_converged(leader, downstream, pairs, outside=NOTHING_OUTSIDE)
+
+    # A downstream replica tampered with (in replica mode, past the read-only guard) is
+    # repaired in place from the relay.
+    with downstream.node.connect() as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE dossier SET name = 'tampered' WHERE dossier_list_id = %s", [mine[wanted]])
+        conn.execute(
+            "DELETE FROM dossier_face WHERE dossier_list_id = %s AND model = 'other model'", [mine[wanted]]
+        )
+    assert downstream.cli("verify", "--json").exit_code != 0
+    downstream.ok("repair", str(mine[wanted]), "--confirm")
+    assert_converged(leader, downstream, pairs, outside=NOTHING_OUTSIDE)
+
+    # Detached downstream, the list keeps its rows and takes no more of the Leader's changes.
+    downstream.ok("detach", str(mine[second]))
+    add_dossiers(leader.node, second, 2, prefix="late")
+    relay.ok("sync", "--all")
+    downstream.ok("sync", "--all")
+    assert_converged(leader, relay, [(wanted, wanted), (second, second)], outside=NOTHING_OUTSIDE)
+    assert_converged(leader, downstream, [(wanted, mine[wanted])])
+    held = downstream.node.execute(
+        "SELECT count(*) AS n FROM dossier WHERE dossier_list_id = %s", [mine[second]]
+    )
+    assert held[0]["n"] == 3  # as it was at the detach: s1, s2 and the swapped dossier
+
+    # The timer's commands and status run on each hop.
+    for site in (relay, downstream):
+        site.ok("tick")
+        shown = site.ok("status", "--json").json()
+        assert shown, f"status of {site.node.name} shows its replicas"
+
+
+def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) -> None:
+    leader, relay, downstream = chain
+    make_list(leader.node, "Unused")
+    wanted = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, wanted, 2)
+    elsewhere = make_list(relay.node, "Own list")
+    assert elsewhere != wanted
+
+    # A relay keeps the Leader's list ids.
+    refused = relay.cli(*attach_args(leader.leader_url, wanted, elsewhere))
+    assert refused.exit_code != 0
+    assert "keeps its Leader's list ids" in refused.stderr and "Traceback" not in refused.stderr
+    assert not relay.node.execute("SELECT 1 FROM pgsync.sync_group")
+
+    # A relay serves only the lists it replicates: not one of its own.
+    target = make_list(downstream.node, "Here")
+    refused = downstream.cli(*attach_args(relay.leader_url, elsewhere, target))
+    assert refused.exit_code != 0
+    assert "replicates no list" in refused.stderr, refused.stderr
+    assert not downstream.node.execute("SELECT 1 FROM pgsync.sync_group")
+    assert not relay.node.execute("SELECT 1 FROM pgsync.group_registration")
+
+    # A downstream with another face model is refused by the relay's model, which is the Leader's.
+    _list_with_id(relay, wanted, "Wanted")
+    attach(relay, leader, wanted, wanted)
+    other_model = write_config(
+        tmp_path / "other-model.yaml", downstream.node, "subscriber", face_model="other"
+    )
+    refused = Site(downstream.node, other_model).cli(*attach_args(relay.leader_url, wanted, target))
+    assert refused.exit_code != 0 and "face models differ" in refused.stderr, refused.stderr
+    assert FACE_MODEL in refused.stderr
+
+    # A Subscriber holding a replica under another id cannot become a relay.
+    attach(downstream, leader, wanted, target)
+    as_relay = write_config(tmp_path / "as-relay.yaml", downstream.node, "relay")
+    refused = Site(downstream.node, as_relay).cli("setup")
+    assert refused.exit_code != 0
+    assert f"{target} (Leader list {wanted})" in refused.stderr, refused.stderr
+    assert downstream.node.execute("SELECT role FROM pgsync.node")[0]["role"] == "subscriber"
