@@ -76,6 +76,11 @@ _LINK_GAUGES: tuple[Gauge[LinkSample], ...] = (
         lambda s: s.row.lag_seconds,
     ),
     (
+        "pgsync_dossier_link_leader_time_reached_timestamp_seconds",
+        "The Leader's clock at the newest heartbeat applied: everything committed before it is here",
+        lambda s: _timestamp(s.row.leader_time_reached),
+    ),
+    (
         "pgsync_dossier_link_retained_wal_bytes",
         "WAL retained on the Leader by the link's slot",
         lambda s: s.row.retained_wal_bytes,

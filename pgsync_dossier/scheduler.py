@@ -203,6 +203,11 @@ def _probe(s: Session, group: Group) -> str | None:
         slot = leader.groups_status([group.name]).get(group.name)
         trouble = groups.slot_trouble(s.conn, group, slot)
         _sample_lag(s, group, slot)
+        if trouble is None and s.node.role == "relay" and group_schedule(group) is None:
+            # Downstream Subscribers learn the Leader time this relay has reached from the
+            # heartbeats it applies (pgsync.leader_time): a continuous stream gets one at each
+            # tick, not only at a sync.
+            leader.heartbeat(group.name)
     except ServerUnreachable:
         facts = None
     except PgsyncError as exc:

@@ -56,6 +56,12 @@ class StatusRow:
     leader_faces: int | None
     lag_bytes: int | None
     lag_seconds: float | None
+    leader_time_reached: datetime | None = field(
+        metadata=_doc(
+            "the Leader's clock at the newest heartbeat applied here: the replica holds everything "
+            "the Leader committed before it, through a relay too (null: no heartbeat yet)"
+        )
+    )
     retained_wal_bytes: int | None
     wal_status: str | None
     copy: str = field(
@@ -260,6 +266,7 @@ def _row(
         group, window_open=enabled and windowed, models_match=link.state != "paused", pausing_for=pausing_for
     )
     side = _leader_side(link, group, local, remote, closed=windowed and not enabled, config=config)
+    beat = local.heartbeats.get(group.name)
     return StatusRow(
         local_list=link.local_list_id,
         local_list_name=counts["name"] if counts else None,
@@ -278,6 +285,7 @@ def _row(
         leader_faces=side.leader_faces,
         lag_bytes=side.lag_bytes,
         lag_seconds=side.lag_seconds,
+        leader_time_reached=beat.beat_at if beat is not None and beat.seq > 0 else None,
         retained_wal_bytes=side.retained_wal_bytes,
         wal_status=side.wal_status,
         copy=_copy_progress(link, local),

@@ -487,12 +487,32 @@ BEGIN
 END
 $$;
 
+-- The Leader's time up to which this node holds every change of a group's lists: on a Leader,
+-- now. On a relay, the oldest Leader time among the heartbeats it has applied for the
+-- groups that bring it those lists (each holds everything its Leader committed before it), or
+-- `p_before` when it has none: so a heartbeat's time means the same at every hop.
+CREATE OR REPLACE FUNCTION pgsync.leader_time(p_name text, p_before timestamptz) RETURNS timestamptz
+LANGUAGE sql SET search_path = pg_catalog AS
+$$
+    SELECT CASE WHEN coalesce((SELECT n.role FROM pgsync.node AS n), 'leader') <> 'relay'
+                THEN pg_catalog.clock_timestamp()
+                ELSE coalesce((SELECT pg_catalog.min(h.beat_at)
+                                 FROM pgsync.group_registration AS r
+                                CROSS JOIN pg_catalog.unnest(r.lists) AS l
+                                 JOIN pgsync.link AS k ON k.local_list_id = l
+                                 JOIN pgsync.sync_group AS g ON g.id = k.group_id
+                                 JOIN pgsync.heartbeat AS h ON h.group_name = g.name
+                                WHERE r.name = p_name), p_before) END
+$$;
+REVOKE ALL ON FUNCTION pgsync.leader_time(text, timestamptz) FROM PUBLIC;
+
 -- Advance a group's heartbeat: a Subscriber that has applied this seq has applied everything
--- the Leader committed before it, for every list of the group (the sync barrier).
+-- the Leader committed before it, for every list of the group (the sync barrier), and so
+-- everything the Leader committed before its beat_at (through a relay too: leader_time).
 CREATE OR REPLACE FUNCTION pgsync.api_heartbeat(p_name text) RETURNS bigint
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
 $$
-    UPDATE pgsync.heartbeat SET seq = seq + 1, beat_at = pg_catalog.clock_timestamp()
+    UPDATE pgsync.heartbeat SET seq = seq + 1, beat_at = pgsync.leader_time(p_name, beat_at)
      WHERE group_name = p_name AND pgsync.may_access_group(p_name)
     RETURNING seq
 $$;

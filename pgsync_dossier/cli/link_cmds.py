@@ -234,6 +234,7 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
         "leader_dossiers",
         "lag_bytes",
         "lag_seconds",
+        "leader_time_reached",
         "retained_wal_bytes",
         "wal_status",
         "last_sync",

@@ -4,6 +4,7 @@ the oracle against the Leader itself."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from tests.harness import (
     attach,
     attach_args,
     make_list,
+    wait_until,
     write_config,
 )
 
@@ -148,3 +150,55 @@ def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) ->
     assert refused.exit_code != 0
     assert f"{target} (Leader list {wanted})" in refused.stderr, refused.stderr
     assert downstream.node.execute("SELECT role FROM pgsync.node")[0]["role"] == "subscriber"
+
+
+#: The heartbeat a relay applied for its own group (not the ones it writes for downstream groups).
+_OWN_HEARTBEAT = (
+    "SELECT beat_at AS t FROM pgsync.heartbeat WHERE group_name IN (SELECT name FROM pgsync.sync_group)"
+)
+
+
+def _reached(site: Site, local: int) -> datetime | None:
+    """`status --json`'s leader_time_reached of a replica."""
+    (row,) = [row for row in site.ok("status", "--json").json() if row["local_list"] == local]
+    return datetime.fromisoformat(row["leader_time_reached"]) if row["leader_time_reached"] else None
+
+
+def _leader_clock(leader: Site) -> datetime:
+    value: datetime = leader.node.execute("SELECT clock_timestamp() AS t")[0]["t"]
+    return value
+
+
+def test_downstream_status_shows_the_leader_time_reached_through_the_relay(
+    chain: tuple[Site, Site, Site],
+) -> None:
+    leader, relay, downstream = chain
+    wanted = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, wanted, 2)
+    _list_with_id(relay, wanted, "Wanted")
+    attach(relay, leader, wanted, wanted)
+    local = make_list(downstream.node, "Here")
+    attach(downstream, relay, wanted, local)
+
+    add_dossiers(leader.node, wanted, 1, prefix="new")
+    changed_at = _leader_clock(leader)
+    downstream.ok("sync", "--all")
+    reached = _reached(downstream, local)
+    # Equal to the relay now, which has not proven itself past the change: the time says so.
+    assert reached is not None and reached < changed_at
+    relay.ok("sync", "--all")
+    downstream.ok("sync", "--all")
+    reached = _reached(downstream, local)
+    assert reached is not None and reached >= changed_at
+    assert_converged(leader, downstream, [(wanted, local)])
+
+    # A continuous relay's tick moves its Leader time on without a sync.
+    ticked_at = _leader_clock(leader)
+    relay.ok("tick")
+    wait_until(
+        lambda: relay.node.execute(_OWN_HEARTBEAT)[0]["t"] >= ticked_at,
+        "the relay's tick to bring it a newer heartbeat",
+    )
+    downstream.ok("sync", "--all")
+    reached = _reached(downstream, local)
+    assert reached is not None and reached >= ticked_at

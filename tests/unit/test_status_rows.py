@@ -29,6 +29,7 @@ DOCUMENTED = [
     "leader_faces",
     "lag_bytes",
     "lag_seconds",
+    "leader_time_reached",
     "retained_wal_bytes",
     "wal_status",
     "copy",
