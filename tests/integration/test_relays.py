@@ -202,3 +202,27 @@ def test_downstream_status_shows_the_leader_time_reached_through_the_relay(
     downstream.ok("sync", "--all")
     reached = _reached(downstream, local)
     assert reached is not None and reached >= ticked_at
+
+
+def test_a_relay_restarted_while_the_leader_writes_loses_nothing(chain: tuple[Site, Site, Site]) -> None:
+    """The relay's server goes down (its downstream stream breaks, its own stream stops) while
+    the Leader keeps writing, and comes back: both hops resume where they were."""
+    leader, relay, downstream = chain
+    wanted = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, wanted, 3)
+    _list_with_id(relay, wanted, "Wanted")
+    attach(relay, leader, wanted, wanted)
+    local = make_list(downstream.node, "Here")
+    attach(downstream, relay, wanted, local)
+    relay.node.cluster.stop(mode="immediate")
+    try:
+        moved, _ = add_dossiers(leader.node, wanted, 2, prefix="meanwhile")
+        leader.node.execute("UPDATE dossier SET name = 'renamed meanwhile' WHERE id = %s", [moved])
+        assert downstream.cli("sync", "--all").exit_code != 0  # its relay is down
+    finally:
+        relay.node.cluster.start()
+    add_dossiers(leader.node, wanted, 1, prefix="after")
+    relay.ok("sync", "--all")
+    downstream.ok("sync", "--all")
+    assert_converged(leader, relay, [(wanted, wanted)], outside=NOTHING_OUTSIDE)
+    assert_converged(leader, downstream, [(wanted, local)])
