@@ -76,6 +76,9 @@ class Group:
     #: where the Leader's slot stood when this stream last stopped; a slot found further on
     #: was consumed by someone else meanwhile (None: streaming, or unknown)
     stopped_at_lsn: int | None
+    #: other upstreams of the same lists (a second relay, the Leader itself), in order, that
+    #: tick moves the stream to when this one stays unreachable (fallback.py)
+    fallback_urls: list[str]
 
     @property
     def effective_schedule(self) -> str | None:
@@ -360,7 +363,7 @@ def find_or_make_group(
 ) -> Group:
     """The group of this Leader and schedule override, made when it is the first of its kind."""
     key = {"leader_id": leader_id, "schedule": schedule}
-    found = _one(conn, Group, "group_by_key", key)
+    found = find_group(conn, leader_id, schedule)
     if found is None:
         made = _one(
             conn,
@@ -381,6 +384,42 @@ def find_or_make_group(
         _run(conn, "set_group_url", {"id": found.id, "leader_url": leader_url})
         found = group(conn, found.id) or found
     return found
+
+
+def find_group(conn: pg.Connection, leader_id: str, schedule: str | None) -> Group | None:
+    """The group of this Leader (or relay) and schedule override, if there is one."""
+    return _one(conn, Group, "group_by_key", {"leader_id": leader_id, "schedule": schedule})
+
+
+def set_fallback_urls(conn: pg.Connection, group_id: int, urls: list[str]) -> None:
+    _run(conn, "set_fallback_urls", {"id": group_id, "urls": urls})
+
+
+def move_group(
+    conn: pg.Connection,
+    group_id: int,
+    *,
+    name: str,
+    leader_id: str,
+    leader_url: str,
+    node_name: str,
+    fallbacks: list[str],
+) -> None:
+    """The group streams from another upstream of the same lists from now on (fallback.py),
+    under a new name: its slot on the old one stays an orphan until it is dropped there."""
+    _run(
+        conn,
+        "move_group",
+        {
+            "id": group_id,
+            "name": name,
+            "leader_id": leader_id,
+            "leader_url": leader_url,
+            "leader_node_name": node_name,
+            "fallbacks": fallbacks,
+        },
+    )
+    _run(conn, "move_group_links", {"group_id": group_id, "leader_id": leader_id})
 
 
 def delete_group(conn: pg.Connection, group: Group) -> None:

@@ -52,6 +52,19 @@ class AttachRequest:
     leader_url: str
     local_list_id: int
     schedule: str | None = None
+    #: other upstreams of the same list (a second relay, the Leader itself): the group's, in
+    #: the order tick tries them when its upstream stays unreachable (fallback.py)
+    fallback_urls: tuple[str, ...] = ()
+
+
+def _validate_fallback(url: str) -> None:
+    if is_web_address(url) or has_password(url):
+        raise UsageError(
+            f"invalid fallback URL {mask_conninfo(url)!r}: give its PostgreSQL URL without a password "
+            "(this node logs in with the sync token), e.g. postgresql://leader.example.org:5432/dossiers",
+            code="invalid_url",
+        )
+    _validate_url(url)
 
 
 def _validate_url(url: str) -> None:
@@ -97,7 +110,8 @@ def leader_lists(config: Config, leader_url: str) -> list[LeaderList]:
         return leader.lists()
 
 
-def _check_leader(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
+def check_upstream(s: Session, facts: LeaderFacts, leader: LeaderClient) -> None:
+    """What a Leader or relay must agree on with this Subscriber before it streams from it."""
     config = s.config
     _require_leader(facts, leader)
     # A relay checked its Leader's token and face model at its own attach.
@@ -138,6 +152,8 @@ def attach(
     exists (state 'attaching') and leave the copy to the caller (the HTTP API runs it in the
     background); otherwise, with the Leader's sync_at_creation, copy now and reach a barrier."""
     deadline = Deadline(timeout_s)
+    for url in request.fallback_urls:
+        _validate_fallback(url)
     request = dataclasses.replace(request, leader_url=_leader_endpoint(config, request.leader_url, deadline))
     with subscriber_session(config, "attach") as s:
         groups.cleanup_orphans(s)
@@ -154,7 +170,7 @@ def attach(
             )
         leader = s.leaders.get(request.leader_url)
         facts = leader.facts()
-        _check_leader(s, facts, leader)
+        check_upstream(s, facts, leader)
         if request.remote_list_id not in leader.lists_info([request.remote_list_id]):
             # A relay shows only the lists it replicates (under their Leader's ids).
             raise PreconditionFailed(
@@ -172,6 +188,8 @@ def attach(
                 code="leader_list_already_replicated",
             )
         group = _locked_group(s, request, facts, existing, deadline)
+        if request.fallback_urls:
+            catalog.set_fallback_urls(s.conn, group.id, list(request.fallback_urls))
         try:
             return _attach_in_group(
                 s, request, facts, existing, group, leader, deadline, on_progress, defer_first_sync
@@ -556,7 +574,7 @@ def repair_locked(
         link = current
         leader = s.leaders.get(group.leader_url)
         facts = leader.facts()
-        _check_leader(s, facts, leader)
+        check_upstream(s, facts, leader)
         groups.lock_waiting(s.conn, group, deadline.at_most(LOCK_WAIT_S))
         try:
             if not link.needs_copy:

@@ -272,6 +272,8 @@ sync_group = Table(
     Column("paused_until", TIMESTAMP(timezone=True)),
     Column("last_error", Text),
     Column("stopped_at_lsn", BigInteger),  # the slot position when the stream last stopped
+    # where tick moves the stream when its upstream stays unreachable (fallback.py)
+    Column("fallback_urls", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     _timestamp("created_at"),
     _timestamp("updated_at"),
     UniqueConstraint("leader_id", "schedule", postgresql_nulls_not_distinct=True),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from pgsync_dossier import catalog, groups, subscriber, verify
+from pgsync_dossier import catalog, fallback, groups, subscriber, verify
 from pgsync_dossier.catalog import Group
 from pgsync_dossier.config import Config
 from pgsync_dossier.deadline import Deadline
@@ -162,6 +162,16 @@ def _step_then_verify(
 
 
 def _step(s: Session, group: Group, startup: bool, deadline: Deadline, now: datetime) -> GroupOutcome | None:
+    if fallback.due(group, now):
+        if not groups.lock(s.conn, group):
+            return None
+        try:
+            moved = fallback.move_if_lost(s, group)
+        finally:
+            groups.unlock(s.conn, group)
+        fresh = catalog.group(s.conn, group.id)
+        if moved is not None and fresh is not None:
+            return sync_group(s, fresh, "heal", deadline)  # the new stream, the lists repaired there
     if startup:
         return sync_group(s, group, "startup", deadline)
     occurrence = due_occurrence(s, group, now)

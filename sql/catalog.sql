@@ -35,6 +35,20 @@ UPDATE pgsync.sync_group
  WHERE id = %(id)s
    AND (leader_schedule, leader_node_name) IS DISTINCT FROM (%(leader_schedule)s, %(leader_node_name)s);
 
+-- name: set_fallback_urls
+UPDATE pgsync.sync_group SET fallback_urls = %(urls)s, updated_at = now()
+ WHERE id = %(id)s AND fallback_urls IS DISTINCT FROM %(urls)s;
+
+-- name: move_group
+UPDATE pgsync.sync_group
+   SET name = %(name)s, leader_id = %(leader_id)s, leader_url = %(leader_url)s,
+       leader_node_name = %(leader_node_name)s, fallback_urls = %(fallbacks)s, leader_available = true,
+       leader_unavailable_since = NULL, stopped_at_lsn = NULL, last_error = NULL, updated_at = now()
+ WHERE id = %(id)s;
+
+-- name: move_group_links
+UPDATE pgsync.link SET leader_id = %(leader_id)s, updated_at = now() WHERE group_id = %(group_id)s;
+
 -- name: set_group_url
 UPDATE pgsync.sync_group SET leader_url = %(leader_url)s, updated_at = now()
  WHERE id = %(id)s AND leader_url IS DISTINCT FROM %(leader_url)s;

@@ -1,8 +1,9 @@
 """Relays: a node may be a Subscriber that publishes the lists it replicates on (issue #28).
 
-A relay records its role as 'relay' (the check keeps the name migration 0002 gave it).
-Nothing else in the schema changes: a relay keeps its Leader's list ids and `(id,
-dossier_list_id)` replica identity (docs/design-notes.md, "Relays").
+A relay records its role as 'relay' (the check keeps the name migration 0002 gave it). A relay
+keeps its Leader's list ids and `(id, dossier_list_id)` replica identity (docs/design-notes.md,
+"Relays"). A group may name fallback upstreams (another relay, or the Leader itself) that
+`tick` moves it to when its own stays unreachable (pgsync_dossier/fallback.py).
 
 Revision ID: 0012
 Revises: 0011
@@ -23,7 +24,8 @@ def upgrade() -> None:
     op.execute(
         """
         ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,
-            ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber', 'relay'))
+            ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber', 'relay'));
+        ALTER TABLE pgsync.sync_group ADD COLUMN fallback_urls text[] NOT NULL DEFAULT '{}';
         """
     )
 
@@ -31,6 +33,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        ALTER TABLE pgsync.sync_group DROP COLUMN fallback_urls;
         ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,
             ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber'))
         """

@@ -47,7 +47,7 @@ RemoteUrlQuery = Annotated[
 
 
 class AttachBody(BaseModel):
-    """Exactly the original product's field names."""
+    """Exactly the original product's field names, and `fallback_urls`, optional."""
 
     model_config = ConfigDict(extra="forbid")
     remote_dossier_list: int = Field(ge=1, le=MAX_INT4, strict=True, description="The Leader's list id")
@@ -56,6 +56,12 @@ class AttachBody(BaseModel):
     )
     slave_dossier_list: int = Field(
         ge=1, le=MAX_INT4, strict=True, description="This Subscriber's empty list"
+    )
+    fallback_urls: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Other upstreams of the same list (a second relay, the Leader itself): PostgreSQL "
+        "URLs without a password, tried in order when the upstream stays unreachable (docs/relays.md)",
     )
 
 
@@ -141,7 +147,12 @@ def create_subscriber_app(config: Config) -> FastAPI:
         Returns 201 once the link exists (200 when it already existed); the initial copy goes
         on in the background: GET shows `state` 'copying' and `copy` progress, then 'ready'.
         """
-        request = links.AttachRequest(body.remote_dossier_list, body.remote_url, body.slave_dossier_list)
+        request = links.AttachRequest(
+            body.remote_dossier_list,
+            body.remote_url,
+            body.slave_dossier_list,
+            fallback_urls=tuple(body.fallback_urls),
+        )
         result = links.attach(config, request, defer_first_sync=True)
         if result.first_sync_pending:
             background.submit(_first_sync, config, body.slave_dossier_list)

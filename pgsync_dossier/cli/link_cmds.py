@@ -65,6 +65,14 @@ def setup(app: AppContext, as_json: bool) -> None:
 )
 @click.option("--schedule", metavar="RRULE", help="Sync windows for this link (overrides the Leader's).")
 @click.option(
+    "--fallback-url",
+    "fallback_urls",
+    multiple=True,
+    metavar="URL",
+    help="Another upstream of the same list (a second relay, the Leader itself), PostgreSQL URL without "
+    "a password; repeatable. tick moves the link's stream there when its upstream stays unreachable.",
+)
+@click.option(
     "--timeout",
     type=SECONDS,
     default=copier.COPY_TIMEOUT_S,
@@ -79,6 +87,7 @@ def attach(
     remote_url: str,
     local_list: int,
     schedule: str | None,
+    fallback_urls: tuple[str, ...],
     timeout: float,
     as_json: bool,
 ) -> None:
@@ -90,7 +99,7 @@ def attach(
             schedule = Schedule.parse(schedule).text
         except ValueError as exc:
             raise click.BadParameter(f"invalid RRULE: {exc}", param_hint="--schedule") from None
-    request = links.AttachRequest(remote_list, remote_url, local_list, schedule)
+    request = links.AttachRequest(remote_list, remote_url, local_list, schedule, fallback_urls)
     result = _with_progress(
         as_json, lambda progress: links.attach(app.config, request, timeout_s=timeout, on_progress=progress)
     )

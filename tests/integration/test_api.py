@@ -163,8 +163,10 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
         "/healthz",
     }
     body = spec["components"]["schemas"]["AttachBody"]
-    assert set(body["properties"]) == {"remote_dossier_list", "remote_url", "slave_dossier_list"}
-    assert set(body["required"]) == set(body["properties"])
+    original = {"remote_dossier_list", "remote_url", "slave_dossier_list"}
+    # The original product's body, field for field, and one optional field of ours (relays).
+    assert set(body["properties"]) == original | {"fallback_urls"}
+    assert set(body["required"]) == original
     assert "201" in spec["paths"]["/sync/dossier-lists/"]["post"]["responses"]
     (scheme,) = spec["components"]["securitySchemes"].values()
     assert "API token (pgsync-dossier api-token create NAME)" in scheme["description"]

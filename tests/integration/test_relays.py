@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pgsync_dossier.fallback import FALLBACK_AFTER_ENV
 from tests.harness import (
     FACE_MODEL,
     Node,
@@ -119,6 +120,15 @@ def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) ->
     elsewhere = make_list(relay.node, "Own list")
     assert elsewhere != wanted
 
+    # A fallback is a PostgreSQL URL without a password (the token logs in); the password is
+    # not echoed.
+    target = make_list(downstream.node, "Here")
+    with_password = "postgresql://someone:s3cret-pw@leader.example.org/dossiers"
+    refused = downstream.cli(*attach_args(leader.leader_url, wanted, target), "--fallback-url", with_password)
+    assert refused.exit_code == 2 and "without a password" in refused.stderr, refused.stderr
+    assert "s3cret-pw" not in refused.stderr + refused.stdout
+    assert not downstream.node.execute("SELECT 1 FROM pgsync.sync_group")
+
     # A relay keeps the Leader's list ids.
     refused = relay.cli(*attach_args(leader.leader_url, wanted, elsewhere))
     assert refused.exit_code != 0
@@ -126,7 +136,6 @@ def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) ->
     assert not relay.node.execute("SELECT 1 FROM pgsync.sync_group")
 
     # A relay serves only the lists it replicates: not one of its own.
-    target = make_list(downstream.node, "Here")
     refused = downstream.cli(*attach_args(relay.leader_url, elsewhere, target))
     assert refused.exit_code != 0
     assert "replicates no list" in refused.stderr, refused.stderr
@@ -226,3 +235,42 @@ def test_a_relay_restarted_while_the_leader_writes_loses_nothing(chain: tuple[Si
     downstream.ok("sync", "--all")
     assert_converged(leader, relay, [(wanted, wanted)], outside=NOTHING_OUTSIDE)
     assert_converged(leader, downstream, [(wanted, local)])
+
+
+def test_a_lost_relay_is_replaced_by_the_fallback_at_tick(chain: tuple[Site, Site, Site]) -> None:
+    """The downstream names the Leader as its fallback; its relay dies: `tick` moves the stream
+    to the Leader and repairs the replica in place there, and drops the old slot on the relay
+    once it is back."""
+    leader, relay, downstream = chain
+    wanted = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, wanted, 3)
+    _list_with_id(relay, wanted, "Wanted")
+    attach(relay, leader, wanted, wanted)
+    local = make_list(downstream.node, "Here")
+    attach(downstream, relay, wanted, local, "--fallback-url", leader.leader_url)
+    (old_name,) = [row["name"] for row in downstream.node.execute("SELECT name FROM pgsync.sync_group")]
+    untouched = "SELECT xmin::text AS x FROM dossier WHERE name = 'd1'"
+    written_at = downstream.node.execute(untouched)[0]["x"]
+    at_once = {FALLBACK_AFTER_ENV: "0"}
+    relay.node.cluster.stop(mode="immediate")
+    try:
+        add_dossiers(leader.node, wanted, 2, prefix="meanwhile")
+        leader.node.execute("DELETE FROM dossier WHERE name = 'd0'")
+        downstream.cli("tick", env=at_once)  # finds the relay unreachable
+        moved = downstream.cli("tick", env=at_once)
+        assert moved.exit_code == 0, moved.stderr
+        (group,) = downstream.node.execute("SELECT name, leader_url, fallback_urls FROM pgsync.sync_group")
+        assert group["leader_url"] == leader.leader_url and group["fallback_urls"] == [relay.leader_url]
+        assert group["name"] != old_name
+        assert_converged(leader, downstream, [(wanted, local)], outside={"dossier": 0, "dossier_face": 0})
+        assert downstream.node.execute(untouched)[0]["x"] == written_at, "repaired in place, not copied again"
+        add_dossiers(leader.node, wanted, 1, prefix="later")
+        downstream.ok("sync", "--all")
+        assert_converged(leader, downstream, [(wanted, local)])
+        orphans = downstream.node.execute("SELECT slot_name FROM pgsync.orphan_slot")
+        assert [row["slot_name"] for row in orphans] == [old_name]
+    finally:
+        relay.node.cluster.start()
+    downstream.ok("tick")
+    assert not downstream.node.execute("SELECT 1 FROM pgsync.orphan_slot")
+    assert not relay.node.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [old_name])
