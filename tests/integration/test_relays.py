@@ -42,6 +42,19 @@ def _list_with_id(site: Site, list_id: int, name: str) -> None:
     site.node.execute("INSERT INTO dossier_list (id, name) VALUES (%s, %s)", [list_id, name])
 
 
+def _relayed_list(chain: tuple[Site, Site, Site], dossiers: int, *downstream_attach: str) -> tuple[int, int]:
+    """A Leader list of `dossiers`, attached on the relay, and the relay's replica attached
+    downstream (with these extra arguments): (the list's id, the downstream replica's)."""
+    leader, relay, downstream = chain
+    wanted = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, wanted, dossiers)
+    _list_with_id(relay, wanted, "Wanted")
+    attach(relay, leader, wanted, wanted)
+    local = make_list(downstream.node, "Here")
+    attach(downstream, relay, wanted, local, *downstream_attach)
+    return wanted, local
+
+
 def _move(leader: Site, dossier: object, to_list: int) -> None:
     leader.node.execute("UPDATE dossier SET dossier_list_id = %s WHERE id = %s", [to_list, dossier])
 
@@ -182,12 +195,7 @@ def test_downstream_status_shows_the_leader_time_reached_through_the_relay(
     chain: tuple[Site, Site, Site],
 ) -> None:
     leader, relay, downstream = chain
-    wanted = make_list(leader.node, "Wanted")
-    add_dossiers(leader.node, wanted, 2)
-    _list_with_id(relay, wanted, "Wanted")
-    attach(relay, leader, wanted, wanted)
-    local = make_list(downstream.node, "Here")
-    attach(downstream, relay, wanted, local)
+    wanted, local = _relayed_list(chain, 2)
 
     add_dossiers(leader.node, wanted, 1, prefix="new")
     changed_at = _leader_clock(leader)
@@ -217,12 +225,7 @@ def test_a_relay_restarted_while_the_leader_writes_loses_nothing(chain: tuple[Si
     """The relay's server goes down (its downstream stream breaks, its own stream stops) while
     the Leader keeps writing, and comes back: both hops resume where they were."""
     leader, relay, downstream = chain
-    wanted = make_list(leader.node, "Wanted")
-    add_dossiers(leader.node, wanted, 3)
-    _list_with_id(relay, wanted, "Wanted")
-    attach(relay, leader, wanted, wanted)
-    local = make_list(downstream.node, "Here")
-    attach(downstream, relay, wanted, local)
+    wanted, local = _relayed_list(chain, 3)
     relay.node.cluster.stop(mode="immediate")
     try:
         moved, _ = add_dossiers(leader.node, wanted, 2, prefix="meanwhile")
@@ -242,12 +245,7 @@ def test_a_lost_relay_is_replaced_by_the_fallback_at_tick(chain: tuple[Site, Sit
     to the Leader and repairs the replica in place there, and drops the old slot on the relay
     once it is back."""
     leader, relay, downstream = chain
-    wanted = make_list(leader.node, "Wanted")
-    add_dossiers(leader.node, wanted, 3)
-    _list_with_id(relay, wanted, "Wanted")
-    attach(relay, leader, wanted, wanted)
-    local = make_list(downstream.node, "Here")
-    attach(downstream, relay, wanted, local, "--fallback-url", leader.leader_url)
+    wanted, local = _relayed_list(chain, 3, "--fallback-url", leader.leader_url)
     (old_name,) = [row["name"] for row in downstream.node.execute("SELECT name FROM pgsync.sync_group")]
     untouched = "SELECT xmin::text AS x FROM dossier WHERE name = 'd1'"
     written_at = downstream.node.execute(untouched)[0]["x"]
