@@ -66,6 +66,7 @@ class Group:
     leader_node_name: str | None
     schedule: str | None  # the links' own --schedule; None: the Leader's
     leader_schedule: str | None
+    leader_face_model: str | None  # as the upstream last said; a relay passes a change on
     leader_available: bool
     leader_unavailable_since: datetime | None
     copying_list_id: int | None  # the stream is paused while this list is copied...
@@ -435,11 +436,18 @@ def ensure_heartbeat(conn: pg.Connection, group: Group) -> None:
     _run(conn, "ensure_heartbeat", {"name": group.name})
 
 
-def set_leader_facts(conn: pg.Connection, group_id: int, leader_schedule: str | None, node_name: str) -> None:
+def set_leader_facts(
+    conn: pg.Connection, group_id: int, leader_schedule: str | None, node_name: str, face_model: str
+) -> None:
     _run(
         conn,
         "set_group_leader_facts",
-        {"id": group_id, "leader_schedule": leader_schedule, "leader_node_name": node_name},
+        {
+            "id": group_id,
+            "leader_schedule": leader_schedule,
+            "leader_node_name": node_name,
+            "leader_face_model": face_model,
+        },
     )
 
 

@@ -446,7 +446,7 @@ def apply_leader_facts(
     or paused list is paused with the current message, a paused one is ready again once the
     stream may run. Returns the pause as (code, message), None when it may stream. Sync and
     the scheduler's probe both decide this here, so they never disagree."""
-    catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
+    catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name, facts.face_model)
     pause = pause_reason(s, leader, facts)
     if pause is not None:
         catalog.set_group_links_state(

@@ -266,6 +266,7 @@ sync_group = Table(
     Column("leader_node_name", Text),
     Column("schedule", Text),
     Column("leader_schedule", Text),
+    Column("leader_face_model", Text),  # as the upstream last said (0012): a relay passes it on
     Column("leader_available", Boolean, nullable=False, server_default=text("true")),
     Column("leader_unavailable_since", TIMESTAMP(timezone=True)),
     Column("copying_list_id", Integer),

@@ -167,7 +167,7 @@ def _locked_sync(
         leader = groups.reach(s, group)
         facts = leader.facts()
         if reason == "startup" and not facts.sync_at_startup:
-            catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name)
+            catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name, facts.face_model)
             catalog.forget_run(s.conn, run)
             return GroupOutcome(
                 group, lists, reason, "skipped", error="the Leader's sync_at_startup is off", code="skipped"

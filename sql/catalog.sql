@@ -31,9 +31,11 @@ DELETE FROM pgsync.sync_group WHERE id = %(id)s;
 
 -- name: set_group_leader_facts
 UPDATE pgsync.sync_group
-   SET leader_schedule = %(leader_schedule)s, leader_node_name = %(leader_node_name)s, updated_at = now()
+   SET leader_schedule = %(leader_schedule)s, leader_node_name = %(leader_node_name)s,
+       leader_face_model = %(leader_face_model)s, updated_at = now()
  WHERE id = %(id)s
-   AND (leader_schedule, leader_node_name) IS DISTINCT FROM (%(leader_schedule)s, %(leader_node_name)s);
+   AND (leader_schedule, leader_node_name, leader_face_model)
+       IS DISTINCT FROM (%(leader_schedule)s, %(leader_node_name)s, %(leader_face_model)s);
 
 -- name: set_fallback_urls
 UPDATE pgsync.sync_group SET fallback_urls = %(urls)s, updated_at = now()

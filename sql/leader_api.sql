@@ -162,7 +162,13 @@ RETURNS TABLE (node_name text, role text, face_model text, token_verifier text,
                leader_id text, server_version integer)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
 $$
-    SELECT n.node_name, n.role, n.face_model, n.token_verifier, n.sync_schedule,
+    -- A relay whose Leader now uses another model than its own says the Leader's: so its
+    -- downstream Subscribers pause (or refuse to attach) as its own streams did.
+    SELECT n.node_name, n.role,
+           coalesce((SELECT g.leader_face_model FROM pgsync.sync_group AS g
+                      WHERE n.role = 'relay' AND g.leader_face_model <> n.face_model
+                      ORDER BY g.id LIMIT 1), n.face_model),
+           n.token_verifier, n.sync_schedule,
            n.sync_at_startup, n.sync_at_creation, pgsync.leader_identity(),
            pg_catalog.current_setting('server_version_num')::integer
       FROM pgsync.node AS n

@@ -3,7 +3,8 @@
 A relay records its role as 'relay' (the check keeps the name migration 0002 gave it). A relay
 keeps its Leader's list ids and `(id, dossier_list_id)` replica identity (docs/design-notes.md,
 "Relays"). A group may name fallback upstreams (another relay, or the Leader itself) that
-`tick` moves it to when its own stays unreachable (pgsync_dossier/fallback.py).
+`tick` moves it to when its own stays unreachable (pgsync_dossier/fallback.py). A group keeps
+its upstream's face model: a relay whose Leader changed models says so to its own downstream.
 
 Revision ID: 0012
 Revises: 0011
@@ -25,7 +26,8 @@ def upgrade() -> None:
         """
         ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,
             ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber', 'relay'));
-        ALTER TABLE pgsync.sync_group ADD COLUMN fallback_urls text[] NOT NULL DEFAULT '{}';
+        ALTER TABLE pgsync.sync_group ADD COLUMN fallback_urls text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN leader_face_model text;
         """
     )
 
@@ -33,7 +35,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
-        ALTER TABLE pgsync.sync_group DROP COLUMN fallback_urls;
+        ALTER TABLE pgsync.sync_group DROP COLUMN fallback_urls, DROP COLUMN leader_face_model;
         ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,
             ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber'))
         """

@@ -272,3 +272,32 @@ def test_a_lost_relay_is_replaced_by_the_fallback_at_tick(chain: tuple[Site, Sit
     downstream.ok("tick")
     assert not downstream.node.execute("SELECT 1 FROM pgsync.orphan_slot")
     assert not relay.node.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [old_name])
+
+
+def _states(site: Site) -> set[str]:
+    return {row["state"] for row in site.node.execute("SELECT state FROM pgsync.link")}
+
+
+def test_a_face_model_changed_on_the_leader_pauses_both_hops(
+    chain: tuple[Site, Site, Site], tmp_path: Path
+) -> None:
+    """The relay's face model is its Leader's: when the Leader's changes, the relay's streams
+    pause, and the relay tells its downstream the Leader's new model, so they pause too."""
+    leader, relay, downstream = chain
+    wanted, local = _relayed_list(chain, 2)
+    retrained = Site(
+        leader.node, write_config(tmp_path / "retrained.yaml", leader.node, "leader", face_model="v3")
+    )
+    retrained.ok("setup")
+    assert relay.cli("sync", "--all").exit_code != 0
+    assert _states(relay) == {"paused"}
+    refused = downstream.cli("sync", "--all")
+    assert refused.exit_code != 0 and "'v3'" in refused.stderr, refused.stderr
+    assert _states(downstream) == {"paused"}
+
+    leader.ok("setup")  # the model back
+    add_dossiers(leader.node, wanted, 1, prefix="after")
+    relay.ok("sync", "--all")
+    downstream.ok("sync", "--all")
+    assert _states(relay) == _states(downstream) == {"ready"}
+    assert_converged(leader, downstream, [(wanted, local)])
