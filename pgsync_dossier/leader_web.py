@@ -122,7 +122,7 @@ def resolve(config: Config, address: str, timeout_s: float = DEFAULT_TIMEOUT_S) 
             "sync_token here",
             code="token_mismatch",
         )
-    if facts["role"] != "leader":
+    if facts["role"] not in ("leader", "relay"):  # a relay serves the lists it replicates
         raise PreconditionFailed(
             f"{base} is a {facts['role']}, not a Leader: attach to the Leader", code="not_a_leader"
         )

@@ -9,11 +9,17 @@ from pgsync_dossier.config import Config
 
 
 def create_app(config: Config) -> FastAPI:
-    """The app for this node's role."""
+    """The app for this node's role: a relay's is a Subscriber's that also tells downstream
+    Subscribers, given its web address, where to stream from."""
     if config.role == "leader":
         from pgsync_dossier.api.leader_app import create_leader_app
 
         return create_leader_app(config)
     from pgsync_dossier.api.subscriber_app import create_subscriber_app
 
-    return create_subscriber_app(config)
+    app = create_subscriber_app(config)
+    if config.role == "relay":
+        from pgsync_dossier.api.leader_app import install_handshake
+
+        install_handshake(app, config)
+    return app

@@ -53,7 +53,20 @@ def create_leader_app(config: Config) -> FastAPI:
         "`Authorization: Token <API token>` (pgsync-dossier api-token create NAME).",
     )
     install_common(app, config)
+    install_handshake(app, config)
     reads = [reader(config)]
+
+    @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["leader"])
+    def published() -> list[PublishedList]:
+        """Each list some Subscriber replicates, with the streams that carry it."""
+        return [PublishedList(**asdict(row)) for row in status.leader_status(config)]
+
+    return app
+
+
+def install_handshake(app: FastAPI, config: Config) -> None:
+    """Where Subscribers given this node's web address stream from: a Leader's, or a relay's
+    (whose own app is a Subscriber's)."""
 
     @app.get(handshake.PATH, tags=["leader"], responses=ERRORS)
     def endpoint(authorization: Annotated[str | None, Header()] = None) -> Response:
@@ -73,10 +86,3 @@ def create_leader_app(config: Config) -> FastAPI:
             media_type="application/json",
             headers={handshake.PROOF_HEADER: handshake.response_proof(config.sync_token, nonce, body)},
         )
-
-    @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["leader"])
-    def published() -> list[PublishedList]:
-        """Each list some Subscriber replicates, with the streams that carry it."""
-        return [PublishedList(**asdict(row)) for row in status.leader_status(config)]
-
-    return app

@@ -19,6 +19,7 @@ from tests.harness import (
     attach,
     attach_args,
     make_list,
+    serving,
     wait_until,
     write_config,
 )
@@ -45,14 +46,21 @@ def _list_with_id(site: Site, list_id: int, name: str) -> None:
 def _relayed_list(chain: tuple[Site, Site, Site], dossiers: int, *downstream_attach: str) -> tuple[int, int]:
     """A Leader list of `dossiers`, attached on the relay, and the relay's replica attached
     downstream (with these extra arguments): (the list's id, the downstream replica's)."""
-    leader, relay, downstream = chain
+    _leader, relay, downstream = chain
+    wanted = _on_the_relay(chain, dossiers)
+    local = make_list(downstream.node, "Here")
+    attach(downstream, relay, wanted, local, *downstream_attach)
+    return wanted, local
+
+
+def _on_the_relay(chain: tuple[Site, Site, Site], dossiers: int) -> int:
+    """A Leader list of `dossiers`, replicated on the relay under its id."""
+    leader, relay, _downstream = chain
     wanted = make_list(leader.node, "Wanted")
     add_dossiers(leader.node, wanted, dossiers)
     _list_with_id(relay, wanted, "Wanted")
     attach(relay, leader, wanted, wanted)
-    local = make_list(downstream.node, "Here")
-    attach(downstream, relay, wanted, local, *downstream_attach)
-    return wanted, local
+    return wanted
 
 
 def _move(leader: Site, dossier: object, to_list: int) -> None:
@@ -300,4 +308,17 @@ def test_a_face_model_changed_on_the_leader_pauses_both_hops(
     relay.ok("sync", "--all")
     downstream.ok("sync", "--all")
     assert _states(relay) == _states(downstream) == {"ready"}
+    assert_converged(leader, downstream, [(wanted, local)])
+
+
+def test_a_relays_web_address_serves_downstream_attaches(chain: tuple[Site, Site, Site]) -> None:
+    """`serve` on a relay runs the Subscriber's API and answers the handshake a downstream
+    attach by web address asks, as a Leader's does."""
+    leader, relay, downstream = chain
+    wanted = _on_the_relay(chain, 2)
+    local = make_list(downstream.node, "Here")
+    with serving(relay.config_path) as relay_web:
+        downstream.ok(*attach_args(relay_web, wanted, local))
+        upstream = downstream.node.execute("SELECT leader_url FROM pgsync.sync_group")[0]["leader_url"]
+        assert upstream.startswith("postgresql://"), "the stream runs on the relay's PostgreSQL URL"
     assert_converged(leader, downstream, [(wanted, local)])
