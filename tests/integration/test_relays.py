@@ -172,6 +172,14 @@ def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) ->
     refused = Site(downstream.node, other_model).cli(*attach_args(relay.leader_url, wanted, target))
     assert refused.exit_code != 0 and "face models differ" in refused.stderr, refused.stderr
     assert FACE_MODEL in refused.stderr
+    # So is one with another sync token than the relay's, which is the Leader's.
+    other_token = write_config(
+        tmp_path / "other-token.yaml", downstream.node, "subscriber", sync_token="W" * 40
+    )
+    refused = Site(downstream.node, other_token).cli(*attach_args(relay.leader_url, wanted, target))
+    assert refused.exit_code != 0 and "sync token" in refused.stderr, refused.stderr
+    assert "W" * 40 not in refused.stderr + refused.stdout
+    assert not downstream.node.execute("SELECT 1 FROM pgsync.sync_group")
 
     # A Subscriber holding a replica under another id cannot become a relay.
     attach(downstream, leader, wanted, target)
