@@ -17,6 +17,8 @@ every command, ~40 ms each).
                                       with 2 faces each (and at 100,000, the memory reference),
                                       peak RSS and the group's pause; the goals, met or not
     ./run bench catchup --size 1m --shares 10,50   the catch-up alone, of these shares changed
+    ./run bench fleet --sites 32      32 sites on one Leader, directly and through 1 and 2 relays:
+                                      the Leader's decode CPU and the last hop's freshness
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 from bench import (
     case_attach,
     case_catchup,
+    case_fleet,
     case_freshness,
     case_leader,
     case_memory,
@@ -118,6 +121,9 @@ def _cases(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str, An
             s, [1, 2] if smoke else [1, 8, 32], reps, 2.0 if smoke else 15.0, 100 if smoke else 500
         ),
         "verify": lambda s: case_verify.run(s, 2000 if smoke else args.dossiers, reps),
+        "fleet": lambda s: case_fleet.run(
+            s, [2] if smoke else args.sites, reps, 2.0 if smoke else 20.0, 200 if smoke else 2000
+        ),
     }
 
 
@@ -152,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         "--size",
         type=_size,
         help="attach, repair, verify and catch-up at this many dossiers, 2 faces each (e.g. 1m)",
+    )
+    parser.add_argument(
+        "--sites",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 4, 16, 32],
+        help="fleet: the numbers of sites (default 1,4,16,32)",
     )
     parser.add_argument(
         "--shares",

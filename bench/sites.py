@@ -45,8 +45,10 @@ SETTINGS = {
     "max_wal_size": "4GB",
     "checkpoint_timeout": "30min",
     # Room for the peers' one-subscription-per-list runs (version 1's shape) next to pgsync's.
-    "max_replication_slots": "48",
-    "max_wal_senders": "48",
+    # The fleet case: a relay's 32 downstream slots and the sites' 34 origins on one cluster
+    # (on 15-17 origins count against max_replication_slots too).
+    "max_replication_slots": "80",
+    "max_wal_senders": "80",
     "max_logical_replication_workers": "40",
     "max_worker_processes": "48",
 }
@@ -333,7 +335,7 @@ def _cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
     if has_pglogical(bindir):
         settings["shared_preload_libraries"] = "pglogical"
     if int(server_version(bindir).split(".")[0]) >= 18:
-        settings["max_active_replication_origins"] = "48"  # 18 caps subscriptions apart (default 10)
+        settings["max_active_replication_origins"] = "80"  # 18 caps subscriptions apart (default 10)
     cluster = LocalCluster(root / name, bindir=bindir, settings=settings, dossier_database="dossiers")
     cluster.init().start()
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
