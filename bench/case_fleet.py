@@ -4,8 +4,8 @@ The Leader's database takes a steady load the sites do not replicate (face-detec
 ~1 KB, inserted in batches, in a table of its own) and updates one probe dossier of the watched
 list 20 times a second, its comment the Leader's clock. Each site is a database on the
 Subscriber cluster, set up and attached as a DBA does (in process: `setup`, `attach`); a relay
-is one more such database, role relay, holding the watched list under the Leader's id; with
-2 relays the sites are split between them.
+is a database of a third cluster ("relays", whose walsenders are counted apart), role relay,
+holding the watched list under the Leader's id; with 2 relays the sites are split between them.
 - The Leader's walsender CPU: user+system time (from /proc) of every walsender of the Leader
   during the window, in cores. The relays' walsenders are reported apart.
 - Freshness at the last hop: every 0.25 s, up to 8 sites read the probe's comment; its age is
@@ -28,10 +28,11 @@ from typing import Any
 import yaml
 from psycopg import sql
 
-from bench.sites import FACE_MODEL, Sites
+from bench.sites import FACE_MODEL, Sites, make_cluster
 from bench.stats import Series, rotations, table
 from pgsync_dossier import config as config_module
 from pgsync_dossier import links, migrations, node
+from pgsync_dossier.clusters import LocalCluster
 
 TOPOLOGIES = ("direct", "1 relay", "2 relays")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,7 +59,10 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _walsenders(sites: Sites, cluster: Any) -> list[int]:
-    return [int(row["pid"]) for row in sites.execute(cluster, "SELECT pid FROM pg_stat_replication")]
+    return [
+        int(row["pid"])
+        for row in sites.execute(cluster, "SELECT pid FROM pg_stat_replication", dbname="postgres")
+    ]
 
 
 def _events(sites: Sites, rate: int, stop: threading.Event) -> None:
@@ -105,20 +109,20 @@ def _sample(
 
 
 class _Fleet:
-    """The relays and sites of one run, made on the Subscriber cluster and dropped after."""
+    """The relays and sites of one run: their streams end after it, their databases stay."""
 
-    def __init__(self, sites: Sites, token: str, watched: int, run: int) -> None:
-        self.sites, self.token, self.watched, self.run = sites, token, watched, run
-        self.databases: list[str] = []
+    def __init__(self, sites: Sites, relays: LocalCluster, token: str, watched: int, run: int) -> None:
+        self.sites, self.relays, self.token, self.watched, self.run = sites, relays, token, watched, run
+        self.databases: list[tuple[LocalCluster, str]] = []
 
-    def node_config(self, dbname: str, role: str) -> config_module.Config:
+    def node_config(self, cluster: LocalCluster, dbname: str, role: str) -> config_module.Config:
         path = self.sites.root / f"{dbname}.yaml"
         path.write_text(
             yaml.safe_dump(
                 {
                     "role": role,
                     "node_name": f"fleet-{self.run}-{dbname}".replace("_", "-"),
-                    "database_url": self.sites.url(self.sites.subscriber, dbname),
+                    "database_url": self.sites.url(cluster, dbname),
                     "sync_token": self.token,
                     "face_model": FACE_MODEL,
                 }
@@ -127,34 +131,34 @@ class _Fleet:
         path.chmod(0o600)
         return config_module.load(path)
 
-    def database(self, dbname: str) -> None:
+    def database(self, cluster: LocalCluster, dbname: str) -> None:
         self.sites.execute(
-            self.sites.subscriber,
+            cluster,
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(dbname), sql.Identifier(TEMPLATE)
             ),
             dbname="postgres",
         )
-        self.databases.append(dbname)
+        self.databases.append((cluster, dbname))
 
     def relay(self, n: int) -> str:
         dbname = f"fleet_{self.run}_relay_{n}"
-        self.database(dbname)
-        config = self.node_config(dbname, "relay")
+        self.database(self.relays, dbname)
+        config = self.node_config(self.relays, dbname, "relay")
         node.setup(config)
         self.sites.execute(
-            self.sites.subscriber,
+            self.relays,
             "INSERT INTO dossier_list (id, name) VALUES (%s, 'watched')",
             [self.watched],
             dbname=dbname,
         )
         links.attach(config, links.AttachRequest(self.watched, self.sites.leader_url, self.watched))
-        return self.sites.subscriber.tcp_url(dbname, "x").replace("x@", "")
+        return self.relays.tcp_url(dbname, "x").replace("x@", "")
 
     def site(self, n: int, upstream: str) -> str:
         dbname = f"fleet_{self.run}_site_{n}"
-        self.database(dbname)
-        config = self.node_config(dbname, "subscriber")
+        self.database(self.sites.subscriber, dbname)
+        config = self.node_config(self.sites.subscriber, dbname, "subscriber")
         node.setup(config)
         local = self.sites.make_list(self.sites.subscriber, "watched here", dbname)
         links.attach(config, links.AttachRequest(self.watched, upstream, local))
@@ -165,8 +169,8 @@ class _Fleet:
         the relays'. The databases stay, idle, until the cluster goes: a DROP DATABASE waits
         for every process to absorb a barrier, which pglogical's workers (loaded where it is
         installed) never do."""
-        for dbname in sorted(self.databases, key=lambda db: "_relay_" in db):
-            with self.sites.connect(self.sites.subscriber, dbname) as conn:
+        for cluster, dbname in sorted(self.databases, key=lambda made: made[0] is self.relays):
+            with self.sites.connect(cluster, dbname) as conn:
                 for row in conn.execute(
                     "SELECT subname FROM pg_subscription WHERE subdbid = "
                     "(SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -180,13 +184,13 @@ class _Fleet:
 
 @contextmanager
 def _built(
-    sites: Sites, token: str, watched: int, run: int, topology: str, count: int
+    sites: Sites, relays: LocalCluster, token: str, watched: int, run: int, topology: str, count: int
 ) -> Iterator[list[str]]:
     """The sites of one run, attached directly or through relays; their database names."""
-    fleet = _Fleet(sites, token, watched, run)
+    fleet = _Fleet(sites, relays, token, watched, run)
     try:
-        relays = 0 if topology == "direct" else min(int(topology.split()[0]), count)
-        upstreams = [fleet.relay(n) for n in range(relays)] or [sites.leader_url]
+        how_many = 0 if topology == "direct" else min(int(topology.split()[0]), count)
+        upstreams = [fleet.relay(n) for n in range(how_many)] or [sites.leader_url]
         yield [fleet.site(n, upstreams[n % len(upstreams)]) for n in range(count)]
     finally:
         fleet.drop()
@@ -198,7 +202,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def _window(
-    sites: Sites, dbnames: list[str], probe: uuid.UUID, rate: int, seconds: float
+    sites: Sites, relays: LocalCluster, dbnames: list[str], probe: uuid.UUID, rate: int, seconds: float
 ) -> dict[str, float]:
     stop = threading.Event()
     ages: list[float] = []
@@ -210,7 +214,7 @@ def _window(
         thread.start()
     try:
         time.sleep(WARM_UP_S)
-        leader_pids, relay_pids = _walsenders(sites, sites.leader), _walsenders(sites, sites.subscriber)
+        leader_pids, relay_pids = _walsenders(sites, sites.leader), _walsenders(sites, relays)
         leader_before, relay_before = _cpu_seconds(leader_pids), _cpu_seconds(relay_pids)
         sampler = threading.Thread(target=_sample, args=(sites, dbnames[:SAMPLED_SITES], probe, ages, stop))
         sampler.start()
@@ -251,19 +255,39 @@ def run(sites: Sites, counts: list[int], reps: int, seconds: float, rate: int) -
     probe = sites.execute(
         sites.leader, "SELECT min(id::text)::uuid AS id FROM dossier WHERE dossier_list_id = %s", [watched]
     )[0]["id"]
-    sites.execute(
-        sites.subscriber, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)), dbname="postgres"
-    )
-    migrations.migrate(sites.url(sites.subscriber, TEMPLATE))  # each site and relay is a copy of it
+    # pgsync-dossier's logins may reach any database of the relays' cluster (not only "dossiers").
+    relays = make_cluster(sites.root, "relays", sites.bindir, dossier_database=None)
+    try:
+        for cluster in (sites.subscriber, relays):
+            sites.execute(
+                cluster, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)), dbname="postgres"
+            )
+            migrations.migrate(sites.url(cluster, TEMPLATE))  # each site and relay is a copy of it
+        return _runs(sites, relays, token, watched, probe, counts, (reps, seconds, rate))
+    finally:
+        relays.remove()
+
+
+def _runs(
+    sites: Sites,
+    relays: LocalCluster,
+    token: str,
+    watched: int,
+    probe: uuid.UUID,
+    counts: list[int],
+    how: tuple[int, float, int],
+) -> dict[str, Any]:
+    """Every (sites, topology) run, `how` = (repetitions, window seconds, events a second)."""
+    reps, seconds, rate = how
     measured: dict[tuple[str, int], dict[str, Series]] = {}
     run_number = 0
     for count in counts:
         for order in rotations(TOPOLOGIES, reps):
             for topology in order:
                 run_number += 1
-                with _built(sites, token, watched, run_number, topology, count) as dbnames:
+                with _built(sites, relays, token, watched, run_number, topology, count) as dbnames:
                     sites.checkpoint()
-                    found = _window(sites, dbnames, probe, rate, seconds)
+                    found = _window(sites, relays, dbnames, probe, rate, seconds)
                 series = measured.setdefault((topology, count), {})
                 for key, value in found.items():
                     series.setdefault(

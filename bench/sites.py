@@ -330,13 +330,17 @@ def has_pglogical(bindir: Path) -> bool:
     return (bindir.parent / "lib" / "pglogical.so").exists()
 
 
-def _cluster(root: Path, name: str, bindir: Path) -> LocalCluster:
+def make_cluster(
+    root: Path, name: str, bindir: Path, dossier_database: str | None = "dossiers"
+) -> LocalCluster:
+    """A started cluster with the bench's settings and login; pgsync-dossier's logins may reach
+    `dossier_database` only (None: any database, e.g. the fleet's relays)."""
     settings = dict(SETTINGS)
     if has_pglogical(bindir):
         settings["shared_preload_libraries"] = "pglogical"
     if int(server_version(bindir).split(".")[0]) >= 18:
         settings["max_active_replication_origins"] = "80"  # 18 caps subscriptions apart (default 10)
-    cluster = LocalCluster(root / name, bindir=bindir, settings=settings, dossier_database="dossiers")
+    cluster = LocalCluster(root / name, bindir=bindir, settings=settings, dossier_database=dossier_database)
     cluster.init().start()
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         conn.execute(
@@ -355,13 +359,13 @@ def started(bindir: Path, second_subscriber: bool = False) -> Iterator[Sites]:
     os.chmod(root, 0o755)  # noqa: S103 - as root, the server user must reach its clusters
     clusters: list[LocalCluster] = []
     try:
-        leader = _cluster(root, "leader", bindir)
+        leader = make_cluster(root, "leader", bindir)
         clusters.append(leader)
-        subscriber = _cluster(root, "subscriber", bindir)
+        subscriber = make_cluster(root, "subscriber", bindir)
         clusters.append(subscriber)
         sites = Sites(root, bindir, leader, subscriber)
         if second_subscriber:
-            sites.subscriber_b = _cluster(root, "subscriber_b", bindir)
+            sites.subscriber_b = make_cluster(root, "subscriber_b", bindir)
             clusters.append(sites.subscriber_b)
         token = generate_token()
         peers = ["floor", "native", *(["pglogical"] if has_pglogical(bindir) else [])]

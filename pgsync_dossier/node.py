@@ -154,6 +154,8 @@ def setup(config: Config) -> SetupResult:
             if config.publishes:
                 leader_install.install(conn, config.sync_token, config.enrollment)
         reidentified = _settle_identity(conn, config.role)
+        if config.role == "relay":  # a Subscriber's streams, made before it became a relay
+            subscriber.flush_each_commit(conn, [group.name for group in catalog.groups(conn)])
         warnings = status.leader_checks(conn) if config.publishes else []
         legacy = legacy_links.legacy_lists(conn) if config.subscribes else []
     upgraded, upgrade_pending = legacy_links.upgrade(config) if legacy else ([], [])

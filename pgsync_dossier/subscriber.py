@@ -224,9 +224,10 @@ def create_subscription(
     Where both servers have failover slots, the slot is one: a Leader's standby that
     synchronizes slots keeps it, and the stream goes on from the promoted standby. The
     connection string keeps every host of a multi-host Leader URL, so the worker reconnects to
-    whichever is the primary."""
+    whichever is the primary. On a relay the stream flushes at each commit (flush_each_commit)."""
     conninfo = _stream_conninfo(conn, name, leader_url, login)
     failover = min(pg.server_version(conn), leader_version) >= FAILOVER_SLOTS_SINCE
+    relayed = is_relay(conn)
     conn.execute(pg.query("no_statement_timeout", _SQL))
     try:
         conn.execute(
@@ -234,6 +235,7 @@ def create_subscription(
                 "create_subscription",
                 _SQL,
                 failover=sql.SQL(", failover = true" if failover else ""),
+                relayed=sql.SQL(", synchronous_commit = 'local'" if relayed else ""),
                 name=name,
                 conninfo=sql.Literal(conninfo),
                 slot=sql.Literal(name),
@@ -248,6 +250,19 @@ def create_subscription(
         ) from None
     finally:
         conn.execute(pg.query("reset_statement_timeout", _SQL))
+
+
+def is_relay(conn: pg.Connection) -> bool:
+    row = conn.execute(pg.query("node_role", _SQL)).fetchone()
+    return bool(row and row["role"] == "relay")
+
+
+def flush_each_commit(conn: pg.Connection, names: list[str]) -> None:
+    """A relay's streams (these groups' subscriptions, where they exist) flush at each commit,
+    so that what they apply goes on downstream at once (see create_subscription)."""
+    for name in names:
+        if subscription(conn, name) is not None:
+            conn.execute(pg.query("flush_each_commit", _SQL, name=name))
 
 
 def resubscribe(conn: pg.Connection, name: str, leader_url: str, login: Login, leader_version: int) -> None:

@@ -100,7 +100,16 @@ SET LOCAL pgsync.bulk = on;
 -- name: create_subscription
 CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {name}
   WITH (slot_name = {slot}, create_slot = {create_slot}, copy_data = false, enabled = {enabled},
-        binary = true{failover});
+        binary = true{failover}{relayed});
+
+-- A relay's walsenders send on only WAL that is flushed; its apply commits asynchronously by
+-- default, so each change would wait for the WAL writer (wal_writer_delay, 200 ms) before it
+-- went on. A relay's streams flush at each commit.
+-- name: flush_each_commit
+ALTER SUBSCRIPTION {name} SET (synchronous_commit = 'local');
+
+-- name: node_role
+SELECT role FROM pgsync.node;
 
 -- name: set_connection
 ALTER SUBSCRIPTION {name} CONNECTION {conninfo};

@@ -85,6 +85,10 @@ def test_a_replica_of_a_relays_replica_follows_the_leader(chain: tuple[Site, Sit
         attach(downstream, relay, remote, local)
     pairs = sorted(mine.items())
     assert_converged(leader, downstream, pairs, verify=True)
+    # A relay's stream flushes at each commit: its walsenders send on only flushed WAL.
+    synchronous = "SELECT subsynccommit AS s FROM pg_subscription"
+    assert [row["s"] for row in relay.node.execute(synchronous)] == ["local"]
+    assert [row["s"] for row in downstream.node.execute(synchronous)] == ["off"]
 
     staying, mover, swapped, doomed = add_dossiers(leader.node, wanted, 4, prefix="n")
     with leader.node.connect() as conn:
