@@ -1,4 +1,5 @@
-"""fleet: many sites on one Leader, connected directly or through 1 or 2 relays (docs/relays.md).
+"""fleet: many sites on one Leader, connected directly or through 1 or 2 relays (docs/relays.md),
+or directly with the unpublished load moved to another database of the Leader's cluster.
 
 The Leader's database takes a steady load the sites do not replicate (face-detection events of
 ~1 KB, inserted in batches, in a table of its own) and updates one probe dossier of the watched
@@ -34,7 +35,11 @@ from pgsync_dossier import config as config_module
 from pgsync_dossier import links, migrations, node
 from pgsync_dossier.clusters import LocalCluster
 
-TOPOLOGIES = ("direct", "1 relay", "2 relays")
+#: "events elsewhere": direct, with the events in another database of the Leader's cluster,
+#: whose WAL a walsender reads but drops at once (the guidance that needs no relay).
+TOPOLOGIES = ("direct", "1 relay", "2 relays", "events elsewhere")
+#: The Leader cluster's database the "events elsewhere" topology writes its events into.
+EVENTS_DATABASE = "events"
 TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_BYTES = 1024
 EVENT_BATCH = 20  # events per transaction: the lab measured batched writers (design section 7)
@@ -65,11 +70,11 @@ def _walsenders(sites: Sites, cluster: Any) -> list[int]:
     ]
 
 
-def _events(sites: Sites, rate: int, stop: threading.Event) -> None:
+def _events(sites: Sites, dbname: str, rate: int, stop: threading.Event) -> None:
     """`rate` unpublished events a second, EVENT_BATCH per transaction, until stopped."""
     payload = os.urandom(EVENT_BYTES)
     every = EVENT_BATCH / rate
-    with sites.connect(sites.leader) as conn:
+    with sites.connect(sites.leader, dbname) as conn:
         start, done = time.perf_counter(), 0
         while not stop.is_set():
             conn.execute(
@@ -189,7 +194,7 @@ def _built(
     """The sites of one run, attached directly or through relays; their database names."""
     fleet = _Fleet(sites, relays, token, watched, run)
     try:
-        how_many = 0 if topology == "direct" else min(int(topology.split()[0]), count)
+        how_many = min(int(topology.split()[0]), count) if "relay" in topology else 0
         upstreams = [fleet.relay(n) for n in range(how_many)] or [sites.leader_url]
         yield [fleet.site(n, upstreams[n % len(upstreams)]) for n in range(count)]
     finally:
@@ -202,12 +207,18 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def _window(
-    sites: Sites, relays: LocalCluster, dbnames: list[str], probe: uuid.UUID, rate: int, seconds: float
+    sites: Sites,
+    relays: LocalCluster,
+    dbnames: list[str],
+    probe: uuid.UUID,
+    rate: int,
+    seconds: float,
+    events: str,
 ) -> dict[str, float]:
     stop = threading.Event()
     ages: list[float] = []
     load = [
-        threading.Thread(target=_events, args=(sites, rate, stop)),
+        threading.Thread(target=_events, args=(sites, events, rate, stop)),
         threading.Thread(target=_probe, args=(sites, probe, stop)),
     ]
     for thread in load:
@@ -248,9 +259,15 @@ def _window(
 def run(sites: Sites, counts: list[int], reps: int, seconds: float, rate: int) -> dict[str, Any]:
     token = yaml.safe_load(sites.configs["leader"].read_text())["sync_token"]
     sites.execute(
-        sites.leader,
-        "CREATE TABLE fleet_event (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), payload bytea)",
+        sites.leader, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(EVENTS_DATABASE)), dbname="postgres"
     )
+    for dbname in ("dossiers", EVENTS_DATABASE):
+        sites.execute(
+            sites.leader,
+            "CREATE TABLE fleet_event (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), "
+            "payload bytea)",
+            dbname=dbname,
+        )
     watched = sites.filled_list("fleet watched", WATCHED_DOSSIERS)
     probe = sites.execute(
         sites.leader, "SELECT min(id::text)::uuid AS id FROM dossier WHERE dossier_list_id = %s", [watched]
@@ -287,7 +304,8 @@ def _runs(
                 run_number += 1
                 with _built(sites, relays, token, watched, run_number, topology, count) as dbnames:
                     sites.checkpoint()
-                    found = _window(sites, relays, dbnames, probe, rate, seconds)
+                    events = EVENTS_DATABASE if topology == "events elsewhere" else "dossiers"
+                    found = _window(sites, relays, dbnames, probe, rate, seconds, events)
                 series = measured.setdefault((topology, count), {})
                 for key, value in found.items():
                     series.setdefault(
