@@ -51,6 +51,8 @@ class RegisteredGroup:
     retained_bytes: int | None  # WAL the slot keeps
     registered_at: datetime
     last_confirmed: datetime | None  # its last reply while streaming, else when the slot went idle (17+)
+    active_pid: int | None  # the walsender streaming it now
+    decoded_bytes: int | None  # what its walsenders decoded since the statistics began
 
 
 def _query(name: str, **parts: str | sql.Composable) -> sql.Composed:

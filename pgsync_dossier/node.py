@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pgsync_dossier import (
     catalog,
+    decode_load,
     leader_install,
     legacy_links,
     pg,
@@ -157,6 +158,7 @@ def setup(config: Config) -> SetupResult:
         if config.role == "relay":  # a Subscriber's streams, made before it became a relay
             subscriber.flush_each_commit(conn, [group.name for group in catalog.groups(conn)])
         warnings = status.leader_checks(conn) if config.publishes else []
+        decoding = decode_load.measure(conn).note() if config.publishes else None
         legacy = legacy_links.legacy_lists(conn) if config.subscribes else []
     upgraded, upgrade_pending = legacy_links.upgrade(config) if legacy else ([], [])
     return SetupResult(
@@ -170,6 +172,7 @@ def setup(config: Config) -> SetupResult:
         upgrade_pending=tuple(upgrade_pending),
         new_identity=reidentified,
         warnings=tuple(warnings),
+        decoding=decoding,
     )
 
 

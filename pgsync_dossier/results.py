@@ -100,6 +100,8 @@ class SetupResult:
     #: whether the database had moved (a restore, a clone) and got an identity of its own
     new_identity: bool = False
     warnings: tuple[str, ...] = ()
+    #: on a Leader or relay: what its streams spend decoding its WAL (decode_load)
+    decoding: str | None = None
 
     def to_json(self) -> JsonObject:
         return asdict(self)

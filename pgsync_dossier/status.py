@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 
-from pgsync_dossier import catalog, exposure, leader_install, pg, standby, subscriber
+from pgsync_dossier import catalog, decode_load, exposure, leader_install, pg, standby, subscriber
 from pgsync_dossier.catalog import Group, Link
 from pgsync_dossier.config import Config
 from pgsync_dossier.conninfo import mask_conninfo
@@ -123,6 +123,10 @@ class StreamRow:
     lag_bytes: int | None
     retained_wal_bytes: int | None
     last_confirmed: datetime | None
+    #: what the slot's walsenders decoded since the statistics began (pg_stat_replication_slots)
+    decoded_bytes: int | None
+    #: the CPU its walsender has used since it started (None: not streaming, or another host)
+    walsender_cpu_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -374,6 +378,12 @@ def _orphans(conn: pg.Connection) -> list[OrphanSlot]:
     ]
 
 
+def leader_decoding(config: Config) -> str:
+    """On the Leader: what its streams spend decoding its WAL, one line (decode_load)."""
+    with pg.connect(config.database_url, what="this node's database") as conn:
+        return decode_load.measure(conn).note()
+
+
 def leader_warnings(config: Config) -> list[str]:
     """On the Leader: leader_checks, on a connection of its own."""
     with pg.connect(config.database_url, what="this node's database") as conn:
@@ -406,6 +416,8 @@ def _published(conn: pg.Connection) -> list[PublishedRow]:
                     lag_bytes=group.lag_bytes,
                     retained_wal_bytes=group.retained_bytes,
                     last_confirmed=group.last_confirmed,
+                    decoded_bytes=group.decoded_bytes,
+                    walsender_cpu_seconds=decode_load.walsender_cpu_seconds(group.active_pid),
                 )
                 for group in registered
                 if list_id in group.lists

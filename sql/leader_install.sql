@@ -52,7 +52,11 @@ SELECT r.name, r.subscriber_node, r.lists,
        -- slot went idle (inactive_since: PostgreSQL 17+, read through jsonb so 15 runs this too).
        CASE WHEN s.active THEN (SELECT w.reply_time FROM pg_catalog.pg_stat_replication AS w
                                  WHERE w.pid = s.active_pid)
-            ELSE (pg_catalog.to_jsonb(s) ->> 'inactive_since')::timestamptz END AS last_confirmed
+            ELSE (pg_catalog.to_jsonb(s) ->> 'inactive_since')::timestamptz END AS last_confirmed,
+       s.active_pid,
+       -- What the slot's walsenders handed to the output plugin since the statistics began.
+       st.total_bytes AS decoded_bytes
   FROM pgsync.group_registration AS r
   LEFT JOIN pg_catalog.pg_replication_slots AS s ON s.slot_name = r.name
+  LEFT JOIN pg_catalog.pg_stat_replication_slots AS st ON st.slot_name = r.name
  ORDER BY r.name;

@@ -40,6 +40,8 @@ def setup(app: AppContext, as_json: bool) -> None:
         )
     human = f"{result.role} {result.node_name} {verb}" + "".join(f"; {n}" for n in notes if n)
     render.emit(result.to_json(), as_json, human)
+    if result.decoding and not as_json:
+        render.message(result.decoding)
     for warning in result.warnings:
         render.warn(warning)
 
@@ -230,6 +232,8 @@ def status_command(app: AppContext, local_list: int | None, as_json: bool) -> No
             for stream in ([asdict(s) for s in r.subscribers] or [{}])
         ]
         render.emit([asdict(r) for r in published], as_json, render.table(flat))
+        if not as_json:
+            render.message(status.leader_decoding(app.config))
         for warning in status.leader_warnings(app.config):
             render.warn(warning)
         return

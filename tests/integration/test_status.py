@@ -57,7 +57,14 @@ def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
     (link,) = published[0]["subscribers"]
     assert link["subscriber"] == "subscriber_a site" and link["group"] == row["group"]
     assert link["slot_exists"] is True and link["active"] is True and link["wal_status"] == "reserved"
-    assert "SUBSCRIBER" in leader.ok("status").stdout
+    # What the stream costs the Leader to decode: its walsender runs on this host.
+    assert isinstance(link["decoded_bytes"], int) and link["decoded_bytes"] > 0
+    assert isinstance(link["walsender_cpu_seconds"], float) and link["walsender_cpu_seconds"] >= 0
+    human = leader.ok("status")
+    assert "SUBSCRIBER" in human.stdout
+    (decoding,) = [line for line in human.stderr.splitlines() if line.startswith("decoding:")]
+    assert "each of its 1 streams decodes all of it" in decoding, decoding
+    assert leader.ok("setup", "--json").json()["decoding"].startswith("decoding: the Leader writes")
 
 
 def test_status_on_a_fresh_subscriber_is_empty(sites: dict[str, Site]) -> None:

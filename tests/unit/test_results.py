@@ -76,4 +76,5 @@ def test_setup_keys_in_json() -> None:
         "upgrade_pending": [{"local_list": 4, "error": "the Leader is down"}],
         "new_identity": False,
         "warnings": ["w"],
+        "decoding": None,
     }
