@@ -220,18 +220,25 @@ def repair(app: AppContext, local_list: int, confirm: bool, timeout: float, as_j
 
 @click.command("status")
 @click.argument("local_list", type=LIST_ID, required=False, metavar="[T]")
+@click.option(
+    "--published",
+    is_flag=True,
+    help="On a relay: the lists it publishes and its downstream Subscribers, as on a Leader.",
+)
 @json_option
 @pass_app
-def status_command(app: AppContext, local_list: int | None, as_json: bool) -> None:
+def status_command(app: AppContext, local_list: int | None, published: bool, as_json: bool) -> None:
     """Links, lag and retained WAL (on a Leader: published lists and their Subscribers)."""
-    if app.config.role == "leader":
-        published = status.leader_status(app.config)
+    if published and app.config.role == "subscriber":
+        raise click.UsageError("--published is for a Leader or a relay; this node is a subscriber")
+    if app.config.role == "leader" or published:
+        rows = status.leader_status(app.config)
         flat = [
             {"list": r.list, "name": r.list_name, "dossiers": r.dossiers, "faces": r.faces, **stream}
-            for r in published
+            for r in rows
             for stream in ([asdict(s) for s in r.subscribers] or [{}])
         ]
-        render.emit([asdict(r) for r in published], as_json, render.table(flat))
+        render.emit([asdict(r) for r in rows], as_json, render.table(flat))
         if not as_json:
             render.message(status.leader_decoding(app.config))
         for warning in status.leader_warnings(app.config):

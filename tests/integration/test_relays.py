@@ -130,11 +130,16 @@ def test_a_replica_of_a_relays_replica_follows_the_leader(chain: tuple[Site, Sit
     )
     assert held[0]["n"] == 3  # as it was at the detach: s1, s2 and the swapped dossier
 
-    # The timer's commands and status run on each hop.
+    # The timer's commands and status run on each hop; the relay shows its published side too.
     for site in (relay, downstream):
         site.ok("tick")
         shown = site.ok("status", "--json").json()
         assert shown, f"status of {site.node.name} shows its replicas"
+    published = relay.ok("status", "--published", "--json").json()
+    assert [row["list"] for row in published] == [wanted]  # the downstream detached `second`
+    (stream,) = published[0]["subscribers"]
+    assert stream["subscriber"] == "subscriber_b site" and stream["active"] is True
+    assert downstream.cli("status", "--published").exit_code == 2
 
 
 def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) -> None:
