@@ -17,7 +17,6 @@ from typing import NotRequired, TypedDict
 
 from pgsync_dossier import catalog, leader_install, pg
 from pgsync_dossier.config import Config
-from pgsync_dossier.errors import PreconditionFailed
 
 #: pg_upgrade keeps logical slots from this version of the old cluster on.
 SLOTS_KEPT_SINCE = 170000
@@ -44,19 +43,16 @@ class Prepared(TypedDict):
 
 
 def prepare(config: Config) -> Prepared:
+    """A relay is prepared as both: its downstream slots as a Leader's, its own password files
+    as a Subscriber's."""
     with pg.connect(config.database_url, what="this node's database") as conn:
         node = catalog.require_role(conn, config.role, "prepare-upgrade")
-        if node.role == "relay":
-            raise PreconditionFailed(
-                "prepare-upgrade does not handle a relay yet, so pg_upgrade of a relay is not "
-                "supported: see docs/relays.md, 'Limits'",
-                code="wrong_role",
-            )
         version = pg.server_version(conn)
         data_directory = pg.setting(conn, "data_directory")
         with conn.transaction():
             catalog.mark_upgrading(conn)
-        if config.role == "leader":
+        slots: list[SlotToKeep] = []
+        if node.role != "subscriber":
             # Read before the GRANT below, whose own WAL no slot could have confirmed yet.
             slots = [
                 SlotToKeep(slot=row.name, subscriber=row.subscriber_node, unconfirmed_bytes=row.lag_bytes)
@@ -65,38 +61,33 @@ def prepare(config: Config) -> Prepared:
             ]
             with conn.transaction():
                 conn.execute(pg.query("open_slot_functions", "server_upgrade.sql"))
-            return Prepared(
-                role="leader",
-                server_version=version,
-                slots_kept=version >= SLOTS_KEPT_SINCE,
-                slots=slots,
-                data_directory=data_directory,
-                carry_files=[],
-            )
-        files = conn.execute(pg.query("leader_passfiles", "server_upgrade.sql")).fetchall()
+        files = (
+            [row["f"] for row in conn.execute(pg.query("leader_passfiles", "server_upgrade.sql")).fetchall()]
+            if node.role != "leader"
+            else []
+        )
         return Prepared(
-            role="subscriber",
+            role=node.role,
             server_version=version,
-            slots_kept=None,
-            slots=[],
+            slots_kept=version >= SLOTS_KEPT_SINCE if node.role != "subscriber" else None,
+            slots=slots,
             data_directory=data_directory,
-            carry_files=[row["f"] for row in files],
+            carry_files=files,
         )
 
 
 def advice(result: Prepared) -> list[str]:
-    """What to do next, one line each, in the order the runbook gives."""
+    """What to do next, one line each, in the order the runbook gives (a relay: both)."""
+    lines = []
+    if result["carry_files"]:
+        lines.append(
+            f"copy {len(result['carry_files'])} password file(s) pgsync_*.pgpass from "
+            f"{result['data_directory']} into the new data directory (mode 0600, owned by the "
+            "server's user) before you start the new server: they hold this node's Leader logins"
+        )
     if result["role"] == "subscriber":
-        lines = []
-        if result["carry_files"]:
-            lines.append(
-                f"copy {len(result['carry_files'])} password file(s) pgsync_*.pgpass from "
-                f"{result['data_directory']} into the new data directory (mode 0600, owned by the "
-                "server's user) before you start the new server: they hold this node's Leader logins"
-            )
         lines.append("after pg_upgrade: start the new server, then run pgsync-dossier tick (or sync --all)")
         return lines
-    lines = []
     behind = [slot for slot in result["slots"] if (slot["unconfirmed_bytes"] or 0) > 0]
     if result["slots_kept"]:
         lines.extend(
@@ -114,6 +105,8 @@ def advice(result: Prepared) -> list[str]:
         )
     lines.append(
         "after pg_upgrade: start the new server, run pgsync-dossier setup here (it revokes the slot "
-        "functions again), then tick on every Subscriber"
+        "functions again), then tick "
+        + ("here and " if result["role"] == "relay" else "")
+        + "on every Subscriber"
     )
     return lines

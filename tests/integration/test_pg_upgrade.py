@@ -133,6 +133,18 @@ def _subscriber(node: Node, tmp_path: Path) -> Site:
     return site
 
 
+def _carry(files: list[str], old: LocalCluster, new: LocalCluster) -> None:
+    """The runbook's one manual step: the Leader logins' password files, as the server's user."""
+    new.stop()
+    for name in files:
+        target = new.datadir / name
+        shutil.copy2(old.datadir / name, target)
+        os.chmod(target, 0o600)
+        stat = (new.datadir / "PG_VERSION").stat()
+        os.chown(target, stat.st_uid, stat.st_gid)
+    new.start()
+
+
 def _revoked(node: Node) -> bool:
     rows = node.execute("SELECT has_function_privilege('public', %s, 'EXECUTE') AS may", [A_SLOT_FUNCTION])
     return not rows[0]["may"]
@@ -247,15 +259,7 @@ def test_pg_upgrade_of_a_subscriber_from_15_to_18(
     new = pg_upgrade(old_cluster, cluster_root)
     site.cluster = new
     try:
-        # The runbook's one manual step: the Leader logins' password files, as the server's user.
-        new.stop()
-        for name in prepared["carry_files"]:
-            target = new.datadir / name
-            shutil.copy2(old_cluster.datadir / name, target)
-            os.chmod(target, 0o600)
-            stat = (new.datadir / "PG_VERSION").stat()
-            os.chown(target, stat.st_uid, stat.st_gid)
-        new.start()
+        _carry(prepared["carry_files"], old_cluster, new)
         assert site.execute("SELECT count(*) AS n FROM pg_subscription WHERE subenabled")[0]["n"] == 0
 
         ticked = sub.cli("tick")
@@ -270,5 +274,52 @@ def test_pg_upgrade_of_a_subscriber_from_15_to_18(
         written |= {str(i) for i in add_dossiers(leader_node, remotes[1], 2, prefix="after-")}
         sub.ok("sync", "--all")
         assert_converged(leader, sub, pairs)
+    finally:
+        new.remove()
+
+
+def test_pg_upgrade_of_a_relay_from_15_to_18(
+    old_cluster: LocalCluster, nodes: dict[str, Node], cluster_root: Path, tmp_path: Path
+) -> None:
+    """A relay is both: its password files carried, its downstream slot lost (15 keeps none),
+    its own subscription back without its tables. `setup` then `tick` on the relay and `tick`
+    downstream bring both hops back without a full copy."""
+    leader_node = nodes["leader"]
+    leader = Site(leader_node, write_config(tmp_path / "leader.yaml", leader_node, "leader"))
+    leader.ok("setup")
+    relay_node = Node("relay", old_cluster, "relay dossiers")
+    relay_node.janitor(relay_node.dbname, template=TEMPLATE_DB).init()
+    relay = Site(relay_node, write_config(tmp_path / "relay.yaml", relay_node, "relay"))
+    relay.ok("setup")
+    downstream = _subscriber(nodes["subscriber_b"], tmp_path)
+    remote = make_list(leader_node, "watched")
+    add_dossiers(leader_node, remote, 15)
+    relay_node.execute("INSERT INTO dossier_list (id, name) VALUES (%s, 'watched')", [remote])
+    relay.ok(*attach_args(leader.leader_url, remote, remote))
+    local = make_list(downstream.node, "replica")
+    downstream.ok(*attach_args(relay.leader_url, remote, local))
+    assert_converged(leader, downstream, [(remote, local)])
+    before = (row_versions(relay_node, remote), row_versions(downstream.node, local))
+
+    prepared = relay.ok("prepare-upgrade", "--json").json()
+    assert prepared["role"] == "relay" and prepared["carry_files"] and prepared["slots"], prepared
+    assert prepared["slots_kept"] is False and not _revoked(relay_node)
+    written = {str(i) for i in add_dossiers(leader_node, remote, 3, prefix="while-down-")}
+    new = pg_upgrade(old_cluster, cluster_root)
+    relay_node.cluster = new
+    try:
+        _carry(prepared["carry_files"], old_cluster, new)
+        relay.ok("setup")
+        assert _revoked(relay_node)
+        for site in (relay, downstream):
+            ticked = site.cli("tick")
+            assert ticked.exit_code == 0, ticked.stderr
+        relay.ok("sync", "--all")
+        downstream.ok("sync", "--all")
+        assert_converged(leader, relay, [(remote, remote)])
+        assert_converged(leader, downstream, [(remote, local)])
+        after = (row_versions(relay_node, remote), row_versions(downstream.node, local))
+        for old_versions, new_versions in zip(before, after, strict=True):
+            assert kept(old_versions, new_versions, written) == [], "rows nobody wrote were copied again"
     finally:
         new.remove()
