@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from pgsync_dossier.clusters import LocalCluster
 from pgsync_dossier.fallback import FALLBACK_AFTER_ENV
 from tests.harness import (
     FACE_MODEL,
+    TEMPLATE_DB,
     Node,
     Site,
     add_dossiers,
     assert_converged,
     attach,
     attach_args,
+    drop_slots,
+    drop_subscriptions,
     make_list,
     serving,
     wait_until,
@@ -339,3 +343,42 @@ def test_a_relays_web_address_serves_downstream_attaches(chain: tuple[Site, Site
         upstream = downstream.node.execute("SELECT leader_url FROM pgsync.sync_group")[0]["leader_url"]
         assert upstream.startswith("postgresql://"), "the stream runs on the relay's PostgreSQL URL"
     assert_converged(leader, downstream, [(wanted, local)])
+
+
+def test_a_lost_relay_is_replaced_by_a_second_relay(
+    chain: tuple[Site, Site, Site], defaults_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Two relays of one Leader serve the same list under the same id: the downstream's
+    fallback is the second, which takes the stream over when the first is lost. (The second
+    relay has a cluster of its own: a subscription to a publication of its own cluster waits
+    for itself when it creates its slot.)"""
+    leader, relay, downstream = chain
+    second_node = Node("second relay", defaults_cluster, "Second relay's dossiers")
+    second_node.janitor(second_node.dbname, template=TEMPLATE_DB).init()
+    try:
+        second = Site(second_node, write_config(tmp_path / "second.yaml", second_node, "relay"))
+        second.ok("setup")
+        wanted = _on_the_relay(chain, 3)
+        _list_with_id(second, wanted, "Wanted")
+        attach(second, leader, wanted, wanted)
+        local = make_list(downstream.node, "Here")
+        attach(downstream, relay, wanted, local, "--fallback-url", second.leader_url)
+        at_once = {FALLBACK_AFTER_ENV: "0"}
+        relay.node.cluster.stop(mode="immediate")
+        try:
+            add_dossiers(leader.node, wanted, 2, prefix="meanwhile")
+            second.ok("sync", "--all")
+            downstream.cli("tick", env=at_once)  # finds the relay unreachable
+            moved = downstream.cli("tick", env=at_once)
+            assert moved.exit_code == 0, moved.stderr
+            (group,) = downstream.node.execute("SELECT leader_url FROM pgsync.sync_group")
+            assert group["leader_url"] == second.leader_url
+            assert_converged(leader, downstream, [(wanted, local)])
+        finally:
+            relay.node.cluster.start()
+        downstream.ok("tick")  # the first relay's orphan slot goes
+        assert not relay.node.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgsync\\_%'")
+    finally:
+        drop_subscriptions(second_node)
+        drop_slots(second_node.cluster)
+        second_node.janitor(second_node.dbname).drop()
