@@ -461,8 +461,13 @@ def set_stopped_at(conn: pg.Connection, group_id: int, lsn: int | None) -> None:
     _run(conn, "set_stopped_at", {"id": group_id, "lsn": lsn})
 
 
-def set_group_links_repairing(conn: pg.Connection, group_id: int, note: str) -> None:
-    _run(conn, "set_group_links_repairing", {"group_id": group_id, "note": note})
+def set_group_links_repairing(
+    conn: pg.Connection, group_id: int, note: str, *, including_paused: bool = False
+) -> None:
+    """The group's replicas owe an in-place repair (a paused one too, `including_paused`: when
+    the group moves to another upstream, fallback.py)."""
+    states = ["ready", "repairing", *(["paused"] if including_paused else [])]
+    _run(conn, "set_group_links_repairing", {"group_id": group_id, "note": note, "states": states})
 
 
 def record_run(conn: pg.Connection, group_id: int, reason: str, ok: bool, note: str) -> None:

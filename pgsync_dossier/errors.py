@@ -103,6 +103,7 @@ CLASS_BY_CODE: dict[str, type[PgsyncError]] = {
     "no_capacity": PreconditionFailed,
     "node_copied": PreconditionFailed,
     "relay_list_id": PreconditionFailed,
+    "relay_list_published": PreconditionFailed,
     "node_not_set_up": PreconditionFailed,
     "not_a_leader": PreconditionFailed,
     "not_a_replica": PreconditionFailed,

@@ -39,7 +39,7 @@ def fallback_after() -> timedelta:
         return timedelta(seconds=FALLBACK_AFTER_S)
     try:
         return timedelta(seconds=max(float(text), 0.0))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'inf' too: never moving is no fallback at all
         raise UsageError(
             f"{FALLBACK_AFTER_ENV}={text!r} is not a number of seconds: unset it, or give e.g. 600"
         ) from None
@@ -102,9 +102,10 @@ def _move(s: Session, group: Group, url: str, facts: LeaderFacts) -> str:
         + (f" since {since.isoformat(timespec='seconds')}" if since else "")
         + f": moved to {facts.node_name}, lists repaired in place"
     )
-    subscriber.drop_subscription(s.conn, group.name, leader_reachable=False)
-    subscriber.remove_passfile(s.conn, group.name)
+    # One transaction: a move cut short leaves the group streaming from its old upstream, its
+    # slot there (and the changes it holds) untouched.
     with s.conn.transaction():
+        subscriber.drop_subscription(s.conn, group.name, leader_reachable=False)
         catalog.record_orphan(s.conn, group.name, group.leader_url, group.leader_id)
         catalog.delete_heartbeat(s.conn, group)
         catalog.move_group(
@@ -116,6 +117,8 @@ def _move(s: Session, group: Group, url: str, facts: LeaderFacts) -> str:
             node_name=facts.node_name,
             fallbacks=[other for other in group.fallback_urls if other != url] + [group.leader_url],
         )
-        catalog.set_group_links_repairing(s.conn, group.id, note)
+        # A paused list too: the new stream starts now, without what the old slot kept for it.
+        catalog.set_group_links_repairing(s.conn, group.id, note, including_paused=True)
+    subscriber.remove_passfile(s.conn, group.name)  # the old upstream's password; the group has a new name
     log.warning("group %s: %s", group.name, note)
     return note

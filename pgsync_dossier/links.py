@@ -20,6 +20,7 @@ from pgsync_dossier import (
     enrollment,
     faults,
     groups,
+    leader_install,
     leader_web,
     pg,
     schema_skew,
@@ -385,6 +386,7 @@ def detach(
             )
         if not pg.try_advisory_lock(s.conn, "list", local_list_id):
             raise _busy(local_list_id)
+        _refuse_if_relayed(s, local_list_id)
         group = catalog.group(s.conn, link.group_id)
         assert group is not None
         if not groups.lock(s.conn, group):
@@ -396,6 +398,27 @@ def detach(
             return _locked_detach(s, link, group, purge, barrier_s)
         finally:
             groups.unlock(s.conn, group)
+
+
+def _refuse_if_relayed(s: Session, local_list_id: int) -> None:
+    """On a relay: a list its downstream Subscribers replicate stays a replica. Detached, it
+    would become a writable list of the relay's own, streamed on to replicas that follow the
+    Leader (a purge would empty them)."""
+    if s.node.role != "relay":
+        return
+    downstream = sorted(
+        {
+            group.subscriber_node
+            for group in leader_install.registered_groups(s.conn)
+            if local_list_id in group.lists
+        }
+    )
+    if downstream:
+        raise PreconditionFailed(
+            f"list {local_list_id} is replicated from this relay by {', '.join(downstream)}: detach it "
+            "there first (pgsync-dossier status --published shows who)",
+            code="relay_list_published",
+        )
 
 
 def _locked_detach(

@@ -264,7 +264,7 @@ UPDATE pgsync.sync_group SET stopped_at_lsn = %(lsn)s WHERE id = %(id)s AND stop
 
 -- name: set_group_links_repairing
 UPDATE pgsync.link SET state = 'repairing', last_error = %(note)s, updated_at = now()
- WHERE group_id = %(group_id)s AND state IN ('ready', 'repairing');
+ WHERE group_id = %(group_id)s AND state = ANY (%(states)s);
 
 -- name: record_run
 INSERT INTO pgsync.sync_run (group_id, reason, finished_at, ok, note) VALUES (%(group_id)s, %(reason)s, now(), %(ok)s, %(note)s);

@@ -314,7 +314,9 @@ BEGIN
         RAISE EXCEPTION 'a group publishes at least one list' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.unnest(v_lists) AS l WHERE NOT pgsync.may_publish(l)) THEN
-        RAISE EXCEPTION 'this relay publishes only the lists it replicates, under their Leader''s ids'
+        RAISE EXCEPTION 'this relay replicates no list % of its Leader: detach those lists on the Subscriber',
+              (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(l), ', ')
+                 FROM pg_catalog.unnest(v_lists) AS l WHERE NOT pgsync.may_publish(l))
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Serialise changes of one group.
@@ -494,21 +496,26 @@ END
 $$;
 
 -- The Leader's time up to which this node holds every change of a group's lists: on a Leader,
--- now. On a relay, the oldest Leader time among the heartbeats it has applied for the
--- groups that bring it those lists (each holds everything its Leader committed before it), or
--- `p_before` when it has none: so a heartbeat's time means the same at every hop.
+-- now. On a relay, the oldest Leader time among the heartbeats it has applied for the groups
+-- that bring it those lists (each holds everything its Leader committed before it): so a
+-- heartbeat's time means the same at every hop. It stays `p_before` (it does not move) while
+-- any of those lists is not ready here (a copy or repair owed) or its group has applied no
+-- Leader heartbeat yet (seq 0: a row this node made, stamped with its own clock).
 CREATE OR REPLACE FUNCTION pgsync.leader_time(p_name text, p_before timestamptz) RETURNS timestamptz
 LANGUAGE sql SET search_path = pg_catalog AS
 $$
+    WITH lists AS (
+        SELECT h.beat_at, k.state = 'ready' AND h.seq > 0 AS known
+          FROM pgsync.group_registration AS r
+         CROSS JOIN pg_catalog.unnest(r.lists) AS l
+          LEFT JOIN pgsync.link AS k ON k.local_list_id = l
+          LEFT JOIN pgsync.sync_group AS g ON g.id = k.group_id
+          LEFT JOIN pgsync.heartbeat AS h ON h.group_name = g.name
+         WHERE r.name = p_name)
     SELECT CASE WHEN coalesce((SELECT n.role FROM pgsync.node AS n), 'leader') <> 'relay'
                 THEN pg_catalog.clock_timestamp()
-                ELSE coalesce((SELECT pg_catalog.min(h.beat_at)
-                                 FROM pgsync.group_registration AS r
-                                CROSS JOIN pg_catalog.unnest(r.lists) AS l
-                                 JOIN pgsync.link AS k ON k.local_list_id = l
-                                 JOIN pgsync.sync_group AS g ON g.id = k.group_id
-                                 JOIN pgsync.heartbeat AS h ON h.group_name = g.name
-                                WHERE r.name = p_name), p_before) END
+                WHEN EXISTS (SELECT 1 FROM lists WHERE NOT coalesce(known, false)) THEN p_before
+                ELSE coalesce((SELECT pg_catalog.min(beat_at) FROM lists), p_before) END
 $$;
 REVOKE ALL ON FUNCTION pgsync.leader_time(text, timestamptz) FROM PUBLIC;
 

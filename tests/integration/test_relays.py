@@ -122,6 +122,15 @@ def test_a_replica_of_a_relays_replica_follows_the_leader(chain: tuple[Site, Sit
     downstream.ok("repair", str(mine[wanted]), "--confirm")
     assert_converged(leader, downstream, pairs, outside=NOTHING_OUTSIDE)
 
+    # The relay keeps a list its downstream replicates: detached there it would become the
+    # relay's own, streamed on (a purge would empty the downstream replica).
+    refused = relay.cli("detach", str(second), "--purge")
+    assert refused.exit_code == 3 and "replicated from this relay by subscriber_b site" in refused.stderr
+    assert (
+        relay.node.execute("SELECT state FROM pgsync.link WHERE local_list_id = %s", [second])[0]["state"]
+        == "ready"
+    )
+
     # Detached downstream, the list keeps its rows and takes no more of the Leader's changes.
     downstream.ok("detach", str(mine[second]))
     add_dossiers(leader.node, second, 2, prefix="late")
