@@ -107,6 +107,11 @@ class Link:
     created_at: datetime
     updated_at: datetime
     settle_since: int | None  # a copy's first Leader position, until the copy is done
+    origin_id: str | None  # the Leader the list comes from, through relays (None: leader_id)
+
+    @property
+    def origin(self) -> str:
+        return self.origin_id or self.leader_id
 
     @property
     def needs_copy(self) -> bool:
@@ -503,18 +508,34 @@ def link_for_list(conn: pg.Connection, local_list_id: int) -> Link | None:
     return _one(conn, Link, "link_for_list", {"list": local_list_id})
 
 
+def link_for_origin(conn: pg.Connection, origin_id: str, remote_list_id: int) -> Link | None:
+    """The replica of this Leader's list, whichever upstream (the Leader, a relay) brings it."""
+    return _one(conn, Link, "link_for_origin", {"origin_id": origin_id, "remote": remote_list_id})
+
+
 def link_for_remote(conn: pg.Connection, leader_id: str, remote_list_id: int) -> Link | None:
     return _one(conn, Link, "link_for_remote", {"leader_id": leader_id, "remote": remote_list_id})
 
 
 def insert_link(
-    conn: pg.Connection, local_list_id: int, remote_list_id: int, leader_id: str, group_id: int
+    conn: pg.Connection,
+    local_list_id: int,
+    remote_list_id: int,
+    leader_id: str,
+    group_id: int,
+    origin_id: str,
 ) -> Link:
     made = _one(
         conn,
         Link,
         "insert_link",
-        {"local": local_list_id, "remote": remote_list_id, "leader_id": leader_id, "group_id": group_id},
+        {
+            "local": local_list_id,
+            "remote": remote_list_id,
+            "leader_id": leader_id,
+            "group_id": group_id,
+            "origin_id": origin_id,
+        },
     )
     assert made is not None
     return made

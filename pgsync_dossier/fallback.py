@@ -75,13 +75,24 @@ def _usable(s: Session, group: Group, url: str) -> LeaderFacts | None:
         upstream: LeaderClient = s.leaders.get(url)
         facts = upstream.facts()
         check_upstream(s, facts, upstream)
-        lists = [link.remote_list_id for link in groups.links_of(s.conn, group.id)]
-        missing = sorted(set(lists) - set(upstream.lists_info(lists)))
+        links = groups.links_of(s.conn, group.id)
+        lists = [link.remote_list_id for link in links]
+        origins = upstream.list_origins(lists)
+        available = set(upstream.lists_info(lists))
     except (ServerUnreachable, PgsyncError) as exc:
         log.warning("group %s: fallback %s cannot take it over: %s", group.name, shown, exc)
         return None
-    if missing:
-        log.warning("group %s: fallback %s does not serve lists %s", group.name, shown, missing)
+    # The same lists of the same Leader: ids alone could be another Leader's lists.
+    served = origins if origins is not None else {link.remote_list_id: facts.leader_id for link in links}
+    foreign = sorted(
+        link.remote_list_id
+        for link in links
+        if link.remote_list_id not in available or served.get(link.remote_list_id) != link.origin
+    )
+    if foreign:
+        log.warning(
+            "group %s: fallback %s does not serve lists %s of this group's Leader", group.name, shown, foreign
+        )
         return None
     twin = catalog.find_group(s.conn, facts.leader_id, group.schedule)
     if twin is not None and twin.id != group.id:

@@ -330,6 +330,17 @@ class LeaderClient:
             self._versions = (row["schema_revision"], row["software_version"]) if row else (None, None)
         return self._versions
 
+    def list_origins(self, list_ids: list[int]) -> dict[int, str] | None:
+        """The Leader each list comes from, through relays (None: a Leader of a version that
+        does not tell; its lists are its own)."""
+        try:
+            rows = self.conn.execute(_query("list_origins"), {"lists": list_ids}).fetchall()
+        except psycopg.errors.UndefinedFunction:
+            return None
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
+        return {int(row["id"]): str(row["origin"]) for row in rows}
+
     def dossier_columns(self) -> list[DossierColumn]:
         """The Leader's dossier and face columns, as schema_skew compares them."""
         if self._columns is None:

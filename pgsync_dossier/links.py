@@ -181,11 +181,15 @@ def attach(
                 "Leader: attach a list it replicates, or attach to its Leader",
                 code="leader_list_not_found",
             )
-        twin = catalog.link_for_remote(s.conn, facts.leader_id, request.remote_list_id)
+        origin = origin_of(leader, facts, request.remote_list_id)
+        twin = catalog.link_for_remote(
+            s.conn, facts.leader_id, request.remote_list_id
+        ) or catalog.link_for_origin(s.conn, origin, request.remote_list_id)
         if twin is not None and twin.local_list_id != request.local_list_id:
             raise PreconditionFailed(
                 f"Leader list {request.remote_list_id} is already replicated into local list "
-                f"{twin.local_list_id} of this Subscriber; a Leader list has one replica per Subscriber",
+                f"{twin.local_list_id} of this Subscriber (directly or through a relay); a Leader list "
+                "has one replica per Subscriber",
                 code="leader_list_already_replicated",
             )
         group = _locked_group(s, request, facts, existing, deadline)
@@ -193,7 +197,7 @@ def attach(
             catalog.set_fallback_urls(s.conn, group.id, list(request.fallback_urls))
         try:
             return _attach_in_group(
-                s, request, facts, existing, group, leader, deadline, on_progress, defer_first_sync
+                s, request, facts, origin, existing, group, leader, deadline, on_progress, defer_first_sync
             )
         finally:
             groups.unlock(s.conn, group)
@@ -228,6 +232,7 @@ def _attach_in_group(
     s: Session,
     request: AttachRequest,
     facts: LeaderFacts,
+    origin: str,
     existing: Link | None,
     group: Group,
     leader: LeaderClient,
@@ -237,7 +242,7 @@ def _attach_in_group(
 ) -> AttachResult:
     try:
         if existing is None:
-            _record_link(s.conn, request, facts, group)
+            _record_link(s.conn, request, facts, origin, group)
             faults.point("attach.link_recorded")
         groups.ensure_stream(s, group, leader)
     except BaseException:
@@ -302,7 +307,16 @@ def _refuse_non_empty(conn: pg.Connection, list_id: int) -> None:
         )
 
 
-def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts, group: Group) -> None:
+def origin_of(leader: LeaderClient, facts: LeaderFacts, remote_list_id: int) -> str:
+    """The identity of the Leader a list comes from: the upstream's own, or, on a relay, its
+    Leader's (a Leader too old to say serves its own lists)."""
+    origins = leader.list_origins([remote_list_id])
+    return (origins or {}).get(remote_list_id) or facts.leader_id
+
+
+def _record_link(
+    conn: pg.Connection, request: AttachRequest, facts: LeaderFacts, origin: str, group: Group
+) -> None:
     """Mark the list as a replica; from the commit on, local writes to it are refused.
 
     The list row is locked and touched first: a local insert that checked the guard before
@@ -313,7 +327,7 @@ def _record_link(conn: pg.Connection, request: AttachRequest, facts: LeaderFacts
         _refuse_non_empty(conn, request.local_list_id)
         try:
             catalog.insert_link(
-                conn, request.local_list_id, request.remote_list_id, facts.leader_id, group.id
+                conn, request.local_list_id, request.remote_list_id, facts.leader_id, group.id, origin
             )
         except psycopg.errors.UniqueViolation:
             raise PreconditionFailed(

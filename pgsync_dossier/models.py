@@ -297,6 +297,7 @@ link = Table(
     Column("copy_expected", BigInteger),
     Column("last_error", Text),
     Column("settle_since", BigInteger),  # the Leader's WAL position a copy settles from (0008)
+    Column("origin_id", Text),  # the Leader the list comes from, through relays (0012; NULL: leader_id)
     _timestamp("created_at"),
     _timestamp("updated_at"),
     CheckConstraint("state IN (" + ", ".join(f"'{state}'" for state in LINK_STATES) + ")", name="state"),

@@ -83,9 +83,14 @@ SELECT * FROM pgsync.link WHERE local_list_id = %(list)s;
 SELECT * FROM pgsync.link WHERE leader_id = %(leader_id)s AND remote_list_id = %(remote)s;
 
 -- name: insert_link
-INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_id, group_id, state)
-VALUES (%(local)s, %(remote)s, %(leader_id)s, %(group_id)s, 'attaching')
+INSERT INTO pgsync.link (local_list_id, remote_list_id, leader_id, group_id, state, origin_id)
+VALUES (%(local)s, %(remote)s, %(leader_id)s, %(group_id)s, 'attaching', %(origin_id)s)
 RETURNING *;
+
+-- A relay keeps its Leader's list ids, so a Leader list has the same id on every hop.
+-- name: link_for_origin
+SELECT * FROM pgsync.link
+ WHERE coalesce(origin_id, leader_id) = %(origin_id)s AND remote_list_id = %(remote)s;
 
 -- name: delete_link
 DELETE FROM pgsync.link WHERE local_list_id = %(list)s;

@@ -212,6 +212,20 @@ $$
      ORDER BY l.id
 $$;
 
+-- The Leader each list comes from (its identity): this node on a Leader; on a relay, the one
+-- its replica comes from, through any relays before it. Lists it does not publish are absent.
+CREATE OR REPLACE FUNCTION pgsync.api_list_origins(p_lists integer[])
+RETURNS TABLE (id integer, origin text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+$$
+    SELECT l, CASE WHEN coalesce((SELECT n.role FROM pgsync.node AS n), 'leader') <> 'relay'
+                   THEN pgsync.leader_identity()
+                   ELSE (SELECT coalesce(k.origin_id, k.leader_id) FROM pgsync.link AS k
+                          WHERE k.local_list_id = l) END
+      FROM pg_catalog.unnest(p_lists) AS l
+     WHERE pgsync.may_publish(l)
+$$;
+
 -- Every list a Subscriber may attach, by name (the Subscriber's web page offers them): no
 -- counts, so a large Leader answers at once. The enrollment login may call it too: whoever
 -- holds the sync token may enroll and read the same.

@@ -23,6 +23,9 @@ SELECT * FROM pgsync.api_lists_info(%(lists)s);
 -- name: lists
 SELECT * FROM pgsync.api_lists();
 
+-- name: list_origins
+SELECT * FROM pgsync.api_list_origins(%(lists)s);
+
 -- The Leader's WAL insert position, as row_version counts it.
 -- name: wal_position
 SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn)::bigint AS lsn;

@@ -5,6 +5,8 @@ keeps its Leader's list ids and `(id, dossier_list_id)` replica identity (docs/d
 "Relays"). A group may name fallback upstreams (another relay, or the Leader itself) that
 `tick` moves it to when its own stays unreachable (pgsync_dossier/fallback.py). A group keeps
 its upstream's face model: a relay whose Leader changed models says so to its own downstream.
+A link keeps the identity of the Leader its list comes from, through any relays (`origin_id`):
+one replica per Leader list, and a fallback must serve the same Leader's list.
 
 Revision ID: 0012
 Revises: 0011
@@ -28,6 +30,7 @@ def upgrade() -> None:
             ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber', 'relay'));
         ALTER TABLE pgsync.sync_group ADD COLUMN fallback_urls text[] NOT NULL DEFAULT '{}',
             ADD COLUMN leader_face_model text;
+        ALTER TABLE pgsync.link ADD COLUMN origin_id text;
         """
     )
 
@@ -36,6 +39,7 @@ def downgrade() -> None:
     op.execute(
         """
         ALTER TABLE pgsync.sync_group DROP COLUMN fallback_urls, DROP COLUMN leader_face_model;
+        ALTER TABLE pgsync.link DROP COLUMN origin_id;
         ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,
             ADD CONSTRAINT node_node_role_check_check CHECK (role IN ('leader', 'subscriber'))
         """

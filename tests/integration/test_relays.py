@@ -211,6 +211,12 @@ def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) ->
     assert f"{target} (Leader list {wanted})" in refused.stderr, refused.stderr
     assert downstream.node.execute("SELECT role FROM pgsync.node")[0]["role"] == "subscriber"
 
+    # One replica per Leader list, whichever upstream brings it: not a second one by the relay.
+    again = make_list(downstream.node, "Again")
+    refused = downstream.cli(*attach_args(relay.leader_url, wanted, again))
+    assert refused.exit_code == 3 and f"already replicated into local list {target}" in refused.stderr
+    assert downstream.node.execute("SELECT count(*) AS n FROM pgsync.link")[0]["n"] == 1
+
 
 #: The heartbeat a relay applied for its own group (not the ones it writes for downstream groups).
 _OWN_HEARTBEAT = (
