@@ -45,8 +45,9 @@ class DecodeLoad:
             f"decoding: the Leader writes {self.wal_mb_per_s:.2f} MB/s of WAL in "
             f"{self.transactions_per_s:.0f} transactions/s (since {self.since:%Y-%m-%d %H:%M}); each of "
             f"its {self.streams} streams decodes all of it, about {self.cores_per_stream:.3f} cores each, "
-            f"{self.cores:.2f} in all (3.5 ms per MB + 81 µs per transaction per stream; relays and "
-            "moving unpublished tables to another database cut it: docs/relays.md)"
+            f"{self.cores:.2f} in all, at most (3.5 ms per MB + 81 µs per transaction per stream, "
+            "read-only transactions counted too; relays and moving unpublished tables to another "
+            "database cut it: docs/relays.md)"
         )
 
 
