@@ -104,6 +104,7 @@ CLASS_BY_CODE: dict[str, type[PgsyncError]] = {
     "node_copied": PreconditionFailed,
     "relay_list_id": PreconditionFailed,
     "relay_list_published": PreconditionFailed,
+    "migration_refused": PreconditionFailed,
     "node_not_set_up": PreconditionFailed,
     "not_a_leader": PreconditionFailed,
     "not_a_replica": PreconditionFailed,

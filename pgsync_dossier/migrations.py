@@ -16,11 +16,12 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from alembic import command
 from pgsync_dossier import pg
-from pgsync_dossier.errors import UsageError
+from pgsync_dossier.errors import PreconditionFailed, UsageError
 from pgsync_dossier.resources import alembic_dir
 
 
@@ -83,10 +84,19 @@ def migrate(conninfo: str, target: str = "head") -> tuple[str | None, str | None
         wanted = head_revision() if target == "head" else (None if target == "base" else target)
         if before == wanted:
             return before, before
-        if _is_upgrade(before, wanted):
-            command.upgrade(cfg, target)
-        else:
-            command.downgrade(cfg, target)
+        try:
+            if _is_upgrade(before, wanted):
+                command.upgrade(cfg, target)
+            else:
+                command.downgrade(cfg, target)
+        except DBAPIError as exc:
+            # A revision that refuses (RAISE EXCEPTION) says why; the transaction rolls back.
+            if isinstance(exc.orig, psycopg.errors.RaiseException):
+                raise PreconditionFailed(
+                    f"migrate refused, nothing was changed: {exc.orig.diag.message_primary}",
+                    code="migration_refused",
+                ) from None
+            raise
         connection.commit()
         after = MigrationContext.configure(connection).get_current_revision()
     return before, after

@@ -38,6 +38,14 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM pgsync.node WHERE role = 'relay') THEN
+                RAISE EXCEPTION 'this node is a relay, which revisions before 0012 do not know: detach its '
+                    'downstream Subscribers, then set it up with role subscriber before going back';
+            END IF;
+        END
+        $$;
         ALTER TABLE pgsync.sync_group DROP COLUMN fallback_urls, DROP COLUMN leader_face_model;
         ALTER TABLE pgsync.link DROP COLUMN origin_id;
         ALTER TABLE pgsync.node DROP CONSTRAINT node_node_role_check_check,

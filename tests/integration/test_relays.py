@@ -397,3 +397,11 @@ def test_a_lost_relay_is_replaced_by_a_second_relay(
         drop_subscriptions(second_node)
         drop_slots(second_node.cluster)
         second_node.janitor(second_node.dbname).drop()
+
+
+def test_a_relay_cannot_go_below_the_revision_that_knows_it(chain: tuple[Site, Site, Site]) -> None:
+    _leader, relay, _downstream = chain
+    refused = relay.cli("migrate", "--to", "0011")
+    assert refused.exit_code != 0 and "this node is a relay" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert relay.node.execute("SELECT version_num FROM alembic_version")[0]["version_num"] == "0012"
