@@ -60,6 +60,9 @@ def move_if_lost(s: Session, group: Group) -> str | None:
         return None  # it answers again: the group stays
     except ServerUnreachable:
         pass
+    if subscriber.heard_within(s.conn, group.name, fallback_after().total_seconds()):
+        log.warning("group %s: its upstream refuses connections but still streams: it stays", group.name)
+        return None
     for url in group.fallback_urls:
         found = _usable(s, group, url)
         if found is not None:

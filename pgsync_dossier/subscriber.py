@@ -252,6 +252,13 @@ def create_subscription(
         conn.execute(pg.query("reset_statement_timeout", _SQL))
 
 
+def heard_within(conn: pg.Connection, name: str, seconds: float) -> bool:
+    """Whether the group's stream received anything from its upstream that recently: an
+    upstream that refuses new connections may still be streaming."""
+    row = conn.execute(pg.query("heard_within", _SQL), {"name": name, "seconds": seconds}).fetchone()
+    return bool(row and row["heard"])
+
+
 def is_relay(conn: pg.Connection) -> bool:
     row = conn.execute(pg.query("node_role", _SQL)).fetchone()
     return bool(row and row["role"] == "relay")

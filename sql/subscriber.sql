@@ -111,6 +111,12 @@ ALTER SUBSCRIPTION {name} SET (synchronous_commit = 'local');
 -- name: node_role
 SELECT role FROM pgsync.node;
 
+-- Whether the group's apply worker heard from its upstream within the last seconds given.
+-- name: heard_within
+SELECT coalesce(pg_catalog.max(last_msg_receipt_time) > pg_catalog.now() - pg_catalog.make_interval(secs => %(seconds)s),
+                false) AS heard
+  FROM pg_catalog.pg_stat_subscription WHERE subname = %(name)s;
+
 -- name: set_connection
 ALTER SUBSCRIPTION {name} CONNECTION {conninfo};
 
