@@ -195,7 +195,7 @@ def test_a_concurrent_local_insert_cannot_slip_into_the_list(sites: dict[str, Si
                 schedule=None,
                 leader_schedule=None,
             )
-            catalog.insert_link(conn, local, remote, facts.leader_id, group.id)
+            catalog.insert_link(conn, local, remote, facts.leader_id, group.id, facts.leader_id)
         worker.join(10)
     assert outcome["result"] == "InsufficientPrivilege"
     assert not sub.node.execute("SELECT * FROM dossier")
