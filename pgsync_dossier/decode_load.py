@@ -46,8 +46,7 @@ class DecodeLoad:
             f"{self.transactions_per_s:.0f} transactions/s (since {self.since:%Y-%m-%d %H:%M}); each of "
             f"its {self.streams} streams decodes all of it, about {self.cores_per_stream:.3f} cores each, "
             f"{self.cores:.2f} in all, at most (3.5 ms per MB + 81 µs per transaction per stream, "
-            "read-only transactions counted too; relays and moving unpublished tables to another "
-            "database cut it: docs/relays.md)"
+            "read-only transactions counted too; relays cut it: docs/relays.md)"
         )
 
 
