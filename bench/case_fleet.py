@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from psycopg import sql
 
+from bench.case_leader import cpu_seconds
 from bench.sites import FACE_MODEL, Sites, make_cluster
 from bench.stats import Series, rotations, table
 from pgsync_dossier import config as config_module
@@ -40,7 +41,6 @@ from pgsync_dossier.clusters import LocalCluster
 TOPOLOGIES = ("direct", "1 relay", "2 relays", "events elsewhere")
 #: The Leader cluster's database the "events elsewhere" topology writes its events into.
 EVENTS_DATABASE = "events"
-TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_BYTES = 1024
 EVENT_BATCH = 20  # events per transaction: the lab measured batched writers (design section 7)
 PROBE_EVERY_S = 0.05
@@ -49,18 +49,6 @@ SAMPLED_SITES = 8
 WARM_UP_S = 3.0
 TEMPLATE = "fleet_template"
 WATCHED_DOSSIERS = 1000
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def _walsenders(sites: Sites, cluster: Any) -> list[int]:
@@ -226,7 +214,7 @@ def _window(
     try:
         time.sleep(WARM_UP_S)
         leader_pids, relay_pids = _walsenders(sites, sites.leader), _walsenders(sites, relays)
-        leader_before, relay_before = _cpu_seconds(leader_pids), _cpu_seconds(relay_pids)
+        leader_before, relay_before = cpu_seconds(leader_pids), cpu_seconds(relay_pids)
         sampler = threading.Thread(target=_sample, args=(sites, dbnames[:SAMPLED_SITES], probe, ages, stop))
         sampler.start()
         start, worst = time.perf_counter(), 0
@@ -239,8 +227,8 @@ def _window(
             worst = max(worst, int(row[0]["lag"]))
             time.sleep(0.5)
         elapsed = time.perf_counter() - start
-        leader_cores = (_cpu_seconds(leader_pids) - leader_before) / elapsed
-        relay_cores = (_cpu_seconds(relay_pids) - relay_before) / elapsed
+        leader_cores = (cpu_seconds(leader_pids) - leader_before) / elapsed
+        relay_cores = (cpu_seconds(relay_pids) - relay_before) / elapsed
     finally:
         stop.set()
         for thread in load:

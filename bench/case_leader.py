@@ -29,7 +29,8 @@ ROWS_PER_LIST = 200
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds of these processes so far (from /proc)."""
     total = 0
     for pid in pids:
         try:
@@ -118,7 +119,7 @@ def run(sites: Sites, counts: list[int], reps: int, seconds: float, rate: int) -
                 sites.checkpoint()
                 pids = _walsenders(sites)
                 senders[method] = len(pids)
-                before = _cpu_seconds(pids)
+                before = cpu_seconds(pids)
                 stop = threading.Event()
                 writer = threading.Thread(target=_load, args=(sites, lists, rate, seconds, stop))
                 writer.start()
@@ -131,7 +132,7 @@ def run(sites: Sites, counts: list[int], reps: int, seconds: float, rate: int) -
                     )
                     worst = max(worst, int(row[0]["lag"]))
                     time.sleep(0.25)
-                cpu[method].values.append(_cpu_seconds(pids) - before)
+                cpu[method].values.append(cpu_seconds(pids) - before)
                 lag[method].values.append(worst / 1e6)
                 _unreplicate(sites, method, made)
         base = base or cpu[METHODS[0]]  # pgsync with the fewest lists
