@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from psycopg import sql
 
-from bench.case_leader import cpu_seconds
+from bench.case_leader import cpu_seconds, slot_lag_bytes, walsenders
 from bench.sites import FACE_MODEL, Sites, make_cluster
 from bench.stats import Series, rotations, table
 from pgsync_dossier import config as config_module
@@ -49,13 +49,6 @@ SAMPLED_SITES = 8
 WARM_UP_S = 3.0
 TEMPLATE = "fleet_template"
 WATCHED_DOSSIERS = 1000
-
-
-def _walsenders(sites: Sites, cluster: Any) -> list[int]:
-    return [
-        int(row["pid"])
-        for row in sites.execute(cluster, "SELECT pid FROM pg_stat_replication", dbname="postgres")
-    ]
 
 
 def _events(sites: Sites, dbname: str, rate: int, stop: threading.Event) -> None:
@@ -213,18 +206,13 @@ def _window(
         thread.start()
     try:
         time.sleep(WARM_UP_S)
-        leader_pids, relay_pids = _walsenders(sites, sites.leader), _walsenders(sites, relays)
+        leader_pids, relay_pids = walsenders(sites, sites.leader), walsenders(sites, relays)
         leader_before, relay_before = cpu_seconds(leader_pids), cpu_seconds(relay_pids)
         sampler = threading.Thread(target=_sample, args=(sites, dbnames[:SAMPLED_SITES], probe, ages, stop))
         sampler.start()
         start, worst = time.perf_counter(), 0
         while time.perf_counter() - start < seconds:
-            row = sites.execute(
-                sites.leader,
-                "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)), 0)::bigint "
-                "AS lag FROM pg_replication_slots",
-            )
-            worst = max(worst, int(row[0]["lag"]))
+            worst = max(worst, slot_lag_bytes(sites))
             time.sleep(0.5)
         elapsed = time.perf_counter() - start
         leader_cores = (cpu_seconds(leader_pids) - leader_before) / elapsed

@@ -22,6 +22,7 @@ from bench.sites import Sites
 from bench.stats import Series, rotations, table
 from pgsync_dossier import config as config_module
 from pgsync_dossier import links
+from pgsync_dossier.clusters import LocalCluster
 
 METHODS = ("pgsync (one group)", "native (one subscription per list)")
 TOTAL_LISTS = 32
@@ -41,8 +42,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
-def _walsenders(sites: Sites) -> list[int]:
-    return [int(row["pid"]) for row in sites.execute(sites.leader, "SELECT pid FROM pg_stat_replication")]
+def walsenders(sites: Sites, cluster: LocalCluster) -> list[int]:
+    """The pids of the cluster's walsenders now."""
+    return [
+        int(row["pid"])
+        for row in sites.execute(cluster, "SELECT pid FROM pg_stat_replication", dbname="postgres")
+    ]
+
+
+def slot_lag_bytes(sites: Sites) -> int:
+    """The Leader's largest slot lag now: WAL written since a slot's consumer last confirmed."""
+    row = sites.execute(
+        sites.leader,
+        "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)), 0)::bigint AS lag "
+        "FROM pg_replication_slots",
+    )
+    return int(row[0]["lag"])
 
 
 def _load(sites: Sites, lists: list[int], rate: int, seconds: float, stop: threading.Event) -> None:
@@ -117,7 +132,7 @@ def run(sites: Sites, counts: list[int], reps: int, seconds: float, rate: int) -
                 made = _replicate(sites, method, lists[:count])
                 time.sleep(1.0)  # the walsenders start
                 sites.checkpoint()
-                pids = _walsenders(sites)
+                pids = walsenders(sites, sites.leader)
                 senders[method] = len(pids)
                 before = cpu_seconds(pids)
                 stop = threading.Event()
@@ -125,12 +140,7 @@ def run(sites: Sites, counts: list[int], reps: int, seconds: float, rate: int) -
                 writer.start()
                 worst = 0
                 while writer.is_alive():
-                    row = sites.execute(
-                        sites.leader,
-                        "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)), 0)"
-                        "::bigint AS lag FROM pg_replication_slots",
-                    )
-                    worst = max(worst, int(row[0]["lag"]))
+                    worst = max(worst, slot_lag_bytes(sites))
                     time.sleep(0.25)
                 cpu[method].values.append(cpu_seconds(pids) - before)
                 lag[method].values.append(worst / 1e6)
