@@ -20,6 +20,7 @@ from psycopg.rows import class_row, kwargs_row
 from pgsync_dossier import pg
 from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.errors import PreconditionFailed
+from pgsync_dossier.placement import Verdict, verdict
 
 HISTORY_DAYS = 30
 
@@ -48,6 +49,7 @@ class Node:
     node_tag: str
     placement: str | None
     upgrading_from: str | None
+    timeline: int | None  # the WAL timeline its database was on when last opened
     face_model: str
     token_verifier: str
     sync_schedule: str | None
@@ -314,6 +316,35 @@ def placement(conn: pg.Connection) -> str:
 
 def set_placement(conn: pg.Connection, where: str) -> None:
     _run(conn, "set_placement", {"placement": where})
+
+
+#: What a promotion found and did, in each group's history and on each replica until repaired.
+PROMOTED_NOTE = (
+    "this database moved to a new timeline (a standby promoted, or a point-in-time recovery): "
+    "what its old primary applied last may be missing, and the Leaders' slots moved past it: "
+    "lists repaired in place"
+)
+
+
+def whereabouts(conn: pg.Connection, node: Node) -> tuple[Verdict, int]:
+    """Where this node's database lives against where it was recorded (placement.py), and the
+    WAL timeline it writes on now."""
+    row = conn.execute(_query("timeline")).fetchone()
+    assert row is not None
+    timeline = int(row["walfile"][:8], 16)
+    moved = verdict(node.placement, node.upgrading_from, upgrade_mark(conn), node.timeline, timeline)
+    return moved, timeline
+
+
+def set_timeline(conn: pg.Connection, timeline: int) -> None:
+    _run(conn, "set_timeline", {"timeline": timeline})
+
+
+def settle_promotion(conn: pg.Connection, timeline: int) -> None:
+    """A promoted standby stays this node; every replica owes an in-place repair (a paused
+    one too), which the next sync or tick performs."""
+    settled = {"placement": placement(conn), "timeline": timeline, "note": PROMOTED_NOTE}
+    _run(conn, "settle_promotion", settled)
 
 
 def settle_upgrade(conn: pg.Connection, where: str) -> None:

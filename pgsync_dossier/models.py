@@ -161,6 +161,8 @@ node = Table(
     Column("upgrading_from", Text),
     #: The pgsync-dossier version of the last `setup` (a Leader tells its Subscribers).
     Column("software_version", Text),
+    #: The WAL timeline this database was on when last opened: a later one means a promotion.
+    Column("timeline", Integer),
     CheckConstraint("id", name="singleton"),
     CheckConstraint("role IN ('leader', 'subscriber', 'relay')", name="role"),
     CheckConstraint("enrollment IN ('auto', 'manual')", name="enrollment"),

@@ -204,9 +204,17 @@ def _settle_identity(conn: pg.Connection, role: str) -> bool:
     where = catalog.placement(conn)
     node = catalog.node(conn)
     assert node is not None
-    moved = placement.verdict(node.placement, node.upgrading_from, catalog.upgrade_mark(conn))
+    moved, timeline = catalog.whereabouts(conn, node)
+    catalog.set_timeline(conn, timeline)
     if moved == "moved_by_upgrade":
         catalog.settle_upgrade(conn, where)
+        return False
+    if moved == "promoted":
+        if role == "leader":
+            catalog.set_placement(conn, where)
+        else:
+            catalog.settle_promotion(conn, timeline)
+            log.warning("%s", catalog.PROMOTED_NOTE)
         return False
     if role != "subscriber" and placement.leader_cloned(node.placement, where):
         catalog.new_leader_id(conn)

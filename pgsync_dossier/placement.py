@@ -8,18 +8,38 @@ same database OID and the same relfilenodes (both kept since PostgreSQL 15), on 
 major version. `prepare-upgrade` records a mark, "<placement>|<major>|<relfilenode of
 pgsync.node>", so that a move of exactly that kind is taken for what it is; a restore or a
 clone keeps neither the relfilenode nor, on the same major version, passes for an upgrade.
+
+A promoted standby (or a point-in-time recovery) keeps the system identifier and the database
+OID, may live in another data directory, and writes on a later WAL timeline: it is the same
+node, but what its old primary applied last may be missing, while the Leaders' slots have
+moved past it ("promoted": every replica owes a repair in place). A file-level copy started
+as a primary stays on its timeline and is still a copy.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-Verdict = Literal["here", "moved_by_upgrade", "copied"]
+Verdict = Literal["here", "moved_by_upgrade", "promoted", "copied"]
 
 
-def verdict(recorded: str | None, upgrading_from: str | None, current_mark: str) -> Verdict:
+def verdict(
+    recorded: str | None,
+    upgrading_from: str | None,
+    current_mark: str,
+    recorded_timeline: int | None,
+    timeline: int,
+) -> Verdict:
     current = current_mark.split("|")[0]
-    if recorded is None or recorded == current:
+    if recorded is None:
+        return "here"
+    if (
+        recorded_timeline is not None
+        and timeline > recorded_timeline
+        and recorded.split("/")[:2] == current.split("/")[:2]
+    ):
+        return "promoted"
+    if recorded == current:
         return "here"
     if upgrading_from is not None and _upgraded(upgrading_from, current_mark):
         return "moved_by_upgrade"

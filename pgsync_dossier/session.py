@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pgsync_dossier import catalog, pg, placement
+from pgsync_dossier import catalog, pg
 from pgsync_dossier.config import Config
 from pgsync_dossier.enrollment import Logins
 from pgsync_dossier.errors import PreconditionFailed
@@ -30,11 +30,13 @@ def subscriber_session(config: Config, command: str) -> Iterator[Session]:
     """Open this Subscriber's database for `command`; refused on a Leader or an unset node."""
     with pg.connect(config.database_url, what="this Subscriber's database") as conn:
         node = catalog.require_role(conn, "subscriber", command)
-        mark = catalog.upgrade_mark(conn)
-        moved = placement.verdict(node.placement, node.upgrading_from, mark)
+        moved, timeline = catalog.whereabouts(conn, node)
         if moved == "moved_by_upgrade":
             catalog.settle_upgrade(conn, catalog.placement(conn))
             log.info("this database was moved by pg_upgrade (prepare-upgrade ran before): same node")
+        elif moved == "promoted":
+            catalog.settle_promotion(conn, timeline)
+            log.warning("%s", catalog.PROMOTED_NOTE)
         elif moved == "copied":
             # Its groups' names are another node's: streaming under them would take that
             # node's slots (or drop them as stale).
@@ -43,5 +45,6 @@ def subscriber_session(config: Config, command: str) -> Iterator[Session]:
                 "run pgsync-dossier setup here first, to give it its own identity and streams",
                 code="node_copied",
             )
+        catalog.set_timeline(conn, timeline)
         with LeaderPool(Logins(conn, node, config)) as leaders:
             yield Session(config, conn, node, leaders)

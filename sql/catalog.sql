@@ -2,8 +2,8 @@
 -- Loaded with pgsync_dossier.pg.query(name, "catalog.sql"); only pgsync_dossier.catalog uses them.
 
 -- name: node
-SELECT role, node_name, node_tag, placement, upgrading_from, face_model, token_verifier, sync_schedule,
-       sync_at_startup, sync_at_creation
+SELECT role, node_name, node_tag, placement, upgrading_from, timeline, face_model, token_verifier,
+       sync_schedule, sync_at_startup, sync_at_creation
   FROM pgsync.node;
 
 -- name: groups
@@ -290,6 +290,27 @@ SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text
 
 -- name: set_placement
 UPDATE pgsync.node SET placement = %(placement)s;
+
+-- The WAL timeline this database writes on: a WAL file's name starts with it, in hex. A
+-- promotion (or a point-in-time recovery) moves it on at once, where pg_control_checkpoint()
+-- waits for the next checkpoint.
+-- name: timeline
+SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()) AS walfile;
+
+-- name: set_timeline
+UPDATE pgsync.node SET timeline = %(timeline)s WHERE timeline IS DISTINCT FROM %(timeline)s;
+
+-- A promoted standby (placement.py): the node stays itself, and every replica owes a repair in
+-- place, a paused one too; the heal is in each group's history.
+-- name: settle_promotion
+WITH node AS (
+    UPDATE pgsync.node SET placement = %(placement)s, timeline = %(timeline)s RETURNING 1
+), links AS (
+    UPDATE pgsync.link SET state = 'repairing', last_error = %(note)s, updated_at = now()
+     WHERE state IN ('ready', 'repairing', 'paused') RETURNING group_id
+)
+INSERT INTO pgsync.sync_run (group_id, reason, finished_at, ok, note)
+SELECT DISTINCT group_id, 'heal', now(), true, %(note)s FROM links;
 
 -- Where this node's database lives, with what pg_upgrade keeps and changes (placement.py).
 -- name: upgrade_mark

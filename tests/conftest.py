@@ -36,6 +36,7 @@ ALLOWED_SKIPS = {
 #: prove a fact of PostgreSQL's own behaviour that a version may change.
 BOTH_VERSIONS_MODULES = {
     "test_leader_failover.py",  # failover slots (17+) and what a promotion leaves
+    "test_relay_failover.py",  # what a promotion leaves on both hops of a relay
     "test_least_privilege.py",  # SCRAM-only logins, the Leader API's 17+ branch, TLS
     "test_schedules.py",  # windows: 15 wakes no worker at DISABLE
     "test_healing.py",  # lost slots, a consumed stream, the restart point

@@ -28,6 +28,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from pytest_postgresql.janitor import DatabaseJanitor
 
@@ -108,6 +109,46 @@ def _start_cluster(root: Path, name: str, bindir: Path, **settings: str) -> Loca
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(TEMPLATE_DB)))
     return cluster
+
+
+def _conf_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def start_standby(
+    primary: LocalCluster, directory: Path, bindir: Path, *, slot: str | None, **settings: str
+) -> LocalCluster:
+    """A physical standby of `primary`, as a DBA makes one: `pg_basebackup` (through the
+    physical `slot`, made here, unless None), streaming with these extra settings."""
+    if slot is not None:
+        with psycopg.connect(primary.conninfo(), autocommit=True) as conn:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s)", [slot])
+    directory.mkdir()
+    primary._hand_over(directory)
+    upstream = make_conninfo(
+        host=primary.host, port=primary.port, user=ADMIN_USER, password=ADMIN_PASSWORD, dbname="postgres"
+    )
+    primary._run(
+        "pg_basebackup", "--pgdata", str(directory / "data"), "--wal-method", "stream",
+        "--checkpoint", "fast", "--dbname", upstream, *([] if slot is None else ["--slot", slot]),
+    )  # fmt: skip
+    wanted = {**TEST_SETTINGS, "primary_conninfo": _conf_string(upstream), **settings}
+    if slot is not None:
+        wanted["primary_slot_name"] = _conf_string(slot)
+    standby = LocalCluster(directory, bindir=bindir, settings=wanted).init()
+    standby._write_as_owner(standby.datadir / "standby.signal", "")
+    return standby.start()
+
+
+def replayed(primary: LocalCluster, standby: LocalCluster) -> bool:
+    """The standby has replayed everything the primary wrote so far."""
+    with psycopg.connect(primary.conninfo(), autocommit=True) as conn:
+        (written,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()  # type: ignore[misc]
+    with psycopg.connect(standby.conninfo(), autocommit=True) as conn:
+        (ahead,) = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s) >= 0", [written]
+        ).fetchone()  # type: ignore[misc]
+    return bool(ahead)
 
 
 @pytest.fixture(scope="session")

@@ -20,20 +20,18 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from pgsync_dossier.clusters import LocalCluster
 from tests.harness import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
     TEMPLATE_DB,
-    TEST_SETTINGS,
     Node,
     Site,
     _start_cluster,
     add_dossiers,
     assert_converged,
     make_list,
+    replayed,
+    start_standby,
     wait_until,
     write_config,
 )
@@ -53,10 +51,6 @@ class LeaderPair:
         return Node("hq", cluster, self.site.node.dbname)
 
 
-def _conf_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 @pytest.fixture
 def leader_pair(
     pg_bindir: Path, pg_version: int, cluster_root: Path, tmp_path: Path, request: pytest.FixtureRequest
@@ -72,29 +66,15 @@ def leader_pair(
         node.janitor(node.dbname, template=TEMPLATE_DB).init()
         site = Site(node, write_config(tmp_path / "hq.yaml", node, "leader"))
         assert site.ok("setup", "--json").json()["warnings"] == []  # no standby yet: nothing new
-        with psycopg.connect(primary.conninfo(), autocommit=True) as conn:
-            conn.execute("SELECT pg_create_physical_replication_slot(%s)", [STANDBY_SLOT])
-        directory = cluster_root / f"hq-b-{suffix}"
-        directory.mkdir()
-        primary._hand_over(directory)
-        upstream = make_conninfo(
-            host=primary.host, port=primary.port, user=ADMIN_USER, password=ADMIN_PASSWORD, dbname="postgres"
-        )
-        primary._run(
-            "pg_basebackup", "--pgdata", str(directory / "data"), "--wal-method", "stream",
-            "--checkpoint", "fast", "--dbname", upstream,
-            *([] if flaw == "no-slot" else ["--slot", STANDBY_SLOT]),
-        )  # fmt: skip
-        settings = {**TEST_SETTINGS, "primary_conninfo": _conf_string(upstream)}
-        if flaw != "no-slot":
-            settings["primary_slot_name"] = _conf_string(STANDBY_SLOT)
+        settings = {}
         if flaw is None:
             settings["hot_standby_feedback"] = "on"
             if pg_version >= FAILOVER_SLOTS:
                 settings["sync_replication_slots"] = "on"
-        standby = LocalCluster(directory, bindir=pg_bindir, settings=settings).init()
-        standby._write_as_owner(standby.datadir / "standby.signal", "")
-        standby.start()
+        standby = start_standby(
+            primary, cluster_root / f"hq-b-{suffix}", pg_bindir,
+            slot=None if flaw == "no-slot" else STANDBY_SLOT, **settings,
+        )  # fmt: skip
         url = (
             f"postgresql://{primary.host}:{primary.port},{standby.host}:{standby.port}/"
             f"{quote(node.dbname, safe='')}?target_session_attrs=read-write"
@@ -113,14 +93,7 @@ def _warnings(pair: LeaderPair) -> list[str]:
 
 
 def _replayed(pair: LeaderPair) -> bool:
-    """The standby has replayed everything the primary wrote so far."""
-    with psycopg.connect(pair.primary.conninfo(), autocommit=True) as conn:
-        (written,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()  # type: ignore[misc]
-    with psycopg.connect(pair.standby.conninfo(), autocommit=True) as conn:
-        (ahead,) = conn.execute(
-            "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s) >= 0", [written]
-        ).fetchone()  # type: ignore[misc]
-    return bool(ahead)
+    return replayed(pair.primary, pair.standby)
 
 
 def _synced_slots(pair: LeaderPair) -> list[str]:

@@ -404,4 +404,4 @@ def test_a_relay_cannot_go_below_the_revision_that_knows_it(chain: tuple[Site, S
     refused = relay.cli("migrate", "--to", "0011")
     assert refused.exit_code != 0 and "this node is a relay" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
-    assert relay.node.execute("SELECT version_num FROM alembic_version")[0]["version_num"] == "0012"
+    assert relay.node.execute("SELECT version_num FROM alembic_version")[0]["version_num"] == "0013"

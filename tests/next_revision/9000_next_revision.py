@@ -2,7 +2,7 @@
 as a later pgsync-dossier migration or a DBA's own column for the application would add.
 
 Revision ID: 9000
-Revises: 0012
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "9000"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
