@@ -352,6 +352,7 @@ INSERT INTO pgsync.node AS n (role, node_name, face_model, token_verifier,
 VALUES (%(role)s, %(node_name)s, %(face_model)s, %(verifier)s,
     %(schedule)s, %(startup)s, %(creation)s)
 ON CONFLICT (id) DO UPDATE SET
+    role = EXCLUDED.role,  -- node.setup allows only a Subscriber becoming a relay
     node_name = EXCLUDED.node_name, face_model = EXCLUDED.face_model,
     token_verifier = EXCLUDED.token_verifier,
     sync_schedule = EXCLUDED.sync_schedule,

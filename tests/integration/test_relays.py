@@ -218,6 +218,37 @@ def test_what_a_relay_refuses(chain: tuple[Site, Site, Site], tmp_path: Path) ->
     assert downstream.node.execute("SELECT count(*) AS n FROM pgsync.link")[0]["n"] == 1
 
 
+def test_a_subscriber_with_the_leaders_list_ids_becomes_a_relay(
+    chain: tuple[Site, Site, Site], tmp_path: Path
+) -> None:
+    """As docs/relays.md says: the same database, set up again with `role: relay`. Another
+    relay then attaches its replica: Leader -> the former Subscriber -> relay."""
+    leader, relay, subscriber = chain
+    wanted = make_list(leader.node, "Wanted")
+    add_dossiers(leader.node, wanted, 4)
+    _list_with_id(subscriber, wanted, "Wanted")
+    attach(subscriber, leader, wanted, wanted)
+    identity = "SELECT relreplident AS r FROM pg_class WHERE oid = 'dossier'::regclass"
+    assert subscriber.node.execute(identity) == [{"r": "d"}]  # a Subscriber's: the primary key
+
+    became = Site(subscriber.node, write_config(tmp_path / "became-relay.yaml", subscriber.node, "relay"))
+    became.ok("setup")
+    assert subscriber.node.execute("SELECT role FROM pgsync.node") == [{"role": "relay"}]
+    assert subscriber.node.execute(identity) == [{"r": "i"}]  # the Leader's (id, list)
+    synchronous = subscriber.node.execute("SELECT subsynccommit AS s FROM pg_subscription")
+    assert [row["s"] for row in synchronous] == ["local"]
+    _list_with_id(relay, wanted, "Wanted")
+    attach(relay, became, wanted, wanted)
+    staying, _ = add_dossiers(leader.node, wanted, 2, prefix="n")
+    leader.node.execute("UPDATE dossier SET name = 'renamed' WHERE id = %s", [staying])
+    became.ok("sync", "--all")
+    relay.ok("sync", "--all")
+    assert_converged(leader, subscriber, [(wanted, wanted)], outside=NOTHING_OUTSIDE)
+    assert_converged(leader, relay, [(wanted, wanted)], outside=NOTHING_OUTSIDE)
+    (published,) = became.ok("status", "--published", "--json").json()
+    assert [stream["subscriber"] for stream in published["subscribers"]] == ["subscriber_a site"]
+
+
 #: The heartbeat a relay applied for its own group (not the ones it writes for downstream groups).
 _OWN_HEARTBEAT = (
     "SELECT beat_at AS t FROM pgsync.heartbeat WHERE group_name IN (SELECT name FROM pgsync.sync_group)"
