@@ -40,9 +40,9 @@ class DecodeLoad:
         return self.streams * self.cores_per_stream
 
     def note(self) -> str:
-        """One line for people (status and setup on a Leader)."""
+        """One line for people (status and setup on a Leader or a relay)."""
         return (
-            f"decoding: the Leader writes {self.wal_mb_per_s:.2f} MB/s of WAL in "
+            f"decoding: this database writes {self.wal_mb_per_s:.2f} MB/s of WAL in "
             f"{self.transactions_per_s:.0f} transactions/s (since {self.since:%Y-%m-%d %H:%M}); each of "
             f"its {self.streams} streams decodes all of it, about {self.cores_per_stream:.3f} cores each, "
             f"{self.cores:.2f} in all, at most (3.5 ms per MB + 81 µs per transaction per stream, "

@@ -64,7 +64,7 @@ def test_subscriber_and_leader_status(sites: dict[str, Site]) -> None:
     assert "SUBSCRIBER" in human.stdout
     (decoding,) = [line for line in human.stderr.splitlines() if line.startswith("decoding:")]
     assert "each of its 1 streams decodes all of it" in decoding, decoding
-    assert leader.ok("setup", "--json").json()["decoding"].startswith("decoding: the Leader writes")
+    assert leader.ok("setup", "--json").json()["decoding"].startswith("decoding: this database writes")
 
 
 def test_status_on_a_fresh_subscriber_is_empty(sites: dict[str, Site]) -> None:
