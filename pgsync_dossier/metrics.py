@@ -246,9 +246,15 @@ class _Exposition:
 
 
 def render(config: Config) -> str:
-    """A Subscriber's links, or a Leader's Subscriber streams."""
+    """A Subscriber's links, a Leader's Subscriber streams, or a relay's both."""
     if config.role == "leader":
         return render_leader(config)
+    if config.role == "relay":
+        return render_links(config) + render_leader(config)
+    return render_links(config)
+
+
+def render_links(config: Config) -> str:
     samples = link_samples(config)
     labelled = [
         ({"local_list": s.row.local_list, "remote_list": s.row.remote_list, "leader": s.row.leader or ""}, s)
@@ -315,7 +321,7 @@ def _sync_interval(schedule: str | None, hour: datetime) -> float | None:
 
 def render_leader(config: Config) -> str:
     """What the Leader sees of each Subscriber stream (group) it serves."""
-    with pg.connect(config.database_url, what="this Leader's database") as conn:
+    with pg.connect(config.database_url, what="this node's database") as conn:
         catalog.require_role(conn, "leader", "the Leader's /metrics")
         groups = registered_groups(conn)
         blockers = standby.standby_slot_blockers(conn)

@@ -10,7 +10,7 @@ from pgsync_dossier.config import Config
 
 def create_app(config: Config) -> FastAPI:
     """The app for this node's role: a relay's is a Subscriber's that also tells downstream
-    Subscribers, given its web address, where to stream from."""
+    Subscribers, given its web address, where to stream from, and shows what it publishes."""
     if config.role == "leader":
         from pgsync_dossier.api.leader_app import create_leader_app
 
@@ -19,7 +19,8 @@ def create_app(config: Config) -> FastAPI:
 
     app = create_subscriber_app(config)
     if config.role == "relay":
-        from pgsync_dossier.api.leader_app import install_handshake
+        from pgsync_dossier.api.leader_app import RELAY_PUBLISHED_PATH, install_handshake, install_published
 
         install_handshake(app, config)
+        install_published(app, config, RELAY_PUBLISHED_PATH)
     return app

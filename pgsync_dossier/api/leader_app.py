@@ -54,14 +54,22 @@ def create_leader_app(config: Config) -> FastAPI:
     )
     install_common(app, config)
     install_handshake(app, config)
-    reads = [reader(config)]
-
-    @app.get("/sync/dossier-lists/", dependencies=reads, responses=ERRORS, tags=["leader"])
-    def published() -> list[PublishedList]:
-        """Each list some Subscriber replicates, with the streams that carry it."""
-        return [PublishedList(**asdict(row)) for row in status.leader_status(config)]
-
+    install_published(app, config, "/sync/dossier-lists/")
     return app
+
+
+#: Where a relay shows what it publishes: its /sync/dossier-lists/ are its own replicas.
+RELAY_PUBLISHED_PATH = "/sync/published-lists/"
+
+
+def install_published(app: FastAPI, config: Config, path: str) -> None:
+    """What `status --published` shows: a Leader's at /sync/dossier-lists/, a relay's at
+    RELAY_PUBLISHED_PATH."""
+
+    @app.get(path, dependencies=[reader(config)], responses=ERRORS, tags=["leader"])
+    def published() -> list[PublishedList]:
+        """Each list some Subscriber replicates from this node, with the streams that carry it."""
+        return [PublishedList(**asdict(row)) for row in status.leader_status(config)]
 
 
 def install_handshake(app: FastAPI, config: Config) -> None:

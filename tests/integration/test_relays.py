@@ -4,6 +4,8 @@ the oracle against the Leader itself."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tests.harness import (
     attach_args,
     drop_slots,
     drop_subscriptions,
+    make_api_token,
     make_list,
     serving,
     wait_until,
@@ -384,10 +387,28 @@ def test_a_relays_web_address_serves_downstream_attaches(chain: tuple[Site, Site
     leader, relay, downstream = chain
     wanted = _on_the_relay(chain, 2)
     local = make_list(downstream.node, "Here")
+    token = make_api_token(relay, read_only=True)
     with serving(relay.config_path) as relay_web:
         downstream.ok(*attach_args(relay_web, wanted, local))
         upstream = downstream.node.execute("SELECT leader_url FROM pgsync.sync_group")[0]["leader_url"]
         assert upstream.startswith("postgresql://"), "the stream runs on the relay's PostgreSQL URL"
+
+        # Its API shows both sides: its own replicas, and what it publishes to whom.
+        def get(path: str) -> bytes:
+            headers = {"Authorization": f"Token {token}"}
+            request = urllib.request.Request(relay_web + path, headers=headers)  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+                body: bytes = response.read()
+                return body
+
+        (replica,) = json.loads(get("/sync/dossier-lists/"))
+        assert replica["local_list"] == wanted
+        (published,) = json.loads(get("/sync/published-lists/"))
+        assert published["list"] == wanted
+        assert [stream["subscriber"] for stream in published["subscribers"]] == ["subscriber_b site"]
+        metrics = get("/metrics").decode()
+        assert f'pgsync_dossier_link_state{{local_list="{wanted}"' in metrics
+        assert 'pgsync_dossier_leader_slot_wal_status{subscriber="subscriber_b site"' in metrics
     assert_converged(leader, downstream, [(wanted, local)])
 
 
