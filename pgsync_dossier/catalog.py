@@ -110,6 +110,8 @@ class Link:
     updated_at: datetime
     settle_since: int | None  # a copy's first Leader position, until the copy is done
     origin_id: str | None  # the Leader the list comes from, through relays (None: leader_id)
+    #: paused, and owing an in-place repair when it resumes (set_group_links_repairing)
+    repair_owed: bool
 
     @property
     def origin(self) -> str:
@@ -322,7 +324,7 @@ def set_placement(conn: pg.Connection, where: str) -> None:
 PROMOTED_NOTE = (
     "this database moved to a new timeline (a standby promoted, or a point-in-time recovery): "
     "what its old primary applied last may be missing, and the Leaders' slots moved past it: "
-    "lists repaired in place"
+    "each list repaired in place at its next sync"
 )
 
 
@@ -500,10 +502,30 @@ def set_stopped_at(conn: pg.Connection, group_id: int, lsn: int | None) -> None:
 def set_group_links_repairing(
     conn: pg.Connection, group_id: int, note: str, *, including_paused: bool = False
 ) -> None:
-    """The group's replicas owe an in-place repair (a paused one too, `including_paused`: when
-    the group moves to another upstream, fallback.py)."""
-    states = ["ready", "repairing", *(["paused"] if including_paused else [])]
-    _run(conn, "set_group_links_repairing", {"group_id": group_id, "note": note, "states": states})
+    """The group's replicas owe an in-place repair. A paused one too, `including_paused` (when
+    the group moves to another upstream, fallback.py): it keeps its pause, which keeps the
+    stream closed while the face models differ, and owes the repair when it resumes
+    (resume_group_links)."""
+    _run(
+        conn,
+        "set_group_links_repairing",
+        {"group_id": group_id, "note": note, "paused_too": including_paused},
+    )
+
+
+def pause_group_links(conn: pg.Connection, group_id: int, message: str) -> None:
+    """The group's lists may not stream (face models or schemas differ): paused with this
+    message. A list owing a repair keeps owing it, for when it resumes."""
+    _run(conn, "pause_group_links", {"group_id": group_id, "message": message})
+
+
+def resume_group_links(conn: pg.Connection, group_id: int) -> None:
+    """The group's paused lists may stream again: ready, or repairing where a repair is owed."""
+    _run(conn, "resume_group_links", {"group_id": group_id, "note": REPAIR_OWED_NOTE})
+
+
+#: A paused list that resumed owing a repair (its cause is in the sync history's heal).
+REPAIR_OWED_NOTE = "resumed: an in-place repair owed while it was paused (see the last heal in its history)"
 
 
 def record_run(conn: pg.Connection, group_id: int, reason: str, ok: bool, note: str) -> None:

@@ -442,18 +442,18 @@ COLUMNS_ADDED = "the nodes have a column in common that was not published: copie
 def apply_leader_facts(
     s: Session, group: Group, leader: LeaderClient, facts: LeaderFacts
 ) -> tuple[str, str] | None:
-    """Record the Leader's facts on the group and pause or resume its lists by them: a ready
-    or paused list is paused with the current message, a paused one is ready again once the
-    stream may run. Returns the pause as (code, message), None when it may stream. Sync and
-    the scheduler's probe both decide this here, so they never disagree."""
+    """Record the Leader's facts on the group and pause or resume its lists by them: a ready,
+    paused or repairing list is paused with the current message (a repairing one owes its
+    repair), a paused one is ready again once the stream may run (or repairing, when it owes
+    a repair). Returns the pause as (code,
+    message), None when it may stream. Sync and the scheduler's probe both decide this here,
+    so they never disagree."""
     catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name, facts.face_model)
     pause = pause_reason(s, leader, facts)
     if pause is not None:
-        catalog.set_group_links_state(
-            s.conn, group.id, LinkState.PAUSED, pause[1], from_states=(LinkState.READY, LinkState.PAUSED)
-        )
+        catalog.pause_group_links(s.conn, group.id, pause[1])
     else:
-        catalog.set_group_links_state(s.conn, group.id, LinkState.READY, from_states=(LinkState.PAUSED,))
+        catalog.resume_group_links(s.conn, group.id)
     return pause
 
 

@@ -300,6 +300,8 @@ link = Table(
     Column("last_error", Text),
     Column("settle_since", BigInteger),  # the Leader's WAL position a copy settles from (0008)
     Column("origin_id", Text),  # the Leader the list comes from, through relays (0012; NULL: leader_id)
+    # a paused list owes an in-place repair when it resumes (0013): see catalog.set_group_links_repairing
+    Column("repair_owed", Boolean, nullable=False, server_default=text("false")),
     _timestamp("created_at"),
     _timestamp("updated_at"),
     CheckConstraint("state IN (" + ", ".join(f"'{state}'" for state in LINK_STATES) + ")", name="state"),

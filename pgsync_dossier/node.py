@@ -111,8 +111,10 @@ def preflight(conn: pg.Connection, config: Config) -> list[Check]:
     return checks
 
 
-def setup(config: Config) -> SetupResult:
-    """Idempotent: running it again converges; a changed token or face model is applied."""
+def setup(config: Config, *, failover: bool = False) -> SetupResult:
+    """Idempotent: running it again converges; a changed token or face model is applied.
+    `failover`: the operator confirms that this database, promoted in another data directory,
+    replaces this node rather than copies it (placement.py)."""
     with pg.connect(config.database_url, what="this node's database") as conn:
         failed = [check for check in preflight(conn, config) if not check.ok]
         if failed:
@@ -120,6 +122,8 @@ def setup(config: Config) -> SetupResult:
                 "setup refused, nothing was changed: " + "; ".join(c.detail for c in failed),
                 code="preflight_failed",
             )
+        if failover:
+            _require_promotion(conn, config.role)
         with conn.transaction():
             pg.xact_advisory_lock(conn, "node", 0)
             existing = catalog.node(conn)
@@ -154,7 +158,7 @@ def setup(config: Config) -> SetupResult:
                 subscriber.install(conn, by_primary_key=not config.publishes)
             if config.publishes:
                 leader_install.install(conn, config.sync_token, config.enrollment)
-        reidentified = _settle_identity(conn, config.role)
+        reidentified = _settle_identity(conn, config.role, failover)
         if config.role == "relay":  # a Subscriber's streams, made before it became a relay
             subscriber.flush_each_commit(conn, [group.name for group in catalog.groups(conn)])
         warnings = status.leader_checks(conn) if config.publishes else []
@@ -191,7 +195,22 @@ def _refuse_remapped_replicas(conn: pg.Connection) -> None:
         )
 
 
-def _settle_identity(conn: pg.Connection, role: str) -> bool:
+def _require_promotion(conn: pg.Connection, role: str) -> None:
+    existing = catalog.node(conn)
+    promoted = (
+        existing is not None
+        and role != "leader"
+        and catalog.whereabouts(conn, existing)[0] in ("promoted", "promoted_elsewhere")
+    )
+    if not promoted:
+        raise PreconditionFailed(
+            "setup --failover refused, nothing was changed: this database is no Subscriber's promoted "
+            "standby (its WAL timeline is the one pgsync-dossier last saw here): run setup without it",
+            code="not_promoted",
+        )
+
+
+def _settle_identity(conn: pg.Connection, role: str, failover: bool) -> bool:
     """Record where this node's database lives; when it moved (a restore, a clone, a copy
     made as a template), give it an identity of its own and return True.
 
@@ -205,27 +224,23 @@ def _settle_identity(conn: pg.Connection, role: str) -> bool:
     node = catalog.node(conn)
     assert node is not None
     moved, timeline = catalog.whereabouts(conn, node)
-    catalog.set_timeline(conn, timeline)
     if moved == "moved_by_upgrade":
         catalog.settle_upgrade(conn, where)
-        return False
-    if moved == "promoted":
-        if role == "leader":
-            catalog.set_placement(conn, where)
-        else:
-            catalog.settle_promotion(conn, timeline)
-            log.warning("%s", catalog.PROMOTED_NOTE)
+        catalog.set_timeline(conn, timeline)
         return False
     if role != "subscriber" and placement.leader_cloned(node.placement, where):
         catalog.new_leader_id(conn)
         log.warning("this Leader database is a clone of another on this cluster: it has a new identity")
-    if role == "leader":
-        catalog.set_placement(conn, where)
+    if role != "leader" and (moved == "promoted" or (moved == "promoted_elsewhere" and failover)):
+        catalog.settle_promotion(conn, timeline)  # the timeline with it: a promotion is never lost
+        log.warning("%s", catalog.PROMOTED_NOTE)
         return False
-    if moved == "here":
+    if role == "leader" or moved == "here":
         catalog.set_placement(conn, where)
+        catalog.set_timeline(conn, timeline)
         return False
     tag = catalog.new_node_tag(conn, where)
+    catalog.set_timeline(conn, timeline)
     for group in catalog.groups(conn):
         if subscriber.subscription(conn, group.name) is not None:
             subscriber.drop_subscription(conn, group.name, leader_reachable=False)
@@ -233,7 +248,10 @@ def _settle_identity(conn: pg.Connection, role: str) -> bool:
         catalog.delete_heartbeat(conn, group)
         catalog.rename_group(conn, group.id, f"pgsync_{tag}_g{group.id}")
         catalog.set_group_links_repairing(
-            conn, group.id, "this database is a copy of another Subscriber's: repaired through its own stream"
+            conn,
+            group.id,
+            "this database is a copy of another Subscriber's: repaired through its own stream",
+            including_paused=True,
         )
     log.warning("this database moved or was copied: it has a new identity (%s)", tag)
     return True

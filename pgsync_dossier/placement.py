@@ -10,17 +10,20 @@ pgsync.node>", so that a move of exactly that kind is taken for what it is; a re
 clone keeps neither the relfilenode nor, on the same major version, passes for an upgrade.
 
 A promoted standby (or a point-in-time recovery) keeps the system identifier and the database
-OID, may live in another data directory, and writes on a later WAL timeline: it is the same
-node, but what its old primary applied last may be missing, while the Leaders' slots have
-moved past it ("promoted": every replica owes a repair in place). A file-level copy started
-as a primary stays on its timeline and is still a copy.
+OID and writes on a later WAL timeline: it is the same node, but what its old primary applied
+last may be missing, while the Leaders' slots have moved past it ("promoted": every replica
+owes a repair in place). In the same data directory (a standby on another host, as Patroni
+makes them) that is all it can be. In another one it may also be a copy made from a backup or
+a standby and promoted while the original runs on ("promoted_elsewhere"): only the operator
+knows which (`setup --failover`, or `setup` for a copy). A file-level copy started as a
+primary stays on its timeline and is a copy.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-Verdict = Literal["here", "moved_by_upgrade", "promoted", "copied"]
+Verdict = Literal["here", "moved_by_upgrade", "promoted", "promoted_elsewhere", "copied"]
 
 
 def verdict(
@@ -38,7 +41,7 @@ def verdict(
         and timeline > recorded_timeline
         and recorded.split("/")[:2] == current.split("/")[:2]
     ):
-        return "promoted"
+        return "promoted" if recorded == current else "promoted_elsewhere"
     if recorded == current:
         return "here"
     if upgrading_from is not None and _upgraded(upgrading_from, current_mark):

@@ -191,6 +191,9 @@ def _step(s: Session, group: Group, startup: bool, deadline: Deadline, now: date
         groups.unlock(s.conn, group)
     if trouble is not None:  # a lost or missing slot is healed now, windows or not
         return sync_group(s, group, "heal", deadline)
+    resumed_owing = any(link.needs_repair for link in groups.links_of(s.conn, group.id))
+    if group.effective_schedule is None and resumed_owing:
+        return sync_group(s, group, "repair", deadline)  # a paused list resumed owing its repair
     return None
 
 

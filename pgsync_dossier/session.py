@@ -37,6 +37,13 @@ def subscriber_session(config: Config, command: str) -> Iterator[Session]:
         elif moved == "promoted":
             catalog.settle_promotion(conn, timeline)
             log.warning("%s", catalog.PROMOTED_NOTE)
+        elif moved == "promoted_elsewhere":
+            raise PreconditionFailed(
+                "this database was promoted from a standby (or recovered to a point in time) in "
+                "another data directory: if it replaces this Subscriber, run pgsync-dossier setup "
+                "--failover here; if it is a copy, run pgsync-dossier setup to give it its own identity",
+                code="node_promoted",
+            )
         elif moved == "copied":
             # Its groups' names are another node's: streaming under them would take that
             # node's slots (or drop them as stale).

@@ -267,9 +267,28 @@ UPDATE pgsync.link SET last_error = %(error)s, updated_at = now() WHERE local_li
 -- name: set_stopped_at
 UPDATE pgsync.sync_group SET stopped_at_lsn = %(lsn)s WHERE id = %(id)s AND stopped_at_lsn IS DISTINCT FROM %(lsn)s;
 
+-- A paused list keeps its pause (and its message) and owes the repair (catalog.py says why).
 -- name: set_group_links_repairing
-UPDATE pgsync.link SET state = 'repairing', last_error = %(note)s, updated_at = now()
- WHERE group_id = %(group_id)s AND state = ANY (%(states)s);
+UPDATE pgsync.link
+   SET state = CASE WHEN state = 'paused' THEN state ELSE 'repairing' END,
+       repair_owed = repair_owed OR state = 'paused',
+       last_error = CASE WHEN state = 'paused' THEN last_error ELSE %(note)s END,
+       updated_at = now()
+ WHERE group_id = %(group_id)s
+   AND (state IN ('ready', 'repairing') OR (%(paused_too)s AND state = 'paused'));
+
+-- name: pause_group_links
+UPDATE pgsync.link
+   SET state = 'paused', last_error = %(message)s, repair_owed = repair_owed OR state = 'repairing',
+       updated_at = now()
+ WHERE group_id = %(group_id)s AND state IN ('ready', 'paused', 'repairing');
+
+-- name: resume_group_links
+UPDATE pgsync.link
+   SET state = CASE WHEN repair_owed THEN 'repairing' ELSE 'ready' END,
+       last_error = CASE WHEN repair_owed THEN %(note)s END,
+       repair_owed = false, updated_at = now()
+ WHERE group_id = %(group_id)s AND state = 'paused';
 
 -- name: record_run
 INSERT INTO pgsync.sync_run (group_id, reason, finished_at, ok, note) VALUES (%(group_id)s, %(reason)s, now(), %(ok)s, %(note)s);
@@ -301,13 +320,25 @@ SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()) AS walfile;
 UPDATE pgsync.node SET timeline = %(timeline)s WHERE timeline IS DISTINCT FROM %(timeline)s;
 
 -- A promoted standby (placement.py): the node stays itself, and every replica owes a repair in
--- place, a paused one too; the heal is in each group's history.
+-- place (a paused one when it resumes, as in set_group_links_repairing); each group forgets
+-- where its stream stopped (the old primary's stops are not this one's) and records the heal.
+-- Once only: two commands that both saw the old timeline do it once, the node's row serializing
+-- them.
 -- name: settle_promotion
 WITH node AS (
-    UPDATE pgsync.node SET placement = %(placement)s, timeline = %(timeline)s RETURNING 1
+    UPDATE pgsync.node SET placement = %(placement)s, timeline = %(timeline)s
+     WHERE timeline < %(timeline)s
+ RETURNING 1
+), stops AS (
+    UPDATE pgsync.sync_group SET stopped_at_lsn = NULL WHERE EXISTS (SELECT FROM node) RETURNING id
 ), links AS (
-    UPDATE pgsync.link SET state = 'repairing', last_error = %(note)s, updated_at = now()
-     WHERE state IN ('ready', 'repairing', 'paused') RETURNING group_id
+    UPDATE pgsync.link
+       SET state = CASE WHEN state = 'paused' THEN state ELSE 'repairing' END,
+           repair_owed = repair_owed OR state = 'paused',
+           last_error = CASE WHEN state = 'paused' THEN last_error ELSE %(note)s END,
+           updated_at = now()
+     WHERE state IN ('ready', 'repairing', 'paused') AND EXISTS (SELECT FROM node)
+ RETURNING group_id
 )
 INSERT INTO pgsync.sync_run (group_id, reason, finished_at, ok, note)
 SELECT DISTINCT group_id, 'heal', now(), true, %(note)s FROM links;

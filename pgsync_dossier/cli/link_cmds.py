@@ -20,11 +20,17 @@ R = TypeVar("R", bound=LinkResult)
 
 
 @click.command()
+@click.option(
+    "--failover",
+    is_flag=True,
+    help="Confirm that this database, a standby promoted in another data directory, replaces this "
+    "Subscriber (not a copy of it): it keeps its streams and repairs its replicas in place.",
+)
 @json_option
 @pass_app
-def setup(app: AppContext, as_json: bool) -> None:
+def setup(app: AppContext, failover: bool, as_json: bool) -> None:
     """Check this node's server, then record the node and install its role's SQL."""
-    result = node.setup(app.config)
+    result = node.setup(app.config, failover=failover)
     verb = "set up" if result.created else "updated"
     notes = [
         "sync token rotated" if result.token_rotated else "",

@@ -3,10 +3,11 @@
 A standby replays its primary's WAL asynchronously. When the relay's primary dies, the
 changes it had applied from the Leader but the standby had not replayed are gone from the
 promoted standby, and the Leader's slot will not send them again: it moved on as far as the
-old primary confirmed. `tick` on the promoted relay sees the new timeline and repairs its
-replicas in place; `tick` downstream finds its slot missing on the new primary (physical
-standbys keep no logical slots without slot synchronization) and heals the same way. Each is
-judged by the oracle against the Leader.
+old primary confirmed. The promoted relay sees the new timeline; in another data directory it
+asks the operator to confirm (`setup --failover`: a copy would take `setup`), then `tick`
+repairs its replicas in place. `tick` downstream finds its slot missing on the new primary
+(physical standbys keep no logical slots without slot synchronization) and heals the same
+way. Each is judged by the oracle against the Leader.
 """
 
 from __future__ import annotations
@@ -105,9 +106,17 @@ def _confirmed(leader: Site, slot: str) -> bool:
     return bool(rows and rows[0]["done"])
 
 
+def _states(site: Site) -> list[tuple[str, bool]]:
+    return [(row["state"], row["repair_owed"]) for row in site.node.execute("SELECT * FROM pgsync.link")]
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["streaming", "paused-for-a-face-model"])
 def test_a_relay_promoted_from_a_lagging_standby_heals_both_hops(
-    relay_pair: RelayPair, sites: dict[str, Site]
+    paused: bool, relay_pair: RelayPair, sites: dict[str, Site], tmp_path: Path
 ) -> None:
+    """`paused`: the Leader's face model changed before the failover, so the relay's list is
+    paused: it stays paused (its stream closed) and owes the repair, done once the models
+    agree again."""
     leader, downstream, pair = sites["leader"], sites["subscriber_b"], relay_pair
     relay = pair.site
     wanted = make_list(leader.node, "Wanted")
@@ -130,6 +139,13 @@ def test_a_relay_promoted_from_a_lagging_standby_heals_both_hops(
     assert_converged(leader, downstream, [(wanted, local)])
     (relay_group,) = group_names(relay)
     wait_until(lambda: _confirmed(leader, relay_group), "the Leader's slot to confirm the relay's apply")
+    retrained = Site(
+        leader.node, write_config(tmp_path / "retrained.yaml", leader.node, "leader", face_model="v3")
+    )
+    if paused:
+        retrained.ok("setup")
+        assert relay.cli("sync", "--all").exit_code != 0
+        assert _states(relay) == [("paused", False)]
 
     pair.primary.stop(mode="immediate")
     pair.standby._run("pg_ctl", "promote", "--pgdata", str(pair.standby.datadir), "--wait")
@@ -138,15 +154,31 @@ def test_a_relay_promoted_from_a_lagging_standby_heals_both_hops(
     assert missing == [{"n": 0}], "the standby was not behind: the test proves nothing"
     add_dossiers(leader.node, wanted, 5, faces_each=1, prefix="after-")
 
+    # In another data directory the operator says whether it replaces the relay or copies it.
+    refused = promoted.cli("tick")
+    assert refused.exit_code == 3 and "setup --failover" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert downstream.cli("setup", "--failover").exit_code == 3  # no promotion there: nothing to confirm
+    promoted.ok("setup", "--failover")
+    if paused:
+        promoted.cli("tick")
+        assert _states(promoted) == [("paused", True)]  # still paused, owing the repair
+        assert promoted.node.execute("SELECT subenabled FROM pg_subscription") == [{"subenabled": False}]
+        leader.ok("setup")  # the model back
     promoted.ok("tick")
     assert_converged(leader, promoted, [(wanted, wanted)], outside=NOTHING_OUTSIDE)
+    assert _states(promoted) == [("ready", False)]
     (heal,) = promoted.node.execute("SELECT note FROM pgsync.sync_run WHERE reason = 'heal'")
-    assert "new timeline" in heal["note"] and "repaired in place" in heal["note"], heal
+    assert "new timeline" in heal["note"], heal
     downstream.ok("tick")
     found = assert_converged(leader, downstream, [(wanted, local)], outside=NOTHING_OUTSIDE)
     for compared in found.lists:  # 10 + 5 + 5: none lost, none twice
         assert compared.replica_rows == compared.leader_rows == {"dossier": 20, "dossier_face": 20}
 
-    # Healed once: the next tick on either hop has nothing to heal.
+    # Healed once: the next commands on either hop have nothing more to heal.
+    promoted.ok("setup", "--json")
     promoted.ok("tick")
+    downstream.ok("tick")
     assert len(promoted.node.execute("SELECT 1 FROM pgsync.sync_run WHERE reason = 'heal'")) == 1
+    downstream_heals = downstream.node.execute("SELECT note FROM pgsync.sync_run WHERE reason = 'heal'")
+    assert len(downstream_heals) == 1 and "no slot" in downstream_heals[0]["note"], downstream_heals

@@ -1,7 +1,7 @@
 """A change of place is a pg_upgrade only when prepare-upgrade announced it and the database
 kept its OID and relfilenodes under a new system identifier on a later major version;
-a later WAL timeline on the same system and database is a promotion; anything else is a
-copy. A Leader is cloned only on its own cluster."""
+a later WAL timeline on the same system and database is a promotion (one the operator
+confirms, in another data directory); anything else is a copy. A Leader is cloned only on its own cluster."""
 
 from __future__ import annotations
 
@@ -45,9 +45,11 @@ def test_a_physical_copy_is_a_copy_even_when_announced() -> None:
 
 
 def test_a_later_timeline_on_the_same_system_and_database_is_a_promotion() -> None:
-    # A standby promoted (here, or in another directory), or a point-in-time recovery.
+    # A standby promoted (on another host, in the same directory), or a point-in-time recovery.
     assert verdict(HERE, None, MARK, 1, 2) == "promoted"
-    assert verdict(HERE, None, "7300000000000000001/16384/srv/standby|15|16500", 1, 2) == "promoted"
+    # In another directory it may also be a copy promoted while the original runs on: the
+    # operator says which.
+    assert verdict(HERE, None, "7300000000000000001/16384/srv/standby|15|16500", 1, 2) == "promoted_elsewhere"
     # Nothing recorded yet (a node from before timelines were recorded): no verdict on it.
     assert verdict(HERE, None, MARK, None, 2) == "here"
     # A file-level copy started as a primary stays on its timeline: still a copy.
