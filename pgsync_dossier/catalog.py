@@ -328,23 +328,25 @@ PROMOTED_NOTE = (
 )
 
 
-def whereabouts(conn: pg.Connection, node: Node) -> tuple[Verdict, int]:
+def whereabouts(conn: pg.Connection, node: Node) -> tuple[Verdict, int | None]:
     """Where this node's database lives against where it was recorded (placement.py), and the
-    WAL timeline it writes on now."""
+    WAL timeline it writes on now (None on a standby, which is still in recovery)."""
     row = conn.execute(_query("timeline")).fetchone()
     assert row is not None
-    timeline = int(row["walfile"][:8], 16)
+    timeline = int(row["walfile"][:8], 16) if row["walfile"] else None
     moved = verdict(node.placement, node.upgrading_from, upgrade_mark(conn), node.timeline, timeline)
     return moved, timeline
 
 
-def set_timeline(conn: pg.Connection, timeline: int) -> None:
-    _run(conn, "set_timeline", {"timeline": timeline})
+def set_timeline(conn: pg.Connection, timeline: int | None) -> None:
+    if timeline is not None:
+        _run(conn, "set_timeline", {"timeline": timeline})
 
 
-def settle_promotion(conn: pg.Connection, timeline: int) -> None:
+def settle_promotion(conn: pg.Connection, timeline: int | None) -> None:
     """A promoted standby stays this node; every replica owes an in-place repair (a paused
     one too), which the next sync or tick performs."""
+    assert timeline is not None, "a promotion is seen on a primary only"
     settled = {"placement": placement(conn), "timeline": timeline, "note": PROMOTED_NOTE}
     _run(conn, "settle_promotion", settled)
 

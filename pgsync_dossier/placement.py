@@ -31,13 +31,14 @@ def verdict(
     upgrading_from: str | None,
     current_mark: str,
     recorded_timeline: int | None,
-    timeline: int,
+    timeline: int | None,
 ) -> Verdict:
     current = current_mark.split("|")[0]
     if recorded is None:
         return "here"
     if (
         recorded_timeline is not None
+        and timeline is not None
         and timeline > recorded_timeline
         and recorded.split("/")[:2] == current.split("/")[:2]
     ):

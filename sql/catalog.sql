@@ -312,9 +312,10 @@ UPDATE pgsync.node SET placement = %(placement)s;
 
 -- The WAL timeline this database writes on: a WAL file's name starts with it, in hex. A
 -- promotion (or a point-in-time recovery) moves it on at once, where pg_control_checkpoint()
--- waits for the next checkpoint.
+-- waits for the next checkpoint. None on a standby (`status` may read one), which writes none.
 -- name: timeline
-SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()) AS walfile;
+SELECT CASE WHEN NOT pg_catalog.pg_is_in_recovery()
+            THEN pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()) END AS walfile;
 
 -- name: set_timeline
 UPDATE pgsync.node SET timeline = %(timeline)s WHERE timeline IS DISTINCT FROM %(timeline)s;
