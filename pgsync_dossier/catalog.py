@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, kwargs_row
 
-from pgsync_dossier import pg
+from pgsync_dossier import SCHEMA_REVISION, pg
 from pgsync_dossier.conninfo import mask_conninfo
 from pgsync_dossier.errors import PreconditionFailed
 from pgsync_dossier.placement import Verdict, verdict
@@ -249,7 +249,19 @@ def node(conn: pg.Connection) -> Node | None:
 
 
 def read_node(conn: pg.Connection) -> Node:
-    """This database's recorded node; refused when the database is not migrated or set up."""
+    """This database's recorded node; refused when the database is not migrated or set up, or
+    migrated to an older revision than this code's (after the package was upgraded, before
+    `migrate`: the code would read columns the schema has not got yet). A later revision is
+    fine: a newer pgsync-dossier migrated it while this one still runs, and a migration only
+    adds what older code can ignore (tests/integration/test_schema_skew.py)."""
+    row = conn.execute(_query("schema_revision")).fetchone()
+    revision = row["revision"] if row else None
+    if revision is not None and revision.isdigit() and int(revision) < int(SCHEMA_REVISION):
+        raise PreconditionFailed(
+            f"this database's schema is at revision {revision}, and this pgsync-dossier needs "
+            f"{SCHEMA_REVISION}: run pgsync-dossier migrate, then setup",
+            code="not_migrated",
+        )
     try:
         found = node(conn)
     except psycopg.errors.UndefinedTable:

@@ -1,6 +1,11 @@
 -- The Subscriber's catalog (schema pgsync): every statement that reads or writes it, by name.
 -- Loaded with pgsync_dossier.pg.query(name, "catalog.sql"); only pgsync_dossier.catalog uses them.
 
+-- The revision Alembic recorded here (sql/migrations.sql reads the same for `migrate`).
+-- name: schema_revision
+SELECT (SELECT version_num FROM public.alembic_version) AS revision
+ WHERE pg_catalog.to_regclass('public.alembic_version') IS NOT NULL;
+
 -- name: node
 SELECT role, node_name, node_tag, placement, upgrading_from, timeline, face_model, token_verifier,
        sync_schedule, sync_at_startup, sync_at_creation

@@ -104,6 +104,24 @@ def test_setup_preflight_refuses_unmigrated_schema(sites: dict[str, Site]) -> No
     assert "nothing was changed" in result.stderr
 
 
+def test_commands_refuse_a_schema_older_than_the_code(sites: dict[str, Site]) -> None:
+    """After the package was upgraded and before `migrate`: one line that says to migrate."""
+    from pgsync_dossier import SCHEMA_REVISION, migrations
+
+    sub = sites["subscriber_a"]
+    previous = f"{int(SCHEMA_REVISION) - 1:04d}"
+    migrations.migrate(sub.node.url, previous)
+    for command in (("status",), ("tick",), ("sync", "--all")):
+        result = sub.cli(*command)
+        assert result.exit_code == 3, (command, result.stderr)
+        assert result.stderr.strip() == (
+            f"error: this database's schema is at revision {previous}, and this pgsync-dossier "
+            f"needs {SCHEMA_REVISION}: run pgsync-dossier migrate, then setup"
+        )
+    sub.ok("migrate")
+    sub.ok("status")
+
+
 def test_setup_refuses_a_role_change(sites: dict[str, Site], tmp_path: Path) -> None:
     sub = sites["subscriber_a"]
     as_leader = Site(sub.node, write_config(tmp_path / "x.yaml", sub.node, "leader"))
