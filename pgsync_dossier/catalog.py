@@ -356,11 +356,20 @@ def set_timeline(conn: pg.Connection, timeline: int | None) -> None:
 
 
 def settle_promotion(conn: pg.Connection, timeline: int | None) -> None:
-    """A promoted standby stays this node; every replica owes an in-place repair (a paused
-    one too), which the next sync or tick performs."""
+    """A promoted standby stays this node, in one transaction: every replica owes an in-place
+    repair (a paused one when it resumes), which the next sync performs; each group forgets
+    where its stream stopped (the old primary's stops are not this one's) and records the heal."""
     assert timeline is not None, "a promotion is seen on a primary only"
-    settled = {"placement": placement(conn), "timeline": timeline, "note": PROMOTED_NOTE}
-    _run(conn, "settle_promotion", settled)
+    with conn.transaction():
+        claimed = conn.execute(
+            _query("claim_promotion"), {"placement": placement(conn), "timeline": timeline}
+        ).fetchone()
+        if claimed is None:
+            return  # another command settled it
+        for group in groups(conn):
+            set_group_links_repairing(conn, group.id, PROMOTED_NOTE, including_paused=True)
+            set_stopped_at(conn, group.id, None)
+            record_run(conn, group.id, "heal", True, PROMOTED_NOTE)
 
 
 def settle_upgrade(conn: pg.Connection, where: str) -> None:
@@ -533,13 +542,13 @@ def pause_group_links(conn: pg.Connection, group_id: int, message: str) -> None:
     _run(conn, "pause_group_links", {"group_id": group_id, "message": message})
 
 
+#: A paused list that resumed owing a repair (its cause is in the sync history's heal).
+REPAIR_OWED_NOTE = "resumed: an in-place repair owed while it was paused (see the last heal in its history)"
+
+
 def resume_group_links(conn: pg.Connection, group_id: int) -> None:
     """The group's paused lists may stream again: ready, or repairing where a repair is owed."""
     _run(conn, "resume_group_links", {"group_id": group_id, "note": REPAIR_OWED_NOTE})
-
-
-#: A paused list that resumed owing a repair (its cause is in the sync history's heal).
-REPAIR_OWED_NOTE = "resumed: an in-place repair owed while it was paused (see the last heal in its history)"
 
 
 def record_run(conn: pg.Connection, group_id: int, reason: str, ok: bool, note: str) -> None:

@@ -445,9 +445,8 @@ def apply_leader_facts(
     """Record the Leader's facts on the group and pause or resume its lists by them: a ready,
     paused or repairing list is paused with the current message (a repairing one owes its
     repair), a paused one is ready again once the stream may run (or repairing, when it owes
-    a repair). Returns the pause as (code,
-    message), None when it may stream. Sync and the scheduler's probe both decide this here,
-    so they never disagree."""
+    a repair). Returns the pause as (code, message), None when it may stream. Sync and the
+    scheduler's probe both decide this here, so they never disagree."""
     catalog.set_leader_facts(s.conn, group.id, facts.sync_schedule, facts.node_name, facts.face_model)
     pause = pause_reason(s, leader, facts)
     if pause is not None:

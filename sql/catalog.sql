@@ -325,29 +325,12 @@ SELECT CASE WHEN NOT pg_catalog.pg_is_in_recovery()
 -- name: set_timeline
 UPDATE pgsync.node SET timeline = %(timeline)s WHERE timeline IS DISTINCT FROM %(timeline)s;
 
--- A promoted standby (placement.py): the node stays itself, and every replica owes a repair in
--- place (a paused one when it resumes, as in set_group_links_repairing); each group forgets
--- where its stream stopped (the old primary's stops are not this one's) and records the heal.
--- Once only: two commands that both saw the old timeline do it once, the node's row serializing
--- them.
--- name: settle_promotion
-WITH node AS (
-    UPDATE pgsync.node SET placement = %(placement)s, timeline = %(timeline)s
-     WHERE timeline < %(timeline)s
- RETURNING 1
-), stops AS (
-    UPDATE pgsync.sync_group SET stopped_at_lsn = NULL WHERE EXISTS (SELECT FROM node) RETURNING id
-), links AS (
-    UPDATE pgsync.link
-       SET state = CASE WHEN state = 'paused' THEN state ELSE 'repairing' END,
-           repair_owed = repair_owed OR state = 'paused',
-           last_error = CASE WHEN state = 'paused' THEN last_error ELSE %(note)s END,
-           updated_at = now()
-     WHERE state IN ('ready', 'repairing', 'paused') AND EXISTS (SELECT FROM node)
- RETURNING group_id
-)
-INSERT INTO pgsync.sync_run (group_id, reason, finished_at, ok, note)
-SELECT DISTINCT group_id, 'heal', now(), true, %(note)s FROM links;
+-- A promoted standby (placement.py) stays this node, once: of two commands that saw the old
+-- timeline, the second waits on the row and then finds nothing to claim.
+-- name: claim_promotion
+UPDATE pgsync.node SET placement = %(placement)s, timeline = %(timeline)s
+ WHERE timeline < %(timeline)s
+RETURNING 1 AS claimed;
 
 -- Where this node's database lives, with what pg_upgrade keeps and changes (placement.py).
 -- name: upgrade_mark
