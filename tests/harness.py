@@ -235,6 +235,8 @@ def drop_slots(cluster: LocalCluster) -> None:
                     break
                 except psycopg.errors.ObjectInUse:
                     time.sleep(0.1)
+            else:
+                raise AssertionError(f"slot {slot} stayed in use for 5 s: drop its subscriber's stream first")
 
 
 def _reset(nodes: dict[str, Node]) -> None:

@@ -446,6 +446,9 @@ def test_a_lost_relay_is_replaced_by_a_second_relay(
         downstream.ok("tick")  # the first relay's orphan slot goes
         assert not relay.node.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgsync\\_%'")
     finally:
+        # The downstream's stream first: its apply worker would reconnect to the second
+        # relay's slot between the slot's drop and the database's.
+        drop_subscriptions(downstream.node)
         drop_subscriptions(second_node)
         drop_slots(second_node.cluster)
         second_node.janitor(second_node.dbname).drop()
