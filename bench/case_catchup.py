@@ -13,10 +13,10 @@ After each, the replica must equal the Leader list.
 
 Before a catch-up the windowed group's slot is a backlog of WAL; past 64 MB the sync weighs
 it against the list's size and may repair in place instead of replaying (backlog.py). Each
-catch-up's backlog and the choice its sync recorded in the history are kept. With
-`at_scale`, two more methods replay whatever the backlog (PGSYNC_DOSSIER_REPAIR_ABOVE=inf)
-or repair it in place whatever it is (=0): what the choice saved, or cost, and where the
-bound between them lies.
+catch-up's backlog and the choice its sync recorded in the history are kept. With `forced`
+(`./run bench --size`, unless --without-forced), two more methods replay whatever the backlog
+(PGSYNC_DOSSIER_REPAIR_ABOVE=inf) or repair it in place whatever it is (=0): what the choice
+saved, or cost, and where the bound between them lies.
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def last_note(sites: Sites) -> str:
     return rows[0]["note"] if rows else ""
 
 
-def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool = False) -> dict[str, Any]:
-    """The run's shared Leader list of `size` is changed here: this case runs after the others."""
+def run(sites: Sites, size: int, shares: list[float], reps: int, forced: bool = False) -> dict[str, Any]:
+    """The run's shared Leader list of `size` is changed here: this case runs after the others.
+    `forced` adds the always-replayed and always-repaired catch-ups."""
     results: dict[str, Any] = {"size": size, "shares": {}}
     remote = sites.filled_list("list", size)
     pool = sites.make_list(sites.leader, f"catchup pool {size}")
@@ -103,7 +104,7 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
     lines = []
     for share in shares:
         label = f"{share:.0%}"
-        methods = AT_SCALE if at_scale else METHODS
+        methods = AT_SCALE if forced else METHODS
         series = {method: Series(method) for method in methods}
         rss = {method: Series(f"{method} peak RSS", "MB") for method in methods}
         backlogs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods if m == METHODS[0] or m in FORCED}
@@ -154,10 +155,10 @@ def run(sites: Sites, size: int, shares: list[float], reps: int, at_scale: bool 
             "peak_rss_mb": {method: r.as_dict() for method, r in rss.items()},
             "backlogs": backlogs,
         }
-        if at_scale:
-            for forced in FORCED:
-                results["shares"][label][f"{forced}_over_fresh_attach"] = ratio(series[forced], fresh)
-                lines.append([label, forced, series[forced].cell(), "-", "-", rss[forced].cell()])
+        if forced:
+            for method in FORCED:
+                results["shares"][label][f"{method}_over_fresh_attach"] = ratio(series[method], fresh)
+                lines.append([label, method, series[method].cell(), "-", "-", rss[method].cell()])
         over_idle, fresh_over = ratio(catchup, idle), ratio(fresh, catchup)
         peaks = {m: rss[m].cell() for m in METHODS}
         lines.append(

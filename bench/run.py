@@ -95,7 +95,7 @@ def _at_scale(args: argparse.Namespace) -> dict[str, Callable[[Sites], dict[str,
         "repair": lambda s: case_repair.run(s, sizes, reps, at_scale=True),
         "verify": lambda s: {str(n): case_verify.run(s, n, reps, at_scale=True) for n in sizes},
         "catchup": lambda s: {
-            str(n): case_catchup.run(s, n, args.shares, reps, at_scale=True) for n in sizes
+            str(n): case_catchup.run(s, n, args.shares, reps, forced=not args.without_forced) for n in sizes
         },
         "memory": lambda s: case_memory.run(s, sizes),
     }
@@ -171,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[0.01, 0.10, 0.50],
         help="catch-up: the shares of the list changed, in percent (default 1,10,50)",
     )
+    parser.add_argument(
+        "--without-forced",
+        action="store_true",
+        help="catch-up at --size: only the sync's own choice, not also always replayed and always "
+        "repaired (those place the bound between them; they take half a million-row run's time)",
+    )
     args = parser.parse_args(argv)
     cases = _cases(args)
     names = args.names or list(cases)
@@ -179,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in cases]
     if unknown:
         parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(cases)}")
+    if args.without_forced and not args.size:
+        parser.error("--without-forced goes with --size: the forced catch-ups are measured only there")
     if args.reps < 3 and not args.smoke:
         parser.error("--reps must be at least 3 (medians of fewer runs say little)")
     RESULTS.mkdir(exist_ok=True)
