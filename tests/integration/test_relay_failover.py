@@ -68,7 +68,11 @@ class RelayPair:
 
 
 @pytest.fixture
-def relay_pair(pg_bindir: Path, cluster_root: Path, tmp_path: Path) -> Iterator[RelayPair]:
+def relay_pair(
+    nodes: dict[str, Node], pg_bindir: Path, cluster_root: Path, tmp_path: Path
+) -> Iterator[RelayPair]:
+    """Made after `nodes` and so removed before them: the relay's stream holds a slot on the
+    Leader, which their reset drops."""
     primary = _start_cluster(cluster_root, "relay-a", pg_bindir)
     pair: RelayPair | None = None
     try:
