@@ -190,6 +190,8 @@ def copy_pending(
                 retire_legacy(s, link, leader)
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.READY)
             catalog.keep_settle_since(s.conn, link.local_list_id, None)
+            if result.changed:
+                subscriber.analyze_tables(s.conn)
             log.info(
                 "list %s: copied %s dossiers and %s faces (%s)",
                 link.local_list_id,

@@ -492,3 +492,8 @@ def lists_bytes(conn: pg.Connection, local_list_ids: list[int]) -> int:
     """About the bytes these lists' rows take here (both tables, with their indexes)."""
     row = conn.execute(pg.query("lists_bytes", _SQL), {"lists": local_list_ids}).fetchone()
     return int(row["bytes"]) if row else 0
+
+
+def analyze_tables(conn: pg.Connection) -> None:
+    """Fresh planner statistics after a copy wrote a list (subscriber.sql says why)."""
+    conn.execute(pg.query("analyze_tables", _SQL))

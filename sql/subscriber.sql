@@ -437,3 +437,12 @@ SELECT coalesce(sum(n * size / greatest(estimated, n, 1)), 0)::bigint AS bytes
                pg_catalog.pg_total_relation_size('public.dossier_face')::float8,
                (SELECT c.reltuples FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier_face'::regclass)
        ) AS sizes;
+
+-- The planner's statistics of both tables, taken again after a copy wrote a list into them
+-- (PostgreSQL's advice after a bulk load: "Populating a Database", run ANALYZE afterwards).
+-- Until autovacuum gets to it, statistics that predate the copy say the list is nearly empty,
+-- and with them the comparison's range query (compare.sql, range_rows) took the
+-- (dossier_list_id, name) index, with the id range as a filter: every chunk range read the
+-- whole list (a repair of 1% of a million-row list ran 27 minutes in one query, bench/README.md).
+-- name: analyze_tables
+ANALYZE public.dossier, public.dossier_face;
