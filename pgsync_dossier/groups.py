@@ -190,8 +190,6 @@ def copy_pending(
                 retire_legacy(s, link, leader)
             catalog.set_link_state(s.conn, link.local_list_id, LinkState.READY)
             catalog.keep_settle_since(s.conn, link.local_list_id, None)
-            if result.changed:
-                subscriber.analyze_tables(s.conn)
             log.info(
                 "list %s: copied %s dossiers and %s faces (%s)",
                 link.local_list_id,
@@ -200,6 +198,8 @@ def copy_pending(
                 result.path,
             )
             done.append(Copied(link, result))
+        if any(copied.result.changed for copied in done):
+            subscriber.analyze_tables(s.conn)  # once for every list this call wrote
     except PgsyncError as exc:
         failed = catalog.group(s.conn, group.id)
         if failed is not None and failed.copying_list_id is not None:
