@@ -47,7 +47,13 @@ SELECT t, pg_catalog.string_agg(pg_catalog.int4send(chunk) || pg_catalog.int4sen
 -- prefix it covers. Each table's rows come as one bytea of 24-byte records (id, state
 -- int8), in no order. OFFSET 0 keeps each subquery a per-range scan even where the table has
 -- no statistics yet (a replica just copied), which would otherwise invite a join that scans
--- the whole list once per range.
+-- the whole list once per range. The list is given as a sub-select, a value the planner does
+-- not know: statistics that predate a list (a Leader list bulk-loaded since autovacuum last
+-- analyzed, or a replica's before its copy) estimate it at 1 row, and at 1 row the planner
+-- is as happy with the (dossier_list_id, name) index and the id range as a filter, which
+-- reads the whole list once per range (27 minutes for a repair at a million, bench/README.md).
+-- Unknown, the list is estimated at the table's average list, and the (dossier_list_id, id)
+-- index, which bounds the scan by the range, wins whatever the statistics say.
 -- name: range_rows
 SELECT 0 AS t, pg_catalog.string_agg(pg_catalog.uuid_send(d.id) || pg_catalog.int8send(d.state),
                                      ''::bytea) AS rows
@@ -56,7 +62,7 @@ SELECT 0 AS t, pg_catalog.string_agg(pg_catalog.uuid_send(d.id) || pg_catalog.in
  CROSS JOIN LATERAL (
        SELECT id, content_hash # pg_catalog.hashint8extended(row_version, 8) AS state
          FROM public.dossier
-        WHERE dossier_list_id = %(list)s
+        WHERE dossier_list_id = (SELECT %(list)s::integer)
           AND id BETWEEN (pg_catalog.lpad(pg_catalog.to_hex(r.low), 4, '0') || pg_catalog.repeat('0', 28))::uuid
                      AND (pg_catalog.lpad(pg_catalog.to_hex(r.high), 4, '0') || pg_catalog.repeat('f', 28))::uuid
        OFFSET 0) AS d
@@ -67,7 +73,7 @@ SELECT 1, pg_catalog.string_agg(pg_catalog.uuid_send(f.id) || pg_catalog.int8sen
  CROSS JOIN LATERAL (
        SELECT id, content_hash # pg_catalog.hashint8extended(row_version, 8) AS state
          FROM public.dossier_face
-        WHERE dossier_list_id = %(list)s
+        WHERE dossier_list_id = (SELECT %(list)s::integer)
           AND id BETWEEN (pg_catalog.lpad(pg_catalog.to_hex(r.low), 4, '0') || pg_catalog.repeat('0', 28))::uuid
                      AND (pg_catalog.lpad(pg_catalog.to_hex(r.high), 4, '0') || pg_catalog.repeat('f', 28))::uuid
        OFFSET 0) AS f;
@@ -79,8 +85,9 @@ SELECT dossier_list_id, pg_catalog.array_agg(id) AS ids FROM public.{table}
  WHERE dossier_list_id = ANY (%(lists)s) AND row_version > %(since)s
  GROUP BY dossier_list_id;
 
+-- Run once per batch of differences: the list as a sub-select, as in range_rows.
 -- name: delete_rows
-DELETE FROM public.{table} WHERE dossier_list_id = %(list)s AND id = ANY (%(ids)s);
+DELETE FROM public.{table} WHERE dossier_list_id = (SELECT %(list)s::integer) AND id = ANY (%(ids)s);
 
 -- The (id, state) records of these rows of a list, as range_rows packs them: a
 -- verification checks again, after another barrier, only the rows that differed (verify.py).

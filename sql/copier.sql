@@ -49,9 +49,12 @@ SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = %(list)s AND
 -- name: clear_part
 DELETE FROM {target} WHERE dossier_list_id = %(local)s AND {within};
 
--- The same, of these rows only ({ids}: a uuid[] literal).
+-- The same, of these rows only ({ids}: a uuid[] literal), run once per batch of a repair's
+-- differences. The list is a sub-select, a value the planner does not know, so that
+-- statistics older than the list cannot make it read the whole list for each batch through
+-- the (dossier_list_id, name) index, the ids a filter (compare.sql, range_rows).
 -- name: copy_out_ids
-COPY (SELECT {columns} FROM {table} WHERE dossier_list_id = {remote} AND id = ANY ({ids}::uuid[]))
+COPY (SELECT {columns} FROM {table} WHERE dossier_list_id = (SELECT {remote}) AND id = ANY ({ids}::uuid[]))
   TO STDOUT (FORMAT binary);
 
 -- name: copy_in
