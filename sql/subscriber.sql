@@ -421,21 +421,24 @@ SELECT a.application_name, sum(p.tuples_processed)::bigint AS rows
  WHERE a.application_name = ANY (%(names)s)
  GROUP BY a.application_name;
 
--- The bytes the rows of these local lists take, both tables, estimated from each table's size
--- per row. A table's row estimate (reltuples) lags behind a copy that ANALYZE has not seen
--- yet: it never counts for fewer rows than these lists have, so the lists never weigh more
--- than their tables (a bloated table makes them weigh more: the estimate errs towards
--- replaying). Read only when a stopped stream's backlog is large (backlog.py).
+-- The bytes the rows of these local lists take, both tables: each table's rows of the lists
+-- times the stored size of a sample of them (pg_column_size of the whole row, which counts
+-- its TOASTed values at their stored size). From the lists' own rows, so the free space a
+-- table keeps after a large DELETE does not count: estimated from each table's size per row,
+-- lists of about 700 MB read 1,869 MB in tables that had held a purged list of a million
+-- (bench/README.md, "a million dossiers"). Read only when a stopped stream's backlog is large
+-- (backlog.py).
 -- name: lists_bytes
-SELECT coalesce(sum(n * size / greatest(estimated, n, 1)), 0)::bigint AS bytes
+SELECT coalesce(sum(n * coalesce(row_bytes, 0)), 0)::bigint AS bytes
   FROM (SELECT (SELECT count(*) FROM public.dossier WHERE dossier_list_id = ANY (%(lists)s)) AS n,
-               pg_catalog.pg_total_relation_size('public.dossier')::float8 AS size,
-               (SELECT c.reltuples FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier'::regclass)
-                 AS estimated
+               (SELECT avg(pg_catalog.pg_column_size(s.*))
+                  FROM (SELECT * FROM public.dossier WHERE dossier_list_id = ANY (%(lists)s)
+                         LIMIT %(sample)s) AS s) AS row_bytes
         UNION ALL
         SELECT (SELECT count(*) FROM public.dossier_face WHERE dossier_list_id = ANY (%(lists)s)),
-               pg_catalog.pg_total_relation_size('public.dossier_face')::float8,
-               (SELECT c.reltuples FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.dossier_face'::regclass)
+               (SELECT avg(pg_catalog.pg_column_size(s.*))
+                  FROM (SELECT * FROM public.dossier_face WHERE dossier_list_id = ANY (%(lists)s)
+                         LIMIT %(sample)s) AS s)
        ) AS sizes;
 
 -- The planner's statistics of both tables, taken again after a copy wrote a list into them
