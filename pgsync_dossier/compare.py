@@ -134,14 +134,19 @@ def id_ranges(chunks: list[int], shift: int) -> tuple[list[int], list[int]]:
     return lows, highs
 
 
-def _rows(conn: pg.Connection, list_id: int, ranges: Ranges) -> list[set[bytes]]:
-    """Per table: the rows of the ranges, as (id, state) records."""
+def range_params(list_id: int, ranges: Ranges) -> dict[str, int | list[int]]:
+    """The range_rows query's parameters: the list, and per table its ranges (none if absent)."""
     params: dict[str, int | list[int]] = {"list": list_id}
     for index, table in enumerate(TABLES):
         params[f"{table}_lows"], params[f"{table}_highs"] = ranges.get(index, ([], []))
+    return params
+
+
+def _rows(conn: pg.Connection, list_id: int, ranges: Ranges) -> list[set[bytes]]:
+    """Per table: the rows of the ranges, as (id, state) records."""
     found: list[set[bytes]] = [set() for _table in TABLES]
     with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-        for t, rows in cur.execute(_query("range_rows"), params):
+        for t, rows in cur.execute(_query("range_rows"), range_params(list_id, ranges)):
             found[t] = _records(rows, ROW_BYTES)
     return found
 

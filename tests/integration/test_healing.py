@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgsync_dossier import compare, metrics, scheduler
+from pgsync_dossier import compare, metrics, pg, scheduler
 from pgsync_dossier import config as config_module
 from pgsync_dossier.sync import SyncOutcome
 from tests.harness import (
@@ -168,11 +168,10 @@ def test_a_repair_reads_only_the_differing_ranges_whatever_the_statistics(sites:
     expected = _damage(sub, local)
 
     ranges = compare.id_ranges([3, 4, 9, 200], compare.chunk_shift(400))
-    params: dict[str, Any] = {"list": remote}
-    for table in compare.TABLES:
-        params[f"{table}_lows"], params[f"{table}_highs"] = ranges
+    params = compare.range_params(remote, dict.fromkeys(range(len(compare.TABLES)), ranges))
     with leader.node.connect() as conn:
-        (row,) = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + compare._query("range_rows"), params)
+        query = pg.query("range_rows", "compare.sql")  # as the repair runs it on the Leader
+        (row,) = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params)
     scans = list(_scans(row["QUERY PLAN"][0]["Plan"]))
     assert {scan["Relation Name"] for scan in scans} == set(compare.TABLES), scans
     for scan in scans:  # the range bounds an index scan, never filters the list's rows
